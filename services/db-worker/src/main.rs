@@ -1,0 +1,44 @@
+//! db-worker: the database service of one server.
+
+mod mariadb;
+mod steps;
+
+use aegir_config::{CommonArgs, LogFormat};
+use aegir_contract::{ServiceKind, StepAction, StepDispatched, StepFacts};
+use aegir_worker::{StepError, StepHandler, StepLog, WorkerArgs, WorkerIdentity};
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "db-worker", about = "Runs the database steps of one server's tasks")]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+struct DbWorker {
+    identity: WorkerIdentity,
+}
+
+impl StepHandler for DbWorker {
+    const SERVICE: ServiceKind = ServiceKind::Db;
+
+    async fn run(&self, step: &StepDispatched, log: &StepLog) -> Result<StepFacts, StepError> {
+        match &step.action {
+            StepAction::DbServerVerify { server } => steps::server_verify::run(server, log).await,
+            other => Err(StepError::permanent(format!(
+                "{} is not a database step; {} cannot run it",
+                other.label(),
+                self.identity.instance
+            ))),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let _telemetry = aegir_telemetry::init("db-worker", cli.common.log_format == LogFormat::Json)?;
+    aegir_worker::run(&cli.common.amqp_url, cli.worker, |identity| Ok(DbWorker { identity })).await
+}

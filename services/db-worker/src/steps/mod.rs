@@ -1,0 +1,3 @@
+//! One module per step this worker runs.
+
+pub mod server_verify;

@@ -1,0 +1,54 @@
+//! http-worker: the web service of one server.
+
+mod config;
+mod permissions;
+mod platform_type;
+mod steps;
+mod webserver;
+
+use aegir_config::{CommonArgs, LogFormat};
+use aegir_contract::{ServiceKind, StepAction, StepDispatched, StepFacts};
+use aegir_worker::{StepError, StepHandler, StepLog, WorkerArgs, WorkerIdentity};
+use clap::Parser;
+
+use crate::config::HttpArgs;
+
+#[derive(Debug, Parser)]
+#[command(name = "http-worker", about = "Runs the web server steps of one server's tasks")]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    worker: WorkerArgs,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+struct HttpWorker {
+    identity: WorkerIdentity,
+    config: config::HttpConfig,
+}
+
+impl StepHandler for HttpWorker {
+    const SERVICE: ServiceKind = ServiceKind::Http;
+
+    async fn run(&self, step: &StepDispatched, log: &StepLog) -> Result<StepFacts, StepError> {
+        match &step.action {
+            StepAction::HttpServerVerify { server } => steps::server_verify::run(&self.config, server, log).await,
+            StepAction::PlatformVerify { platform } => steps::platform_verify::run(&self.config, platform, log).await,
+            other => Err(StepError::permanent(format!(
+                "{} is not a web server step; {} cannot run it",
+                other.label(),
+                self.identity.instance
+            ))),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let _telemetry = aegir_telemetry::init("http-worker", cli.common.log_format == LogFormat::Json)?;
+    let config = cli.http.resolve(&cli.worker.server)?;
+    aegir_worker::run(&cli.common.amqp_url, cli.worker, |identity| Ok(HttpWorker { identity, config })).await
+}

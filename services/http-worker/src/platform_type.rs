@@ -1,0 +1,90 @@
+//! Which application a platform holds, from files each one is known to ship.
+
+use std::path::Path;
+
+use aegir_contract::PlatformType;
+use regex::Regex;
+
+/// The detected type and, where the code base says it, the application's version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detected {
+    pub platform_type: PlatformType,
+    pub version: Option<String>,
+}
+
+fn read(root: &Path, file: &str) -> Option<String> {
+    std::fs::read_to_string(root.join(file)).ok()
+}
+
+fn capture(text: &str, pattern: &str) -> Option<String> {
+    Regex::new(pattern).ok()?.captures(text)?.get(1).map(|m| m.as_str().to_owned())
+}
+
+/// Looks at `root` and names the application, most specific first.
+pub fn detect(root: &Path) -> Option<Detected> {
+    if let Some(text) = read(root, "core/lib/Drupal.php") {
+        let version = capture(&text, r#"const VERSION = '([^']+)'"#);
+        return Some(Detected { platform_type: PlatformType::Drupal, version });
+    }
+    if let Some(text) = read(root, "includes/bootstrap.inc") {
+        if let Some(version) = capture(&text, r#"define\('VERSION', '(7\.[^']*)'\)"#) {
+            return Some(Detected { platform_type: PlatformType::Drupal7, version: Some(version) });
+        }
+    }
+    if let Some(text) = read(root, "wp-includes/version.php") {
+        let version = capture(&text, r#"\$wp_version = '([^']+)'"#);
+        return Some(Detected { platform_type: PlatformType::Wordpress, version });
+    }
+    if root.join("maintenance/install.php").is_file() && root.join("includes").is_dir() {
+        let version = read(root, "includes/Defines.php")
+            .and_then(|t| capture(&t, r#"define\( ?'MW_VERSION', '([^']+)' ?\)"#))
+            .or_else(|| read(root, "includes/DefaultSettings.php").and_then(|t| capture(&t, r#"\$wgVersion = '([^']+)'"#)));
+        return Some(Detected { platform_type: PlatformType::Mediawiki, version });
+    }
+    if root.join("index.php").is_file() {
+        return Some(Detected { platform_type: PlatformType::Php, version: None });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, body) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn each_application_is_recognised() {
+        let d10 = tree(&[("core/lib/Drupal.php", "class Drupal {\n  const VERSION = '10.3.1';\n")]);
+        assert_eq!(
+            detect(d10.path()),
+            Some(Detected { platform_type: PlatformType::Drupal, version: Some("10.3.1".into()) })
+        );
+        let d7 = tree(&[("includes/bootstrap.inc", "<?php\ndefine('VERSION', '7.101');\n"), ("index.php", "")]);
+        assert_eq!(detect(d7.path()).unwrap().platform_type, PlatformType::Drupal7);
+        assert_eq!(detect(d7.path()).unwrap().version.as_deref(), Some("7.101"));
+        let wp = tree(&[("wp-includes/version.php", "<?php\n$wp_version = '6.1.1';\n"), ("index.php", "")]);
+        assert_eq!(detect(wp.path()).unwrap().version.as_deref(), Some("6.1.1"));
+        let mw = tree(&[
+            ("maintenance/install.php", "<?php"),
+            ("includes/Defines.php", "define( 'MW_VERSION', '1.39.10' );"),
+            ("index.php", ""),
+        ]);
+        assert_eq!(
+            detect(mw.path()),
+            Some(Detected { platform_type: PlatformType::Mediawiki, version: Some("1.39.10".into()) })
+        );
+        let php = tree(&[("index.php", "<?php echo 'hi';")]);
+        assert_eq!(detect(php.path()).unwrap().platform_type, PlatformType::Php);
+        let empty = tree(&[("README", "")]);
+        assert_eq!(detect(empty.path()), None);
+    }
+}

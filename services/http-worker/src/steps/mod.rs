@@ -1,0 +1,4 @@
+//! One module per step this worker runs.
+
+pub mod platform_verify;
+pub mod server_verify;

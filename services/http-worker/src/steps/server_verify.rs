@@ -1,0 +1,68 @@
+//! `server verify`, web part: the web server is installed, our config directory is
+//! writable, our base config is in place and included, the config tests clean, and
+//! the server reloads.
+
+use aegir_contract::{ServerContext, StepFacts};
+use aegir_worker::{StepError, StepLog};
+
+use crate::config::HttpConfig;
+use crate::permissions;
+use crate::webserver::WebServer;
+
+pub async fn run(config: &HttpConfig, server: &ServerContext, log: &StepLog) -> Result<StepFacts, StepError> {
+    let http = server.http.as_ref().ok_or_else(|| {
+        StepError::permanent(format!("{} has no http service; save it with --http_service_type", server.name))
+    })?;
+    let web = WebServer::new(http.service_type, config);
+
+    let version = web.version().await?;
+    log.info(format!("{} is installed: {version}", http.service_type)).await;
+
+    if permissions::group_id(&config.web_group).is_none() {
+        return Err(StepError::permanent(format!(
+            "the web server group `{}` does not exist on this server; set AEGIR_WEB_GROUP to the group {} runs as",
+            config.web_group, http.service_type
+        )));
+    }
+
+    let vhost_dir = web.vhost_dir();
+    tokio::fs::create_dir_all(&vhost_dir)
+        .await
+        .map_err(|e| StepError::permanent(format!("cannot create {}: {e}", vhost_dir.display())))?;
+    let probe = config.config_dir.join(format!(".verify-{}", uuid::Uuid::new_v4()));
+    tokio::fs::write(&probe, b"probe")
+        .await
+        .map_err(|e| StepError::permanent(format!("the config directory {} is not writable: {e}", config.config_dir.display())))?;
+    let _ = tokio::fs::remove_file(&probe).await;
+    log.info(format!("config directory {} is writable", config.config_dir.display())).await;
+
+    let base = web.base_config_path();
+    write_atomically(&base, web.base_config(server.name.as_str()).as_bytes()).await?;
+    log.info(format!("wrote the base config {}", base.display())).await;
+
+    web.config_test().await?;
+    log.info(format!("{} config test passed", http.service_type)).await;
+
+    if !web.includes(&base).await? {
+        return Err(StepError::permanent(format!(
+            "{} does not include {}; add `include {};` to its main config so sites are served",
+            http.service_type,
+            base.display(),
+            base.display()
+        )));
+    }
+    log.info(format!("{} includes {}", http.service_type, base.display())).await;
+
+    web.reload().await?;
+    log.info(format!("{} reloaded", http.service_type)).await;
+    Ok(StepFacts { service_version: Some(version), ..Default::default() })
+}
+
+/// Writes a file through a temporary sibling and a rename, so readers (and a crash)
+/// never see half a file.
+pub async fn write_atomically(path: &std::path::Path, contents: &[u8]) -> Result<(), StepError> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let fail = |e: std::io::Error| StepError::permanent(format!("cannot write {}: {e}", path.display()));
+    tokio::fs::write(&tmp, contents).await.map_err(fail)?;
+    tokio::fs::rename(&tmp, path).await.map_err(fail)
+}

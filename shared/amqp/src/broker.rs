@@ -1,0 +1,246 @@
+//! One AMQP connection per process, re-established whenever it breaks.
+//!
+//! lapin's own recovery is opt-in and has had trouble after full broker restarts, so
+//! the handle does it itself: the connection and a confirm-mode publishing channel live
+//! behind a mutex with a generation number; whoever sees them broken drops that
+//! generation, and the next caller connects again (with backoff) and re-declares the
+//! topology. Consumers reopen their channels on the new connection.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+
+use crate::publish::Publishable;
+use crate::topology::{self, QueueName};
+use crate::trace::inject_trace_context;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    #[error("RabbitMQ error: {0}")]
+    Lapin(#[from] lapin::Error),
+    #[error("RabbitMQ did not confirm the publish to `{exchange}` / `{key}` in time; is the broker up?")]
+    Timeout { exchange: String, key: String },
+    #[error("RabbitMQ refused (nacked) the message to `{exchange}` / `{key}`")]
+    Nacked { exchange: String, key: String },
+    #[error("no queue is bound for `{exchange}` / `{key}`; the message was returned")]
+    Unroutable { exchange: String, key: String },
+}
+
+#[derive(Clone)]
+struct Live {
+    connection: Arc<Connection>,
+    publisher: Channel,
+    generation: u64,
+}
+
+struct Inner {
+    url: String,
+    name: String,
+    live: Mutex<Option<Live>>,
+    next_generation: std::sync::atomic::AtomicU64,
+    connected: AtomicBool,
+    /// Work queues already declared on the current connection.
+    declared: std::sync::Mutex<HashSet<String>>,
+}
+
+/// A cheap, cloneable handle on the process's broker connection.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+const PUBLISH_DEADLINE: Duration = Duration::from_secs(30);
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Broker {
+    /// A handle that connects on first use. `name` shows in RabbitMQ's connection list.
+    pub fn new(url: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                url: url.into(),
+                name: name.into(),
+                live: Mutex::new(None),
+                next_generation: 1.into(),
+                connected: AtomicBool::new(false),
+                declared: Default::default(),
+            }),
+        }
+    }
+
+    /// Connects (retrying until it works) and declares the core topology.
+    pub async fn ready(&self) {
+        self.live().await;
+    }
+
+    /// Whether the last known state of the connection is up; for health checks.
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Relaxed)
+    }
+
+    async fn live(&self) -> Live {
+        let mut guard = self.inner.live.lock().await;
+        if let Some(live) = guard.as_ref() {
+            if live.connection.status().connected() && live.publisher.status().connected() {
+                return live.clone();
+            }
+            self.inner.connected.store(false, Ordering::Relaxed);
+        }
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.connect_once().await {
+                Ok(live) => {
+                    tracing::info!(broker = %redact_url(&self.inner.url), generation = live.generation, "connected to RabbitMQ");
+                    self.inner.connected.store(true, Ordering::Relaxed);
+                    self.inner.declared.lock().expect("declared set").clear();
+                    *guard = Some(live.clone());
+                    return live;
+                }
+                Err(e) => {
+                    tracing::warn!(broker = %redact_url(&self.inner.url), error = %e, retry_in_ms = delay.as_millis() as u64, "cannot reach RabbitMQ");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn connect_once(&self) -> Result<Live, lapin::Error> {
+        let props = ConnectionProperties::default().with_connection_name(self.inner.name.clone().into());
+        let connection = Connection::connect(&self.inner.url, props).await?;
+        let publisher = connection.create_channel().await?;
+        publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+        topology::declare_core(&publisher).await?;
+        Ok(Live {
+            connection: Arc::new(connection),
+            publisher,
+            generation: self.inner.next_generation.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// Drops the connection of `generation` so the next user reconnects.
+    pub(crate) async fn invalidate(&self, generation: u64) {
+        let mut guard = self.inner.live.lock().await;
+        if guard.as_ref().is_some_and(|l| l.generation == generation) {
+            self.inner.connected.store(false, Ordering::Relaxed);
+            *guard = None;
+        }
+    }
+
+    /// A fresh channel on the live connection, with its generation; for consumers.
+    pub(crate) async fn channel(&self) -> (Channel, u64) {
+        loop {
+            let live = self.live().await;
+            match live.connection.create_channel().await {
+                Ok(ch) => return (ch, live.generation),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open a channel; reconnecting");
+                    self.invalidate(live.generation).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Declares a queue (and its bindings) once per connection.
+    pub async fn declare(&self, queue: &QueueName) -> Result<(), AmqpError> {
+        let name = queue.name();
+        if self.inner.declared.lock().expect("declared set").contains(&name) {
+            return Ok(());
+        }
+        let live = self.live().await;
+        if let Err(e) = topology::declare_queue(&live.publisher, queue).await {
+            self.invalidate(live.generation).await;
+            return Err(e.into());
+        }
+        self.inner.declared.lock().expect("declared set").insert(name);
+        Ok(())
+    }
+
+    /// Publishes a contract message where it belongs, persistent, and waits for the
+    /// broker's confirm. Retries across reconnections for up to 30 s.
+    pub async fn publish<M: Publishable>(&self, message: &M) -> Result<(), AmqpError> {
+        let (exchange, key) = message.destination();
+        self.publish_bytes(exchange, &key, &message.encode()).await
+    }
+
+    /// Publishes raw bytes; for tools and tests that must send what the contract forbids.
+    pub async fn publish_bytes(&self, exchange: &str, key: &str, body: &[u8]) -> Result<(), AmqpError> {
+        let deadline = tokio::time::Instant::now() + PUBLISH_DEADLINE;
+        loop {
+            let live = self.live().await;
+            match self.publish_once(&live, exchange, key, body).await {
+                Ok(()) => return Ok(()),
+                // The broker answered: retrying will not change its mind.
+                Err(e @ (AmqpError::Nacked { .. } | AmqpError::Unroutable { .. })) => return Err(e),
+                Err(e) => {
+                    self.invalidate(live.generation).await;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, exchange, key, "publish failed; retrying on a new connection");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
+
+    async fn publish_once(&self, live: &Live, exchange: &str, key: &str, body: &[u8]) -> Result<(), AmqpError> {
+        let mut headers = FieldTable::default();
+        inject_trace_context(&mut headers);
+        headers.insert("x-aegir-publisher".into(), AMQPValue::LongString(self.inner.name.clone().into()));
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        let timeout = |_| AmqpError::Timeout { exchange: exchange.into(), key: key.into() };
+        let confirm = tokio::time::timeout(
+            CONFIRM_TIMEOUT,
+            live.publisher.basic_publish(
+                exchange.into(),
+                key.into(),
+                BasicPublishOptions { mandatory: true, ..Default::default() },
+                body,
+                properties,
+            ),
+        )
+        .await
+        .map_err(timeout)??;
+        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await.map_err(timeout)??;
+        if confirmation.is_nack() {
+            return Err(AmqpError::Nacked { exchange: exchange.into(), key: key.into() });
+        }
+        if confirmation.take_message().is_some() {
+            return Err(AmqpError::Unroutable { exchange: exchange.into(), key: key.into() });
+        }
+        Ok(())
+    }
+}
+
+/// `amqp://user:pass@host/vhost` without the password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_cut_from_urls() {
+        assert_eq!(redact_url("amqp://guest:secret@localhost:5672/%2f"), "amqp://guest:***@localhost:5672/%2f");
+        assert_eq!(redact_url("amqp://localhost"), "amqp://localhost");
+    }
+}

@@ -1,0 +1,17 @@
+//! Everything the services know about RabbitMQ lives here: the topology (declared in
+//! one place), a [`Broker`] handle that reconnects by itself, publishing with
+//! confirms, consuming with manual acks, and trace context carried in headers.
+
+mod broker;
+mod consume;
+mod publish;
+pub mod topology;
+mod trace;
+
+pub use broker::{AmqpError, Broker};
+pub use consume::{ConsumerSpec, Delivery, consume};
+pub use publish::Publishable;
+pub use trace::{extract_trace_context, inject_trace_context};
+
+/// Options for acking and rejecting deliveries.
+pub use lapin::options as lapin_options;

@@ -1,0 +1,352 @@
+//! The five kinds of message of a task's life, plus the started event:
+//!
+//! 1. [`TaskRequested`]: task-api → scheduler, a task to run.
+//! 2. [`StepDispatched`]: scheduler → a `<server>.<service>` queue, one step of it.
+//! 3. [`StepResult`]: worker → scheduler (and task-api), how the step ended.
+//! 4. [`LogLine`]: any service → task-api, one line of a task's log.
+//! 5. [`TaskStarted`] / [`TaskFinished`]: scheduler → everyone, the task's status.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::context::{PlatformContext, PlatformType, ServerContext};
+use crate::names::ContextName;
+use crate::routing::{Route, ServiceKind};
+
+/// A message of the contract: its schema name and its checks beyond types.
+pub trait Message: Serialize + DeserializeOwned + JsonSchema {
+    /// File stem of its schema in `schemas/`.
+    const NAME: &'static str;
+
+    /// Checks that types alone cannot express.
+    fn validate(&self) -> Result<(), ContractError> {
+        Ok(())
+    }
+
+    /// Parses and checks a message body. Unknown fields, bad names and broken rules are
+    /// all refused here, so a consumer never acts on a message it did not understand.
+    fn decode(body: &[u8]) -> Result<Self, ContractError> {
+        let msg: Self = serde_json::from_slice(body).map_err(|e| ContractError::Invalid {
+            message: Self::NAME,
+            reason: e.to_string(),
+        })?;
+        msg.validate()?;
+        Ok(msg)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("contract messages always serialize")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContractError {
+    #[error("invalid {message} message: {reason}")]
+    Invalid { message: &'static str, reason: String },
+}
+
+/// The commands a task can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Verify,
+}
+
+crate::context::str_enum!(TaskKind, "task", "use `verify`", {
+    Verify => "verify",
+});
+
+/// What a task acts on, with everything the workers need to know about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "context_type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TaskTarget {
+    Server { server: ServerContext },
+    Platform { platform: PlatformContext },
+}
+
+impl TaskTarget {
+    pub fn context(&self) -> ContextName {
+        match self {
+            TaskTarget::Server { server } => ContextName::Server(server.name.clone()),
+            TaskTarget::Platform { platform } => ContextName::Platform(platform.name.clone()),
+        }
+    }
+}
+
+/// task-api → scheduler: run this task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRequested {
+    pub task_id: Uuid,
+    pub kind: TaskKind,
+    pub target: TaskTarget,
+    pub requested_at: DateTime<Utc>,
+}
+
+impl Message for TaskRequested {
+    const NAME: &'static str = "task_requested";
+}
+
+/// One unit of work for one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepAction {
+    /// Log in to the db server as admin; create and drop a database and a user.
+    DbServerVerify { server: ServerContext },
+    /// Check the web server is installed, its config tests clean, our config directory
+    /// is writable, and that it reloads.
+    HttpServerVerify { server: ServerContext },
+    /// Check the platform root, detect its type, fix permissions.
+    PlatformVerify { platform: PlatformContext },
+}
+
+impl StepAction {
+    /// The queue this step must go to.
+    pub fn route(&self) -> Route {
+        match self {
+            StepAction::DbServerVerify { server } => Route::new(server.name.clone(), ServiceKind::Db),
+            StepAction::HttpServerVerify { server } => Route::new(server.name.clone(), ServiceKind::Http),
+            StepAction::PlatformVerify { platform } => {
+                Route::new(platform.web_server.name.clone(), ServiceKind::Http)
+            }
+        }
+    }
+
+    /// A short human name for logs: `db server verify`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            StepAction::DbServerVerify { .. } => "db server verify",
+            StepAction::HttpServerVerify { .. } => "web server verify",
+            StepAction::PlatformVerify { .. } => "platform verify",
+        }
+    }
+}
+
+/// scheduler → `<server>.<service>`: run one step of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepDispatched {
+    pub task_id: Uuid,
+    /// Index of the step in the task's plan, from 0.
+    pub step: u32,
+    /// 0 for the first try, then 1, 2, … for retries.
+    pub attempt: u32,
+    pub route: Route,
+    pub action: StepAction,
+    pub dispatched_at: DateTime<Utc>,
+}
+
+impl Message for StepDispatched {
+    const NAME: &'static str = "step_dispatched";
+
+    fn validate(&self) -> Result<(), ContractError> {
+        let expected = self.action.route();
+        if self.route != expected {
+            return Err(ContractError::Invalid {
+                message: Self::NAME,
+                reason: format!(
+                    "route `{}` does not match the action, which belongs on `{expected}`",
+                    self.route
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a worker found out while doing a step, for the front end to record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepFacts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_type: Option<PlatformType>,
+    /// Version of the application on a platform, e.g. `6.4.2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+    /// Version of the service a server verify checked, e.g. `nginx/1.22.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepOutcome {
+    Success {
+        #[serde(default)]
+        facts: StepFacts,
+    },
+    Failed {
+        reason: String,
+        /// True when trying again may succeed (a service briefly unreachable).
+        transient: bool,
+    },
+}
+
+/// worker → scheduler: how a step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepResult {
+    pub task_id: Uuid,
+    pub step: u32,
+    pub attempt: u32,
+    pub route: Route,
+    /// Which worker process did it (host and pid).
+    pub worker: String,
+    pub outcome: StepOutcome,
+    pub finished_at: DateTime<Utc>,
+}
+
+impl Message for StepResult {
+    const NAME: &'static str = "step_result";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Info,
+    Warning,
+    Error,
+    Success,
+}
+
+/// One line of a task's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogLine {
+    pub task_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    pub level: LogLevel,
+    pub message: String,
+    /// Who wrote it: `scheduler` or a route such as `server_master.http`.
+    pub source: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Message for LogLine {
+    const NAME: &'static str = "log_line";
+}
+
+/// scheduler → everyone: a task left the queue and runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskStarted {
+    pub task_id: Uuid,
+    pub context: ContextName,
+    pub kind: TaskKind,
+    pub steps: u32,
+    pub at: DateTime<Utc>,
+}
+
+impl Message for TaskStarted {
+    const NAME: &'static str = "task_started";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskOutcome {
+    Success,
+    Failed,
+}
+
+impl TaskOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskOutcome::Success => "success",
+            TaskOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// scheduler → everyone: a task ended. Sent exactly once per task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFinished {
+    pub task_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<TaskKind>,
+    pub outcome: TaskOutcome,
+    /// Why it failed; absent on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl Message for TaskFinished {
+    const NAME: &'static str = "task_finished";
+}
+
+/// The task a message belongs to, read from a body that may not be a valid message.
+/// Lets a consumer fail the right task when it has to refuse what it received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRef {
+    pub task_id: Uuid,
+    pub step: Option<u32>,
+    pub attempt: Option<u32>,
+}
+
+impl TaskRef {
+    pub fn peek(body: &[u8]) -> Option<TaskRef> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let task_id = value.get("task_id")?.as_str()?.parse().ok()?;
+        let number = |k: &str| value.get(k).and_then(|v| v.as_u64()).and_then(|n| u32::try_from(n).ok());
+        Some(TaskRef { task_id, step: number("step"), attempt: number("attempt") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::{HostName, ServerName};
+
+    fn server() -> ServerContext {
+        ServerContext {
+            name: ServerName::parse("server_master").unwrap(),
+            remote_host: HostName::parse("localhost").unwrap(),
+            http: None,
+            db: None,
+        }
+    }
+
+    #[test]
+    fn a_step_on_the_wrong_route_is_refused() {
+        let step = StepDispatched {
+            task_id: Uuid::nil(),
+            step: 0,
+            attempt: 0,
+            route: "server_master.http".parse().unwrap(),
+            action: StepAction::DbServerVerify { server: server() },
+            dispatched_at: Utc::now(),
+        };
+        let err = StepDispatched::decode(&step.encode()).unwrap_err();
+        assert!(err.to_string().contains("server_master.db"), "{err}");
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let step = StepDispatched {
+            task_id: Uuid::now_v7(),
+            step: 1,
+            attempt: 0,
+            route: "server_master.db".parse().unwrap(),
+            action: StepAction::DbServerVerify { server: server() },
+            dispatched_at: Utc::now(),
+        };
+        assert_eq!(StepDispatched::decode(&step.encode()).unwrap(), step);
+    }
+
+    #[test]
+    fn task_refs_are_read_from_broken_bodies() {
+        let id = Uuid::now_v7();
+        let body = format!(r#"{{"task_id":"{id}","step":2,"attempt":1,"nonsense":true}}"#);
+        assert!(StepDispatched::decode(body.as_bytes()).is_err());
+        let r = TaskRef::peek(body.as_bytes()).unwrap();
+        assert_eq!((r.task_id, r.step, r.attempt), (id, Some(2), Some(1)));
+        assert!(TaskRef::peek(b"not json").is_none());
+    }
+}

@@ -1,0 +1,182 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegir_amqp::topology::QueueName;
+use aegir_amqp::{Broker, ConsumerSpec, Delivery, consume, extract_trace_context};
+use aegir_contract::{Message, Route, ServerName, StepDispatched, StepOutcome, StepResult, TaskRef};
+use anyhow::Context;
+use chrono::Utc;
+use clap::Args;
+use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{StepError, StepHandler, StepLog, WorkerIdentity, health};
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// The server this worker works for; it consumes only `<server>.<service>`.
+    #[arg(long, env = "AEGIR_SERVER", default_value = "server_master")]
+    pub server: ServerName,
+
+    /// Address of the `/healthz` endpoint.
+    #[arg(long, env = "AEGIR_HEALTH_LISTEN", default_value = "127.0.0.1:0")]
+    pub health_listen: SocketAddr,
+
+    /// Steps run at once by this process.
+    #[arg(long, env = "AEGIR_PREFETCH", default_value_t = 4)]
+    pub prefetch: u16,
+
+    /// A step still running after this many seconds fails.
+    #[arg(long, env = "AEGIR_STEP_TIMEOUT_SECS", default_value_t = 3600)]
+    pub step_timeout_secs: u64,
+
+    /// Fault injection for tests: wait this long before running each step, so a test
+    /// can kill the worker while it holds one.
+    #[arg(long, env = "AEGIR_STEP_DELAY_MS", default_value_t = 0, hide = true)]
+    pub step_delay_ms: u64,
+}
+
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+    format!("{}:{}", host.trim(), std::process::id())
+}
+
+/// Runs a worker until SIGTERM or SIGINT.
+pub async fn run<H: StepHandler>(
+    amqp_url: &str,
+    args: WorkerArgs,
+    make_handler: impl FnOnce(WorkerIdentity) -> anyhow::Result<H>,
+) -> anyhow::Result<()> {
+    let identity = WorkerIdentity { server: args.server.clone(), service: H::SERVICE, instance: instance_name() };
+    let handler = Arc::new(make_handler(identity.clone())?);
+    let route = Route::new(args.server.clone(), H::SERVICE);
+    let queue = QueueName::Work(route.clone());
+    let broker = Broker::new(amqp_url, format!("{route} worker {}", identity.instance));
+    let shutdown = CancellationToken::new();
+
+    let bound = health::serve(args.health_listen, broker.clone(), route.to_string(), identity.instance.clone(), shutdown.clone())
+        .await
+        .with_context(|| format!("cannot listen for health checks on {}", args.health_listen))?;
+    tracing::info!(%route, health = %bound, "worker starting");
+
+    broker.ready().await;
+    broker.declare(&queue).await.context("cannot declare the work queue")?;
+
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    let ctx = Arc::new(StepContext { broker: broker.clone(), route, identity, args });
+    let spec = ConsumerSpec { queue, prefetch: ctx.args.prefetch, in_order: false };
+    consume(broker, spec, shutdown, move |delivery| {
+        let ctx = ctx.clone();
+        let handler = handler.clone();
+        async move { ctx.handle(delivery, handler).await }
+    })
+    .await;
+    Ok(())
+}
+
+async fn shutdown_on_signal(token: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: finishing the steps in hand");
+    token.cancel();
+}
+
+struct StepContext {
+    broker: Broker,
+    route: Route,
+    identity: WorkerIdentity,
+    args: WorkerArgs,
+}
+
+impl StepContext {
+    async fn handle<H: StepHandler>(&self, delivery: Delivery, handler: Arc<H>) {
+        let span = tracing::info_span!("step", route = %self.route, task_id = tracing::field::Empty, step = tracing::field::Empty);
+        extract_trace_context(delivery.properties.headers().as_ref(), &span);
+        async {
+            let step = match StepDispatched::decode(&delivery.data) {
+                Ok(step) if step.route == self.route => step,
+                Ok(step) => {
+                    let why = format!("step for `{}` was delivered to `{}`", step.route, self.route);
+                    return self.refuse(&delivery, &why).await;
+                }
+                Err(e) => return self.refuse(&delivery, &e.to_string()).await,
+            };
+            tracing::Span::current().record("task_id", tracing::field::display(step.task_id));
+            tracing::Span::current().record("step", step.step);
+            let outcome = self.run_step(&step, &delivery, handler).await;
+            let result = StepResult {
+                task_id: step.task_id,
+                step: step.step,
+                attempt: step.attempt,
+                route: self.route.clone(),
+                worker: self.identity.instance.clone(),
+                outcome,
+                finished_at: Utc::now(),
+            };
+            match self.broker.publish(&result).await {
+                Ok(()) => {
+                    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                        // The result is out; the redelivered step will be recognised as a
+                        // duplicate by the scheduler.
+                        tracing::warn!(error = %e, "could not ack a finished step");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not publish a step result; the step will be redelivered");
+                    let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn run_step<H: StepHandler>(&self, step: &StepDispatched, delivery: &Delivery, handler: Arc<H>) -> StepOutcome {
+        let log = StepLog::new(self.broker.clone(), step.task_id, Some(step.step), self.route.to_string());
+        if delivery.redelivered {
+            log.warning(format!("{} was interrupted before it finished; running it again", step.action.label()))
+                .await;
+        }
+        log.info(format!("{} started on {}", step.action.label(), self.identity.instance)).await;
+        if self.args.step_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.args.step_delay_ms)).await;
+        }
+        let timeout = Duration::from_secs(self.args.step_timeout_secs);
+        let work = {
+            let (step, log) = (step.clone(), log.clone());
+            tokio::spawn(async move { handler.run(&step, &log).await })
+        };
+        let result = match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(StepError::permanent(format!("the worker crashed while running the step: {join}"))),
+            Err(_) => Err(StepError::permanent(format!("the step did not finish within {} s", timeout.as_secs()))),
+        };
+        match result {
+            Ok(facts) => {
+                log.success(format!("{} succeeded", step.action.label())).await;
+                StepOutcome::Success { facts }
+            }
+            Err(e) => {
+                log.error(format!("{} failed: {}", step.action.label(), e.reason)).await;
+                StepOutcome::Failed { reason: e.reason, transient: e.transient }
+            }
+        }
+    }
+
+    /// Dead-letters a message this worker must not act on, telling its task why.
+    async fn refuse(&self, delivery: &Delivery, why: &str) {
+        tracing::warn!(reason = why, "refusing a message; dead-lettering it");
+        if let Some(task) = TaskRef::peek(&delivery.data) {
+            let log = StepLog::new(self.broker.clone(), task.task_id, task.step, self.route.to_string());
+            log.error(format!("refused a step message: {why}")).await;
+        }
+        if let Err(e) = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await {
+            tracing::warn!(error = %e, "could not dead-letter a refused message");
+        }
+    }
+}
