@@ -25,7 +25,9 @@ pub async fn connect_admin(db: &DbService) -> Result<MySqlConnection, StepError>
             db.host, db.port
         ))),
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("28000") || e.message().contains("Access denied") => {
+        Ok(Err(sqlx::Error::Database(e)))
+            if e.code().as_deref() == Some("28000") || e.message().contains("Access denied") =>
+        {
             Err(StepError::permanent(format!(
                 "the database server at {}:{} refused the admin login for user `{}`: access denied; check the server's db admin user and password (--master_db)",
                 db.host, db.port, db.admin_user
@@ -35,16 +37,17 @@ pub async fn connect_admin(db: &DbService) -> Result<MySqlConnection, StepError>
             "cannot reach the database server at {}:{}: {e}; check that it runs and that the port is open",
             db.host, db.port
         ))),
-        Ok(Err(e)) => Err(StepError::permanent(format!(
-            "cannot log in to the database server at {}:{}: {e}",
-            db.host, db.port
-        ))),
+        Ok(Err(e)) => {
+            Err(StepError::permanent(format!("cannot log in to the database server at {}:{}: {e}", db.host, db.port)))
+        }
     }
 }
 
 /// A database or user name we made: `[a-z0-9_]{1,64}`, safe to quote.
 pub fn ident(name: &str) -> Result<&str, StepError> {
-    let ok = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok { Ok(name) } else { Err(StepError::permanent(format!("refusing unsafe SQL identifier `{name}`"))) }
 }
 

@@ -54,7 +54,9 @@ impl HttpArgs {
             .map(|s| AbsolutePath::parse(s).with_context(|| "in AEGIR_PLATFORM_ROOTS"))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(HttpConfig {
-            config_dir: self.http_config_dir.unwrap_or_else(|| PathBuf::from("/var/aegir/config").join(server.as_str())),
+            config_dir: self
+                .http_config_dir
+                .unwrap_or_else(|| PathBuf::from("/var/aegir/config").join(server.as_str())),
             nginx_conf: self.nginx_conf,
             apache_conf: self.apache_conf,
             platform_roots,

@@ -38,7 +38,9 @@ pub fn detect(root: &Path) -> Option<Detected> {
     if root.join("maintenance/install.php").is_file() && root.join("includes").is_dir() {
         let version = read(root, "includes/Defines.php")
             .and_then(|t| capture(&t, r#"define\( ?'MW_VERSION', '([^']+)' ?\)"#))
-            .or_else(|| read(root, "includes/DefaultSettings.php").and_then(|t| capture(&t, r#"\$wgVersion = '([^']+)'"#)));
+            .or_else(|| {
+                read(root, "includes/DefaultSettings.php").and_then(|t| capture(&t, r#"\$wgVersion = '([^']+)'"#))
+            });
         return Some(Detected { platform_type: PlatformType::Mediawiki, version });
     }
     if root.join("index.php").is_file() {

@@ -117,11 +117,7 @@ impl WebServer {
         if out.success {
             Ok(())
         } else {
-            Err(StepError::permanent(format!(
-                "{} did not reload (is it running?):\n{}",
-                self.kind,
-                out.text()
-            )))
+            Err(StepError::permanent(format!("{} did not reload (is it running?):\n{}", self.kind, out.text())))
         }
     }
 }

@@ -42,10 +42,7 @@ where
         };
         let subscribed = async {
             broker.declare(&spec.queue).await.map_err(|e| e.to_string())?;
-            channel
-                .basic_qos(spec.prefetch, BasicQosOptions::default())
-                .await
-                .map_err(|e| e.to_string())?;
+            channel.basic_qos(spec.prefetch, BasicQosOptions::default()).await.map_err(|e| e.to_string())?;
             channel
                 .basic_consume(queue.clone().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
                 .await

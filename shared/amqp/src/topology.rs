@@ -87,10 +87,7 @@ impl QueueName {
                 args.insert("x-max-length".into(), AMQPValue::LongLongInt(100_000));
             }
             _ => {
-                args.insert(
-                    "x-dead-letter-exchange".into(),
-                    AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
-                );
+                args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()));
                 args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
             }
         }
@@ -146,11 +143,7 @@ pub async fn declare_core(channel: &Channel) -> Result<(), lapin::Error> {
 pub async fn declare_queue(channel: &Channel, queue: &QueueName) -> Result<(), lapin::Error> {
     let name: ShortString = queue.name().into();
     channel
-        .queue_declare(
-            name.clone(),
-            QueueDeclareOptions { durable: true, ..Default::default() },
-            queue.arguments(),
-        )
+        .queue_declare(name.clone(), QueueDeclareOptions { durable: true, ..Default::default() }, queue.arguments())
         .await?;
     for (exchange, key) in queue.bindings() {
         channel

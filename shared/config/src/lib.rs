@@ -15,7 +15,12 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// RabbitMQ address, e.g. amqp://user:password@host:5672/%2f
-    #[arg(long, env = "AEGIR_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AEGIR_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
     pub amqp_url: String,
 
     /// Log format.
@@ -27,7 +32,12 @@ pub struct CommonArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL address, e.g. postgres://aegir@127.0.0.1/aegir
-    #[arg(long, env = "AEGIR_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/aegir", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AEGIR_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/aegir",
+        hide_env_values = true
+    )]
     pub database_url: String,
 
     /// Connections in the pool.

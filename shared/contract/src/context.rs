@@ -1,9 +1,6 @@
 //! Snapshots of contexts as a task carries them. A task message holds everything a
 //! worker needs, so workers never read the front end's database.
 
-
-
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -29,10 +29,8 @@ pub trait Message: Serialize + DeserializeOwned + JsonSchema {
     /// Parses and checks a message body. Unknown fields, bad names and broken rules are
     /// all refused here, so a consumer never acts on a message it did not understand.
     fn decode(body: &[u8]) -> Result<Self, ContractError> {
-        let msg: Self = serde_json::from_slice(body).map_err(|e| ContractError::Invalid {
-            message: Self::NAME,
-            reason: e.to_string(),
-        })?;
+        let msg: Self = serde_json::from_slice(body)
+            .map_err(|e| ContractError::Invalid { message: Self::NAME, reason: e.to_string() })?;
         msg.validate()?;
         Ok(msg)
     }
@@ -109,9 +107,7 @@ impl StepAction {
         match self {
             StepAction::DbServerVerify { server } => Route::new(server.name.clone(), ServiceKind::Db),
             StepAction::HttpServerVerify { server } => Route::new(server.name.clone(), ServiceKind::Http),
-            StepAction::PlatformVerify { platform } => {
-                Route::new(platform.web_server.name.clone(), ServiceKind::Http)
-            }
+            StepAction::PlatformVerify { platform } => Route::new(platform.web_server.name.clone(), ServiceKind::Http),
         }
     }
 
@@ -147,10 +143,7 @@ impl Message for StepDispatched {
         if self.route != expected {
             return Err(ContractError::Invalid {
                 message: Self::NAME,
-                reason: format!(
-                    "route `{}` does not match the action, which belongs on `{expected}`",
-                    self.route
-                ),
+                reason: format!("route `{}` does not match the action, which belongs on `{expected}`", self.route),
             });
         }
         Ok(())
@@ -216,6 +209,8 @@ pub enum LogLevel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogLine {
+    /// Unique per line (UUIDv7, so it sorts by time); a redelivered line is stored once.
+    pub id: Uuid,
     pub task_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<u32>,

@@ -20,6 +20,7 @@ impl StepLog {
 
     pub async fn line(&self, level: LogLevel, message: impl Into<String>) {
         let line = LogLine {
+            id: Uuid::now_v7(),
             task_id: self.task_id,
             step: self.step,
             level,

@@ -2,13 +2,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use aegir_amqp::topology::QueueName;
 use aegir_amqp::{Broker, ConsumerSpec, Delivery, consume, extract_trace_context};
 use aegir_contract::{Message, Route, ServerName, StepDispatched, StepOutcome, StepResult, TaskRef};
 use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
-use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -56,9 +56,15 @@ pub async fn run<H: StepHandler>(
     let broker = Broker::new(amqp_url, format!("{route} worker {}", identity.instance));
     let shutdown = CancellationToken::new();
 
-    let bound = health::serve(args.health_listen, broker.clone(), route.to_string(), identity.instance.clone(), shutdown.clone())
-        .await
-        .with_context(|| format!("cannot listen for health checks on {}", args.health_listen))?;
+    let bound = health::serve(
+        args.health_listen,
+        broker.clone(),
+        route.to_string(),
+        identity.instance.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot listen for health checks on {}", args.health_listen))?;
     tracing::info!(%route, health = %bound, "worker starting");
 
     broker.ready().await;
@@ -136,11 +142,15 @@ impl StepContext {
         .await
     }
 
-    async fn run_step<H: StepHandler>(&self, step: &StepDispatched, delivery: &Delivery, handler: Arc<H>) -> StepOutcome {
+    async fn run_step<H: StepHandler>(
+        &self,
+        step: &StepDispatched,
+        delivery: &Delivery,
+        handler: Arc<H>,
+    ) -> StepOutcome {
         let log = StepLog::new(self.broker.clone(), step.task_id, Some(step.step), self.route.to_string());
         if delivery.redelivered {
-            log.warning(format!("{} was interrupted before it finished; running it again", step.action.label()))
-                .await;
+            log.warning(format!("{} was interrupted before it finished; running it again", step.action.label())).await;
         }
         log.info(format!("{} started on {}", step.action.label(), self.identity.instance)).await;
         if self.args.step_delay_ms > 0 {

@@ -36,7 +36,8 @@ pub async fn run(server: &ServerContext, log: &StepLog) -> Result<StepFacts, Ste
 async fn create_and_drop(conn: &mut MySqlConnection, name: &str) -> Result<(), StepError> {
     let name = ident(name)?;
     let password = generate_password();
-    execute(conn, format!("CREATE DATABASE `{name}`"), "create a database (does the admin account have CREATE?)").await?;
+    execute(conn, format!("CREATE DATABASE `{name}`"), "create a database (does the admin account have CREATE?)")
+        .await?;
     execute(
         conn,
         format!("CREATE USER '{name}'@'localhost' IDENTIFIED BY '{password}'"),

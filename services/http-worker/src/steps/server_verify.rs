@@ -30,9 +30,9 @@ pub async fn run(config: &HttpConfig, server: &ServerContext, log: &StepLog) -> 
         .await
         .map_err(|e| StepError::permanent(format!("cannot create {}: {e}", vhost_dir.display())))?;
     let probe = config.config_dir.join(format!(".verify-{}", uuid::Uuid::new_v4()));
-    tokio::fs::write(&probe, b"probe")
-        .await
-        .map_err(|e| StepError::permanent(format!("the config directory {} is not writable: {e}", config.config_dir.display())))?;
+    tokio::fs::write(&probe, b"probe").await.map_err(|e| {
+        StepError::permanent(format!("the config directory {} is not writable: {e}", config.config_dir.display()))
+    })?;
     let _ = tokio::fs::remove_file(&probe).await;
     log.info(format!("config directory {} is writable", config.config_dir.display())).await;
 
