@@ -1,1 +1,439 @@
+//! A whole Aegir system for one test: the five services and the CLI as real processes,
+//! against the machine's real RabbitMQ (a fresh vhost per test), PostgreSQL (a fresh
+//! database per test), MariaDB and an nginx instance of the test's own.
+//!
+//! Each test gets its own server name (`server_t<random>`), so its work queues are its
+//! own too, and tests run side by side. Dropping the [`System`] stops everything and
+//! removes what it created; when the test failed, the services' logs are printed.
 
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use rand::distr::{Alphanumeric, SampleString};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+
+pub const SERVICES: [&str; 5] = ["task-api", "scheduler", "http-worker", "db-worker", "backup-worker"];
+
+/// How long a test waits for something that should happen in well under a second.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn amqp_base() -> String {
+    std::env::var("AEGIR_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("AEGIR_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The MariaDB admin account `@server_master`-like servers use, as `mysql://USER:PASS@HOST:PORT`.
+pub fn mariadb_url() -> String {
+    std::env::var("AEGIR_TEST_MARIADB_URL").unwrap_or_else(|_| "mysql://root:@127.0.0.1:3306".into())
+}
+
+/// The directory the workspace's binaries were built into.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash>
+    let dir = exe.parent().and_then(Path::parent).expect("target profile directory");
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} is not built; run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+pub fn random_suffix() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 10).to_lowercase()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+fn base_url_with_vhost(vhost: &str) -> String {
+    let base = amqp_base();
+    let root = base.rsplit_once('/').map_or(base.as_str(), |(root, _)| root);
+    format!("{root}/{vhost}")
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl runs");
+    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Settings a test may change before the system starts.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra environment for one service, e.g. a step delay for the http-worker.
+    pub env: HashMap<&'static str, Vec<(String, String)>>,
+}
+
+impl Options {
+    pub fn env(mut self, service: &'static str, key: &str, value: &str) -> Self {
+        self.env.entry(service).or_default().push((key.into(), value.into()));
+        self
+    }
+}
+
+pub struct System {
+    pub server: String,
+    pub vhost: String,
+    pub amqp_url: String,
+    pub database: String,
+    pub database_url: String,
+    pub api: String,
+    pub dir: tempfile::TempDir,
+    pub pg: PgPool,
+    pub http: reqwest::Client,
+    health: HashMap<&'static str, u16>,
+    options: Options,
+    children: HashMap<&'static str, Child>,
+    nginx_conf: PathBuf,
+}
+
+impl System {
+    pub async fn start() -> System {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Creates the vhost, database and directories, starts nginx and every service, and
+    /// waits until the API and the workers answer.
+    pub async fn start_with(options: Options) -> System {
+        let suffix = random_suffix();
+        let server = format!("server_t{suffix}");
+        let vhost = format!("aegir_e2e_{suffix}");
+        rabbitmqctl(&["add_vhost", &vhost]);
+        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+        let amqp_url = base_url_with_vhost(&vhost);
+
+        let database = format!("aegir_e2e_{suffix}");
+        let admin = PgPool::connect(&postgres_admin_url()).await.expect("PostgreSQL reachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\""))).execute(&admin).await.unwrap();
+        admin.close().await;
+        let database_url = {
+            let base = postgres_admin_url();
+            let root = base.rsplit_once('/').map_or(base.as_str(), |(root, _)| root).to_owned();
+            format!("{root}/{database}")
+        };
+
+        let dir = tempfile::Builder::new().prefix("aegir-e2e-").tempdir().expect("temp dir");
+        for sub in ["config/vhost.d", "platforms", "nginx/tmp", "logs"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        // Platforms are read by the web server's user, as in production.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+        let nginx_conf = write_nginx_conf(dir.path());
+        let status = std::process::Command::new("nginx").arg("-c").arg(&nginx_conf).status().expect("nginx runs");
+        assert!(status.success(), "nginx did not start with {}", nginx_conf.display());
+
+        let api_port = free_port();
+        let mut health = HashMap::from([("task-api", api_port)]);
+        for worker in ["http-worker", "db-worker", "backup-worker"] {
+            health.insert(worker, free_port());
+        }
+        let mut system = System {
+            server,
+            vhost,
+            amqp_url,
+            database,
+            pg: PgPool::connect_lazy(&database_url).unwrap(),
+            database_url,
+            api: format!("http://127.0.0.1:{api_port}"),
+            dir,
+            http: reqwest::Client::new(),
+            health,
+            options,
+            children: HashMap::new(),
+            nginx_conf,
+        };
+        for service in SERVICES {
+            system.spawn(service);
+        }
+        for service in SERVICES {
+            system.wait_healthy(service).await;
+        }
+        system
+    }
+
+    pub fn platforms_dir(&self) -> PathBuf {
+        self.dir.path().join("platforms")
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    fn log_path(&self, service: &str) -> PathBuf {
+        self.dir.path().join("logs").join(format!("{service}.log"))
+    }
+
+    /// The service's environment: the same settings deploy/quickstart.sh gives it.
+    fn env_of(&self, service: &'static str) -> Vec<(String, String)> {
+        let mut env = vec![("AEGIR_AMQP_URL".to_owned(), self.amqp_url.clone()), ("RUST_LOG".into(), "info".into())];
+        let platforms = self.platforms_dir().display().to_string();
+        match service {
+            "task-api" => {
+                env.push(("AEGIR_DATABASE_URL".into(), self.database_url.clone()));
+                env.push(("AEGIR_API_LISTEN".into(), format!("127.0.0.1:{}", self.health["task-api"])));
+                env.push(("AEGIR_PLATFORM_ROOTS".into(), platforms));
+            }
+            "scheduler" => {
+                env.push(("AEGIR_DATABASE_URL".into(), self.database_url.clone()));
+                env.push(("AEGIR_RETRY_DELAY_MS".into(), "200".into()));
+            }
+            worker => {
+                env.push(("AEGIR_SERVER".into(), self.server.clone()));
+                env.push(("AEGIR_HEALTH_LISTEN".into(), format!("127.0.0.1:{}", self.health[worker])));
+                if worker == "http-worker" {
+                    env.push(("AEGIR_HTTP_CONFIG_DIR".into(), self.config_dir().display().to_string()));
+                    env.push(("AEGIR_NGINX_CONF".into(), self.nginx_conf.display().to_string()));
+                    env.push(("AEGIR_PLATFORM_ROOTS".into(), platforms));
+                }
+            }
+        }
+        env.extend(self.options.env.get(service).cloned().unwrap_or_default());
+        env
+    }
+
+    /// Starts a service (again), appending to its log.
+    pub fn spawn(&mut self, service: &'static str) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(service)).unwrap();
+        let child = Command::new(bin(service))
+            .envs(self.env_of(service))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {service}: {e}"));
+        self.children.insert(service, child);
+    }
+
+    /// Starts a service with changed settings (replacing any earlier extra settings).
+    pub fn respawn_with(&mut self, service: &'static str, env: &[(&str, &str)]) {
+        self.options.env.insert(service, env.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect());
+        self.spawn(service);
+    }
+
+    /// `kill -9` a service and reap it.
+    pub async fn kill9(&mut self, service: &'static str) {
+        let mut child = self.children.remove(service).unwrap_or_else(|| panic!("{service} is not running"));
+        child.start_kill().unwrap();
+        child.wait().await.unwrap();
+    }
+
+    pub async fn wait_healthy(&self, service: &'static str) {
+        let Some(port) = self.health.get(service) else { return };
+        let url = format!("http://127.0.0.1:{port}/healthz");
+        let healthy = wait_for(PATIENCE, || async {
+            matches!(self.http.get(&url).send().await, Ok(r) if r.status().is_success())
+        })
+        .await;
+        assert!(healthy, "{service} did not become healthy at {url}; its log:\n{}", self.log_tail(service));
+    }
+
+    pub fn log_tail(&self, service: &str) -> String {
+        let text = std::fs::read_to_string(self.log_path(service)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Runs the `aegir` CLI against this system's API.
+    pub async fn cli(&self, args: &[&str]) -> CliOutput {
+        let out = Command::new(bin("aegir"))
+            .args(args)
+            .env("AEGIR_API", &self.api)
+            .env_remove("AEGIR_MASTER_DB")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("aegir runs");
+        CliOutput {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Saves this test's server with nginx and MariaDB through the CLI.
+    pub async fn save_server(&self, master_db: &str) {
+        let out = self
+            .cli(&[
+                "save",
+                &format!("@{}", self.server),
+                "--context_type=server",
+                "--remote_host=localhost",
+                "--http_service_type=nginx",
+                "--db_service_type=mariadb",
+                &format!("--master_db={master_db}"),
+            ])
+            .await;
+        assert_eq!(out.code, Some(0), "aegir save failed: {out}");
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(format!("{}{path}", self.api)).send().await.expect("API reachable");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_task(&self, context: &str, task: &str) -> String {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/tasks", self.api))
+            .json(&json!({ "context": context, "task": task }))
+            .send()
+            .await
+            .expect("API reachable");
+        assert_eq!(response.status().as_u16(), 202, "task not accepted");
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().expect("task id").to_owned()
+    }
+
+    /// Waits until the task is finished and returns its view.
+    pub async fn wait_task(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (_, view) = self.get(&format!("/api/v1/tasks/{id}")).await;
+            if matches!(view["status"].as_str(), Some("success" | "failed")) {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {id} did not finish; last view {view}\nscheduler:\n{}",
+                self.log_tail("scheduler")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The task's log as stored by task-api: `(level, source, message)` in order.
+    pub async fn task_log(&self, id: &str) -> Vec<(String, String, String)> {
+        let (status, body) = self.get(&format!("/api/v1/tasks/{id}/log")).await;
+        assert_eq!(status, 200, "log of {id}: {body}");
+        body["items"]
+            .as_array()
+            .expect("log items")
+            .iter()
+            .map(|l| {
+                let s = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+                (s("level"), s("source"), s("message"))
+            })
+            .collect()
+    }
+
+    /// A channel on this system's vhost, for tests that talk to RabbitMQ directly.
+    pub async fn channel(&self) -> lapin::Channel {
+        let conn = lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default()).await.unwrap();
+        conn.create_channel().await.unwrap()
+    }
+
+    /// Messages waiting in a queue (passive declare).
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let channel = self.channel().await;
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                Default::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("queue {queue}: {e}"));
+        q.message_count()
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for service in SERVICES {
+                eprintln!("----- {service} log (last lines) -----\n{}", self.log_tail(service));
+            }
+        }
+        for child in self.children.values_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::process::Command::new("nginx").arg("-c").arg(&self.nginx_conf).args(["-s", "quit"]).status();
+        let _ = std::process::Command::new("rabbitmqctl").args(["delete_vhost", &self.vhost]).output();
+        let _ = std::process::Command::new("psql")
+            .args(["-X", "-q", &postgres_admin_url(), "-c"])
+            .arg(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database))
+            .output();
+    }
+}
+
+fn write_nginx_conf(dir: &Path) -> PathBuf {
+    let d = dir.display();
+    let port = free_port();
+    // The base config the http-worker writes must exist before nginx first reads it.
+    std::fs::write(dir.join("config/nginx.conf"), "").unwrap();
+    let conf = format!(
+        "pid {d}/nginx/nginx.pid;\n\
+         error_log {d}/nginx/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n\
+           access_log off;\n\
+           client_body_temp_path {d}/nginx/tmp/body;\n\
+           proxy_temp_path {d}/nginx/tmp/proxy;\n\
+           fastcgi_temp_path {d}/nginx/tmp/fastcgi;\n\
+           uwsgi_temp_path {d}/nginx/tmp/uwsgi;\n\
+           scgi_temp_path {d}/nginx/tmp/scgi;\n\
+           include {d}/config/nginx.conf;\n\
+           server {{ listen 127.0.0.1:{port} default_server; return 404; }}\n\
+         }}\n"
+    );
+    let path = dir.join("nginx/nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+pub struct CliOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for CliOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {:?}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Polls `check` every 100 ms until it holds or `timeout` passes.
+pub async fn wait_for<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `mysql://USER:PASS@HOST:PORT` with the password replaced.
+pub fn with_password(url: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("mysql:// url");
+    let (creds, host) = rest.rsplit_once('@').expect("user@host");
+    let user = creds.split(':').next().unwrap_or("root");
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+/// Writes files under `root` (creating directories), for platform fixtures.
+pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
+    for (path, body) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+}

@@ -13,11 +13,12 @@ use sqlx::{AssertSqlSafe, Connection, Executor};
 
 /// Opens an admin connection, turning failures into errors a user can act on.
 pub async fn connect_admin(db: &DbService) -> Result<MySqlConnection, StepError> {
-    let options = MySqlConnectOptions::new()
-        .host(db.host.as_str())
-        .port(db.port)
-        .username(&db.admin_user)
-        .password(db.admin_password.expose());
+    let mut options = MySqlConnectOptions::new().host(db.host.as_str()).port(db.port).username(&db.admin_user);
+    // An empty password must be sent as none at all: sqlx would scramble the empty
+    // string, which the server rejects.
+    if !db.admin_password.is_empty() {
+        options = options.password(db.admin_password.expose());
+    }
     let connecting = tokio::time::timeout(Duration::from_secs(10), MySqlConnection::connect_with(&options));
     match connecting.await {
         Err(_) => Err(StepError::transient(format!(

@@ -1,1 +1,109 @@
-fn main() {}
+//! scheduler: turns requested tasks into steps, one task at a time per entity.
+//!
+//! ```text
+//! scheduler.tasks   ── TaskRequested ──▶ accept: queue behind the entity, or start
+//! scheduler.results ── StepResult    ──▶ record: next step, retry, or finish
+//! scheduler.dead    ── dead letters  ──▶ fail the task they belong to
+//!                                        │
+//!            outbox (same transaction) ◀─┘──▶ relay ──▶ StepDispatched, LogLine,
+//!                                                      TaskStarted, TaskFinished
+//! ```
+
+mod consumers;
+mod plan;
+mod tasks;
+
+use std::time::Duration;
+
+use aegir_amqp::topology::QueueName;
+use aegir_amqp::{Broker, ConsumerSpec, consume};
+use aegir_config::{CommonArgs, DatabaseArgs, LogFormat};
+use aegir_postgres::Outbox;
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::consumers::Consumers;
+use crate::tasks::{RetryPolicy, Tasks};
+
+/// The scheduler's tables live in this schema of the shared database.
+const SCHEMA: &str = "scheduler";
+
+#[derive(Debug, Parser)]
+#[command(name = "scheduler", about = "Runs each requested task step by step on the right servers")]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    database: DatabaseArgs,
+
+    /// Tries of a step that fails for a reason that may pass (first try included).
+    #[arg(long, env = "AEGIR_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    max_attempts: u32,
+
+    /// Wait before the first retry of a step, in milliseconds; each later retry waits
+    /// four times longer.
+    #[arg(long, env = "AEGIR_RETRY_DELAY_MS", default_value_t = 2000)]
+    retry_delay_ms: u64,
+
+    /// Messages handled at once per queue.
+    #[arg(long, env = "AEGIR_PREFETCH", default_value_t = 32)]
+    prefetch: u16,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let _telemetry = aegir_telemetry::init("scheduler", cli.common.log_format == LogFormat::Json)?;
+
+    let pool = aegir_postgres::connect(&cli.database.database_url, Some(SCHEMA), cli.database.database_pool).await?;
+    sqlx::migrate!().run(&pool).await.context("cannot apply the scheduler's database migrations")?;
+
+    let broker = Broker::new(cli.common.amqp_url.clone(), "scheduler");
+    broker.ready().await;
+
+    let shutdown = CancellationToken::new();
+    let outbox = Outbox::new();
+    let retry = RetryPolicy { max_attempts: cli.max_attempts, first_delay: Duration::from_millis(cli.retry_delay_ms) };
+    let consumers = Consumers {
+        tasks: Tasks::new(pool.clone(), outbox.clone(), retry),
+        broker: broker.clone(),
+        shutdown: shutdown.clone(),
+    };
+
+    let mut running = tokio::task::JoinSet::new();
+    running.spawn(outbox.relay(pool.clone(), broker.clone(), shutdown.clone()));
+    let queues = [QueueName::SchedulerTasks, QueueName::SchedulerResults, QueueName::SchedulerDead];
+    for queue in queues {
+        let spec = ConsumerSpec { queue: queue.clone(), prefetch: cli.prefetch, in_order: false };
+        let consumers = consumers.clone();
+        let handler = move |delivery| {
+            let consumers = consumers.clone();
+            let queue = queue.clone();
+            async move {
+                match queue {
+                    QueueName::SchedulerTasks => consumers.on_request(delivery).await,
+                    QueueName::SchedulerResults => consumers.on_result(delivery).await,
+                    _ => consumers.on_dead_letter(delivery).await,
+                }
+            }
+        };
+        running.spawn(consume(broker.clone(), spec, shutdown.clone(), handler));
+    }
+    tracing::info!("scheduler running");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing the messages in hand");
+    shutdown.cancel();
+    while running.join_next().await.is_some() {}
+    pool.close().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -15,3 +15,5 @@ pub use trace::{extract_trace_context, inject_trace_context};
 
 /// Options for acking and rejecting deliveries.
 pub use lapin::options as lapin_options;
+/// Header values, for consumers that read what RabbitMQ adds (e.g. `x-death`).
+pub use lapin::types as lapin_types;

@@ -4,6 +4,8 @@
 //! read from a message header is carried on into what this service publishes.
 //! Spans are exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 
+use std::io::IsTerminal;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -53,7 +55,11 @@ pub fn init(service: &'static str, json: bool) -> Result<Telemetry, TelemetryErr
     let fmt = if json {
         tracing_subscriber::fmt::layer().json().with_current_span(false).boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_target(false).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            // Colours only for a person at a terminal, not in log files.
+            .with_ansi(std::io::stdout().is_terminal())
+            .boxed()
     };
     tracing_subscriber::registry()
         .with(filter)

@@ -1,0 +1,210 @@
+//! The scheduler's three queues: task requests, step results, and dead letters.
+//!
+//! Each delivery is checked against the contract; an invalid one is dead-lettered (and
+//! its task, when it names one, learns why in its log). A valid one changes the task
+//! state in PostgreSQL and is acked only after that commit, retrying while the database
+//! is away, so nothing is lost and a redelivery changes nothing.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
+use aegir_amqp::lapin_types::{AMQPValue, FieldTable};
+use aegir_amqp::topology::QueueName;
+use aegir_amqp::{Broker, Delivery, extract_trace_context};
+use aegir_contract::{LogLevel, LogLine, Message, Route, StepResult, TaskRef, TaskRequested};
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::tasks::{TaskError, Tasks};
+
+#[derive(Clone)]
+pub struct Consumers {
+    pub tasks: Tasks,
+    pub broker: Broker,
+    pub shutdown: CancellationToken,
+}
+
+impl Consumers {
+    pub async fn on_request(&self, delivery: Delivery) {
+        let span = tracing::info_span!("task requested", task_id = tracing::field::Empty);
+        extract_trace_context(delivery.properties.headers().as_ref(), &span);
+        async {
+            let request = match TaskRequested::decode(&delivery.data) {
+                Ok(request) => request,
+                Err(e) => return self.refuse(&delivery, "scheduler.tasks", &e.to_string()).await,
+            };
+            tracing::Span::current().record("task_id", tracing::field::display(request.task_id));
+            if self.retry(|| self.tasks.accept(&request)).await {
+                ack(&delivery).await;
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    pub async fn on_result(&self, delivery: Delivery) {
+        let span = tracing::info_span!("step result", task_id = tracing::field::Empty);
+        extract_trace_context(delivery.properties.headers().as_ref(), &span);
+        async {
+            let result = match StepResult::decode(&delivery.data) {
+                Ok(result) => result,
+                Err(e) => return self.refuse(&delivery, "scheduler.results", &e.to_string()).await,
+            };
+            tracing::Span::current().record("task_id", tracing::field::display(result.task_id));
+            if self.retry(|| self.tasks.record(&result)).await {
+                ack(&delivery).await;
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// A message some queue gave up on. When it belongs to a task that is still
+    /// waiting for it, that task fails with the reason.
+    pub async fn on_dead_letter(&self, delivery: Delivery) {
+        let death = Death::read(delivery.properties.headers().as_ref());
+        let task = TaskRef::peek(&delivery.data);
+        tracing::warn!(queue = death.queue, reason = death.reason, task_id = ?task.as_ref().map(|t| t.task_id), "dead letter");
+        let Some(task) = task else {
+            return ack(&delivery).await;
+        };
+        let step = match death.origin() {
+            Origin::Tasks => None,
+            Origin::Results | Origin::Work(_) => task.step.zip(task.attempt),
+            Origin::Other => return ack(&delivery).await,
+        };
+        let reason = death.explain();
+        if self.retry(|| self.tasks.fail(task.task_id, step, reason.clone())).await {
+            ack(&delivery).await;
+        }
+    }
+
+    /// Dead-letters a message that breaks the contract, after telling its task why.
+    async fn refuse(&self, delivery: &Delivery, queue: &str, why: &str) {
+        tracing::warn!(queue, reason = why, "refusing an invalid message; dead-lettering it");
+        if let Some(task) = TaskRef::peek(&delivery.data) {
+            let line = LogLine {
+                id: Uuid::now_v7(),
+                task_id: task.task_id,
+                step: task.step,
+                level: LogLevel::Error,
+                message: format!("the scheduler refused a message of this task: {why}"),
+                source: "scheduler".into(),
+                at: Utc::now(),
+            };
+            if let Err(e) = self.broker.publish(&line).await {
+                tracing::warn!(error = %e, "could not log the refusal in the task's log");
+            }
+        }
+        if let Err(e) = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await {
+            tracing::warn!(error = %e, "could not dead-letter a refused message");
+        }
+    }
+
+    /// Runs a state change until it commits. Returns false when shutting down first;
+    /// the delivery is then left unacked and the broker hands it out again.
+    async fn retry<'a, F, Fut>(&'a self, mut change: F) -> bool
+    where
+        F: FnMut() -> Fut + 'a,
+        Fut: Future<Output = Result<(), TaskError>> + 'a,
+    {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match change().await {
+                Ok(()) => return true,
+                Err(e @ TaskError::Corrupt { .. }) => {
+                    // Retrying cannot repair it; the task stays as it is for an operator.
+                    tracing::error!(error = %e, "giving up on a task whose stored state is damaged");
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot record a task change; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.shutdown.cancelled() => return false,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+async fn ack(delivery: &Delivery) {
+    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+        // The change is committed; the redelivered message will be recognised as a repeat.
+        tracing::warn!(error = %e, "could not ack a handled message");
+    }
+}
+
+/// Where a dead letter came from and why, from the headers RabbitMQ adds.
+struct Death {
+    queue: String,
+    reason: String,
+    count: i64,
+}
+
+enum Origin {
+    Tasks,
+    Results,
+    Work(Route),
+    Other,
+}
+
+impl Death {
+    fn read(headers: Option<&FieldTable>) -> Self {
+        let text = |key: &str| match headers.and_then(|h| h.inner().get(key)) {
+            Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            Some(AMQPValue::ShortString(s)) => s.as_str().to_owned(),
+            _ => String::new(),
+        };
+        let count = match headers.and_then(|h| h.inner().get("x-death")) {
+            Some(AMQPValue::FieldArray(deaths)) => deaths
+                .as_slice()
+                .iter()
+                .filter_map(|d| match d {
+                    AMQPValue::FieldTable(t) => match t.inner().get("count") {
+                        Some(AMQPValue::LongLongInt(n)) => Some(*n),
+                        Some(AMQPValue::LongInt(n)) => Some(i64::from(*n)),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .next()
+                .unwrap_or(1),
+            _ => 1,
+        };
+        Self { queue: text("x-first-death-queue"), reason: text("x-first-death-reason"), count }
+    }
+
+    fn origin(&self) -> Origin {
+        if self.queue == QueueName::SchedulerTasks.name() {
+            Origin::Tasks
+        } else if self.queue == QueueName::SchedulerResults.name() {
+            Origin::Results
+        } else if let Ok(route) = self.queue.parse() {
+            Origin::Work(route)
+        } else {
+            Origin::Other
+        }
+    }
+
+    fn explain(&self) -> String {
+        let queue = &self.queue;
+        match (self.reason.as_str(), self.origin()) {
+            ("rejected", Origin::Work(route)) => format!(
+                "the {} worker of {} refused its step message as invalid; the message was dead-lettered",
+                route.service, route.server
+            ),
+            ("rejected", _) => format!("a message of this task was refused as invalid by `{queue}` and dead-lettered"),
+            ("delivery_limit", _) => format!(
+                "a message of this task reached `{queue}` {} times without being handled (its consumer failed on it each time); it was dead-lettered",
+                self.count.max(1)
+            ),
+            (reason, _) => format!("a message of this task was dead-lettered from `{queue}` ({reason})"),
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The task state machine, kept in PostgreSQL.
+//!
+//! Every change happens in one transaction that also writes the messages it causes to
+//! the outbox, under a per-entity advisory lock, so:
+//! - a task starts only when no other task of its entity runs (the rest wait in order);
+//! - a step result counts only for the step and attempt that is current, so duplicates
+//!   and late results from an earlier attempt change nothing;
+//! - a task ends exactly once: the `UPDATE … WHERE status IN ('waiting', 'running')`
+//!   that finishes it matches once.
+
+use std::time::Duration;
+
+use aegir_contract::{
+    LogLevel, LogLine, StepAction, StepDispatched, StepOutcome, StepResult, TaskFinished, TaskOutcome, TaskRequested,
+    TaskStarted,
+};
+use aegir_postgres::{Outbox, OutboxError};
+use chrono::Utc;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::plan;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("the stored request of task {task_id} cannot be read: {reason}")]
+    Corrupt { task_id: Uuid, reason: String },
+}
+
+/// How transient failures are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Tries of one step in all, the first included.
+    pub max_attempts: u32,
+    /// Wait before the first retry; each further retry waits four times longer.
+    pub first_delay: Duration,
+}
+
+impl RetryPolicy {
+    fn delay(&self, retry: u32) -> Duration {
+        self.first_delay.saturating_mul(4u32.saturating_pow(retry.saturating_sub(1)))
+    }
+}
+
+#[derive(Clone)]
+pub struct Tasks {
+    pool: PgPool,
+    outbox: Outbox,
+    retry: RetryPolicy,
+}
+
+/// The part of a task row the state machine works with.
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    context: String,
+    kind: String,
+    status: String,
+    current_step: i32,
+    attempt: i32,
+    steps: i32,
+    request: Option<serde_json::Value>,
+}
+
+impl Tasks {
+    pub fn new(pool: PgPool, outbox: Outbox, retry: RetryPolicy) -> Self {
+        Self { pool, outbox, retry }
+    }
+
+    /// Takes in a requested task; it starts now or waits behind its entity's other tasks.
+    /// A request seen before (a redelivery) changes nothing.
+    pub async fn accept(&self, request: &TaskRequested) -> Result<(), TaskError> {
+        let context = request.target.context().to_string();
+        let steps = plan::steps(request).len() as i32;
+        let stored = serde_json::to_value(request).expect("contract messages serialize");
+        let mut tx = self.pool.begin().await?;
+        lock_entity(&mut tx, &context).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO tasks (task_id, context, kind, request, steps, status, requested_at)
+             VALUES ($1, $2, $3, $4, $5, 'waiting', $6) ON CONFLICT (task_id) DO NOTHING",
+        )
+        .bind(request.task_id)
+        .bind(&context)
+        .bind(request.kind.as_str())
+        .bind(stored)
+        .bind(steps)
+        .bind(request.requested_at)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            tracing::info!(task_id = %request.task_id, "task already accepted; ignoring the repeat");
+            return Ok(());
+        }
+        let ahead: Option<(Uuid,)> =
+            sqlx::query_as("SELECT task_id FROM tasks WHERE context = $1 AND status = 'running' LIMIT 1")
+                .bind(&context)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some((running,)) = ahead {
+            let message = format!("queued: waiting for task {running} on {context} to finish");
+            log(&mut tx, request.task_id, None, LogLevel::Info, message).await?;
+        }
+        self.start_next(&mut tx, &context).await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(())
+    }
+
+    /// Advances a task by the result of one of its steps.
+    pub async fn record(&self, result: &StepResult) -> Result<(), TaskError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(task) = lock_task(&mut tx, result.task_id).await? else {
+            tracing::warn!(task_id = %result.task_id, "result for a task this scheduler never accepted; ignoring it");
+            return Ok(());
+        };
+        let current = task.status == "running"
+            && task.current_step == result.step as i32
+            && task.attempt == result.attempt as i32;
+        if !current {
+            tracing::info!(
+                task_id = %result.task_id, step = result.step, attempt = result.attempt, status = task.status,
+                "stale or repeated step result; ignoring it"
+            );
+            return Ok(());
+        }
+        let request = stored_request(result.task_id, &task)?;
+        let plan = plan::steps(&request);
+        let step = result.step as usize;
+        let label = plan.get(step).map_or("step", StepAction::label);
+        match &result.outcome {
+            StepOutcome::Success { .. } if step + 1 >= plan.len() => {
+                self.finish(&mut tx, &request, TaskOutcome::Success, None).await?;
+                self.start_next(&mut tx, &task.context).await?;
+            }
+            StepOutcome::Success { .. } => {
+                sqlx::query("UPDATE tasks SET current_step = $2, attempt = 0 WHERE task_id = $1")
+                    .bind(result.task_id)
+                    .bind(result.step as i32 + 1)
+                    .execute(&mut *tx)
+                    .await?;
+                dispatch(&mut tx, &request, &plan, step + 1, 0, None).await?;
+            }
+            StepOutcome::Failed { reason, transient: true } if result.attempt + 1 < self.retry.max_attempts => {
+                let attempt = result.attempt + 1;
+                let delay = self.retry.delay(attempt);
+                sqlx::query("UPDATE tasks SET attempt = $2 WHERE task_id = $1")
+                    .bind(result.task_id)
+                    .bind(attempt as i32)
+                    .execute(&mut *tx)
+                    .await?;
+                let message = format!(
+                    "{label} failed: {reason}; this may be temporary, trying again in {} s (try {} of {})",
+                    delay.as_secs_f32(),
+                    attempt + 1,
+                    self.retry.max_attempts
+                );
+                log(&mut tx, result.task_id, Some(result.step), LogLevel::Warning, message).await?;
+                dispatch(&mut tx, &request, &plan, step, attempt, Some(delay)).await?;
+            }
+            StepOutcome::Failed { reason, transient } => {
+                let tries = if *transient { format!(" (after {} tries)", result.attempt + 1) } else { String::new() };
+                let reason = format!("{label} on {} failed{tries}: {reason}", result.route);
+                self.finish(&mut tx, &request, TaskOutcome::Failed, Some(reason)).await?;
+                self.start_next(&mut tx, &task.context).await?;
+            }
+        }
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(())
+    }
+
+    /// Fails a task because one of its messages was dead-lettered. `step` names the step
+    /// and attempt the message was for, when it was a step: a dead step of an attempt
+    /// that is no longer current changes nothing.
+    pub async fn fail(&self, task_id: Uuid, step: Option<(u32, u32)>, reason: String) -> Result<(), TaskError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(task) = lock_task(&mut tx, task_id).await? else {
+            // Its request never got in (it was the message refused): record the task
+            // as failed so it still ends, once.
+            let inserted = sqlx::query(
+                "INSERT INTO tasks (task_id, context, kind, steps, status, reason, requested_at, finished_at)
+                 VALUES ($1, '', '', 0, 'failed', $2, now(), now()) ON CONFLICT (task_id) DO NOTHING",
+            )
+            .bind(task_id)
+            .bind(&reason)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                log(&mut tx, task_id, None, LogLevel::Error, format!("task failed: {reason}")).await?;
+                let finished = TaskFinished {
+                    task_id,
+                    context: None,
+                    kind: None,
+                    outcome: TaskOutcome::Failed,
+                    reason: Some(reason),
+                    at: Utc::now(),
+                };
+                Outbox::enqueue(&mut tx, &finished, None).await?;
+            }
+            tx.commit().await?;
+            self.outbox.wake();
+            return Ok(());
+        };
+        let unfinished = matches!(task.status.as_str(), "waiting" | "running");
+        let stale = step.is_some_and(|(s, a)| {
+            task.status != "running" || task.current_step != s as i32 || task.attempt != a as i32
+        });
+        if !unfinished || stale {
+            tracing::info!(%task_id, status = task.status, "dead letter of a finished task or an old attempt; ignoring it");
+            return Ok(());
+        }
+        let request = stored_request(task_id, &task)?;
+        self.finish(&mut tx, &request, TaskOutcome::Failed, Some(reason)).await?;
+        self.start_next(&mut tx, &task.context).await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(())
+    }
+
+    /// Starts the oldest waiting task of `context` unless one of its tasks runs.
+    async fn start_next(&self, tx: &mut PgConnection, context: &str) -> Result<(), TaskError> {
+        loop {
+            let running: Option<(Uuid,)> =
+                sqlx::query_as("SELECT task_id FROM tasks WHERE context = $1 AND status = 'running' LIMIT 1")
+                    .bind(context)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if running.is_some() {
+                return Ok(());
+            }
+            let next: Option<(Uuid, serde_json::Value)> = sqlx::query_as(
+                "SELECT task_id, request FROM tasks WHERE context = $1 AND status = 'waiting'
+                 ORDER BY requested_at, seq LIMIT 1",
+            )
+            .bind(context)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((task_id, request)) = next else { return Ok(()) };
+            let request: TaskRequested =
+                serde_json::from_value(request).map_err(|e| TaskError::Corrupt { task_id, reason: e.to_string() })?;
+            let plan = plan::steps(&request);
+            sqlx::query(
+                "UPDATE tasks SET status = 'running', started_at = now(), current_step = 0, attempt = 0
+                 WHERE task_id = $1",
+            )
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+            let started = TaskStarted {
+                task_id,
+                context: request.target.context(),
+                kind: request.kind,
+                steps: plan.len() as u32,
+                at: Utc::now(),
+            };
+            Outbox::enqueue(&mut *tx, &started, None).await?;
+            let message = format!("{} {} started: {} step(s)", request.kind, started.context, plan.len());
+            log(&mut *tx, task_id, None, LogLevel::Info, message).await?;
+            if plan.is_empty() {
+                log(&mut *tx, task_id, None, LogLevel::Info, "nothing to do: the context offers no service").await?;
+                self.finish(&mut *tx, &request, TaskOutcome::Success, None).await?;
+                continue;
+            }
+            dispatch(&mut *tx, &request, &plan, 0, 0, None).await?;
+            return Ok(());
+        }
+    }
+
+    /// Ends a task. Does nothing when it has ended already.
+    async fn finish(
+        &self,
+        tx: &mut PgConnection,
+        request: &TaskRequested,
+        outcome: TaskOutcome,
+        reason: Option<String>,
+    ) -> Result<(), TaskError> {
+        let ended = sqlx::query(
+            "UPDATE tasks SET status = $2, reason = $3, finished_at = now(), request = NULL
+             WHERE task_id = $1 AND status IN ('waiting', 'running')",
+        )
+        .bind(request.task_id)
+        .bind(outcome.as_str())
+        .bind(&reason)
+        .execute(&mut *tx)
+        .await?;
+        if ended.rows_affected() == 0 {
+            return Ok(());
+        }
+        match &reason {
+            Some(reason) => log(tx, request.task_id, None, LogLevel::Error, format!("task failed: {reason}")).await?,
+            None => log(tx, request.task_id, None, LogLevel::Success, "task succeeded").await?,
+        }
+        let finished = TaskFinished {
+            task_id: request.task_id,
+            context: Some(request.target.context()),
+            kind: Some(request.kind),
+            outcome,
+            reason,
+            at: Utc::now(),
+        };
+        Outbox::enqueue(tx, &finished, None).await?;
+        Ok(())
+    }
+}
+
+/// Serialises every change to one entity's tasks across all scheduler processes.
+async fn lock_entity(tx: &mut PgConnection, context: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(context).execute(tx).await?;
+    Ok(())
+}
+
+/// Locks a task and its entity (entity first, as everywhere, so no deadlock).
+async fn lock_task(tx: &mut PgConnection, task_id: Uuid) -> Result<Option<TaskRow>, sqlx::Error> {
+    let context: Option<(String,)> =
+        sqlx::query_as("SELECT context FROM tasks WHERE task_id = $1").bind(task_id).fetch_optional(&mut *tx).await?;
+    let Some((context,)) = context else { return Ok(None) };
+    lock_entity(tx, &context).await?;
+    sqlx::query_as(
+        "SELECT context, kind, status, current_step, attempt, steps, request FROM tasks
+         WHERE task_id = $1 FOR UPDATE",
+    )
+    .bind(task_id)
+    .fetch_optional(tx)
+    .await
+}
+
+fn stored_request(task_id: Uuid, task: &TaskRow) -> Result<TaskRequested, TaskError> {
+    let corrupt = |reason: String| TaskError::Corrupt { task_id, reason };
+    let value = task.request.clone().ok_or_else(|| corrupt(format!("no request stored ({} task)", task.kind)))?;
+    let request: TaskRequested = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+    if plan::steps(&request).len() as i32 != task.steps {
+        return Err(corrupt("its plan changed since it was accepted".into()));
+    }
+    Ok(request)
+}
+
+async fn dispatch(
+    tx: &mut PgConnection,
+    request: &TaskRequested,
+    plan: &[StepAction],
+    step: usize,
+    attempt: u32,
+    delay: Option<Duration>,
+) -> Result<(), TaskError> {
+    let action = plan[step].clone();
+    let route = action.route();
+    let message = format!("step {} of {}: {} on {route}", step + 1, plan.len(), action.label());
+    log(tx, request.task_id, Some(step as u32), LogLevel::Info, message).await?;
+    let dispatched = StepDispatched {
+        task_id: request.task_id,
+        step: step as u32,
+        attempt,
+        route,
+        action,
+        dispatched_at: Utc::now(),
+    };
+    Outbox::enqueue(tx, &dispatched, delay).await?;
+    Ok(())
+}
+
+async fn log(
+    tx: &mut PgConnection,
+    task_id: Uuid,
+    step: Option<u32>,
+    level: LogLevel,
+    message: impl Into<String>,
+) -> Result<(), OutboxError> {
+    let line = LogLine {
+        id: Uuid::now_v7(),
+        task_id,
+        step,
+        level,
+        message: message.into(),
+        source: "scheduler".into(),
+        at: Utc::now(),
+    };
+    Outbox::enqueue(tx, &line, None).await
+}
