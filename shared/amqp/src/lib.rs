@@ -11,7 +11,7 @@ mod trace;
 pub use broker::{AmqpError, Broker};
 pub use consume::{ConsumerSpec, Delivery, consume};
 pub use publish::Publishable;
-pub use trace::{extract_trace_context, inject_trace_context};
+pub use trace::{current_trace_id, extract_trace_context, inject_trace_context};
 
 /// Options for acking and rejecting deliveries.
 pub use lapin::options as lapin_options;

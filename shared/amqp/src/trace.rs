@@ -42,3 +42,12 @@ pub fn extract_trace_context(headers: Option<&FieldTable>, span: &tracing::Span)
     // Only fails when the span is disabled; nothing to do then.
     let _ = span.set_parent(parent);
 }
+
+/// The trace id of the current span (32 hex digits), when it belongs to a trace; shown
+/// to users so they can find a task's trace across the services.
+pub fn current_trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    let context = tracing::Span::current().context();
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then(|| span_context.trace_id().to_string())
+}

@@ -152,7 +152,8 @@ impl StepContext {
         if delivery.redelivered {
             log.warning(format!("{} was interrupted before it finished; running it again", step.action.label())).await;
         }
-        log.info(format!("{} started on {}", step.action.label(), self.identity.instance)).await;
+        let trace = aegir_amqp::current_trace_id().map(|id| format!(" (trace {id})")).unwrap_or_default();
+        log.info(format!("{} started on {}{trace}", step.action.label(), self.identity.instance)).await;
         if self.args.step_delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.args.step_delay_ms)).await;
         }

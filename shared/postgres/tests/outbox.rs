@@ -1,0 +1,129 @@
+//! The outbox against real PostgreSQL and RabbitMQ: a committed message is published, a
+//! rolled-back one never is, and a delayed one waits.
+
+use std::time::Duration;
+
+use aegir_amqp::Broker;
+use aegir_contract::{LogLevel, LogLine, Message};
+use aegir_postgres::Outbox;
+use lapin::options::BasicGetOptions;
+use rand::distr::{Alphanumeric, SampleString};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+struct Scratch {
+    vhost: String,
+    amqp_url: String,
+    admin_url: String,
+    database: String,
+    database_url: String,
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl runs");
+    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let suffix = Alphanumeric.sample_string(&mut rand::rng(), 10).to_lowercase();
+        let vhost = format!("aegir_outbox_{suffix}");
+        rabbitmqctl(&["add_vhost", &vhost]);
+        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+        let pg = std::env::var("AEGIR_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let root = pg.rsplit_once('/').map_or(pg.as_str(), |(root, _)| root).to_owned();
+        let database = format!("aegir_outbox_{suffix}");
+        Self {
+            amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+            database_url: format!("{root}/{database}"),
+            admin_url: pg,
+            database,
+            vhost,
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl").args(["delete_vhost", &self.vhost]).output();
+        let _ = std::process::Command::new("psql")
+            .args(["-X", "-q", &self.admin_url, "-c"])
+            .arg(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database))
+            .output();
+    }
+}
+
+fn line(message: &str) -> LogLine {
+    LogLine {
+        id: Uuid::now_v7(),
+        task_id: Uuid::now_v7(),
+        step: None,
+        level: LogLevel::Info,
+        message: message.into(),
+        source: "test".into(),
+        at: chrono::Utc::now(),
+    }
+}
+
+async fn next_event(channel: &lapin::Channel) -> Option<LogLine> {
+    let got = channel.basic_get("api.events".into(), BasicGetOptions { no_ack: true }).await.unwrap();
+    got.map(|m| LogLine::decode(&m.delivery.data).expect("a valid log line"))
+}
+
+async fn wait_event(channel: &lapin::Channel, within: Duration) -> Option<LogLine> {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(line) = next_event(channel).await {
+            return Some(line);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_messages_are_published_rolled_back_ones_never_and_delayed_ones_later() {
+    let scratch = Scratch::new();
+    let pool = aegir_postgres::connect(&scratch.database_url, Some("outbox_test"), 4).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE outbox (id bigserial PRIMARY KEY, exchange text NOT NULL, routing_key text NOT NULL,
+         body bytea NOT NULL, traceparent text, publish_after timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let broker = Broker::new(scratch.amqp_url.clone(), "outbox test");
+    broker.ready().await;
+    let outbox = Outbox::new();
+    let shutdown = CancellationToken::new();
+    let relay = tokio::spawn(outbox.clone().relay(pool.clone(), broker.clone(), shutdown.clone()));
+    let conn = lapin::Connection::connect(&scratch.amqp_url, Default::default()).await.unwrap();
+    let channel = conn.create_channel().await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    Outbox::enqueue(&mut tx, &line("rolled back"), None).await.unwrap();
+    tx.rollback().await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    Outbox::enqueue(&mut tx, &line("first"), None).await.unwrap();
+    Outbox::enqueue(&mut tx, &line("second"), None).await.unwrap();
+    Outbox::enqueue(&mut tx, &line("delayed"), Some(Duration::from_millis(1500))).await.unwrap();
+    tx.commit().await.unwrap();
+    outbox.wake();
+
+    let first = wait_event(&channel, Duration::from_secs(10)).await.expect("first published");
+    let second = wait_event(&channel, Duration::from_secs(10)).await.expect("second published");
+    assert_eq!((first.message.as_str(), second.message.as_str()), ("first", "second"), "in order");
+    assert!(next_event(&channel).await.is_none(), "the delayed message waits");
+    let delayed = wait_event(&channel, Duration::from_secs(10)).await.expect("delayed published");
+    assert_eq!(delayed.message, "delayed");
+    assert!(wait_event(&channel, Duration::from_millis(1500)).await.is_none(), "the rolled-back one never comes");
+
+    let left: (i64,) = sqlx::query_as("SELECT count(*) FROM outbox").fetch_one(&pool).await.unwrap();
+    assert_eq!(left.0, 0, "published rows are deleted");
+
+    shutdown.cancel();
+    relay.await.unwrap();
+    pool.close().await;
+}
