@@ -20,6 +20,8 @@ async fn services_reconnect_after_a_broker_restart_and_no_task_is_lost() {
     let server = format!("@{}", system.server);
 
     let before: Vec<String> = futures(&system, &server, 3).await;
+    let (_, last) = system.get(&format!("/api/v1/tasks/{}", before[2])).await;
+    assert!(matches!(last["status"].as_str(), Some("queued" | "running")), "still in flight: {last}");
     // Restart while those tasks are queued and running.
     rabbitmqctl(&["stop_app"]);
     rabbitmqctl(&["start_app"]);

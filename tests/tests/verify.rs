@@ -77,6 +77,15 @@ async fn server_and_platform_verify_succeed_and_are_recorded() {
     assert!(out.stdout.contains(&server) && out.stdout.contains(platform), "{out}");
     let (_, list) = system.get("/api/v1/tasks?context=@platform_wp").await;
     let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    // One trace spans the API request, the scheduler and the worker's step.
+    let (_, task) = system.get(&format!("/api/v1/tasks/{id}")).await;
+    let trace_id = task["trace_id"].as_str().expect("the task records its trace").to_owned();
+    assert_eq!(trace_id.len(), 32, "{task}");
+    let log = system.task_log(&id).await;
+    assert!(
+        log.iter().any(|(_, s, m)| s.ends_with(".http") && m.contains(&format!("(trace {trace_id})"))),
+        "the worker's step belongs to the request's trace {trace_id}: {log:?}"
+    );
     let out = system.cli(&["task", &id]).await;
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.contains("platform verify succeeded"), "{out}");

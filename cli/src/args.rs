@@ -1,0 +1,298 @@
+//! The command line. Options keep Aegir's drush spelling (`--context_type`,
+//! `--http_service_type`, ...); the dashed forms are accepted too. Names, paths and
+//! service types are parsed with the contract's types, so bad input is refused here,
+//! before any request.
+
+use aegir_contract::{
+    AbsolutePath, ClientName, ContextName, DbServiceType, HostName, HttpServiceType, Secret, TaskKind,
+};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
+
+use crate::api::{Paging, TaskStatus};
+
+const AFTER_HELP: &str = "\
+Examples:
+  aegir save @server_master --context_type=server --http_service_type=nginx \\
+        --db_service_type=mariadb --master_db=mysql://root:PASSWORD@127.0.0.1:3306
+  aegir save @platform_wp --context_type=platform --root=/var/aegir/platforms/wp
+  aegir @server_master verify          (the same as: aegir run @server_master verify)
+  aegir tasks --context=@server_master --status=failed
+  aegir task 0190c0de-0000-7000-8000-000000000000
+
+The API address comes from --api, else AEGIR_API, else `api = \"URL\"` in the first of
+$AEGIR_CONFIG, $XDG_CONFIG_HOME/aegir/cli.toml (~/.config/aegir/cli.toml), /etc/aegir/cli.toml,
+else http://127.0.0.1:8090.
+
+Exit codes: 0 done; 1 the task failed; 2 bad usage or input (nothing was sent);
+3 the API answered with an error; 4 the API could not be reached.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aegir",
+    version,
+    about = "Command line of the Aegir hosting control plane: servers, platforms, sites, clients and tasks",
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Address of task-api, e.g. http://127.0.0.1:8090 [default: AEGIR_API, the config file, or http://127.0.0.1:8090]
+    #[arg(long, global = true, value_name = "URL")]
+    pub api: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or update a server or platform (Aegir's provision-save)
+    Save(SaveArgs),
+    /// Run a task on a context and follow its log live; also written `aegir @CONTEXT TASK`
+    Run(RunArgs),
+    /// List tasks, newest first
+    Tasks(TasksArgs),
+    /// Show a task and its full log; follow it live while it runs
+    Task(TaskArgs),
+    /// Show a server, platform or site
+    Show(ShowArgs),
+    /// List servers, platforms, sites or clients
+    List(ListArgs),
+    /// Delete a server, platform or site
+    Delete(DeleteArgs),
+    /// Manage clients (the owners of sites)
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// The context to save: @server_<name> or @platform_<name>
+    #[arg(value_name = "@CONTEXT")]
+    pub context: ContextName,
+
+    /// server or platform; must match the name (@server_* is a server) [default: from the name]
+    #[arg(long = "context_type", alias = "context-type", value_name = "TYPE")]
+    pub context_type: Option<String>,
+
+    /// Address other servers reach this server at [API default: localhost]
+    #[arg(long = "remote_host", alias = "remote-host", value_name = "HOST", help_heading = "Server options")]
+    pub remote_host: Option<HostName>,
+
+    /// Web server: nginx or apache (leave out for a server without one)
+    #[arg(
+        long = "http_service_type",
+        alias = "http-service-type",
+        value_name = "TYPE",
+        help_heading = "Server options"
+    )]
+    pub http_service_type: Option<HttpServiceType>,
+
+    /// Port the web server's vhosts listen on [API default: 80]
+    #[arg(
+        long = "http_port",
+        alias = "http-port",
+        value_name = "PORT",
+        value_parser = clap::value_parser!(u16).range(1..),
+        help_heading = "Server options"
+    )]
+    pub http_port: Option<u16>,
+
+    /// Database server: mariadb or mysql (needs --master_db or AEGIR_MASTER_DB)
+    #[arg(long = "db_service_type", alias = "db-service-type", value_name = "TYPE", help_heading = "Server options")]
+    pub db_service_type: Option<DbServiceType>,
+
+    /// Database admin account, mysql://USER:PASSWORD@HOST:PORT; prefer AEGIR_MASTER_DB so the
+    /// password stays out of the process list. Without `:PASSWORD` an update keeps the stored one
+    #[arg(
+        long = "master_db",
+        alias = "master-db",
+        value_name = "URL",
+        value_parser = parse_secret,
+        help_heading = "Server options"
+    )]
+    pub master_db: Option<Secret>,
+
+    /// Directory of the platform's code, e.g. /var/aegir/platforms/wordpress
+    #[arg(long, value_name = "PATH", help_heading = "Platform options")]
+    pub root: Option<AbsolutePath>,
+
+    /// Server whose web server serves the platform [API default: @server_master]
+    #[arg(long = "web_server", alias = "web-server", value_name = "@SERVER", help_heading = "Platform options")]
+    pub web_server: Option<ContextName>,
+}
+
+/// Keeps a secret value wrapped from the moment it is read, so it cannot reach a
+/// `Debug` print; clap never shows it because this parser cannot fail.
+fn parse_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(value))
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The context: @server_<name>, @platform_<name> or @<site uri>
+    #[arg(value_name = "@CONTEXT")]
+    pub context: ContextName,
+
+    /// The task to run, e.g. verify
+    #[arg(value_name = "TASK")]
+    pub task: TaskKind,
+}
+
+#[derive(Debug, Args)]
+pub struct PagingArgs {
+    /// How many to show (at most 500)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub limit: u16,
+
+    /// How many to skip
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+}
+
+impl PagingArgs {
+    pub fn paging(&self) -> Paging {
+        Paging { limit: self.limit, offset: self.offset }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    /// Only the tasks of this context
+    #[arg(long, value_name = "@CONTEXT")]
+    pub context: Option<ContextName>,
+
+    /// Only tasks in this status
+    #[arg(long, value_enum)]
+    pub status: Option<TaskStatus>,
+
+    #[command(flatten)]
+    pub paging: PagingArgs,
+
+    /// Print the API's JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// The task's id, as `aegir run` and `aegir tasks` print it
+    #[arg(value_name = "ID")]
+    pub id: Uuid,
+
+    /// Print the task and its log as JSON (`{"task": ..., "log": [...]}`) without following
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The context: @server_<name>, @platform_<name> or @<site uri>
+    #[arg(value_name = "@CONTEXT")]
+    pub context: ContextName,
+
+    /// Print the API's JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListWhat {
+    Servers,
+    Platforms,
+    Sites,
+    Clients,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// What to list
+    #[arg(value_enum)]
+    pub what: ListWhat,
+
+    #[command(flatten)]
+    pub paging: PagingArgs,
+
+    /// Print the API's JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The context: @server_<name>, @platform_<name> or @<site uri>
+    #[arg(value_name = "@CONTEXT")]
+    pub context: ContextName,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create or update a client
+    Save(ClientSaveArgs),
+    /// List clients
+    List {
+        #[command(flatten)]
+        paging: PagingArgs,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a client
+    Show {
+        /// The client's short name
+        name: ClientName,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client
+    Delete {
+        /// The client's short name
+        name: ClientName,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClientSaveArgs {
+    /// The client's short name: lower-case letters, digits and `_`
+    pub name: ClientName,
+
+    /// Display name, at most 200 characters
+    #[arg(long)]
+    pub title: Option<String>,
+
+    /// Contact address
+    #[arg(long)]
+    pub email: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn drush_and_dashed_spellings_both_work() {
+        let a =
+            Cli::try_parse_from(["aegir", "save", "@server_x", "--context_type=server", "--http_port=8080"]).unwrap();
+        let b = Cli::try_parse_from(["aegir", "save", "@server_x", "--context-type", "server", "--http-port", "8080"])
+            .unwrap();
+        for cli in [a, b] {
+            let Command::Save(save) = cli.command else { panic!("not save") };
+            assert_eq!(save.context_type.as_deref(), Some("server"));
+            assert_eq!(save.http_port, Some(8080));
+        }
+    }
+
+    #[test]
+    fn the_master_db_value_never_shows_in_debug_output() {
+        let cli = Cli::try_parse_from(["aegir", "save", "@server_x", "--master_db=mysql://root:hunter2@h"]).unwrap();
+        assert!(!format!("{cli:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,9 @@
+//! One module per command. Each checks its input completely before it sends anything.
+
+pub mod client;
+pub mod delete;
+pub mod list;
+pub mod run;
+pub mod save;
+pub mod show;
+pub mod tasks;

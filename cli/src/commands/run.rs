@@ -1,0 +1,38 @@
+//! `aegir run @CONTEXT TASK` (or `aegir @CONTEXT TASK`): queue a task, follow its log
+//! live, and exit with its outcome.
+
+use std::process::ExitCode;
+
+use crate::api::{Api, TaskStatus, TaskView};
+use crate::args::RunArgs;
+use crate::error::{CliError, EXIT_TASK_FAILED};
+use crate::{log_stream, output};
+
+pub async fn run(api: &Api, args: RunArgs) -> Result<ExitCode, CliError> {
+    let task = api.create_task(&args.context, args.task).await?;
+    println!("task {} queued: {} {}", task.id, task.task, task.context);
+    follow(api, &task).await
+}
+
+/// Prints the log of a task as it comes, then its outcome. Shared with `aegir task`.
+pub async fn follow(api: &Api, task: &TaskView) -> Result<ExitCode, CliError> {
+    let colour = output::colour_wanted();
+    let finished = log_stream::follow(api, task.id, |entry| println!("{}", output::log_line(entry, colour))).await?;
+    Ok(report_outcome(&finished))
+}
+
+/// The last word on a finished task: success on stdout, failure and its reason on stderr.
+pub fn report_outcome(task: &TaskView) -> ExitCode {
+    match task.status {
+        TaskStatus::Success => {
+            println!("{} of {} succeeded (task {})", task.task, task.context, task.id);
+            ExitCode::SUCCESS
+        }
+        status => {
+            let reason = task.reason.as_deref().unwrap_or("no reason was recorded");
+            let what = if status == TaskStatus::Failed { "failed" } else { "did not finish" };
+            eprintln!("error: {} of {} {what} (task {}): {reason}", task.task, task.context, task.id);
+            ExitCode::from(EXIT_TASK_FAILED)
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `aegir show @CONTEXT`: one context as a readable summary, or the API's JSON.
+
+use std::process::ExitCode;
+
+use aegir_contract::ContextName;
+
+use crate::api::{Api, ClientView, Collection, PlatformView, ServerView, SiteView};
+use crate::args::ShowArgs;
+use crate::error::CliError;
+use crate::output::{self, summary, time, time_or_dash};
+
+pub async fn run(api: &Api, args: ShowArgs) -> Result<ExitCode, CliError> {
+    let value = api.get_json(&[Collection::of(&args.context).segment(), args.context.as_str()], &[]).await?;
+    if args.json {
+        output::print_json(&value);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = match &args.context {
+        ContextName::Server(_) => server_summary(&api.typed(value)?),
+        ContextName::Platform(_) => platform_summary(&api.typed(value)?),
+        ContextName::Site(_) => site_summary(&api.typed(value)?),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn with_version(text: String, version: Option<&str>) -> String {
+    match version {
+        Some(v) => format!("{text} ({v})"),
+        None => text,
+    }
+}
+
+pub fn server_summary(s: &ServerView) -> String {
+    let http = s.http.as_ref().map_or_else(
+        || "none".to_owned(),
+        |h| with_version(format!("{} on port {}", h.service_type, h.port), h.version.as_deref()),
+    );
+    let db = s.db.as_ref().map_or_else(
+        || "none".to_owned(),
+        |d| {
+            let password = if d.admin_password_set { "password set" } else { "no password" };
+            with_version(
+                format!("{} at {}:{}, admin {} ({password})", d.service_type, d.host, d.port, d.admin_user),
+                d.version.as_deref(),
+            )
+        },
+    );
+    summary(
+        &format!("@{}  (server)", s.name),
+        &[
+            ("remote host", s.remote_host.clone()),
+            ("http", http),
+            ("db", db),
+            ("status", s.status.clone()),
+            ("verified", time_or_dash(s.verified_at.as_ref())),
+            ("created", time(&s.created_at)),
+            ("updated", time(&s.updated_at)),
+        ],
+    )
+}
+
+pub fn platform_summary(p: &PlatformView) -> String {
+    let kind = match (&p.platform_type, &p.app_version) {
+        (Some(t), Some(v)) => format!("{t} {v}"),
+        (Some(t), None) => t.clone(),
+        _ => format!("not detected yet (run `aegir @{} verify`)", p.name),
+    };
+    summary(
+        &format!("@{}  (platform)", p.name),
+        &[
+            ("root", p.root.clone()),
+            ("web server", p.web_server.clone()),
+            ("type", kind),
+            ("status", p.status.clone()),
+            ("verified", time_or_dash(p.verified_at.as_ref())),
+            ("created", time(&p.created_at)),
+            ("updated", time(&p.updated_at)),
+        ],
+    )
+}
+
+pub fn site_summary(s: &SiteView) -> String {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    summary(
+        &format!("@{}  (site)", s.uri),
+        &[
+            ("platform", or_dash(&s.platform)),
+            ("db server", or_dash(&s.db_server)),
+            ("client", or_dash(&s.client)),
+            ("status", s.status.clone()),
+            ("created", time(&s.created_at)),
+            ("updated", time(&s.updated_at)),
+        ],
+    )
+}
+
+pub fn client_summary(c: &ClientView) -> String {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    summary(
+        &format!("{}  (client)", c.name),
+        &[
+            ("title", or_dash(&c.title)),
+            ("email", or_dash(&c.email)),
+            ("created", time(&c.created_at)),
+            ("updated", time(&c.updated_at)),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_summary_says_what_it_offers_and_never_a_password() {
+        let view: ServerView = serde_json::from_value(serde_json::json!({
+            "name": "server_master", "context": "@server_master", "remote_host": "localhost",
+            "http": {"service_type": "nginx", "port": 80, "version": "nginx/1.22.1"},
+            "db": {"service_type": "mariadb", "host": "127.0.0.1", "port": 3306, "admin_user": "root",
+                   "admin_password_set": true, "version": null},
+            "status": "verified", "verified_at": "2026-01-01T00:00:00Z",
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let text = server_summary(&view);
+        assert!(text.starts_with("@server_master  (server)\n"), "{text}");
+        assert!(text.contains("  http         nginx on port 80 (nginx/1.22.1)\n"), "{text}");
+        assert!(text.contains("  db           mariadb at 127.0.0.1:3306, admin root (password set)\n"), "{text}");
+        assert!(text.contains("  status       verified\n"), "{text}");
+    }
+}

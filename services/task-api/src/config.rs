@@ -1,0 +1,89 @@
+//! Command line and environment of task-api.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use aegir_config::{CommonArgs, DatabaseArgs};
+use aegir_contract::{AbsolutePath, NameError};
+
+/// Every setting of task-api; each option can also come from its `AEGIR_*` variable.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "task-api", about = "The REST API of Aegir: contexts, tasks and live task logs")]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "AEGIR_API_LISTEN", default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+
+    /// Directories platforms may live in, separated by `:`. A platform's root must lie
+    /// below one of them.
+    #[arg(long, env = "AEGIR_PLATFORM_ROOTS", default_value = "/var/aegir/platforms")]
+    pub platform_roots: PlatformRoots,
+}
+
+/// The directories platform roots must lie below.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformRoots(Vec<AbsolutePath>);
+
+impl PlatformRoots {
+    pub fn new(roots: Vec<AbsolutePath>) -> Self {
+        Self(roots)
+    }
+
+    /// The allowed directory `path` lies strictly below, if any: a platform root is never
+    /// one of these directories itself.
+    pub fn containing(&self, path: &AbsolutePath) -> Option<&AbsolutePath> {
+        self.0.iter().find(|root| path != *root && path.is_within(root))
+    }
+}
+
+impl FromStr for PlatformRoots {
+    type Err = NameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let roots = s.split(':').filter(|r| !r.is_empty()).map(AbsolutePath::parse).collect::<Result<Vec<_>, _>>()?;
+        if roots.is_empty() {
+            return Err(NameError {
+                kind: "platform roots",
+                value: s.to_owned(),
+                rule: "give at least one absolute directory, several separated by `:`",
+            });
+        }
+        Ok(Self(roots))
+    }
+}
+
+impl fmt::Display for PlatformRoots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, root) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            f.write_str(root.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_are_colon_separated_absolute_paths() {
+        let roots: PlatformRoots = "/var/aegir/platforms:/srv/www".parse().unwrap();
+        assert_eq!(roots.to_string(), "/var/aegir/platforms:/srv/www");
+        let inside = AbsolutePath::parse("/srv/www/wp").unwrap();
+        assert_eq!(roots.containing(&inside).map(AbsolutePath::as_str), Some("/srv/www"));
+        assert!(roots.containing(&AbsolutePath::parse("/srv/www").unwrap()).is_none());
+        assert!(roots.containing(&AbsolutePath::parse("/srv/wwwx/a").unwrap()).is_none());
+        assert!("relative/path".parse::<PlatformRoots>().is_err());
+        assert!("".parse::<PlatformRoots>().is_err());
+    }
+}

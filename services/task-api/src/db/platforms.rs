@@ -1,0 +1,174 @@
+//! The `platforms` table.
+
+use aegir_contract::{AbsolutePath, PlatformName, PlatformType, ServerName};
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
+
+use super::Saved;
+use crate::input::Page;
+use crate::views::{ContextStatus, PlatformView};
+
+macro_rules! view_columns {
+    () => {
+        "name, root, web_server, platform_type, app_version, status, verified_at, created_at, updated_at"
+    };
+}
+
+#[derive(Debug, FromRow)]
+pub struct PlatformRow {
+    pub name: String,
+    pub root: String,
+    pub web_server: String,
+    pub platform_type: Option<String>,
+    pub app_version: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub status: ContextStatus,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<PlatformRow> for PlatformView {
+    fn from(row: PlatformRow) -> Self {
+        PlatformView {
+            context: format!("@{}", row.name),
+            name: row.name,
+            root: row.root,
+            web_server: format!("@{}", row.web_server),
+            platform_type: row.platform_type,
+            app_version: row.app_version,
+            status: row.status,
+            verified_at: row.verified_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+pub async fn get(db: impl PgExecutor<'_>, name: &PlatformName) -> sqlx::Result<Option<PlatformRow>> {
+    sqlx::query_as(concat!("SELECT ", view_columns!(), " FROM platforms WHERE name = $1"))
+        .bind(name.as_str())
+        .fetch_optional(db)
+        .await
+}
+
+/// Reads the platform and locks it until the transaction ends. With `exclusive` false the
+/// lock only keeps others from changing or deleting it (for a task snapshot).
+pub async fn lock(conn: &mut PgConnection, name: &PlatformName, exclusive: bool) -> sqlx::Result<Option<PlatformRow>> {
+    let query = if exclusive {
+        concat!("SELECT ", view_columns!(), " FROM platforms WHERE name = $1 FOR UPDATE")
+    } else {
+        concat!("SELECT ", view_columns!(), " FROM platforms WHERE name = $1 FOR SHARE")
+    };
+    sqlx::query_as(query).bind(name.as_str()).fetch_optional(conn).await
+}
+
+pub async fn list(db: &PgPool, page: Page) -> sqlx::Result<(Vec<PlatformRow>, i64)> {
+    let rows = sqlx::query_as(concat!("SELECT ", view_columns!(), " FROM platforms ORDER BY name LIMIT $1 OFFSET $2"))
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(db)
+        .await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM platforms").fetch_one(db).await?;
+    Ok((rows, total))
+}
+
+/// Names of (at most `limit`) platforms on `server`.
+pub async fn names_on_server(conn: &mut PgConnection, server: &ServerName, limit: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT name FROM platforms WHERE web_server = $1 ORDER BY name LIMIT $2")
+        .bind(server.as_str())
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+/// The platform other than `name` that already has `root` on `web_server`, if any.
+pub async fn holder_of_root(
+    conn: &mut PgConnection,
+    web_server: &ServerName,
+    root: &AbsolutePath,
+    name: &PlatformName,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT name FROM platforms WHERE web_server = $1 AND root = $2 AND name <> $3")
+        .bind(web_server.as_str())
+        .bind(root.as_str())
+        .bind(name.as_str())
+        .fetch_optional(conn)
+        .await
+}
+
+/// Creates or replaces the platform. Moving it (another root or web server) forgets
+/// what the last verify found, since that was about other code.
+pub async fn save(
+    conn: &mut PgConnection,
+    name: &PlatformName,
+    root: &AbsolutePath,
+    web_server: &ServerName,
+) -> sqlx::Result<Saved<PlatformRow>> {
+    sqlx::query_as(concat!(
+        "INSERT INTO platforms AS p (name, root, web_server) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE SET
+             root = EXCLUDED.root,
+             web_server = EXCLUDED.web_server,
+             platform_type = CASE WHEN (EXCLUDED.root, EXCLUDED.web_server) = (p.root, p.web_server)
+                                  THEN p.platform_type END,
+             app_version = CASE WHEN (EXCLUDED.root, EXCLUDED.web_server) = (p.root, p.web_server)
+                                THEN p.app_version END,
+             status = CASE WHEN (EXCLUDED.root, EXCLUDED.web_server) = (p.root, p.web_server)
+                           THEN p.status ELSE 'new' END,
+             verified_at = CASE WHEN (EXCLUDED.root, EXCLUDED.web_server) = (p.root, p.web_server)
+                                THEN p.verified_at END,
+             updated_at = now()
+         RETURNING ",
+        view_columns!(),
+        ", (xmax = 0) AS created"
+    ))
+    .bind(name.as_str())
+    .bind(root.as_str())
+    .bind(web_server.as_str())
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn delete(conn: &mut PgConnection, name: &PlatformName) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM platforms WHERE name = $1").bind(name.as_str()).execute(conn).await?;
+    Ok(())
+}
+
+/// Records the outcome of a finished verify.
+pub async fn set_status(
+    conn: &mut PgConnection,
+    name: &PlatformName,
+    status: ContextStatus,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE platforms SET status = $2, verified_at = CASE WHEN $2 = 'verified' THEN $3 ELSE verified_at END
+         WHERE name = $1",
+    )
+    .bind(name.as_str())
+    .bind(status.as_str())
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records what a verify found; absent facts keep their stored value.
+pub async fn set_facts(
+    db: impl PgExecutor<'_>,
+    name: &PlatformName,
+    platform_type: Option<PlatformType>,
+    app_version: Option<&str>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE platforms SET platform_type = COALESCE($2, platform_type), app_version = COALESCE($3, app_version)
+         WHERE name = $1",
+    )
+    .bind(name.as_str())
+    .bind(platform_type.map(PlatformType::as_str))
+    .bind(app_version)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -1,0 +1,239 @@
+//! The `servers` table.
+
+use aegir_contract::{DbService, HttpService, Secret, ServerContext, ServerName, ServiceKind};
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgExecutor};
+
+use super::{Saved, stored, stored_port};
+use crate::input::Page;
+use crate::routes::servers::ServerInput;
+use crate::views::{ContextStatus, DbServiceView, HttpServiceView, ServerView, StoredValueError};
+
+/// The columns of [`ServerRow`]; the admin password itself is never read for a view.
+macro_rules! view_columns {
+    () => {
+        "name, remote_host, http_service_type, http_port, http_version, db_service_type, db_host, db_port, \
+         db_admin_user, db_admin_password <> '' AS db_admin_password_set, db_version, status, verified_at, \
+         created_at, updated_at"
+    };
+}
+
+#[derive(Debug, FromRow)]
+pub struct ServerRow {
+    pub name: String,
+    pub remote_host: String,
+    pub http_service_type: Option<String>,
+    pub http_port: Option<i32>,
+    pub http_version: Option<String>,
+    pub db_service_type: Option<String>,
+    pub db_host: Option<String>,
+    pub db_port: Option<i32>,
+    pub db_admin_user: Option<String>,
+    pub db_admin_password_set: Option<bool>,
+    pub db_version: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub status: ContextStatus,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<ServerRow> for ServerView {
+    type Error = StoredValueError;
+
+    fn try_from(row: ServerRow) -> Result<Self, Self::Error> {
+        let http = match (row.http_service_type, row.http_port) {
+            (Some(service_type), Some(port)) => {
+                Some(HttpServiceView { service_type, port: stored_port(port)?, version: row.http_version })
+            }
+            _ => None,
+        };
+        let db = match (row.db_service_type, row.db_host, row.db_port, row.db_admin_user) {
+            (Some(service_type), Some(host), Some(port), Some(admin_user)) => Some(DbServiceView {
+                service_type,
+                host,
+                port: stored_port(port)?,
+                admin_user,
+                admin_password_set: row.db_admin_password_set.unwrap_or(false),
+                version: row.db_version,
+            }),
+            _ => None,
+        };
+        Ok(ServerView {
+            context: format!("@{}", row.name),
+            name: row.name,
+            remote_host: row.remote_host,
+            http,
+            db,
+            status: row.status,
+            verified_at: row.verified_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A server as a task carries it, admin password included.
+#[derive(Debug, FromRow)]
+pub struct ServerContextRow {
+    name: String,
+    remote_host: String,
+    http_service_type: Option<String>,
+    http_port: Option<i32>,
+    db_service_type: Option<String>,
+    db_host: Option<String>,
+    db_port: Option<i32>,
+    db_admin_user: Option<String>,
+    db_admin_password: Option<String>,
+}
+
+impl TryFrom<ServerContextRow> for ServerContext {
+    type Error = StoredValueError;
+
+    fn try_from(row: ServerContextRow) -> Result<Self, Self::Error> {
+        let http = match (row.http_service_type, row.http_port) {
+            (Some(service_type), Some(port)) => {
+                Some(HttpService { service_type: stored("http service type", service_type)?, port: stored_port(port)? })
+            }
+            _ => None,
+        };
+        let db = match (row.db_service_type, row.db_host, row.db_port, row.db_admin_user) {
+            (Some(service_type), Some(host), Some(port), Some(admin_user)) => Some(DbService {
+                service_type: stored("db service type", service_type)?,
+                host: stored("host name", host)?,
+                port: stored_port(port)?,
+                admin_user,
+                admin_password: Secret::new(row.db_admin_password.unwrap_or_default()),
+            }),
+            _ => None,
+        };
+        Ok(ServerContext {
+            name: stored("server name", row.name)?,
+            remote_host: stored("host name", row.remote_host)?,
+            http,
+            db,
+        })
+    }
+}
+
+pub async fn get(db: impl PgExecutor<'_>, name: &ServerName) -> sqlx::Result<Option<ServerRow>> {
+    sqlx::query_as(concat!("SELECT ", view_columns!(), " FROM servers WHERE name = $1"))
+        .bind(name.as_str())
+        .fetch_optional(db)
+        .await
+}
+
+/// Reads the server and locks it until the transaction ends. With `exclusive` (to change
+/// or delete it) nobody can add platforms to it meanwhile; without, only changing and
+/// deleting it are kept out (while a platform is added to it).
+pub async fn lock(conn: &mut PgConnection, name: &ServerName, exclusive: bool) -> sqlx::Result<Option<ServerRow>> {
+    let query = if exclusive {
+        concat!("SELECT ", view_columns!(), " FROM servers WHERE name = $1 FOR UPDATE")
+    } else {
+        concat!("SELECT ", view_columns!(), " FROM servers WHERE name = $1 FOR SHARE")
+    };
+    sqlx::query_as(query).bind(name.as_str()).fetch_optional(conn).await
+}
+
+/// The server as a task snapshot; keeps it from changing until the transaction ends.
+pub async fn context(conn: &mut PgConnection, name: &ServerName) -> sqlx::Result<Option<ServerContextRow>> {
+    sqlx::query_as(
+        "SELECT name, remote_host, http_service_type, http_port, db_service_type, db_host, db_port, db_admin_user,
+                db_admin_password
+         FROM servers WHERE name = $1 FOR SHARE",
+    )
+    .bind(name.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn list(db: &sqlx::PgPool, page: Page) -> sqlx::Result<(Vec<ServerRow>, i64)> {
+    let rows = sqlx::query_as(concat!("SELECT ", view_columns!(), " FROM servers ORDER BY name LIMIT $1 OFFSET $2"))
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(db)
+        .await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM servers").fetch_one(db).await?;
+    Ok((rows, total))
+}
+
+/// Creates or replaces the server. An omitted admin password keeps the stored one; a
+/// service whose type changed forgets the version the last verify reported.
+pub async fn save(conn: &mut PgConnection, name: &ServerName, input: &ServerInput) -> sqlx::Result<Saved<ServerRow>> {
+    let http = input.http.as_ref();
+    let db = input.db.as_ref();
+    sqlx::query_as(concat!(
+        "INSERT INTO servers AS s (name, remote_host, http_service_type, http_port, db_service_type, db_host, db_port,
+                                   db_admin_user, db_admin_password)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $5::text IS NULL THEN NULL ELSE COALESCE($9, '') END)
+         ON CONFLICT (name) DO UPDATE SET
+             remote_host = EXCLUDED.remote_host,
+             http_service_type = EXCLUDED.http_service_type,
+             http_port = EXCLUDED.http_port,
+             http_version = CASE WHEN EXCLUDED.http_service_type IS NOT DISTINCT FROM s.http_service_type
+                                 THEN s.http_version END,
+             db_service_type = EXCLUDED.db_service_type,
+             db_host = EXCLUDED.db_host,
+             db_port = EXCLUDED.db_port,
+             db_admin_user = EXCLUDED.db_admin_user,
+             db_admin_password = CASE WHEN EXCLUDED.db_service_type IS NULL THEN NULL
+                                      ELSE COALESCE($9, s.db_admin_password, '') END,
+             db_version = CASE WHEN EXCLUDED.db_service_type IS NOT DISTINCT FROM s.db_service_type
+                               THEN s.db_version END,
+             updated_at = now()
+         RETURNING ",
+        view_columns!(),
+        ", (xmax = 0) AS created"
+    ))
+    .bind(name.as_str())
+    .bind(input.remote_host.as_str())
+    .bind(http.map(|h| h.service_type.as_str()))
+    .bind(http.map(|h| i32::from(h.port)))
+    .bind(db.map(|d| d.service_type.as_str()))
+    .bind(db.map(|d| d.host.as_str()))
+    .bind(db.map(|d| i32::from(d.port)))
+    .bind(db.map(|d| d.admin_user.as_str()))
+    .bind(db.and_then(|d| d.admin_password.as_ref()).map(|p| p.expose()))
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn delete(conn: &mut PgConnection, name: &ServerName) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM servers WHERE name = $1").bind(name.as_str()).execute(conn).await?;
+    Ok(())
+}
+
+/// Records the outcome of a finished verify.
+pub async fn set_status(
+    conn: &mut PgConnection,
+    name: &ServerName,
+    status: ContextStatus,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE servers SET status = $2, verified_at = CASE WHEN $2 = 'verified' THEN $3 ELSE verified_at END
+         WHERE name = $1",
+    )
+    .bind(name.as_str())
+    .bind(status.as_str())
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records the version a verify found for one of the server's services.
+pub async fn set_service_version(
+    db: impl PgExecutor<'_>,
+    name: &ServerName,
+    service: ServiceKind,
+    version: &str,
+) -> sqlx::Result<bool> {
+    let query = match service {
+        ServiceKind::Http => "UPDATE servers SET http_version = $2 WHERE name = $1 AND http_service_type IS NOT NULL",
+        ServiceKind::Db => "UPDATE servers SET db_version = $2 WHERE name = $1 AND db_service_type IS NOT NULL",
+        ServiceKind::Backup => return Ok(false),
+    };
+    let done = sqlx::query(query).bind(name.as_str()).bind(version).execute(db).await?;
+    Ok(done.rows_affected() > 0)
+}

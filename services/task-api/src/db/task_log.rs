@@ -1,0 +1,78 @@
+//! The `task_log` table: every line of every task, numbered by `seq`.
+
+use aegir_contract::{LogLevel, LogLine};
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor};
+use uuid::Uuid;
+
+use crate::views::LogEntry;
+
+#[derive(Debug, FromRow)]
+pub struct LogRow {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub level: String,
+    pub source: String,
+    pub step: Option<i32>,
+    pub message: String,
+}
+
+impl From<LogRow> for LogEntry {
+    fn from(row: LogRow) -> Self {
+        LogEntry {
+            seq: row.seq,
+            at: row.at,
+            level: row.level,
+            source: row.source,
+            step: row.step.and_then(|s| u32::try_from(s).ok()),
+            message: row.message,
+        }
+    }
+}
+
+pub fn level_str(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Info => "info",
+        LogLevel::Warning => "warning",
+        LogLevel::Error => "error",
+        LogLevel::Success => "success",
+    }
+}
+
+/// PostgreSQL text cannot hold NUL, which command output may contain.
+fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') { text.replace('\0', "\u{FFFD}").into() } else { text.into() }
+}
+
+/// Stores a line of a known task. `None` when the line is already stored (a redelivery)
+/// or its task is unknown.
+pub async fn insert(db: impl PgExecutor<'_>, line: &LogLine) -> sqlx::Result<Option<LogRow>> {
+    sqlx::query_as(
+        "INSERT INTO task_log (line_id, task_id, at, level, source, step, message)
+         SELECT $1, id, $3, $4, $5, $6, $7 FROM tasks WHERE id = $2
+         ON CONFLICT (line_id) DO NOTHING
+         RETURNING seq, at, level, source, step, message",
+    )
+    .bind(line.id)
+    .bind(line.task_id)
+    .bind(line.at)
+    .bind(level_str(line.level))
+    .bind(storable(&line.source).as_ref())
+    .bind(line.step.and_then(|s| i32::try_from(s).ok()))
+    .bind(storable(&line.message).as_ref())
+    .fetch_optional(db)
+    .await
+}
+
+/// Up to `limit` lines of `task_id` after `after_seq`, in order.
+pub async fn after(db: impl PgExecutor<'_>, task_id: Uuid, after_seq: i64, limit: i64) -> sqlx::Result<Vec<LogRow>> {
+    sqlx::query_as(
+        "SELECT seq, at, level, source, step, message FROM task_log
+         WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(task_id)
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

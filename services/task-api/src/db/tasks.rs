@@ -1,0 +1,150 @@
+//! The `tasks` table. Status changes are compare-and-set, so a redelivered event
+//! changes nothing.
+
+use aegir_contract::{ContextName, TaskKind};
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::input::Page;
+use crate::views::{TaskStatus, TaskView};
+
+macro_rules! columns {
+    () => {
+        "id, context, kind, status, reason, trace_id, created_at, started_at, finished_at"
+    };
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct TaskRow {
+    pub id: Uuid,
+    pub context: String,
+    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub status: TaskStatus,
+    pub reason: Option<String>,
+    pub trace_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl TaskRow {
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status, TaskStatus::Success | TaskStatus::Failed)
+    }
+}
+
+impl From<TaskRow> for TaskView {
+    fn from(row: TaskRow) -> Self {
+        TaskView {
+            id: row.id,
+            context: row.context,
+            task: row.kind,
+            status: row.status,
+            reason: row.reason,
+            trace_id: row.trace_id,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        }
+    }
+}
+
+/// Which tasks a list shows.
+#[derive(Debug, Default)]
+pub struct TaskFilter {
+    pub context: Option<ContextName>,
+    pub status: Option<TaskStatus>,
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: Uuid,
+    context: &ContextName,
+    kind: TaskKind,
+    created_at: DateTime<Utc>,
+    trace_id: Option<String>,
+) -> sqlx::Result<TaskRow> {
+    sqlx::query_as(concat!(
+        "INSERT INTO tasks (id, context, context_type, kind, status, created_at, trace_id)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6)
+         RETURNING ",
+        columns!()
+    ))
+    .bind(id)
+    .bind(context.to_string())
+    .bind(context.context_type().as_str())
+    .bind(kind.as_str())
+    .bind(created_at)
+    .bind(trace_id)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as(concat!("SELECT ", columns!(), " FROM tasks WHERE id = $1")).bind(id).fetch_optional(db).await
+}
+
+pub async fn exists(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1)").bind(id).fetch_one(db).await
+}
+
+/// Newest first.
+pub async fn list(db: &PgPool, filter: &TaskFilter, page: Page) -> sqlx::Result<(Vec<TaskRow>, i64)> {
+    let context = filter.context.as_ref().map(ToString::to_string);
+    let status = filter.status.map(TaskStatus::as_str);
+    let rows = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM tasks
+         WHERE ($1::text IS NULL OR context = $1) AND ($2::text IS NULL OR status = $2)
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+    ))
+    .bind(&context)
+    .bind(status)
+    .bind(page.limit)
+    .bind(page.offset)
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks WHERE ($1::text IS NULL OR context = $1) AND ($2::text IS NULL OR status = $2)",
+    )
+    .bind(&context)
+    .bind(status)
+    .fetch_one(db)
+    .await?;
+    Ok((rows, total))
+}
+
+/// `queued` → `running`. False when the task is not queued (unknown, or already past it).
+pub async fn mark_started(db: impl PgExecutor<'_>, id: Uuid, at: DateTime<Utc>) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE tasks SET status = 'running', started_at = $2 WHERE id = $1 AND status = 'queued'")
+        .bind(id)
+        .bind(at)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Ends a task that has not ended yet; `None` when it is unknown or already finished.
+pub async fn mark_finished(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: TaskStatus,
+    reason: Option<&str>,
+    at: DateTime<Utc>,
+) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as(concat!(
+        "UPDATE tasks SET status = $2, reason = $3, finished_at = $4
+         WHERE id = $1 AND status IN ('queued', 'running')
+         RETURNING ",
+        columns!()
+    ))
+    .bind(id)
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(at)
+    .fetch_optional(conn)
+    .await
+}

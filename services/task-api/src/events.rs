@@ -1,0 +1,277 @@
+//! The event consumer: persists every task event from the `api.events` queue.
+//!
+//! Events are handled one at a time in queue order. Each is applied idempotently (a
+//! redelivered event changes nothing) and acked only after its transaction committed.
+//! An event that cannot be understood is dead-lettered; one the database refuses is
+//! dead-lettered too, so it never blocks the queue. While PostgreSQL is down the event
+//! is retried until it is back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
+use aegir_amqp::topology::{EventKey, QueueName};
+use aegir_amqp::{Broker, ConsumerSpec, Delivery, consume, extract_trace_context};
+use aegir_contract::{
+    ContextName, LogLine, Message, StepOutcome, StepResult, TaskFinished, TaskKind, TaskOutcome, TaskStarted,
+};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::db;
+use crate::error::is_unavailable;
+use crate::live::{LiveEvent, LiveLog};
+use crate::metrics::EVENTS_CONSUMED;
+use crate::views::{ContextStatus, TaskStatus};
+
+/// Deliveries the broker may send ahead of the one being handled.
+const PREFETCH: u16 = 100;
+const EVENT_KEYS: [EventKey; 4] =
+    [EventKey::TaskLog, EventKey::StepResult, EventKey::TaskStarted, EventKey::TaskFinished];
+
+/// Consumes `api.events` until `shutdown`, finishing the event in hand.
+pub async fn run(pool: PgPool, live: LiveLog, broker: Broker, shutdown: CancellationToken) {
+    let consumer = Arc::new(EventConsumer { pool, live, shutdown: shutdown.clone() });
+    let spec = ConsumerSpec { queue: QueueName::ApiEvents, prefetch: PREFETCH, in_order: true };
+    consume(broker, spec, shutdown, move |delivery| {
+        let consumer = consumer.clone();
+        async move { consumer.handle(delivery).await }
+    })
+    .await;
+}
+
+fn event_key(routing_key: &str) -> Option<EventKey> {
+    EVENT_KEYS.into_iter().find(|k| k.as_str() == routing_key)
+}
+
+/// A decoded event.
+#[derive(Debug)]
+enum Event {
+    Log(LogLine),
+    Step(StepResult),
+    Started(TaskStarted),
+    Finished(TaskFinished),
+}
+
+impl Event {
+    /// The routing key says which message the body must be.
+    fn decode(routing_key: &str, body: &[u8]) -> Result<Self, String> {
+        let key = event_key(routing_key).ok_or_else(|| {
+            format!("unknown event `{routing_key}`; task-api knows task.log, step.result, task.started, task.finished")
+        })?;
+        let decoded = match key {
+            EventKey::TaskLog => LogLine::decode(body).map(Event::Log),
+            EventKey::StepResult => StepResult::decode(body).map(Event::Step),
+            EventKey::TaskStarted => TaskStarted::decode(body).map(Event::Started),
+            EventKey::TaskFinished => TaskFinished::decode(body).map(Event::Finished),
+        };
+        decoded.map_err(|e| e.to_string())
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Event::Log(_) => EventKey::TaskLog.as_str(),
+            Event::Step(_) => EventKey::StepResult.as_str(),
+            Event::Started(_) => EventKey::TaskStarted.as_str(),
+            Event::Finished(_) => EventKey::TaskFinished.as_str(),
+        }
+    }
+
+    fn task_id(&self) -> Uuid {
+        match self {
+            Event::Log(m) => m.task_id,
+            Event::Step(m) => m.task_id,
+            Event::Started(m) => m.task_id,
+            Event::Finished(m) => m.task_id,
+        }
+    }
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Applied,
+    /// Already applied (a redelivery), or nothing to do.
+    Unchanged,
+    /// The task is not one of ours.
+    UnknownTask,
+}
+
+impl Effect {
+    fn as_str(self) -> &'static str {
+        match self {
+            Effect::Applied => "applied",
+            Effect::Unchanged => "unchanged",
+            Effect::UnknownTask => "unknown_task",
+        }
+    }
+}
+
+struct EventConsumer {
+    pool: PgPool,
+    live: LiveLog,
+    shutdown: CancellationToken,
+}
+
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+impl EventConsumer {
+    async fn handle(&self, delivery: Delivery) {
+        let routing_key = delivery.routing_key.as_str().to_owned();
+        let span = tracing::info_span!("event", routing_key = %routing_key, task_id = tracing::field::Empty);
+        extract_trace_context(delivery.properties.headers().as_ref(), &span);
+        async {
+            let event = match Event::decode(&routing_key, &delivery.data) {
+                Ok(event) => event,
+                Err(reason) => return self.dead_letter(&delivery, "refused", &reason).await,
+            };
+            tracing::Span::current().record("task_id", tracing::field::display(event.task_id()));
+            let mut delay = RETRY_FIRST;
+            loop {
+                match self.apply(&event).await {
+                    Ok(effect) => {
+                        metrics::counter!(EVENTS_CONSUMED, "kind" => event.kind(), "outcome" => effect.as_str())
+                            .increment(1);
+                        if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                            // The effect is stored; a redelivery will change nothing.
+                            tracing::warn!(error = %e, "could not ack an event");
+                        }
+                        return;
+                    }
+                    Err(e) if is_unavailable(&e) => {
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot store an event; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = self.shutdown.cancelled() => {
+                                // Back to the queue, for the next run.
+                                let requeue = BasicNackOptions { requeue: true, ..Default::default() };
+                                let _ = delivery.nack(requeue).await;
+                                return;
+                            }
+                        }
+                        delay = (delay * 2).min(RETRY_MAX);
+                    }
+                    // The database refuses this event (a broken constraint, a value it
+                    // cannot hold): trying again would block every event behind it.
+                    Err(e) => return self.dead_letter(&delivery, "failed", &e.to_string()).await,
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, outcome: &'static str, reason: &str) {
+        tracing::warn!(reason, "dead-lettering an event task-api cannot store");
+        let kind = event_key(delivery.routing_key.as_str()).map_or("unknown", EventKey::as_str);
+        metrics::counter!(EVENTS_CONSUMED, "kind" => kind, "outcome" => outcome).increment(1);
+        let reject = BasicNackOptions { requeue: false, ..Default::default() };
+        if let Err(e) = delivery.nack(reject).await {
+            tracing::warn!(error = %e, "could not dead-letter an event");
+        }
+    }
+
+    async fn apply(&self, event: &Event) -> sqlx::Result<Effect> {
+        match event {
+            Event::Log(line) => self.log_line(line).await,
+            Event::Started(started) => self.task_started(started).await,
+            Event::Step(result) => self.step_result(result).await,
+            Event::Finished(finished) => self.task_finished(finished).await,
+        }
+    }
+
+    async fn unchanged_or_unknown(&self, task_id: Uuid) -> sqlx::Result<Effect> {
+        Ok(if db::tasks::exists(&self.pool, task_id).await? { Effect::Unchanged } else { Effect::UnknownTask })
+    }
+
+    async fn log_line(&self, line: &LogLine) -> sqlx::Result<Effect> {
+        match db::task_log::insert(&self.pool, line).await? {
+            Some(row) => {
+                self.live.announce(LiveEvent::Line { task_id: line.task_id, entry: row.into() });
+                Ok(Effect::Applied)
+            }
+            None => self.unchanged_or_unknown(line.task_id).await,
+        }
+    }
+
+    async fn task_started(&self, started: &TaskStarted) -> sqlx::Result<Effect> {
+        if db::tasks::mark_started(&self.pool, started.task_id, started.at).await? {
+            Ok(Effect::Applied)
+        } else {
+            self.unchanged_or_unknown(started.task_id).await
+        }
+    }
+
+    /// A successful step tells what it found about the task's context.
+    async fn step_result(&self, result: &StepResult) -> sqlx::Result<Effect> {
+        let StepOutcome::Success { facts } = &result.outcome else { return Ok(Effect::Unchanged) };
+        let Some(task) = db::tasks::get(&self.pool, result.task_id).await? else { return Ok(Effect::UnknownTask) };
+        let Ok(context) = ContextName::parse(&task.context) else {
+            tracing::warn!(context = %task.context, "task has a context name this version cannot read");
+            return Ok(Effect::Unchanged);
+        };
+        let changed = match &context {
+            ContextName::Platform(name) if facts.platform_type.is_some() || facts.app_version.is_some() => {
+                db::platforms::set_facts(&self.pool, name, facts.platform_type, facts.app_version.as_deref()).await?
+            }
+            ContextName::Server(name) if result.route.server == *name => match &facts.service_version {
+                Some(version) => {
+                    db::servers::set_service_version(&self.pool, name, result.route.service, version).await?
+                }
+                None => false,
+            },
+            _ => false,
+        };
+        Ok(if changed { Effect::Applied } else { Effect::Unchanged })
+    }
+
+    async fn task_finished(&self, finished: &TaskFinished) -> sqlx::Result<Effect> {
+        let status = match finished.outcome {
+            TaskOutcome::Success => TaskStatus::Success,
+            TaskOutcome::Failed => TaskStatus::Failed,
+        };
+        let mut tx = self.pool.begin().await?;
+        let Some(task) =
+            db::tasks::mark_finished(&mut tx, finished.task_id, status, finished.reason.as_deref(), finished.at)
+                .await?
+        else {
+            drop(tx);
+            let effect = self.unchanged_or_unknown(finished.task_id).await?;
+            if effect == Effect::UnknownTask {
+                tracing::warn!(task_id = %finished.task_id, "task.finished for a task task-api does not know; ignoring it");
+            }
+            return Ok(effect);
+        };
+        if task.kind == TaskKind::Verify.as_str() {
+            let verified = if status == TaskStatus::Success { ContextStatus::Verified } else { ContextStatus::Failed };
+            match ContextName::parse(&task.context) {
+                Ok(ContextName::Server(name)) => db::servers::set_status(&mut tx, &name, verified, finished.at).await?,
+                Ok(ContextName::Platform(name)) => {
+                    db::platforms::set_status(&mut tx, &name, verified, finished.at).await?
+                }
+                Ok(ContextName::Site(_)) | Err(_) => {}
+            }
+        }
+        tx.commit().await?;
+        self.live.announce(LiveEvent::Finished { task_id: finished.task_id });
+        Ok(Effect::Applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_routing_key_decides_the_message() {
+        let started = br#"{"task_id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","context":"@server_master","kind":"verify","steps":2,"at":"2025-01-01T00:00:00Z"}"#;
+        assert!(matches!(Event::decode("task.started", started), Ok(Event::Started(_))));
+        let e = Event::decode("task.finished", started).unwrap_err();
+        assert!(e.contains("task_finished"), "{e}");
+        let e = Event::decode("task.bogus", started).unwrap_err();
+        assert!(e.contains("unknown event"), "{e}");
+    }
+}

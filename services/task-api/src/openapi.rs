@@ -1,0 +1,40 @@
+//! `GET /api/openapi.json`: the OpenAPI 3.1 document of the API, generated from the
+//! handlers and types themselves.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
+use crate::routes::{clients, health, platforms, servers, sites, task_log, tasks};
+use crate::views::{ContextStatus, TaskStatus};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Aegir task API",
+        description = "Servers, platforms, clients and sites of an Aegir hosting system, and the tasks run on them. \
+                       Every error answer carries `{\"error\": {\"code\", \"field\", \"message\"}}`."
+    ),
+    paths(
+        servers::list, servers::get, servers::save, servers::delete,
+        platforms::list, platforms::get, platforms::save, platforms::delete,
+        clients::list, clients::get, clients::save, clients::delete,
+        sites::list, sites::get,
+        tasks::create, tasks::list, tasks::get, task_log::log,
+        health::healthz,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, ErrorCode, ContextStatus, TaskStatus)),
+    tags(
+        (name = "servers", description = "Machines and the services they offer"),
+        (name = "platforms", description = "Code bases on web servers"),
+        (name = "clients", description = "Who owns sites"),
+        (name = "sites", description = "Sites on platforms"),
+        (name = "tasks", description = "Work on a context, and its live log"),
+        (name = "operations", description = "Health"),
+    )
+)]
+pub struct ApiDoc;
+
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

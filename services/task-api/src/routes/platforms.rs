@@ -1,0 +1,185 @@
+//! `/api/v1/platforms`: code bases on web servers.
+
+use aegir_contract::{AbsolutePath, ContextName, PlatformName, ServerName};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::{FETCHED, listing};
+use crate::config::PlatformRoots;
+use crate::db;
+use crate::error::{ApiError, ErrorBody};
+use crate::input::{Fields, JsonObject, Params, PathParam, parse_segment};
+use crate::state::AppState;
+use crate::views::{Page, PlatformView};
+
+/// A platform as `PUT /api/v1/platforms/{name}` takes it.
+#[derive(Debug, ToSchema)]
+pub struct PlatformInput {
+    /// The code base's directory, below one of task-api's `--platform-roots`.
+    #[schema(value_type = String, example = "/var/aegir/platforms/wp")]
+    pub root: AbsolutePath,
+    /// The server whose web service serves it.
+    #[schema(value_type = String, required = false, default = "@server_master", example = "@server_master")]
+    pub web_server: ServerName,
+}
+
+impl PlatformInput {
+    pub fn parse(body: Map<String, Value>, roots: &PlatformRoots) -> Result<Self, ApiError> {
+        let mut fields = Fields::new(body, &["root", "web_server"])?;
+        let root = fields.parsed::<AbsolutePath>("root")?;
+        let root = fields.require("root", root)?;
+        if roots.containing(&root).is_none() {
+            return Err(ApiError::invalid(
+                "root",
+                format!(
+                    "path `{root}` is not below an allowed platform root ({roots}); put the platform in a directory below one of them"
+                ),
+            ));
+        }
+        let web_server = match fields.parsed::<ContextName>("web_server")? {
+            None => ServerName::parse("server_master").expect("`server_master` is a valid server name"),
+            Some(ContextName::Server(server)) => server,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "web_server",
+                    format!(
+                        "`{other}` is a {}, not a server; give a web server such as `@server_master`",
+                        other.context_type()
+                    ),
+                ));
+            }
+        };
+        Ok(Self { root, web_server })
+    }
+}
+
+pub(crate) fn not_found(name: &PlatformName) -> ApiError {
+    ApiError::not_found(format!("platform `@{name}` does not exist; create it with PUT /api/v1/platforms/{name}"))
+}
+
+/// Create or update a platform.
+#[utoipa::path(
+    put, path = "/api/v1/platforms/{name}", operation_id = "save_platform", tag = "platforms",
+    params(("name" = String, Path, description = "Platform name, e.g. `platform_wp`")),
+    request_body = PlatformInput,
+    responses(
+        (status = 201, description = "Created", body = PlatformView),
+        (status = 200, description = "Updated", body = PlatformView),
+        (status = 400, description = "The body is not a JSON object", body = ErrorBody),
+        (status = 404, description = "The web server does not exist (`field`: `web_server`)", body = ErrorBody),
+        (status = 409, description = "Another platform has this root on this web server", body = ErrorBody),
+        (status = 422, description = "A field is missing, unknown or not valid; or the server has no web service", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn save(
+    State(state): State<AppState>,
+    PathParam(name): PathParam,
+    JsonObject(body): JsonObject,
+) -> Result<(StatusCode, Json<PlatformView>), ApiError> {
+    let name: PlatformName = parse_segment("name", &name)?;
+    let input = PlatformInput::parse(body, &state.platform_roots)?;
+    let server = &input.web_server;
+
+    let mut tx = state.pool.begin().await?;
+    let web_server = db::servers::lock(&mut tx, server, false).await?.ok_or_else(|| {
+        ApiError::not_found_in(
+            "web_server",
+            format!("web server `@{server}` does not exist; create it with PUT /api/v1/servers/{server} first"),
+        )
+    })?;
+    if web_server.http_service_type.is_none() {
+        return Err(ApiError::invalid(
+            "web_server",
+            format!("`@{server}` offers no web service; save it with `http` or choose another web server"),
+        ));
+    }
+    if let Some(holder) = db::platforms::holder_of_root(&mut tx, server, &input.root, &name).await? {
+        return Err(ApiError::conflict(
+            Some("root"),
+            format!("`@{holder}` already has root `{}` on `@{server}`; choose another directory", input.root),
+        ));
+    }
+    if let Some(current) = db::platforms::lock(&mut tx, &name, true).await?
+        && (current.root != input.root.as_str() || current.web_server != server.as_str())
+    {
+        let sites = db::sites::on_platform(&mut tx, &name, FETCHED).await?;
+        if !sites.is_empty() {
+            return Err(ApiError::conflict(
+                None,
+                format!(
+                    "sites {} are on `@{name}`; it cannot move to another root or web server while they are",
+                    listing(&sites, "@")
+                ),
+            ));
+        }
+    }
+    let saved = db::platforms::save(&mut tx, &name, &input.root, server).await?;
+    tx.commit().await?;
+
+    let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(saved.row.into())))
+}
+
+/// One platform.
+#[utoipa::path(
+    get, path = "/api/v1/platforms/{name}", operation_id = "get_platform", tag = "platforms",
+    params(("name" = String, Path, description = "Platform name, e.g. `platform_wp`")),
+    responses(
+        (status = 200, description = "The platform", body = PlatformView),
+        (status = 404, description = "No such platform", body = ErrorBody),
+        (status = 422, description = "Not a platform name", body = ErrorBody),
+    )
+)]
+pub async fn get(State(state): State<AppState>, PathParam(name): PathParam) -> Result<Json<PlatformView>, ApiError> {
+    let name: PlatformName = parse_segment("name", &name)?;
+    let row = db::platforms::get(&state.pool, &name).await?.ok_or_else(|| not_found(&name))?;
+    Ok(Json(row.into()))
+}
+
+/// Platforms, ordered by name.
+#[utoipa::path(
+    get, path = "/api/v1/platforms", operation_id = "list_platforms", tag = "platforms",
+    params(
+        ("limit" = Option<i64>, Query, description = "At most this many (default 50, at most 500)"),
+        ("offset" = Option<i64>, Query, description = "Skip this many (default 0)"),
+    ),
+    responses(
+        (status = 200, description = "A page of platforms", body = Page<PlatformView>),
+        (status = 422, description = "A bad query parameter", body = ErrorBody),
+    )
+)]
+pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<Page<PlatformView>>, ApiError> {
+    params.allow(&["limit", "offset"])?;
+    let (rows, total) = db::platforms::list(&state.pool, params.page()?).await?;
+    Ok(Json(Page { items: rows.into_iter().map(Into::into).collect(), total }))
+}
+
+/// Delete a platform no site is on.
+#[utoipa::path(
+    delete, path = "/api/v1/platforms/{name}", operation_id = "delete_platform", tag = "platforms",
+    params(("name" = String, Path, description = "Platform name, e.g. `platform_wp`")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such platform", body = ErrorBody),
+        (status = 409, description = "Sites are on it", body = ErrorBody),
+    )
+)]
+pub async fn delete(State(state): State<AppState>, PathParam(name): PathParam) -> Result<StatusCode, ApiError> {
+    let name: PlatformName = parse_segment("name", &name)?;
+    let mut tx = state.pool.begin().await?;
+    db::platforms::lock(&mut tx, &name, true).await?.ok_or_else(|| not_found(&name))?;
+    let sites = db::sites::on_platform(&mut tx, &name, FETCHED).await?;
+    if !sites.is_empty() {
+        return Err(ApiError::conflict(
+            None,
+            format!("sites {} are on `@{name}`; migrate or delete them first", listing(&sites, "@")),
+        ));
+    }
+    db::platforms::delete(&mut tx, &name).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,229 @@
+//! What the API answers: the views of servers, platforms, clients, sites, tasks and log
+//! lines, as the REST contract describes them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A stored value this version does not know; the database was changed by hand or by a
+/// newer version.
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected {kind} `{value}` in the database")]
+pub struct StoredValueError {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $ty:ident, $kind:literal, { $($variant:ident => $s:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $ty {
+            $($variant),+
+        }
+
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $s),+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($s => Ok($ty::$variant),)+
+                    _ => {
+                        let known = Self::ALL.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ");
+                        Err(format!("{} `{s}` is not valid: use one of {known}", $kind))
+                    }
+                }
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = StoredValueError;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse().map_err(|_| StoredValueError { kind: $kind, value: s })
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Where a task is in its life.
+    TaskStatus, "task status", {
+        Queued => "queued",
+        Running => "running",
+        Success => "success",
+        Failed => "failed",
+    }
+);
+
+text_enum!(
+    /// The outcome of the last finished verify of a context.
+    ContextStatus, "context status", {
+        New => "new",
+        Verified => "verified",
+        Failed => "failed",
+    }
+);
+
+/// A page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// How many there are in all, whatever the page.
+    pub total: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HttpServiceView {
+    #[schema(example = "nginx")]
+    pub service_type: String,
+    #[schema(example = 80)]
+    pub port: u16,
+    /// Reported by the last successful verify.
+    #[schema(example = "nginx/1.22.1")]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DbServiceView {
+    #[schema(example = "mariadb")]
+    pub service_type: String,
+    #[schema(example = "127.0.0.1")]
+    pub host: String,
+    #[schema(example = 3306)]
+    pub port: u16,
+    #[schema(example = "root")]
+    pub admin_user: String,
+    /// Whether a non-empty admin password is stored; the password itself is never shown.
+    pub admin_password_set: bool,
+    #[schema(example = "10.11.6-MariaDB-0+deb12u1")]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerView {
+    #[schema(example = "server_master")]
+    pub name: String,
+    #[schema(example = "@server_master")]
+    pub context: String,
+    #[schema(example = "localhost")]
+    pub remote_host: String,
+    pub http: Option<HttpServiceView>,
+    pub db: Option<DbServiceView>,
+    pub status: ContextStatus,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlatformView {
+    #[schema(example = "platform_wp")]
+    pub name: String,
+    #[schema(example = "@platform_wp")]
+    pub context: String,
+    #[schema(example = "/var/aegir/platforms/wp")]
+    pub root: String,
+    #[schema(example = "@server_master")]
+    pub web_server: String,
+    /// Found by the last successful verify: `drupal7`, `drupal`, `wordpress`, `mediawiki` or `php`.
+    #[schema(example = "wordpress")]
+    pub platform_type: Option<String>,
+    #[schema(example = "6.4.2")]
+    pub app_version: Option<String>,
+    pub status: ContextStatus,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientView {
+    #[schema(example = "example")]
+    pub name: String,
+    #[schema(example = "Example Ltd")]
+    pub title: Option<String>,
+    #[schema(example = "ops@example.com")]
+    pub email: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SiteView {
+    #[schema(example = "www.example.com")]
+    pub uri: String,
+    #[schema(example = "@www.example.com")]
+    pub context: String,
+    #[schema(example = "@platform_wp")]
+    pub platform: String,
+    #[schema(example = "@server_master")]
+    pub db_server: String,
+    #[schema(example = "example")]
+    pub client: Option<String>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskView {
+    pub id: Uuid,
+    #[schema(example = "@server_master")]
+    pub context: String,
+    #[schema(example = "verify")]
+    pub task: String,
+    pub status: TaskStatus,
+    /// Why the task failed.
+    pub reason: Option<String>,
+    /// The OpenTelemetry trace id of the request; every service's spans for this task
+    /// belong to it.
+    pub trace_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// One line of a task's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LogEntry {
+    /// Position in the log; also the `id` of its server-sent event.
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    /// `info`, `warning`, `error` or `success`.
+    #[schema(example = "info")]
+    pub level: String,
+    /// Who wrote it: `scheduler` or a route such as `server_master.http`.
+    #[schema(example = "server_master.http")]
+    pub source: String,
+    /// The step of the task it belongs to, if any.
+    pub step: Option<u32>,
+    pub message: String,
+}
+
+/// A task's whole log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogList {
+    pub items: Vec<LogEntry>,
+}

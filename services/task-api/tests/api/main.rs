@@ -1,0 +1,6 @@
+//! task-api against real PostgreSQL and RabbitMQ, in-process.
+
+mod contexts;
+mod helpers;
+mod operations;
+mod tasks;

@@ -1,0 +1,63 @@
+//! How the scheduler runs tasks: one at a time per entity, in order; transient failures
+//! retried a bounded number of times; each task ends once.
+
+use aegir_e2e::{System, mariadb_url};
+use serde_json::Value;
+
+fn time(view: &Value, field: &str) -> String {
+    view[field].as_str().unwrap_or_else(|| panic!("{field} missing in {view}")).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_of_one_entity_run_one_at_a_time_in_order() {
+    let system = System::start().await;
+    system.save_server(&mariadb_url()).await;
+    let server = format!("@{}", system.server);
+
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(system.post_task(&server, "verify").await);
+    }
+    let mut views = Vec::new();
+    for id in &ids {
+        let view = system.wait_task(id).await;
+        assert_eq!(view["status"], "success", "{view}");
+        views.push(view);
+    }
+    // RFC 3339 UTC timestamps of one format compare as strings.
+    for pair in views.windows(2) {
+        let (earlier, later) = (&pair[0], &pair[1]);
+        assert!(
+            time(later, "started_at") >= time(earlier, "finished_at"),
+            "a task started before the one ahead of it finished:\n{earlier}\n{later}"
+        );
+    }
+    let queued_note = system.task_log(&ids[1]).await;
+    assert!(
+        queued_note.iter().any(|(_, s, m)| s == "scheduler" && m.contains("waiting for task")),
+        "a task that waits says for what: {queued_note:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transient_failure_is_retried_a_bounded_number_of_times() {
+    let system = System::start().await;
+    // Nothing listens on port 9; connecting fails at once, a failure that may pass.
+    let closed = mariadb_url().rsplit_once(':').map(|(head, _)| format!("{head}:9")).unwrap();
+    system.save_server(&closed).await;
+    let server = format!("@{}", system.server);
+
+    let id = system.post_task(&server, "verify").await;
+    let view = system.wait_task(&id).await;
+    assert_eq!(view["status"], "failed", "{view}");
+    let reason = view["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("after 3 tries") && reason.contains("cannot reach the database server"), "{reason}");
+
+    let log = system.task_log(&id).await;
+    let tries = log.iter().filter(|(_, s, m)| s.ends_with(".db") && m.starts_with("logging in to")).count();
+    assert_eq!(tries, 3, "{log:?}");
+    let retries = log.iter().filter(|(l, _, m)| l == "warning" && m.contains("trying again")).count();
+    assert_eq!(retries, 2, "{log:?}");
+    let ends = log.iter().filter(|(_, s, m)| s == "scheduler" && m.starts_with("task ")).count();
+    assert_eq!(ends, 1, "{log:?}");
+}
