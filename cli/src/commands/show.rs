@@ -41,7 +41,7 @@ pub fn server_summary(s: &ServerView) -> String {
         |d| {
             let password = if d.admin_password_set { "password set" } else { "no password" };
             with_version(
-                format!("{} at {}:{}, admin {} ({password})", d.service_type, d.host, d.port, d.admin_user),
+                format!("{} at {}:{}, admin {}, {password}", d.service_type, d.host, d.port, d.admin_user),
                 d.version.as_deref(),
             )
         },
@@ -126,7 +126,7 @@ mod tests {
         let text = server_summary(&view);
         assert!(text.starts_with("@server_master  (server)\n"), "{text}");
         assert!(text.contains("  http         nginx on port 80 (nginx/1.22.1)\n"), "{text}");
-        assert!(text.contains("  db           mariadb at 127.0.0.1:3306, admin root (password set)\n"), "{text}");
+        assert!(text.contains("  db           mariadb at 127.0.0.1:3306, admin root, password set\n"), "{text}");
         assert!(text.contains("  status       verified\n"), "{text}");
     }
 }

@@ -81,8 +81,9 @@ async fn prepare(options: &PgConnectOptions, database: &str, schema: Option<&str
             let created = admin.execute(AssertSqlSafe(format!("CREATE DATABASE \"{database}\""))).await;
             match created {
                 Ok(_) => tracing::info!(database, "created the database"),
-                // 42P04: duplicate_database; another service created it first.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+                // 42P04 (duplicate_database) or, when both ran at once, 23505 (a unique
+                // violation in pg_database): another service created it first.
+                Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
                 Err(e) => return Err(e),
             }
             admin.close().await?;
