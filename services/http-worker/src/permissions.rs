@@ -58,11 +58,11 @@ pub fn fix_platform(root: &Path, skip: &[PathBuf], owner: Option<Owner>) -> std:
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !0o022))?;
             fixed.modes += 1;
         }
-        if let Some(o) = owner {
-            if meta.uid() != o.uid.as_raw() || meta.gid() != o.gid.as_raw() {
-                std::os::unix::fs::lchown(&path, Some(o.uid.as_raw()), Some(o.gid.as_raw()))?;
-                fixed.owners += 1;
-            }
+        if let Some(o) = owner
+            && (meta.uid() != o.uid.as_raw() || meta.gid() != o.gid.as_raw())
+        {
+            std::os::unix::fs::lchown(&path, Some(o.uid.as_raw()), Some(o.gid.as_raw()))?;
+            fixed.owners += 1;
         }
         if meta.is_dir() {
             for entry in std::fs::read_dir(&path)? {

@@ -26,10 +26,10 @@ pub fn detect(root: &Path) -> Option<Detected> {
         let version = capture(&text, r#"const VERSION = '([^']+)'"#);
         return Some(Detected { platform_type: PlatformType::Drupal, version });
     }
-    if let Some(text) = read(root, "includes/bootstrap.inc") {
-        if let Some(version) = capture(&text, r#"define\('VERSION', '(7\.[^']*)'\)"#) {
-            return Some(Detected { platform_type: PlatformType::Drupal7, version: Some(version) });
-        }
+    if let Some(text) = read(root, "includes/bootstrap.inc")
+        && let Some(version) = capture(&text, r#"define\('VERSION', '(7\.[^']*)'\)"#)
+    {
+        return Some(Detected { platform_type: PlatformType::Drupal7, version: Some(version) });
     }
     if let Some(text) = read(root, "wp-includes/version.php") {
         let version = capture(&text, r#"\$wp_version = '([^']+)'"#);
