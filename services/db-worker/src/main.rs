@@ -27,6 +27,8 @@ impl StepHandler for DbWorker {
     async fn run(&self, step: &StepDispatched, log: &StepLog) -> Result<StepFacts, StepError> {
         match &step.action {
             StepAction::DbServerVerify { server } => steps::server_verify::run(server, log).await,
+            StepAction::SiteDatabaseCreate { site } => steps::site_database::create(site, log).await,
+            StepAction::SiteDatabaseDrop { site } => steps::site_database::drop(site, log).await,
             other => Err(StepError::permanent(format!(
                 "{} is not a database step; {} cannot run it",
                 other.label(),

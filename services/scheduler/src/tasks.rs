@@ -63,6 +63,10 @@ struct TaskRow {
     attempt: i32,
     steps: i32,
     request: Option<serde_json::Value>,
+    phase: String,
+    failed_step: Option<i32>,
+    failure: Option<String>,
+    rollback_errors: Vec<String>,
 }
 
 impl Tasks {
@@ -129,20 +133,10 @@ impl Tasks {
         let request = stored_request(result.task_id, &task)?;
         let plan = plan::steps(&request);
         let step = result.step as usize;
-        let label = plan.get(step).map_or("step", StepAction::label);
+        let undo = task.failed_step.map(|failed| plan::rollback(&plan, failed as usize)).unwrap_or_default();
+        let action = if task.phase == "rollback" { undo.get(step - plan.len()) } else { plan.get(step).map(|s| &s.action) };
+        let label = action.map_or("step", StepAction::label);
         match &result.outcome {
-            StepOutcome::Success { .. } if step + 1 >= plan.len() => {
-                self.finish(&mut tx, &request, TaskOutcome::Success, None).await?;
-                self.start_next(&mut tx, &task.context).await?;
-            }
-            StepOutcome::Success { .. } => {
-                sqlx::query("UPDATE tasks SET current_step = $2, attempt = 0 WHERE task_id = $1")
-                    .bind(result.task_id)
-                    .bind(result.step as i32 + 1)
-                    .execute(&mut *tx)
-                    .await?;
-                dispatch(&mut tx, &request, &plan, step + 1, 0, None).await?;
-            }
             StepOutcome::Failed { reason, transient: true } if result.attempt + 1 < self.retry.max_attempts => {
                 let attempt = result.attempt + 1;
                 let delay = self.retry.delay(attempt);
@@ -158,13 +152,53 @@ impl Tasks {
                     self.retry.max_attempts
                 );
                 log(&mut tx, result.task_id, Some(result.step), LogLevel::Warning, message).await?;
-                dispatch(&mut tx, &request, &plan, step, attempt, Some(delay)).await?;
+                let action = action.cloned().expect("a current step has an action");
+                dispatch(&mut tx, result.task_id, action, step, plan.len(), attempt, Some(delay)).await?;
+            }
+            outcome if task.phase == "rollback" => {
+                let mut errors = task.rollback_errors.clone();
+                if let StepOutcome::Failed { reason, .. } = outcome {
+                    errors.push(format!("{label} on {} failed: {reason}", result.route));
+                }
+                let next = step - plan.len() + 1;
+                if let Some(action) = undo.get(next).cloned() {
+                    sqlx::query(
+                        "UPDATE tasks SET current_step = $2, attempt = 0, rollback_errors = $3 WHERE task_id = $1",
+                    )
+                    .bind(result.task_id)
+                    .bind((plan.len() + next) as i32)
+                    .bind(&errors)
+                    .execute(&mut *tx)
+                    .await?;
+                    dispatch(&mut tx, result.task_id, action, plan.len() + next, plan.len(), 0, None).await?;
+                } else {
+                    let failure = task.failure.clone().unwrap_or_else(|| "a step failed".into());
+                    let reason = if errors.is_empty() {
+                        format!("{failure}; everything it had done was undone")
+                    } else {
+                        format!("{failure}; the rollback was incomplete: {}", errors.join("; "))
+                    };
+                    self.finish(&mut tx, &request, TaskOutcome::Failed, Some(reason)).await?;
+                    self.start_next(&mut tx, &task.context).await?;
+                }
+            }
+            StepOutcome::Success { .. } if step + 1 >= plan.len() => {
+                self.finish(&mut tx, &request, TaskOutcome::Success, None).await?;
+                self.start_next(&mut tx, &task.context).await?;
+            }
+            StepOutcome::Success { .. } => {
+                sqlx::query("UPDATE tasks SET current_step = $2, attempt = 0 WHERE task_id = $1")
+                    .bind(result.task_id)
+                    .bind(result.step as i32 + 1)
+                    .execute(&mut *tx)
+                    .await?;
+                let next = plan[step + 1].action.clone();
+                dispatch(&mut tx, result.task_id, next, step + 1, plan.len(), 0, None).await?;
             }
             StepOutcome::Failed { reason, transient } => {
                 let tries = if *transient { format!(" (after {} tries)", result.attempt + 1) } else { String::new() };
                 let reason = format!("{label} on {} failed{tries}: {reason}", result.route);
-                self.finish(&mut tx, &request, TaskOutcome::Failed, Some(reason)).await?;
-                self.start_next(&mut tx, &task.context).await?;
+                self.step_failed(&mut tx, &task, &request, &plan, step, reason).await?;
             }
         }
         tx.commit().await?;
@@ -213,11 +247,53 @@ impl Tasks {
             return Ok(());
         }
         let request = stored_request(task_id, &task)?;
-        self.finish(&mut tx, &request, TaskOutcome::Failed, Some(reason)).await?;
-        self.start_next(&mut tx, &task.context).await?;
+        if task.status == "running" && task.phase == "forward" {
+            let plan = plan::steps(&request);
+            self.step_failed(&mut tx, &task, &request, &plan, task.current_step as usize, reason).await?;
+        } else {
+            // Waiting, or already undoing: end it here.
+            let reason = match &task.failure {
+                Some(failure) => format!("{failure}; the rollback was interrupted: {reason}"),
+                None => reason,
+            };
+            self.finish(&mut tx, &request, TaskOutcome::Failed, Some(reason)).await?;
+            self.start_next(&mut tx, &task.context).await?;
+        }
         tx.commit().await?;
         self.outbox.wake();
         Ok(())
+    }
+
+    /// Step `step` failed for good: undo what the task did, or end it when there is
+    /// nothing to undo.
+    async fn step_failed(
+        &self,
+        tx: &mut PgConnection,
+        task: &TaskRow,
+        request: &TaskRequested,
+        plan: &[plan::PlannedStep],
+        step: usize,
+        reason: String,
+    ) -> Result<(), TaskError> {
+        let undo = plan::rollback(plan, step);
+        let Some(first) = undo.first().cloned() else {
+            self.finish(&mut *tx, request, TaskOutcome::Failed, Some(reason)).await?;
+            return self.start_next(tx, &task.context).await;
+        };
+        sqlx::query(
+            "UPDATE tasks SET phase = 'rollback', failed_step = $2, failure = $3, current_step = $4, attempt = 0
+             WHERE task_id = $1",
+        )
+        .bind(request.task_id)
+        .bind(step as i32)
+        .bind(&reason)
+        .bind(plan.len() as i32)
+        .execute(&mut *tx)
+        .await?;
+        let labels: Vec<&str> = undo.iter().map(StepAction::label).collect();
+        let message = format!("{reason}; rolling back: {}", labels.join(", then "));
+        log(&mut *tx, request.task_id, None, LogLevel::Error, message).await?;
+        dispatch(tx, request.task_id, first, plan.len(), plan.len(), 0, None).await
     }
 
     /// Starts the oldest waiting task of `context` unless one of its tasks runs.
@@ -259,12 +335,15 @@ impl Tasks {
             Outbox::enqueue(&mut *tx, &started, None).await?;
             let message = format!("{} {} started: {} step(s)", request.kind, started.context, plan.len());
             log(&mut *tx, task_id, None, LogLevel::Info, message).await?;
-            if plan.is_empty() {
+            if let Some(notice) = plan::notice(&request) {
+                log(&mut *tx, task_id, None, LogLevel::Warning, notice).await?;
+            }
+            let Some(first) = plan.first() else {
                 log(&mut *tx, task_id, None, LogLevel::Info, "nothing to do: the context offers no service").await?;
                 self.finish(&mut *tx, &request, TaskOutcome::Success, None).await?;
                 continue;
-            }
-            dispatch(&mut *tx, &request, &plan, 0, 0, None).await?;
+            };
+            dispatch(&mut *tx, task_id, first.action.clone(), 0, plan.len(), 0, None).await?;
             return Ok(());
         }
     }
@@ -319,8 +398,9 @@ async fn lock_task(tx: &mut PgConnection, task_id: Uuid) -> Result<Option<TaskRo
     let Some((context,)) = context else { return Ok(None) };
     lock_entity(tx, &context).await?;
     sqlx::query_as(
-        "SELECT context, kind, status, current_step, attempt, steps, request FROM tasks
-         WHERE task_id = $1 FOR UPDATE",
+        "SELECT context, kind, status, current_step, attempt, steps, request, phase, failed_step, failure,
+                rollback_errors
+         FROM tasks WHERE task_id = $1 FOR UPDATE",
     )
     .bind(task_id)
     .fetch_optional(tx)
@@ -337,26 +417,24 @@ fn stored_request(task_id: Uuid, task: &TaskRow) -> Result<TaskRequested, TaskEr
     Ok(request)
 }
 
+/// Sends step `step` (numbered from 0; undo steps follow the plan's `planned` steps).
 async fn dispatch(
     tx: &mut PgConnection,
-    request: &TaskRequested,
-    plan: &[StepAction],
+    task_id: Uuid,
+    action: StepAction,
     step: usize,
+    planned: usize,
     attempt: u32,
     delay: Option<Duration>,
 ) -> Result<(), TaskError> {
-    let action = plan[step].clone();
     let route = action.route();
-    let message = format!("step {} of {}: {} on {route}", step + 1, plan.len(), action.label());
-    log(tx, request.task_id, Some(step as u32), LogLevel::Info, message).await?;
-    let dispatched = StepDispatched {
-        task_id: request.task_id,
-        step: step as u32,
-        attempt,
-        route,
-        action,
-        dispatched_at: Utc::now(),
+    let message = if step < planned {
+        format!("step {} of {planned}: {} on {route}", step + 1, action.label())
+    } else {
+        format!("undo step {}: {} on {route}", step - planned + 1, action.label())
     };
+    log(tx, task_id, Some(step as u32), LogLevel::Info, message).await?;
+    let dispatched = StepDispatched { task_id, step: step as u32, attempt, route, action, dispatched_at: Utc::now() };
     Outbox::enqueue(tx, &dispatched, delay).await?;
     Ok(())
 }

@@ -4,7 +4,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::names::{AbsolutePath, HostName, PlatformName, ServerName};
+use crate::names::{
+    AbsolutePath, ClientName, DbIdent, Email, HostName, LanguageCode, PlatformName, ProfileName, ServerName, SiteTitle,
+    SiteUri,
+};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -118,6 +121,88 @@ pub struct PlatformContext {
     pub name: PlatformName,
     pub root: AbsolutePath,
     pub web_server: ServerContext,
+}
+
+/// A site's own database and the account its application uses, generated when the site
+/// is saved. The password travels to the workers that need it and nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteDatabase {
+    pub name: DbIdent,
+    pub user: DbIdent,
+    pub password: Secret,
+}
+
+/// A site: one uri on one platform, with its own database on a db server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteContext {
+    pub uri: SiteUri,
+    /// Other names the site answers to.
+    #[serde(default)]
+    pub aliases: Vec<SiteUri>,
+    /// Whether aliases redirect (301) to the main uri instead of serving the site.
+    #[serde(default)]
+    pub redirection: bool,
+    pub platform: PlatformContext,
+    /// The platform's type as its last verify found it.
+    pub platform_type: PlatformType,
+    /// The server whose db service holds the site's database.
+    pub db_server: ServerContext,
+    pub database: SiteDatabase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileName>,
+    pub language: LanguageCode,
+    /// The name the application shows, e.g. in page titles.
+    pub title: SiteTitle,
+    /// The application's first administrator account.
+    pub admin_email: Email,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientName>,
+}
+
+impl SiteContext {
+    /// Where the web server reaches the site's database.
+    pub fn db_host(&self) -> Option<(&HostName, u16)> {
+        self.db_server.db.as_ref().map(|db| (&db.host, db.port))
+    }
+
+    /// The hosts the site's database user may connect from, as the db server sees the
+    /// web server: the loopback names when both are one machine, else the web server's
+    /// address. Never `%`.
+    pub fn db_grant_hosts(&self) -> Vec<HostName> {
+        let web = &self.platform.web_server;
+        let same_machine = web.name == self.db_server.name
+            || web.remote_host == self.db_server.remote_host
+            || self.db_host().is_some_and(|(h, _)| matches!(h.as_str(), "localhost" | "127.0.0.1" | "::1"));
+        if same_machine {
+            ["localhost", "127.0.0.1"].iter().map(|h| HostName::parse(h).expect("valid host")).collect()
+        } else {
+            vec![web.remote_host.clone()]
+        }
+    }
+}
+
+/// What a verify found installed: a module, theme, profile, plugin, extension or skin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    pub name: String,
+    pub kind: PackageKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageKind {
+    Core,
+    Module,
+    Theme,
+    Profile,
+    Plugin,
+    Extension,
+    Skin,
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::context::{PlatformContext, PlatformType, ServerContext};
-use crate::names::ContextName;
+use crate::context::{Package, PlatformContext, PlatformType, ServerContext, SiteContext};
+use crate::names::{ContextName, ContextType, ProfileName};
 use crate::routing::{Route, ServiceKind};
 
 /// A message of the contract: its schema name and its checks beyond types.
@@ -48,21 +48,44 @@ pub enum ContractError {
 
 /// The commands a task can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum TaskKind {
     Verify,
+    Install,
+    Disable,
+    Enable,
+    Delete,
+    LoginReset,
 }
 
-crate::context::str_enum!(TaskKind, "task", "use `verify`", {
+crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`", {
     Verify => "verify",
+    Install => "install",
+    Disable => "disable",
+    Enable => "enable",
+    Delete => "delete",
+    LoginReset => "login-reset",
 });
+
+impl TaskKind {
+    /// Whether a context of this type can run this task.
+    pub fn applies_to(self, context: ContextType) -> bool {
+        match context {
+            ContextType::Server | ContextType::Platform => self == TaskKind::Verify,
+            ContextType::Site => true,
+        }
+    }
+}
 
 /// What a task acts on, with everything the workers need to know about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "context_type", rename_all = "snake_case", deny_unknown_fields)]
+// A message is decoded, acted on and dropped; boxing would only make matching noisier.
+#[allow(clippy::large_enum_variant)]
 pub enum TaskTarget {
     Server { server: ServerContext },
     Platform { platform: PlatformContext },
+    Site { site: SiteContext },
 }
 
 impl TaskTarget {
@@ -70,6 +93,7 @@ impl TaskTarget {
         match self {
             TaskTarget::Server { server } => ContextName::Server(server.name.clone()),
             TaskTarget::Platform { platform } => ContextName::Platform(platform.name.clone()),
+            TaskTarget::Site { site } => ContextName::Site(site.uri.clone()),
         }
     }
 }
@@ -86,6 +110,17 @@ pub struct TaskRequested {
 
 impl Message for TaskRequested {
     const NAME: &'static str = "task_requested";
+
+    fn validate(&self) -> Result<(), ContractError> {
+        let context = self.target.context();
+        if !self.kind.applies_to(context.context_type()) {
+            return Err(ContractError::Invalid {
+                message: Self::NAME,
+                reason: format!("a {} cannot run `{}`", context.context_type(), self.kind),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// One unit of work for one worker.
@@ -99,6 +134,24 @@ pub enum StepAction {
     HttpServerVerify { server: ServerContext },
     /// Check the platform root, detect its type, fix permissions.
     PlatformVerify { platform: PlatformContext },
+    /// Create the site's database and its user, with grants on that database only.
+    /// Idempotent: what exists already is kept.
+    SiteDatabaseCreate { site: SiteContext },
+    /// Drop the site's database and user, if they exist.
+    SiteDatabaseDrop { site: SiteContext },
+    /// Lay out the site's directory and settings, run the application's installer,
+    /// write the vhost, test the config and reload.
+    SiteInstall { site: SiteContext },
+    /// Remove the site's vhost (and reload), then its directory. Idempotent.
+    SiteRemove { site: SiteContext },
+    /// Re-render settings and vhost, fix permissions, rescan packages, reload if changed.
+    SiteVerify { site: SiteContext },
+    /// Serve the "site disabled" page instead of the site.
+    SiteDisable { site: SiteContext },
+    /// Serve the site again.
+    SiteEnable { site: SiteContext },
+    /// Make a one-time login link for the site's administrator.
+    SiteLoginReset { site: SiteContext },
 }
 
 impl StepAction {
@@ -108,6 +161,15 @@ impl StepAction {
             StepAction::DbServerVerify { server } => Route::new(server.name.clone(), ServiceKind::Db),
             StepAction::HttpServerVerify { server } => Route::new(server.name.clone(), ServiceKind::Http),
             StepAction::PlatformVerify { platform } => Route::new(platform.web_server.name.clone(), ServiceKind::Http),
+            StepAction::SiteDatabaseCreate { site } | StepAction::SiteDatabaseDrop { site } => {
+                Route::new(site.db_server.name.clone(), ServiceKind::Db)
+            }
+            StepAction::SiteInstall { site }
+            | StepAction::SiteRemove { site }
+            | StepAction::SiteVerify { site }
+            | StepAction::SiteDisable { site }
+            | StepAction::SiteEnable { site }
+            | StepAction::SiteLoginReset { site } => Route::new(site.platform.web_server.name.clone(), ServiceKind::Http),
         }
     }
 
@@ -117,6 +179,14 @@ impl StepAction {
             StepAction::DbServerVerify { .. } => "db server verify",
             StepAction::HttpServerVerify { .. } => "web server verify",
             StepAction::PlatformVerify { .. } => "platform verify",
+            StepAction::SiteDatabaseCreate { .. } => "site database create",
+            StepAction::SiteDatabaseDrop { .. } => "site database drop",
+            StepAction::SiteInstall { .. } => "site install",
+            StepAction::SiteRemove { .. } => "site remove",
+            StepAction::SiteVerify { .. } => "site verify",
+            StepAction::SiteDisable { .. } => "site disable",
+            StepAction::SiteEnable { .. } => "site enable",
+            StepAction::SiteLoginReset { .. } => "site login reset",
         }
     }
 }
@@ -162,6 +232,12 @@ pub struct StepFacts {
     /// Version of the service a server verify checked, e.g. `nginx/1.22.1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_version: Option<String>,
+    /// Everything a platform or site verify found installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Vec<Package>>,
+    /// Install profiles a platform offers (Drupal), found by platform verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<Vec<ProfileName>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -151,6 +151,61 @@ validated_name!(
     extra = |s: &str| s.len() <= 1024 && s.split('/').all(|c| c != "." && c != "..")
 );
 
+validated_name!(
+    /// A MariaDB/MySQL database or user name we generate: safe to quote as an identifier.
+    /// 32 characters at most, MySQL's limit for user names.
+    DbIdent,
+    kind = "database identifier",
+    pattern = "^[a-z][a-z0-9_]{0,31}$",
+    rule = "use 1 to 32 lower-case letters, digits or underscores, starting with a letter"
+);
+
+validated_name!(
+    /// An install profile (Drupal) or its equivalent: a machine name.
+    ProfileName,
+    kind = "profile",
+    pattern = "^[a-z][a-z0-9_]{0,63}$",
+    rule = "use a machine name such as `standard`: lower-case letters, digits and underscores, starting with a letter"
+);
+
+validated_name!(
+    /// A language code such as `en` or `pt-br`.
+    LanguageCode,
+    kind = "language",
+    pattern = "^[a-z]{2,3}(-[a-z0-9]{2,8})?$",
+    rule = "use a language code such as `en` or `pt-br`"
+);
+
+validated_name!(
+    /// A site's title as its application shows it: printable text, no markup.
+    SiteTitle,
+    kind = "site title",
+    pattern = "^[^<>\\x00-\\x1f\\x7f\"'`$\\\\]{1,120}$",
+    rule = "use 1 to 120 printable characters without quotes, `<`, `>`, `$`, backquotes or backslashes"
+);
+
+validated_name!(
+    /// An e-mail address for a site's administrator account.
+    Email,
+    kind = "e-mail address",
+    pattern = "^[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,63}$",
+    rule = "use an address such as `admin@example.com`"
+);
+
+impl DbIdent {
+    /// A database (and user) name for a site: its uri reduced to `[a-z0-9_]`, cut to
+    /// fit, with a suffix that keeps two similar uris apart.
+    pub fn for_site(uri: &SiteUri, suffix: &str) -> DbIdent {
+        let mut base: String = uri.as_str().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        if !base.starts_with(|c: char| c.is_ascii_lowercase()) {
+            base.insert(0, 's');
+        }
+        let suffix: String = suffix.chars().filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit()).take(6).collect();
+        base.truncate(32 - suffix.len() - 1);
+        DbIdent::parse(&format!("{base}_{suffix}")).expect("a generated name follows the rule")
+    }
+}
+
 impl AbsolutePath {
     /// True when `self` is `root` or lies below it.
     pub fn is_within(&self, root: &AbsolutePath) -> bool {
@@ -347,6 +402,27 @@ mod tests {
         let root = AbsolutePath::parse("/var/aegir/platforms").unwrap();
         assert!(AbsolutePath::parse("/var/aegir/platforms/d10").unwrap().is_within(&root));
         assert!(!AbsolutePath::parse("/var/aegir/platforms2").unwrap().is_within(&root));
+    }
+
+    #[test]
+    fn site_fields_are_checked() {
+        let uri = SiteUri::parse("www.example-shop.com").unwrap();
+        let db = DbIdent::for_site(&uri, "x7k2p9");
+        assert_eq!(db.as_str(), "www_example_shop_com_x7k2p9");
+        let long = SiteUri::parse(&format!("{}.example.com", "a".repeat(60))).unwrap();
+        assert!(DbIdent::for_site(&long, "abc123").as_str().len() <= 32);
+        assert!(DbIdent::for_site(&SiteUri::parse("9.example.com").unwrap(), "aa").as_str().starts_with('s'));
+        for bad in ["Robert'); DROP", "a b", "", "x`y"] {
+            assert!(DbIdent::parse(bad).is_err(), "{bad}");
+        }
+        assert!(SiteTitle::parse("My shop & blog").is_ok());
+        for bad in ["<script>", "a\"b", "it's", "$(id)", "", "line\nbreak"] {
+            assert!(SiteTitle::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Email::parse("admin@example.com").is_ok());
+        assert!(Email::parse("admin@localhost").is_err());
+        assert!(ProfileName::parse("standard").is_ok() && ProfileName::parse("../x").is_err());
+        assert!(LanguageCode::parse("pt-br").is_ok() && LanguageCode::parse("EN").is_err());
     }
 
     #[test]

@@ -1,3 +1,4 @@
 //! One module per step this worker runs.
 
 pub mod server_verify;
+pub mod site_database;
