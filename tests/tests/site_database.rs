@@ -3,16 +3,11 @@
 //! (never `%`); dropping removes both; both steps can run twice.
 //!
 //! The steps are sent straight to the db-worker's queue as the scheduler would send
-//! them, and the results read from the events exchange, so this test does not depend on
-//! the API's site endpoints.
+//! them ([`System::run_step`]), so this test does not depend on the API's site endpoints.
 
 use aegir_contract::*;
 use aegir_e2e::{System, mariadb_url, random_suffix};
-use chrono::Utc;
-use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use sqlx::{Connection, MySqlConnection};
-use uuid::Uuid;
 
 fn db_service() -> DbService {
     let url = mariadb_url();
@@ -59,48 +54,6 @@ fn site(server: &str) -> SiteContext {
     }
 }
 
-async fn run_step(system: &System, action: StepAction) -> StepResult {
-    let channel = system.channel().await;
-    let queue = channel
-        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, Default::default())
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            "aegir.events".into(),
-            "step.result".into(),
-            QueueBindOptions::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    let mut consumer = channel
-        .basic_consume(
-            queue.name().clone(),
-            "".into(),
-            BasicConsumeOptions { no_ack: true, ..Default::default() },
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    let task_id = Uuid::now_v7();
-    let step =
-        StepDispatched { task_id, step: 0, attempt: 0, route: action.route(), action, dispatched_at: Utc::now() };
-    let broker = aegir_amqp::Broker::new(system.amqp_url.clone(), "e2e test");
-    broker.publish(&step).await.unwrap();
-    let wait = async {
-        while let Some(delivery) = consumer.next().await {
-            let result = StepResult::decode(&delivery.unwrap().data).unwrap();
-            if result.task_id == task_id {
-                return result;
-            }
-        }
-        panic!("the result stream ended");
-    };
-    tokio::time::timeout(aegir_e2e::PATIENCE, wait).await.expect("a step result")
-}
-
 async fn admin() -> MySqlConnection {
     let db = db_service();
     let mut options =
@@ -118,7 +71,7 @@ async fn a_site_gets_its_own_database_and_user_and_dropping_removes_both() {
     let (name, user) = (site.database.name.to_string(), site.database.user.to_string());
 
     for _ in 0..2 {
-        let result = run_step(&system, StepAction::SiteDatabaseCreate { site: site.clone() }).await;
+        let result = system.run_step(StepAction::SiteDatabaseCreate { site: site.clone() }).await;
         assert!(matches!(result.outcome, StepOutcome::Success { .. }), "{result:?}");
     }
     let mut conn = admin().await;
@@ -153,7 +106,7 @@ async fn a_site_gets_its_own_database_and_user_and_dropping_removes_both() {
     assert!(visible.iter().all(|(d,)| d == &name || d == "information_schema"), "{visible:?}");
 
     for _ in 0..2 {
-        let result = run_step(&system, StepAction::SiteDatabaseDrop { site: site.clone() }).await;
+        let result = system.run_step(StepAction::SiteDatabaseDrop { site: site.clone() }).await;
         assert!(matches!(result.outcome, StepOutcome::Success { .. }), "{result:?}");
     }
     let left: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?")
