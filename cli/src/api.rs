@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aegir_contract::{ClientName, ContextName, LogLevel, PlatformName, Secret, ServerName, TaskKind};
+use aegir_contract::{ClientName, ContextName, LogLevel, PlatformName, Secret, ServerName, SiteUri, TaskKind};
 use chrono::{DateTime, Utc};
 use reqwest::header::{ACCEPT, HeaderValue};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -68,6 +68,27 @@ pub struct PlatformBody {
     pub web_server: Option<String>,
 }
 
+/// A site as `PUT /api/v1/sites/{uri}` takes it. The API fills in what is left out.
+#[derive(Debug, Serialize)]
+pub struct SiteBody {
+    pub platform: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_server: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    pub redirection: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_email: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ClientBody {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +149,10 @@ pub struct PlatformView {
     pub web_server: String,
     pub platform_type: Option<String>,
     pub app_version: Option<String>,
+    #[serde(default)]
+    pub profiles: Option<Vec<String>>,
+    #[serde(default)]
+    pub packages: Vec<PackageView>,
     pub status: String,
     pub verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -146,12 +171,78 @@ pub struct ClientView {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SiteView {
     pub uri: String,
-    pub platform: Option<String>,
-    pub db_server: Option<String>,
+    pub platform: String,
+    pub db_server: String,
+    pub profile: Option<String>,
+    pub language: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub redirection: bool,
     pub client: Option<String>,
+    pub title: String,
+    pub admin_email: String,
     pub status: String,
+    #[serde(default)]
+    pub packages: Vec<PackageView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub installed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PackageView {
+    pub name: String,
+    pub kind: String,
+    pub version: Option<String>,
+}
+
+/// Where a site is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SiteStatus {
+    New,
+    Enabled,
+    Disabled,
+    Failed,
+}
+
+impl SiteStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteStatus::New => "new",
+            SiteStatus::Enabled => "enabled",
+            SiteStatus::Disabled => "disabled",
+            SiteStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Filters of `GET /api/v1/sites`.
+#[derive(Debug, Clone, Default)]
+pub struct SiteFilter {
+    pub platform: Option<PlatformName>,
+    pub client: Option<ClientName>,
+    pub status: Option<SiteStatus>,
+    pub search: Option<String>,
+}
+
+impl SiteFilter {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = Vec::new();
+        if let Some(platform) = &self.platform {
+            query.push(("platform", format!("@{platform}")));
+        }
+        if let Some(client) = &self.client {
+            query.push(("client", client.to_string()));
+        }
+        if let Some(status) = self.status {
+            query.push(("status", status.as_str().to_owned()));
+        }
+        if let Some(search) = &self.search {
+            query.push(("search", search.clone()));
+        }
+        query
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -362,6 +453,12 @@ impl Api {
         self.get_json(&[collection.segment()], &paging.query()).await
     }
 
+    pub async fn sites(&self, filter: &SiteFilter, paging: Paging) -> Result<Value, CliError> {
+        let mut query = paging.query();
+        query.extend(filter.query());
+        self.get_json(&[Collection::Sites.segment()], &query).await
+    }
+
     async fn put<B: Serialize>(&self, segments: &[&str], body: &B) -> Result<(Saved, Value), CliError> {
         let request = self.call(Method::PUT, segments, &[]).json(body);
         let response = self.check(self.send(request).await?).await?;
@@ -377,6 +474,10 @@ impl Api {
 
     pub async fn put_platform(&self, name: &PlatformName, body: &PlatformBody) -> Result<(Saved, Value), CliError> {
         self.put(&["platforms", name.as_str()], body).await
+    }
+
+    pub async fn put_site(&self, uri: &SiteUri, body: &SiteBody) -> Result<(Saved, Value), CliError> {
+        self.put(&["sites", uri.as_str()], body).await
     }
 
     pub async fn put_client(&self, name: &ClientName, body: &ClientBody) -> Result<(Saved, Value), CliError> {

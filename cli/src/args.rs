@@ -4,19 +4,25 @@
 //! before any request.
 
 use aegir_contract::{
-    AbsolutePath, ClientName, ContextName, DbServiceType, HostName, HttpServiceType, Secret, TaskKind,
+    AbsolutePath, ClientName, ContextName, DbServiceType, Email, HostName, HttpServiceType, LanguageCode, ProfileName,
+    Secret, SiteTitle, SiteUri, TaskKind,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
-use crate::api::{Paging, TaskStatus};
+use crate::api::{Paging, SiteStatus, TaskStatus};
 
 const AFTER_HELP: &str = "\
 Examples:
   aegir save @server_master --context_type=server --http_service_type=nginx \\
         --db_service_type=mariadb --master_db=mysql://root:PASSWORD@127.0.0.1:3306
   aegir save @platform_wp --context_type=platform --root=/var/aegir/platforms/wp
+  aegir @platform_wp verify
+  aegir save @www.example.com --context_type=site --platform=@platform_wp \
+        --aliases=example.com --redirection --client=acme
+  aegir @www.example.com install       (then verify, disable, enable, login-reset, delete)
   aegir @server_master verify          (the same as: aegir run @server_master verify)
+  aegir list sites --status=enabled --search=example
   aegir tasks --context=@server_master --status=failed
   aegir task 0190c0de-0000-7000-8000-000000000000
 
@@ -46,8 +52,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create or update a server or platform (Aegir's provision-save)
-    Save(SaveArgs),
+    /// Create or update a server, platform or site (Aegir's provision-save)
+    Save(Box<SaveArgs>),
     /// Run a task on a context and follow its log live; also written `aegir @CONTEXT TASK`
     Run(RunArgs),
     /// List tasks, newest first
@@ -58,7 +64,8 @@ pub enum Command {
     Show(ShowArgs),
     /// List servers, platforms, sites or clients
     List(ListArgs),
-    /// Delete a server, platform or site
+    /// Delete a server, a platform, or the record of a site that is not installed
+    /// (an installed site is deleted with `aegir @SITE delete`)
     Delete(DeleteArgs),
     /// Manage clients (the owners of sites)
     #[command(subcommand)]
@@ -67,11 +74,12 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct SaveArgs {
-    /// The context to save: @server_<name> or @platform_<name>
+    /// The context to save: @server_<name>, @platform_<name> or @<site uri>
     #[arg(value_name = "@CONTEXT")]
     pub context: ContextName,
 
-    /// server or platform; must match the name (@server_* is a server) [default: from the name]
+    /// server, platform or site; must match the name (@server_* is a server, @platform_* a
+    /// platform, anything else a site) [default: from the name]
     #[arg(long = "context_type", alias = "context-type", value_name = "TYPE")]
     pub context_type: Option<String>,
 
@@ -120,6 +128,50 @@ pub struct SaveArgs {
     /// Server whose web server serves the platform [API default: @server_master]
     #[arg(long = "web_server", alias = "web-server", value_name = "@SERVER", help_heading = "Platform options")]
     pub web_server: Option<ContextName>,
+
+    /// The (verified) platform whose code serves the site
+    #[arg(long, value_name = "@PLATFORM", help_heading = "Site options")]
+    pub platform: Option<ContextName>,
+
+    /// Server whose database service holds the site's database [API default: the platform's
+    /// web server, when it has a database service]
+    #[arg(long = "db_server", alias = "db-server", value_name = "@SERVER", help_heading = "Site options")]
+    pub db_server: Option<ContextName>,
+
+    /// Install profile (Drupal), e.g. standard
+    #[arg(long, value_name = "PROFILE", help_heading = "Site options")]
+    pub profile: Option<ProfileName>,
+
+    /// Language code, e.g. en or pt-br [API default: en]
+    #[arg(long, value_name = "CODE", help_heading = "Site options")]
+    pub language: Option<LanguageCode>,
+
+    /// Other names the site answers to, separated by commas
+    #[arg(long, value_name = "URI,...", value_delimiter = ',', help_heading = "Site options")]
+    pub aliases: Vec<SiteUri>,
+
+    /// Redirect the aliases (301) to the site's uri instead of serving the site on them
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = "Site options"
+    )]
+    pub redirection: Option<bool>,
+
+    /// The client that owns the site
+    #[arg(long, value_name = "NAME", help_heading = "Site options")]
+    pub client: Option<ClientName>,
+
+    /// The site's name in its application [API default: the uri]
+    #[arg(long, value_name = "TITLE", help_heading = "Site options")]
+    pub title: Option<SiteTitle>,
+
+    /// The first administrator's address [API default: the client's, else webmaster@<uri>]
+    #[arg(long = "admin_email", alias = "admin-email", value_name = "EMAIL", help_heading = "Site options")]
+    pub admin_email: Option<Email>,
 }
 
 /// Keeps a secret value wrapped from the moment it is read, so it cannot reach a
@@ -209,6 +261,22 @@ pub struct ListArgs {
     /// What to list
     #[arg(value_enum)]
     pub what: ListWhat,
+
+    /// Only the sites on this platform
+    #[arg(long, value_name = "@PLATFORM", help_heading = "Site filters")]
+    pub platform: Option<ContextName>,
+
+    /// Only the sites of this client
+    #[arg(long, value_name = "NAME", help_heading = "Site filters")]
+    pub client: Option<ClientName>,
+
+    /// Only the sites in this status
+    #[arg(long, value_enum, help_heading = "Site filters")]
+    pub status: Option<SiteStatus>,
+
+    /// Only the sites whose uri contains this text
+    #[arg(long, value_name = "TEXT", help_heading = "Site filters")]
+    pub search: Option<String>,
 
     #[command(flatten)]
     pub paging: PagingArgs,

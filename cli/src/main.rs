@@ -1,5 +1,5 @@
 //! `aegir`: the command line of the Aegir hosting control plane. It speaks task-api's
-//! REST API: saves servers and platforms, runs tasks and follows their logs live.
+//! REST API: saves servers, platforms and sites, runs tasks and follows their logs live.
 //!
 //! Output goes to stdout, errors to stderr; the exit code says what happened (see
 //! [`error`]).
@@ -67,14 +67,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     let connect = || config::resolve(cli.api.as_deref(), env_var).and_then(Api::new);
     match cli.command {
         Command::Save(args) => {
-            let plan = commands::save::plan(args, env_var)?;
+            let plan = commands::save::plan(*args, env_var)?;
             commands::save::run(&connect()?, plan).await
         }
         Command::Run(args) => commands::run::run(&connect()?, args).await,
         Command::Tasks(args) => commands::tasks::list(&connect()?, args).await,
         Command::Task(args) => commands::tasks::show(&connect()?, args).await,
         Command::Show(args) => commands::show::run(&connect()?, args).await,
-        Command::List(args) => commands::list::run(&connect()?, args).await,
+        Command::List(args) => {
+            let filter = commands::list::check(&args)?;
+            commands::list::run(&connect()?, args, filter).await
+        }
         Command::Delete(args) => commands::delete::run(&connect()?, args).await,
         Command::Client(command) => {
             commands::client::check(&command)?;

@@ -113,3 +113,77 @@ fn a_broken_api_address_is_bad_input() {
     refused(&["list", "servers"], &[("AEGIR_API", "https://api.example.com")], &["AEGIR_API", "http"]);
     refused(&["--api", "nonsense", "list", "servers"], &[], &["--api"]);
 }
+
+fn save_site(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut argv = vec!["save", "@www.example.com", "--context_type=site"];
+    argv.extend_from_slice(extra);
+    argv
+}
+
+#[test]
+fn site_input_is_checked_and_the_option_named() {
+    refused(&save_site(&[]), &[], &["--platform", "@platform_wp"]);
+    refused(&save_site(&["--platform=@server_master"]), &[], &["--platform", "is a server"]);
+    refused(&save_site(&["--platform=@platform_Wp"]), &[], &["--platform", "platform name"]);
+    let wp = |option: &'static str| save_site(&["--platform=@platform_wp", option]);
+    let cases: &[(&str, &[&str])] = &[
+        ("--db_server=@www.other.com", &["--db_server", "is a site"]),
+        ("--db_server=@server_", &["--db_server", "server name"]),
+        ("--profile=../x", &["--profile", "profile"]),
+        ("--language=EN", &["--language", "language"]),
+        ("--aliases=example.com,Bad.example.com", &["--aliases", "Bad.example.com"]),
+        ("--aliases=www.example.com", &["--aliases", "own uri"]),
+        ("--aliases=a.example,a.example", &["--aliases", "twice"]),
+        ("--aliases=example.com/x", &["--aliases", "site uri"]),
+        ("--redirection=maybe", &["--redirection"]),
+        ("--client=Bad Client", &["--client", "client name"]),
+        ("--title=<script>", &["--title", "site title"]),
+        ("--title=$(id)", &["--title"]),
+        ("--admin_email=nobody", &["--admin_email", "e-mail address"]),
+        ("--root=/var/aegir/platforms/x", &["--root", "platforms only"]),
+        ("--http_service_type=nginx", &["--http_service_type", "servers only"]),
+    ];
+    for (option, needles) in cases {
+        refused(&wp(option), &[], needles);
+    }
+    refused(&["save", "@WWW.example.com", "--platform=@platform_wp"], &[], &["@CONTEXT"]);
+    refused(
+        &["save", "@www.example.com", "--context_type=platform", "--platform=@platform_wp"],
+        &[],
+        &["--context_type"],
+    );
+    refused(
+        &["save", "@platform_x", "--root=/var/aegir/platforms/x", "--client=acme"],
+        &[],
+        &["--client", "sites only"],
+    );
+    refused(&["save", "@server_x", "--aliases=a.example"], &[], &["--aliases", "sites only"]);
+}
+
+#[test]
+fn site_tasks_and_site_lists_are_checked() {
+    refused(&["@www.example.com", "login_reset"], &[], &["TASK", "login-reset"]);
+    refused(&["@www.example.com", "migrate"], &[], &["TASK", "install"]);
+    refused(&["list", "servers", "--status=enabled"], &[], &["--status", "aegir list sites"]);
+    refused(&["list", "platforms", "--search=x"], &[], &["--search", "aegir list sites"]);
+    refused(&["list", "sites", "--status=installed"], &[], &["--status", "enabled"]);
+    refused(&["list", "sites", "--platform=@server_master"], &[], &["--platform", "is a server"]);
+    refused(&["list", "sites", "--client=Bad Name"], &[], &["--client"]);
+    refused(&["delete", "@www.Example.com"], &[], &["@CONTEXT"]);
+}
+
+#[test]
+fn valid_site_commands_do_reach_for_the_api() {
+    // The counterpart of the refusals above: well-formed site commands pass the local
+    // checks and fail only because nothing listens at the test address.
+    for args in [
+        &save_site(&["--platform=@platform_wp", "--aliases=example.com", "--redirection", "--client=acme"])[..],
+        &["@www.example.com", "install"],
+        &["@www.example.com", "login-reset"],
+        &["list", "sites", "--platform=@platform_wp", "--client=acme", "--status=enabled", "--search=example"],
+        &["show", "@www.example.com"],
+    ] {
+        let out = aegir(args, &[]);
+        assert_eq!(out.status.code(), Some(4), "aegir {args:?}:\n{}", stderr(&out));
+    }
+}

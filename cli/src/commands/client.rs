@@ -44,7 +44,7 @@ pub async fn run(api: &Api, command: ClientCommand) -> Result<ExitCode, CliError
             print!("{}", show::client_summary(&api.typed(value)?));
         }
         ClientCommand::List { paging, json } => {
-            return list::print_list(api, Collection::Clients, paging.paging(), json).await;
+            return list::print_list(api, Collection::Clients, paging.paging(), json, None).await;
         }
         ClientCommand::Show { name, json } => {
             let value = api.get_json(&[Collection::Clients.segment(), name.as_str()], &[]).await?;

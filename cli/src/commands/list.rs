@@ -5,24 +5,67 @@ use std::process::ExitCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{Api, ClientView, Collection, Page, Paging, PlatformView, ServerView, SiteView};
+use aegir_contract::ContextName;
+
+use crate::api::{Api, ClientView, Collection, Page, Paging, PlatformView, ServerView, SiteFilter, SiteView};
 use crate::args::{ListArgs, ListWhat};
 use crate::error::CliError;
 use crate::output::{self, time_or_dash};
 
-pub async fn run(api: &Api, args: ListArgs) -> Result<ExitCode, CliError> {
+/// The site filters, checked before any request: they apply to `list sites` only, and
+/// `--platform` must name a platform.
+pub fn check(args: &ListArgs) -> Result<Option<SiteFilter>, CliError> {
+    let given = [
+        ("--platform", args.platform.is_some()),
+        ("--client", args.client.is_some()),
+        ("--status", args.status.is_some()),
+        ("--search", args.search.is_some()),
+    ];
+    if args.what != ListWhat::Sites {
+        return match given.iter().find(|(_, given)| *given) {
+            Some((option, _)) => Err(CliError::usage(*option, "filters sites only; use it with `aegir list sites`")),
+            None => Ok(None),
+        };
+    }
+    let platform = match &args.platform {
+        None => None,
+        Some(ContextName::Platform(platform)) => Some(platform.clone()),
+        Some(other) => {
+            return Err(CliError::usage(
+                "--platform",
+                format!("`{other}` is a {}; give a platform such as @platform_wp", other.context_type()),
+            ));
+        }
+    };
+    let search = args.search.clone().filter(|s| !s.is_empty());
+    if search.as_ref().is_some_and(|s| s.len() > 253) {
+        return Err(CliError::usage("--search", "is longer than any uri; give at most 253 characters"));
+    }
+    Ok(Some(SiteFilter { platform, client: args.client.clone(), status: args.status, search }))
+}
+
+pub async fn run(api: &Api, args: ListArgs, filter: Option<SiteFilter>) -> Result<ExitCode, CliError> {
     let collection = match args.what {
         ListWhat::Servers => Collection::Servers,
         ListWhat::Platforms => Collection::Platforms,
         ListWhat::Sites => Collection::Sites,
         ListWhat::Clients => Collection::Clients,
     };
-    print_list(api, collection, args.paging.paging(), args.json).await
+    print_list(api, collection, args.paging.paging(), args.json, filter.as_ref()).await
 }
 
 /// Shared with `aegir client list`.
-pub async fn print_list(api: &Api, collection: Collection, paging: Paging, json: bool) -> Result<ExitCode, CliError> {
-    let value = api.list(collection, paging).await?;
+pub async fn print_list(
+    api: &Api,
+    collection: Collection,
+    paging: Paging,
+    json: bool,
+    filter: Option<&SiteFilter>,
+) -> Result<ExitCode, CliError> {
+    let value = match filter {
+        Some(filter) => api.sites(filter, paging).await?,
+        None => api.list(collection, paging).await?,
+    };
     if json {
         output::print_json(&value);
         return Ok(ExitCode::SUCCESS);
@@ -50,12 +93,11 @@ pub async fn print_list(api: &Api, collection: Collection, paging: Paging, json:
         }
         Collection::Sites => {
             render(api, value, &["URI", "PLATFORM", "DB SERVER", "CLIENT", "STATUS"], |s: &SiteView| {
-                let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
                 vec![
                     format!("@{}", s.uri),
-                    or_dash(&s.platform),
-                    or_dash(&s.db_server),
-                    or_dash(&s.client),
+                    s.platform.clone(),
+                    s.db_server.clone(),
+                    s.client.clone().unwrap_or_else(|| "-".into()),
                     s.status.clone(),
                 ]
             })?
@@ -66,7 +108,13 @@ pub async fn print_list(api: &Api, collection: Collection, paging: Paging, json:
         })?,
     };
     if shown == 0 && paging.offset == 0 {
-        println!("no {} yet", collection.segment());
+        if filter
+            .is_some_and(|f| f.platform.is_some() || f.client.is_some() || f.status.is_some() || f.search.is_some())
+        {
+            println!("no {} match", collection.segment());
+        } else {
+            println!("no {} yet", collection.segment());
+        }
         return Ok(ExitCode::SUCCESS);
     }
     print!("{text}");

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use aegir_contract::{ContextName, ContextType, PlatformName, ServerName};
+use aegir_contract::{ContextName, ContextType, PlatformName, ServerName, SiteUri};
 
-use crate::api::{Api, DbBody, HttpBody, PlatformBody, Saved, ServerBody};
+use crate::api::{Api, DbBody, HttpBody, PlatformBody, Saved, ServerBody, SiteBody};
 use crate::args::SaveArgs;
 use crate::commands::show;
 use crate::error::CliError;
@@ -16,6 +16,35 @@ use crate::master_db;
 pub enum Plan {
     Server { name: ServerName, body: ServerBody },
     Platform { name: PlatformName, body: PlatformBody },
+    Site { uri: SiteUri, body: SiteBody },
+}
+
+fn server_options(args: &SaveArgs) -> [(&'static str, bool); 5] {
+    [
+        ("--remote_host", args.remote_host.is_some()),
+        ("--http_service_type", args.http_service_type.is_some()),
+        ("--http_port", args.http_port.is_some()),
+        ("--db_service_type", args.db_service_type.is_some()),
+        ("--master_db", args.master_db.is_some()),
+    ]
+}
+
+fn platform_options(args: &SaveArgs) -> [(&'static str, bool); 2] {
+    [("--root", args.root.is_some()), ("--web_server", args.web_server.is_some())]
+}
+
+fn site_options(args: &SaveArgs) -> [(&'static str, bool); 9] {
+    [
+        ("--platform", args.platform.is_some()),
+        ("--db_server", args.db_server.is_some()),
+        ("--profile", args.profile.is_some()),
+        ("--language", args.language.is_some()),
+        ("--aliases", !args.aliases.is_empty()),
+        ("--redirection", args.redirection.is_some()),
+        ("--client", args.client.is_some()),
+        ("--title", args.title.is_some()),
+        ("--admin_email", args.admin_email.is_some()),
+    ]
 }
 
 /// Checks the arguments. `env` reads `AEGIR_MASTER_DB`.
@@ -36,35 +65,20 @@ pub fn plan(args: SaveArgs, env: impl Fn(&str) -> Option<String>) -> Result<Plan
     }
     match args.context.clone() {
         ContextName::Server(name) => {
-            refuse_options(
-                &args,
-                "platforms",
-                &[("--root", args.root.is_some()), ("--web_server", args.web_server.is_some())],
-            )?;
+            refuse_options(&args, "platforms", &platform_options(&args))?;
+            refuse_options(&args, "sites", &site_options(&args))?;
             Ok(Plan::Server { name, body: server_body(args, env)? })
         }
         ContextName::Platform(name) => {
-            refuse_options(
-                &args,
-                "servers",
-                &[
-                    ("--remote_host", args.remote_host.is_some()),
-                    ("--http_service_type", args.http_service_type.is_some()),
-                    ("--http_port", args.http_port.is_some()),
-                    ("--db_service_type", args.db_service_type.is_some()),
-                    ("--master_db", args.master_db.is_some()),
-                ],
-            )?;
+            refuse_options(&args, "servers", &server_options(&args))?;
+            refuse_options(&args, "sites", &site_options(&args))?;
             Ok(Plan::Platform { name, body: platform_body(args)? })
         }
-        ContextName::Site(_) => Err(CliError::usage(
-            "@CONTEXT",
-            format!(
-                "`{}` is a site; `aegir save` handles servers (@server_<name>) and platforms (@platform_<name>), \
-                 and sites cannot be saved yet",
-                args.context
-            ),
-        )),
+        ContextName::Site(uri) => {
+            refuse_options(&args, "servers", &server_options(&args))?;
+            refuse_options(&args, "platforms", &platform_options(&args))?;
+            Ok(Plan::Site { body: site_body(&uri, args)?, uri })
+        }
     }
 }
 
@@ -148,6 +162,55 @@ fn platform_body(args: SaveArgs) -> Result<PlatformBody, CliError> {
     Ok(PlatformBody { root: root.to_string(), web_server })
 }
 
+fn site_body(uri: &SiteUri, args: SaveArgs) -> Result<SiteBody, CliError> {
+    let platform = match args.platform {
+        Some(platform @ ContextName::Platform(_)) => platform.to_string(),
+        Some(other) => {
+            return Err(CliError::usage(
+                "--platform",
+                format!("`{other}` is a {}; give a platform such as @platform_wp", other.context_type()),
+            ));
+        }
+        None => {
+            return Err(CliError::usage(
+                "--platform",
+                "a site needs the platform whose code serves it, e.g. --platform=@platform_wp",
+            ));
+        }
+    };
+    let db_server = match args.db_server {
+        None => None,
+        Some(server @ ContextName::Server(_)) => Some(server.to_string()),
+        Some(other) => {
+            return Err(CliError::usage(
+                "--db_server",
+                format!("`{other}` is a {}; give a database server such as @server_master", other.context_type()),
+            ));
+        }
+    };
+    let mut aliases: Vec<String> = Vec::with_capacity(args.aliases.len());
+    for alias in args.aliases {
+        if alias == *uri {
+            return Err(CliError::usage("--aliases", format!("`{alias}` is the site's own uri; leave it out")));
+        }
+        if aliases.iter().any(|a| a == alias.as_str()) {
+            return Err(CliError::usage("--aliases", format!("`{alias}` is given twice; give it once")));
+        }
+        aliases.push(alias.to_string());
+    }
+    Ok(SiteBody {
+        platform,
+        db_server,
+        profile: args.profile.map(|p| p.to_string()),
+        language: args.language.map(|l| l.to_string()),
+        aliases,
+        redirection: args.redirection.unwrap_or(false),
+        client: args.client.map(|c| c.to_string()),
+        title: args.title.map(|t| t.to_string()),
+        admin_email: args.admin_email.map(|e| e.to_string()),
+    })
+}
+
 pub async fn run(api: &Api, plan: Plan) -> Result<ExitCode, CliError> {
     let (context, saved, text) = match &plan {
         Plan::Server { name, body } => {
@@ -157,6 +220,10 @@ pub async fn run(api: &Api, plan: Plan) -> Result<ExitCode, CliError> {
         Plan::Platform { name, body } => {
             let (saved, value) = api.put_platform(name, body).await?;
             (format!("@{name}"), saved, show::platform_summary(&api.typed(value)?))
+        }
+        Plan::Site { uri, body } => {
+            let (saved, value) = api.put_site(uri, body).await?;
+            (format!("@{uri}"), saved, show::site_summary(&api.typed(value)?))
         }
     };
     let verb = if saved == Saved::Created { "created" } else { "updated" };
@@ -176,7 +243,7 @@ mod tests {
         let mut full = vec!["aegir", "save"];
         full.extend_from_slice(argv);
         match Cli::try_parse_from(full).unwrap().command {
-            Command::Save(args) => args,
+            Command::Save(args) => *args,
             _ => unreachable!(),
         }
     }
@@ -190,6 +257,7 @@ mod tests {
         match plan {
             Plan::Server { body, .. } => serde_json::to_value(body).unwrap(),
             Plan::Platform { body, .. } => serde_json::to_value(body).unwrap(),
+            Plan::Site { body, .. } => serde_json::to_value(body).unwrap(),
         }
     }
 
@@ -248,6 +316,37 @@ mod tests {
     }
 
     #[test]
+    fn a_site_save_becomes_the_contracts_body() {
+        let plan = plan_of(
+            &[
+                "@www.example.com",
+                "--context_type=site",
+                "--platform=@platform_wp",
+                "--db_server=@server_master",
+                "--profile=standard",
+                "--language=en",
+                "--aliases=example.com,shop.example.com",
+                "--redirection",
+                "--client=acme",
+                "--title=Example shop",
+                "--admin_email=admin@example.com",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            body_json(&plan),
+            serde_json::json!({
+                "platform": "@platform_wp", "db_server": "@server_master", "profile": "standard", "language": "en",
+                "aliases": ["example.com", "shop.example.com"], "redirection": true, "client": "acme",
+                "title": "Example shop", "admin_email": "admin@example.com"
+            })
+        );
+        let plan = plan_of(&["@www.example.com", "--platform=platform_wp", "--redirection=false"], &[]).unwrap();
+        assert_eq!(body_json(&plan), serde_json::json!({"platform": "@platform_wp", "redirection": false}));
+    }
+
+    #[test]
     fn mismatched_or_misplaced_options_are_refused() {
         let cases: &[(&[&str], &str)] = &[
             (&["@server_x", "--context_type=platform"], "--context_type: "),
@@ -257,7 +356,21 @@ mod tests {
             (&["@platform_x", "--root=/var/x", "--http_port=80"], "--http_port: applies to servers only"),
             (&["@server_x", "--http_port=8080"], "--http_port: give the web server too"),
             (&["@server_x", "--db_service_type=mariadb"], "--db_service_type: give the admin account"),
-            (&["@example.com", "--context_type=site"], "@CONTEXT: `@example.com` is a site"),
+            (&["@example.com", "--context_type=site"], "--platform: a site needs the platform"),
+            (&["@example.com", "--platform=@server_x"], "--platform: `@server_x` is a server"),
+            (&["@example.com", "--platform=@platform_x", "--db_server=@platform_y"], "--db_server: "),
+            (&["@example.com", "--platform=@platform_x", "--root=/var/x"], "--root: applies to platforms only"),
+            (&["@example.com", "--platform=@platform_x", "--http_port=80"], "--http_port: applies to servers only"),
+            (&["@platform_x", "--root=/var/x", "--client=acme"], "--client: applies to sites only"),
+            (&["@server_x", "--aliases=a.example"], "--aliases: applies to sites only"),
+            (
+                &["@example.com", "--platform=@platform_x", "--aliases=example.com"],
+                "--aliases: `example.com` is the site's own",
+            ),
+            (
+                &["@example.com", "--platform=@platform_x", "--aliases=a.example,a.example"],
+                "--aliases: `a.example` is given twice",
+            ),
         ];
         for (argv, expected) in cases {
             let e = plan_of(argv, &[]).unwrap_err();

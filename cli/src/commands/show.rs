@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use aegir_contract::ContextName;
 
-use crate::api::{Api, ClientView, Collection, PlatformView, ServerView, SiteView};
+use crate::api::{Api, ClientView, Collection, PackageView, PlatformView, ServerView, SiteView};
 use crate::args::ShowArgs;
 use crate::error::CliError;
 use crate::output::{self, summary, time, time_or_dash};
@@ -66,33 +66,72 @@ pub fn platform_summary(p: &PlatformView) -> String {
         (Some(t), None) => t.clone(),
         _ => format!("not detected yet (run `aegir @{} verify`)", p.name),
     };
-    summary(
+    let profiles = match &p.profiles {
+        Some(profiles) if !profiles.is_empty() => profiles.join(", "),
+        _ => "-".to_owned(),
+    };
+    let mut text = summary(
         &format!("@{}  (platform)", p.name),
         &[
             ("root", p.root.clone()),
             ("web server", p.web_server.clone()),
             ("type", kind),
+            ("profiles", profiles),
             ("status", p.status.clone()),
             ("verified", time_or_dash(p.verified_at.as_ref())),
             ("created", time(&p.created_at)),
             ("updated", time(&p.updated_at)),
         ],
-    )
+    );
+    text.push_str(&packages_section(&p.packages));
+    text
 }
 
 pub fn site_summary(s: &SiteView) -> String {
     let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
-    summary(
+    let aliases = if s.aliases.is_empty() {
+        "-".to_owned()
+    } else if s.redirection {
+        format!("{} (redirected to {})", s.aliases.join(", "), s.uri)
+    } else {
+        s.aliases.join(", ")
+    };
+    let mut text = summary(
         &format!("@{}  (site)", s.uri),
         &[
-            ("platform", or_dash(&s.platform)),
-            ("db server", or_dash(&s.db_server)),
+            ("platform", s.platform.clone()),
+            ("db server", s.db_server.clone()),
+            ("aliases", aliases),
+            ("profile", or_dash(&s.profile)),
+            ("language", s.language.clone()),
+            ("title", s.title.clone()),
+            ("admin email", s.admin_email.clone()),
             ("client", or_dash(&s.client)),
             ("status", s.status.clone()),
+            ("installed", time_or_dash(s.installed_at.as_ref())),
             ("created", time(&s.created_at)),
             ("updated", time(&s.updated_at)),
         ],
-    )
+    );
+    text.push_str(&packages_section(&s.packages));
+    text
+}
+
+/// The packages a verify found, as an indented table; a note when there are none.
+fn packages_section(packages: &[PackageView]) -> String {
+    if packages.is_empty() {
+        return "  packages     none reported yet (a verify lists them)\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = packages
+        .iter()
+        .map(|p| vec![p.name.clone(), p.kind.clone(), p.version.clone().unwrap_or_else(|| "-".to_owned())])
+        .collect();
+    let table = output::table(&["NAME", "KIND", "VERSION"], &rows);
+    let mut text = format!("packages ({})\n", packages.len());
+    for line in table.lines() {
+        text.push_str(&format!("  {line}\n"));
+    }
+    text
 }
 
 pub fn client_summary(c: &ClientView) -> String {
@@ -128,5 +167,29 @@ mod tests {
         assert!(text.contains("  http         nginx on port 80 (nginx/1.22.1)\n"), "{text}");
         assert!(text.contains("  db           mariadb at 127.0.0.1:3306, admin root, password set\n"), "{text}");
         assert!(text.contains("  status       verified\n"), "{text}");
+    }
+
+    #[test]
+    fn a_site_summary_shows_its_names_status_and_packages() {
+        let view: SiteView = serde_json::from_value(serde_json::json!({
+            "uri": "www.example.com", "context": "@www.example.com", "platform": "@platform_wp",
+            "db_server": "@server_master", "profile": null, "language": "en", "aliases": ["example.com"],
+            "redirection": true, "client": "acme", "title": "Example shop", "admin_email": "admin@example.com",
+            "status": "enabled",
+            "packages": [{"name": "wordpress", "kind": "core", "version": "6.4.2"},
+                         {"name": "woocommerce", "kind": "plugin", "version": null}],
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+            "installed_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let text = site_summary(&view);
+        assert!(text.starts_with("@www.example.com  (site)\n"), "{text}");
+        assert!(text.contains("  aliases      example.com (redirected to www.example.com)\n"), "{text}");
+        assert!(text.contains("  status       enabled\n"), "{text}");
+        assert!(
+            text.contains("packages (2)\n  NAME         KIND    VERSION\n  wordpress    core    6.4.2\n"),
+            "{text}"
+        );
+        assert!(text.contains("  woocommerce  plugin  -\n"), "{text}");
     }
 }

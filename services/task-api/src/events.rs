@@ -13,9 +13,10 @@ use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use aegir_amqp::topology::{EventKey, QueueName};
 use aegir_amqp::{Broker, ConsumerSpec, Delivery, consume, extract_trace_context};
 use aegir_contract::{
-    ContextName, LogLine, Message, StepOutcome, StepResult, TaskFinished, TaskKind, TaskOutcome, TaskStarted,
+    ContextName, LogLine, Message, SiteUri, StepOutcome, StepResult, TaskFinished, TaskKind, TaskOutcome, TaskStarted,
 };
-use sqlx::PgPool;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -24,7 +25,7 @@ use crate::db;
 use crate::error::is_unavailable;
 use crate::live::{LiveEvent, LiveLog};
 use crate::metrics::EVENTS_CONSUMED;
-use crate::views::{ContextStatus, TaskStatus};
+use crate::views::{ContextStatus, SiteStatus, TaskStatus};
 
 /// Deliveries the broker may send ahead of the one being handled.
 const PREFETCH: u16 = 100;
@@ -205,7 +206,8 @@ impl EventConsumer {
         }
     }
 
-    /// A successful step tells what it found about the task's context.
+    /// A successful step tells what it found about the task's context: versions, the
+    /// platform's type and profiles, and the packages of a platform or site.
     async fn step_result(&self, result: &StepResult) -> sqlx::Result<Effect> {
         let StepOutcome::Success { facts } = &result.outcome else { return Ok(Effect::Unchanged) };
         let Some(task) = db::tasks::get(&self.pool, result.task_id).await? else { return Ok(Effect::UnknownTask) };
@@ -213,18 +215,36 @@ impl EventConsumer {
             tracing::warn!(context = %task.context, "task has a context name this version cannot read");
             return Ok(Effect::Unchanged);
         };
-        let changed = match &context {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = match &context {
             ContextName::Platform(name) if facts.platform_type.is_some() || facts.app_version.is_some() => {
-                db::platforms::set_facts(&self.pool, name, facts.platform_type, facts.app_version.as_deref()).await?
+                db::platforms::set_facts(&mut *tx, name, facts.platform_type, facts.app_version.as_deref()).await?
             }
             ContextName::Server(name) if result.route.server == *name => match &facts.service_version {
                 Some(version) => {
-                    db::servers::set_service_version(&self.pool, name, result.route.service, version).await?
+                    db::servers::set_service_version(&mut *tx, name, result.route.service, version).await?
                 }
                 None => false,
             },
             _ => false,
         };
+        if let (ContextName::Platform(name), Some(profiles)) = (&context, &facts.profiles) {
+            changed |= db::platforms::set_profiles(&mut *tx, name, profiles).await?;
+        }
+        if let Some(packages) = &facts.packages {
+            // Only for a context that still exists: a late report must not bring back
+            // the packages of a deleted site.
+            let exists = match &context {
+                ContextName::Platform(name) => db::platforms::lock(&mut tx, name, false).await?.is_some(),
+                ContextName::Site(uri) => db::sites::exists(&mut *tx, uri).await?,
+                ContextName::Server(_) => false,
+            };
+            if exists {
+                db::packages::replace(&mut tx, &task.context, packages).await?;
+                changed = true;
+            }
+        }
+        tx.commit().await?;
         Ok(if changed { Effect::Applied } else { Effect::Unchanged })
     }
 
@@ -255,9 +275,33 @@ impl EventConsumer {
                 Ok(ContextName::Site(_)) | Err(_) => {}
             }
         }
+        if let (Ok(ContextName::Site(uri)), Ok(kind)) = (ContextName::parse(&task.context), task.kind.parse()) {
+            site_finished(&mut tx, &uri, kind, status, finished.at).await?;
+        }
         tx.commit().await?;
         self.live.announce(LiveEvent::Finished { task_id: finished.task_id });
         Ok(Effect::Applied)
+    }
+}
+
+/// What a finished task did to its site: install → `enabled` (or `failed`), disable →
+/// `disabled`, enable → `enabled`, delete → the record goes (its tasks and logs stay).
+/// A failed disable, enable, delete or verify leaves the site as it was.
+async fn site_finished(
+    conn: &mut PgConnection,
+    uri: &SiteUri,
+    kind: TaskKind,
+    status: TaskStatus,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    let success = status == TaskStatus::Success;
+    match kind {
+        TaskKind::Install if success => db::sites::set_status(conn, uri, SiteStatus::Enabled, Some(at)).await,
+        TaskKind::Install => db::sites::set_status(conn, uri, SiteStatus::Failed, None).await,
+        TaskKind::Disable if success => db::sites::set_status(conn, uri, SiteStatus::Disabled, None).await,
+        TaskKind::Enable if success => db::sites::set_status(conn, uri, SiteStatus::Enabled, None).await,
+        TaskKind::Delete if success => db::sites::delete(conn, uri).await.map(drop),
+        _ => Ok(()),
     }
 }
 

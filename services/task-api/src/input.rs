@@ -146,6 +146,43 @@ impl Fields {
         }
     }
 
+    pub fn boolean(&mut self, key: &str) -> Result<Option<bool>, ApiError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(other) => Err(self.wrong_type(key, "true or false", &other)),
+        }
+    }
+
+    /// An array of strings, each parsed with `T`'s rules; a refusal names the field and
+    /// says which item was wrong.
+    pub fn parsed_list<T>(&mut self, key: &str) -> Result<Option<Vec<T>>, ApiError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let items = match self.take(key) {
+            None => return Ok(None),
+            Some(Value::Array(items)) => items,
+            Some(other) => return Err(self.wrong_type(key, "an array of strings", &other)),
+        };
+        let field = self.name(key);
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => s
+                    .parse()
+                    .map_err(|e: T::Err| ApiError::invalid(&field, format!("item {} of `{field}`: {e}", i + 1))),
+                other => Err(ApiError::invalid(
+                    &field,
+                    format!("item {} of `{field}` must be a string, not {}", i + 1, kind_of(&other)),
+                )),
+            })
+            .collect::<Result<Vec<T>, _>>()
+            .map(Some)
+    }
+
     /// A nested object whose own keys are limited to `allowed`.
     pub fn object(&mut self, key: &str, allowed: &[&str]) -> Result<Option<Fields>, ApiError> {
         match self.take(key) {

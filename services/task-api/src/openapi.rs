@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::routes::{clients, health, platforms, servers, sites, task_log, tasks};
-use crate::views::{ContextStatus, TaskStatus};
+use crate::views::{ContextStatus, PackageView, SiteStatus, TaskStatus};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,11 +19,11 @@ use crate::views::{ContextStatus, TaskStatus};
         servers::list, servers::get, servers::save, servers::delete,
         platforms::list, platforms::get, platforms::save, platforms::delete,
         clients::list, clients::get, clients::save, clients::delete,
-        sites::list, sites::get,
+        sites::list, sites::get, sites::save, sites::delete,
         tasks::create, tasks::list, tasks::get, task_log::log,
         health::healthz,
     ),
-    components(schemas(ErrorBody, ErrorDetail, ErrorCode, ContextStatus, TaskStatus)),
+    components(schemas(ErrorBody, ErrorDetail, ErrorCode, ContextStatus, SiteStatus, TaskStatus, PackageView)),
     tags(
         (name = "servers", description = "Machines and the services they offer"),
         (name = "platforms", description = "Code bases on web servers"),

@@ -86,6 +86,36 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// Where a site is in its life: `new` (saved, not installed), `enabled`, `disabled`,
+    /// `failed` (its install failed).
+    SiteStatus, "site status", {
+        New => "new",
+        Enabled => "enabled",
+        Disabled => "disabled",
+        Failed => "failed",
+    }
+);
+
+impl SiteStatus {
+    /// Whether the site's code, vhost and database exist (as far as task-api knows).
+    pub fn is_installed(self) -> bool {
+        matches!(self, SiteStatus::Enabled | SiteStatus::Disabled)
+    }
+}
+
+/// A module, theme, profile, plugin, extension or skin a verify found installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PackageView {
+    #[schema(example = "woocommerce")]
+    pub name: String,
+    /// `core`, `module`, `theme`, `profile`, `plugin`, `extension` or `skin`.
+    #[schema(example = "plugin")]
+    pub kind: String,
+    #[schema(example = "8.5.1")]
+    pub version: Option<String>,
+}
+
 /// A page of a list.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
@@ -152,6 +182,11 @@ pub struct PlatformView {
     pub platform_type: Option<String>,
     #[schema(example = "6.4.2")]
     pub app_version: Option<String>,
+    /// Install profiles the last verify found (Drupal); null when none were reported.
+    #[schema(example = json!(["standard", "minimal"]))]
+    pub profiles: Option<Vec<String>>,
+    /// What the last verify found installed.
+    pub packages: Vec<PackageView>,
     pub status: ContextStatus,
     pub verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -178,13 +213,32 @@ pub struct SiteView {
     pub context: String,
     #[schema(example = "@platform_wp")]
     pub platform: String,
+    /// The server whose database service holds the site's database.
     #[schema(example = "@server_master")]
     pub db_server: String,
-    #[schema(example = "example")]
+    /// The install profile (Drupal).
+    #[schema(example = "standard")]
+    pub profile: Option<String>,
+    #[schema(example = "en")]
+    pub language: String,
+    /// Other names the site answers to.
+    #[schema(example = json!(["example.com"]))]
+    pub aliases: Vec<String>,
+    /// Whether the aliases redirect (301) to the uri instead of serving the site.
+    pub redirection: bool,
+    #[schema(example = "acme")]
     pub client: Option<String>,
-    pub status: String,
+    #[schema(example = "Example shop")]
+    pub title: String,
+    #[schema(example = "admin@example.com")]
+    pub admin_email: String,
+    pub status: SiteStatus,
+    /// What the last verify or install found installed.
+    pub packages: Vec<PackageView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the last successful install finished.
+    pub installed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

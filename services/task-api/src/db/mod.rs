@@ -1,6 +1,7 @@
 //! PostgreSQL: connecting, migrations, and the queries of each table.
 
 pub mod clients;
+pub mod packages;
 pub mod platforms;
 pub mod servers;
 pub mod sites;

@@ -1,16 +1,16 @@
 //! The `platforms` table.
 
-use aegir_contract::{AbsolutePath, PlatformName, PlatformType, ServerName};
+use aegir_contract::{AbsolutePath, PlatformName, PlatformType, ProfileName, ServerName};
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
 use super::Saved;
 use crate::input::Page;
-use crate::views::{ContextStatus, PlatformView};
+use crate::views::{ContextStatus, PackageView, PlatformView};
 
 macro_rules! view_columns {
     () => {
-        "name, root, web_server, platform_type, app_version, status, verified_at, created_at, updated_at"
+        "name, root, web_server, platform_type, app_version, profiles, status, verified_at, created_at, updated_at"
     };
 }
 
@@ -21,6 +21,7 @@ pub struct PlatformRow {
     pub web_server: String,
     pub platform_type: Option<String>,
     pub app_version: Option<String>,
+    pub profiles: Option<Vec<String>>,
     #[sqlx(try_from = "String")]
     pub status: ContextStatus,
     pub verified_at: Option<DateTime<Utc>>,
@@ -28,19 +29,21 @@ pub struct PlatformRow {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<PlatformRow> for PlatformView {
-    fn from(row: PlatformRow) -> Self {
+impl PlatformRow {
+    pub fn into_view(self, packages: Vec<PackageView>) -> PlatformView {
         PlatformView {
-            context: format!("@{}", row.name),
-            name: row.name,
-            root: row.root,
-            web_server: format!("@{}", row.web_server),
-            platform_type: row.platform_type,
-            app_version: row.app_version,
-            status: row.status,
-            verified_at: row.verified_at,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
+            context: format!("@{}", self.name),
+            name: self.name,
+            root: self.root,
+            web_server: format!("@{}", self.web_server),
+            platform_type: self.platform_type,
+            app_version: self.app_version,
+            profiles: self.profiles,
+            packages,
+            status: self.status,
+            verified_at: self.verified_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
         }
     }
 }
@@ -114,6 +117,8 @@ pub async fn save(
                                   THEN p.platform_type END,
              app_version = CASE WHEN (EXCLUDED.root, EXCLUDED.web_server) = (p.root, p.web_server)
                                 THEN p.app_version END,
+             profiles = CASE WHEN (EXCLUDED.root, EXCLUDED.web_server) = (p.root, p.web_server)
+                             THEN p.profiles END,
              status = CASE WHEN (EXCLUDED.root, EXCLUDED.web_server) = (p.root, p.web_server)
                            THEN p.status ELSE 'new' END,
              verified_at = CASE WHEN (EXCLUDED.root, EXCLUDED.web_server) = (p.root, p.web_server)
@@ -130,9 +135,10 @@ pub async fn save(
     .await
 }
 
+/// Removes the platform and what its verifies found.
 pub async fn delete(conn: &mut PgConnection, name: &PlatformName) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM platforms WHERE name = $1").bind(name.as_str()).execute(conn).await?;
-    Ok(())
+    sqlx::query("DELETE FROM platforms WHERE name = $1").bind(name.as_str()).execute(&mut *conn).await?;
+    super::packages::forget(conn, &format!("@{name}")).await
 }
 
 /// Records the outcome of a finished verify.
@@ -170,5 +176,20 @@ pub async fn set_facts(
     .bind(app_version)
     .execute(db)
     .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Records the install profiles a verify found.
+pub async fn set_profiles(
+    db: impl PgExecutor<'_>,
+    name: &PlatformName,
+    profiles: &[ProfileName],
+) -> sqlx::Result<bool> {
+    let profiles: Vec<&str> = profiles.iter().map(ProfileName::as_str).collect();
+    let done = sqlx::query("UPDATE platforms SET profiles = $2 WHERE name = $1")
+        .bind(name.as_str())
+        .bind(&profiles)
+        .execute(db)
+        .await?;
     Ok(done.rows_affected() > 0)
 }

@@ -1,57 +1,264 @@
-//! The `sites` table. Sites are created by site install, which does not exist yet; the
-//! API already lists them and keeps servers, platforms and clients in use from going.
+//! The `sites` and `site_aliases` tables.
 
-use aegir_contract::{ClientName, PlatformName, ServerName, SiteUri};
+use aegir_contract::{ClientName, DbIdent, PlatformName, ServerName, SiteUri};
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
 use crate::input::Page;
-use crate::views::SiteView;
+use crate::views::{PackageView, SiteStatus, SiteView};
+
+/// The columns of [`SiteRow`]; the database password is never read for a view.
+macro_rules! view_columns {
+    () => {
+        "s.uri, s.platform, s.db_server, s.profile, s.language, s.redirection, s.client, s.title, s.admin_email, \
+         s.status, s.created_at, s.updated_at, s.installed_at, \
+         ARRAY(SELECT a.alias FROM site_aliases a WHERE a.site = s.uri ORDER BY a.position) AS aliases"
+    };
+}
 
 #[derive(Debug, FromRow)]
 pub struct SiteRow {
     pub uri: String,
     pub platform: String,
     pub db_server: String,
+    pub profile: Option<String>,
+    pub language: String,
+    pub aliases: Vec<String>,
+    pub redirection: bool,
     pub client: Option<String>,
-    pub status: String,
+    pub title: String,
+    pub admin_email: String,
+    #[sqlx(try_from = "String")]
+    pub status: SiteStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub installed_at: Option<DateTime<Utc>>,
 }
 
-impl From<SiteRow> for SiteView {
-    fn from(row: SiteRow) -> Self {
+impl SiteRow {
+    pub fn into_view(self, packages: Vec<PackageView>) -> SiteView {
         SiteView {
-            context: format!("@{}", row.uri),
-            uri: row.uri,
-            platform: format!("@{}", row.platform),
-            db_server: format!("@{}", row.db_server),
-            client: row.client,
-            status: row.status,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
+            context: format!("@{}", self.uri),
+            uri: self.uri,
+            platform: format!("@{}", self.platform),
+            db_server: format!("@{}", self.db_server),
+            profile: self.profile,
+            language: self.language,
+            aliases: self.aliases,
+            redirection: self.redirection,
+            client: self.client,
+            title: self.title,
+            admin_email: self.admin_email,
+            status: self.status,
+            packages,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            installed_at: self.installed_at,
         }
     }
 }
 
+/// The site's database account, as a task carries it.
+#[derive(Debug, FromRow)]
+pub struct SiteDatabaseRow {
+    pub db_name: String,
+    pub db_user: String,
+    pub db_password: String,
+}
+
+/// What a site save writes.
+#[derive(Debug)]
+pub struct SiteRecord<'a> {
+    pub uri: &'a SiteUri,
+    pub platform: &'a PlatformName,
+    pub db_server: &'a ServerName,
+    pub profile: Option<&'a str>,
+    pub language: &'a str,
+    pub redirection: bool,
+    pub client: Option<&'a ClientName>,
+    pub title: &'a str,
+    pub admin_email: &'a str,
+}
+
+/// Which sites a list shows.
+#[derive(Debug, Default)]
+pub struct SiteFilter {
+    pub platform: Option<PlatformName>,
+    pub client: Option<ClientName>,
+    pub status: Option<SiteStatus>,
+    /// Part of the uri, lower case.
+    pub search: Option<String>,
+}
+
+/// `LIKE` pattern matching `text` anywhere, its wildcards taken literally.
+fn contains_pattern(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 pub async fn get(db: impl PgExecutor<'_>, uri: &SiteUri) -> sqlx::Result<Option<SiteRow>> {
-    sqlx::query_as("SELECT uri, platform, db_server, client, status, created_at, updated_at FROM sites WHERE uri = $1")
+    sqlx::query_as(concat!("SELECT ", view_columns!(), " FROM sites s WHERE s.uri = $1"))
         .bind(uri.as_str())
         .fetch_optional(db)
         .await
 }
 
-pub async fn list(db: &PgPool, page: Page) -> sqlx::Result<(Vec<SiteRow>, i64)> {
-    let rows = sqlx::query_as(
-        "SELECT uri, platform, db_server, client, status, created_at, updated_at FROM sites
-         ORDER BY uri LIMIT $1 OFFSET $2",
-    )
+/// Reads the site and locks it until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, uri: &SiteUri) -> sqlx::Result<Option<SiteRow>> {
+    sqlx::query_as(concat!("SELECT ", view_columns!(), " FROM sites s WHERE s.uri = $1 FOR UPDATE OF s"))
+        .bind(uri.as_str())
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn database(conn: &mut PgConnection, uri: &SiteUri) -> sqlx::Result<Option<SiteDatabaseRow>> {
+    sqlx::query_as("SELECT db_name, db_user, db_password FROM sites WHERE uri = $1")
+        .bind(uri.as_str())
+        .fetch_optional(conn)
+        .await
+}
+
+macro_rules! filter {
+    () => {
+        "($1::text IS NULL OR s.platform = $1) AND ($2::text IS NULL OR s.client = $2) \
+         AND ($3::text IS NULL OR s.status = $3) AND ($4::text IS NULL OR s.uri LIKE $4)"
+    };
+}
+
+pub async fn list(db: &PgPool, filter: &SiteFilter, page: Page) -> sqlx::Result<(Vec<SiteRow>, i64)> {
+    let platform = filter.platform.as_ref().map(PlatformName::as_str);
+    let client = filter.client.as_ref().map(ClientName::as_str);
+    let status = filter.status.map(SiteStatus::as_str);
+    let search = filter.search.as_deref().map(contains_pattern);
+    let rows = sqlx::query_as(concat!(
+        "SELECT ",
+        view_columns!(),
+        " FROM sites s WHERE ",
+        filter!(),
+        " ORDER BY s.uri LIMIT $5 OFFSET $6"
+    ))
+    .bind(platform)
+    .bind(client)
+    .bind(status)
+    .bind(&search)
     .bind(page.limit)
     .bind(page.offset)
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar("SELECT count(*) FROM sites").fetch_one(db).await?;
+    let total = sqlx::query_scalar(concat!("SELECT count(*) FROM sites s WHERE ", filter!()))
+        .bind(platform)
+        .bind(client)
+        .bind(status)
+        .bind(&search)
+        .fetch_one(db)
+        .await?;
     Ok((rows, total))
+}
+
+/// Serializes site saves, so the checks that keep uris and aliases apart see every
+/// committed save and none in flight.
+pub async fn lock_names(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('aegir.site_names'))").execute(conn).await?;
+    Ok(())
+}
+
+/// The site (other than `uri`) that already answers to `name`, as its uri or an alias.
+pub async fn holder_of_name(conn: &mut PgConnection, name: &str, uri: &SiteUri) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT uri FROM sites WHERE uri = $1 AND uri <> $2
+         UNION ALL
+         SELECT site FROM site_aliases WHERE alias = $1 AND site <> $2
+         LIMIT 1",
+    )
+    .bind(name)
+    .bind(uri.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
+/// Creates or updates the site. The database account is only written on create: an
+/// update keeps the one the site was created with.
+pub async fn save(
+    conn: &mut PgConnection,
+    site: &SiteRecord<'_>,
+    database: (&DbIdent, &DbIdent, &str),
+) -> sqlx::Result<bool> {
+    let (db_name, db_user, db_password) = database;
+    let created: bool = sqlx::query_scalar(
+        "INSERT INTO sites AS s (uri, platform, db_server, profile, language, redirection, client, title, admin_email,
+                                 db_name, db_user, db_password)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (uri) DO UPDATE SET
+             platform = EXCLUDED.platform,
+             db_server = EXCLUDED.db_server,
+             profile = EXCLUDED.profile,
+             language = EXCLUDED.language,
+             redirection = EXCLUDED.redirection,
+             client = EXCLUDED.client,
+             title = EXCLUDED.title,
+             admin_email = EXCLUDED.admin_email,
+             updated_at = now()
+         RETURNING (xmax = 0) AS created",
+    )
+    .bind(site.uri.as_str())
+    .bind(site.platform.as_str())
+    .bind(site.db_server.as_str())
+    .bind(site.profile)
+    .bind(site.language)
+    .bind(site.redirection)
+    .bind(site.client.map(ClientName::as_str))
+    .bind(site.title)
+    .bind(site.admin_email)
+    .bind(db_name.as_str())
+    .bind(db_user.as_str())
+    .bind(db_password)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(created)
+}
+
+/// Replaces the site's aliases, keeping their order.
+pub async fn set_aliases(conn: &mut PgConnection, uri: &SiteUri, aliases: &[SiteUri]) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM site_aliases WHERE site = $1").bind(uri.as_str()).execute(&mut *conn).await?;
+    let aliases: Vec<&str> = aliases.iter().map(SiteUri::as_str).collect();
+    sqlx::query(
+        "INSERT INTO site_aliases (alias, site, position)
+         SELECT alias, $1, position::integer FROM unnest($2::text[]) WITH ORDINALITY AS a (alias, position)",
+    )
+    .bind(uri.as_str())
+    .bind(&aliases)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes the site's record (its aliases and packages with it).
+pub async fn delete(conn: &mut PgConnection, uri: &SiteUri) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM sites WHERE uri = $1").bind(uri.as_str()).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM packages WHERE context = $1").bind(format!("@{uri}")).execute(conn).await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Records the outcome of a finished site task; `installed` also stamps `installed_at`.
+pub async fn set_status(
+    conn: &mut PgConnection,
+    uri: &SiteUri,
+    status: SiteStatus,
+    installed_at: Option<DateTime<Utc>>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE sites SET status = $2, installed_at = COALESCE($3, installed_at), updated_at = now() WHERE uri = $1",
+    )
+    .bind(uri.as_str())
+    .bind(status.as_str())
+    .bind(installed_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn exists(db: impl PgExecutor<'_>, uri: &SiteUri) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sites WHERE uri = $1)").bind(uri.as_str()).fetch_one(db).await
 }
 
 /// Uris of (at most `limit`) sites whose database is on `server`.
@@ -79,4 +286,15 @@ pub async fn of_client(conn: &mut PgConnection, client: &ClientName, limit: i64)
         .bind(limit)
         .fetch_all(conn)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_wildcards_are_literal() {
+        assert_eq!(contains_pattern("shop"), "%shop%");
+        assert_eq!(contains_pattern("a_b%c\\"), "%a\\_b\\%c\\\\%");
+    }
 }

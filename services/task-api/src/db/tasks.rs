@@ -148,3 +148,14 @@ pub async fn mark_finished(
     .fetch_optional(conn)
     .await
 }
+
+/// The oldest task of `context` (`@www.example.com`) that has not finished, with its kind.
+pub async fn pending(conn: &mut PgConnection, context: &str) -> sqlx::Result<Option<(Uuid, String)>> {
+    sqlx::query_as(
+        "SELECT id, kind FROM tasks WHERE context = $1 AND status IN ('queued', 'running')
+         ORDER BY created_at LIMIT 1",
+    )
+    .bind(context)
+    .fetch_optional(conn)
+    .await
+}

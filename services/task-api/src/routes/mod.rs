@@ -11,7 +11,7 @@ pub mod tasks;
 use axum::Router;
 use axum::http::{Method, Uri};
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{any, get};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -27,7 +27,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/clients", get(clients::list))
         .route("/api/v1/clients/{name}", get(clients::get).put(clients::save).delete(clients::delete))
         .route("/api/v1/sites", get(sites::list))
-        .route("/api/v1/sites/{uri}", get(sites::get))
+        .route("/api/v1/sites/{uri}", get(sites::get).put(sites::save).delete(sites::delete))
+        .route("/api/v1/sites/{uri}/{*rest}", any(sites::uri_with_path))
         .route("/api/v1/tasks", get(tasks::list).post(tasks::create))
         .route("/api/v1/tasks/{id}", get(tasks::get))
         .route("/api/v1/tasks/{id}/log", get(task_log::log))

@@ -103,9 +103,12 @@ pub async fn save(
             format!("`@{holder}` already has root `{}` on `@{server}`; choose another directory", input.root),
         ));
     }
+    let context = format!("@{name}");
     if let Some(current) = db::platforms::lock(&mut tx, &name, true).await?
         && (current.root != input.root.as_str() || current.web_server != server.as_str())
     {
+        // What verifies found there is about other code now.
+        db::packages::forget(&mut tx, &context).await?;
         let sites = db::sites::on_platform(&mut tx, &name, FETCHED).await?;
         if !sites.is_empty() {
             return Err(ApiError::conflict(
@@ -118,10 +121,11 @@ pub async fn save(
         }
     }
     let saved = db::platforms::save(&mut tx, &name, &input.root, server).await?;
+    let packages = db::packages::of(&mut *tx, &context).await?;
     tx.commit().await?;
 
     let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(saved.row.into())))
+    Ok((status, Json(saved.row.into_view(packages))))
 }
 
 /// One platform.
@@ -137,7 +141,8 @@ pub async fn save(
 pub async fn get(State(state): State<AppState>, PathParam(name): PathParam) -> Result<Json<PlatformView>, ApiError> {
     let name: PlatformName = parse_segment("name", &name)?;
     let row = db::platforms::get(&state.pool, &name).await?.ok_or_else(|| not_found(&name))?;
-    Ok(Json(row.into()))
+    let packages = db::packages::of(&state.pool, &format!("@{name}")).await?;
+    Ok(Json(row.into_view(packages)))
 }
 
 /// Platforms, ordered by name.
@@ -155,7 +160,14 @@ pub async fn get(State(state): State<AppState>, PathParam(name): PathParam) -> R
 pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<Page<PlatformView>>, ApiError> {
     params.allow(&["limit", "offset"])?;
     let (rows, total) = db::platforms::list(&state.pool, params.page()?).await?;
-    Ok(Json(Page { items: rows.into_iter().map(Into::into).collect(), total }))
+    let contexts: Vec<String> = rows.iter().map(|row| format!("@{}", row.name)).collect();
+    let mut packages = db::packages::of_all(&state.pool, &contexts).await?;
+    let items = rows
+        .into_iter()
+        .zip(contexts)
+        .map(|(row, context)| row.into_view(packages.remove(&context).unwrap_or_default()))
+        .collect();
+    Ok(Json(Page { items, total }))
 }
 
 /// Delete a platform no site is on.

@@ -1,14 +1,338 @@
-//! `/api/v1/sites`: read-only until site install exists.
+//! `/api/v1/sites`: sites on platforms. Saving a site only records it; the `install`
+//! task creates it on its servers.
 
-use aegir_contract::SiteUri;
+use aegir_contract::{
+    ClientName, ContextName, DbIdent, Email, LanguageCode, PlatformName, ProfileName, ServerName, SiteTitle, SiteUri,
+};
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::db;
+use crate::db::sites::{SiteFilter, SiteRecord};
 use crate::error::{ApiError, ErrorBody};
-use crate::input::{Params, PathParam, parse_segment};
+use crate::input::{Fields, JsonObject, Params, PathParam, parse_segment};
 use crate::state::AppState;
-use crate::views::{Page, SiteView};
+use crate::views::{Page, SiteStatus, SiteView};
+
+/// More aliases than any vhost should carry.
+const MAX_ALIASES: usize = 100;
+
+/// A site as `PUT /api/v1/sites/{uri}` takes it.
+#[derive(Debug, ToSchema)]
+pub struct SiteInput {
+    /// The platform whose code serves the site; it must have been verified.
+    #[schema(value_type = String, example = "@platform_wp")]
+    pub platform: PlatformName,
+    /// The server whose database service holds the site's database. Defaults to the
+    /// platform's web server when that server has a database service.
+    #[schema(value_type = Option<String>, example = "@server_master")]
+    pub db_server: Option<ServerName>,
+    /// The install profile (Drupal); one the platform's last verify reported, if it reported any.
+    #[schema(value_type = Option<String>, example = "standard")]
+    pub profile: Option<ProfileName>,
+    #[schema(value_type = String, required = false, default = "en", example = "en")]
+    pub language: LanguageCode,
+    /// Other names the site answers to; none may be the uri or a name of another site.
+    #[schema(value_type = Vec<String>, required = false, example = json!(["example.com"]))]
+    pub aliases: Vec<SiteUri>,
+    /// Whether the aliases redirect (301) to the uri.
+    #[schema(required = false, default = false)]
+    pub redirection: bool,
+    /// The client that owns the site.
+    #[schema(value_type = Option<String>, example = "acme")]
+    pub client: Option<ClientName>,
+    /// Defaults to the uri.
+    #[schema(value_type = String, required = false, example = "Example shop")]
+    pub title: SiteTitle,
+    /// The application's first administrator. Defaults to the client's e-mail address,
+    /// else `webmaster@<uri>`.
+    #[schema(value_type = Option<String>, example = "admin@example.com")]
+    pub admin_email: Option<Email>,
+}
+
+const FIELDS: &[&str] =
+    &["platform", "db_server", "profile", "language", "aliases", "redirection", "client", "title", "admin_email"];
+
+impl SiteInput {
+    pub fn parse(body: Map<String, Value>, uri: &SiteUri) -> Result<Self, ApiError> {
+        let mut fields = Fields::new(body, FIELDS)?;
+        let platform = match fields.parsed::<ContextName>("platform")? {
+            None => {
+                return Err(ApiError::invalid("platform", "`platform` is missing; give one such as `@platform_wp`"));
+            }
+            Some(ContextName::Platform(platform)) => platform,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "platform",
+                    format!("`{other}` is a {}, not a platform; give one such as `@platform_wp`", other.context_type()),
+                ));
+            }
+        };
+        let db_server = match fields.parsed::<ContextName>("db_server")? {
+            None => None,
+            Some(ContextName::Server(server)) => Some(server),
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "db_server",
+                    format!(
+                        "`{other}` is a {}, not a server; give a database server such as `@server_master`",
+                        other.context_type()
+                    ),
+                ));
+            }
+        };
+        let profile = fields.parsed::<ProfileName>("profile")?;
+        let language = match fields.parsed::<LanguageCode>("language")? {
+            Some(language) => language,
+            None => LanguageCode::parse("en").expect("`en` is a valid language code"),
+        };
+        let aliases = fields.parsed_list::<SiteUri>("aliases")?.unwrap_or_default();
+        check_aliases(uri, &aliases)?;
+        let redirection = fields.boolean("redirection")?.unwrap_or(false);
+        let client = fields.parsed::<ClientName>("client")?;
+        let title = match fields.parsed::<SiteTitle>("title")? {
+            Some(title) => title,
+            None => SiteTitle::parse(uri.as_str()).map_err(|_| {
+                ApiError::invalid(
+                    "title",
+                    format!(
+                        "the uri has {} characters, too many to be the default title (120 at most); give `title`",
+                        uri.as_str().len()
+                    ),
+                )
+            })?,
+        };
+        let admin_email = fields.parsed::<Email>("admin_email")?;
+        Ok(Self { platform, db_server, profile, language, aliases, redirection, client, title, admin_email })
+    }
+}
+
+fn check_aliases(uri: &SiteUri, aliases: &[SiteUri]) -> Result<(), ApiError> {
+    if aliases.len() > MAX_ALIASES {
+        return Err(ApiError::invalid(
+            "aliases",
+            format!("a site may have at most {MAX_ALIASES} aliases, not {}", aliases.len()),
+        ));
+    }
+    for (i, alias) in aliases.iter().enumerate() {
+        if alias == uri {
+            return Err(ApiError::invalid(
+                "aliases",
+                format!("alias `{alias}` is the site's own uri; leave it out of `aliases`"),
+            ));
+        }
+        if aliases[..i].contains(alias) {
+            return Err(ApiError::invalid("aliases", format!("alias `{alias}` is given twice; give it once")));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn not_found(uri: &SiteUri) -> ApiError {
+    ApiError::not_found(format!("site `@{uri}` does not exist; create it with PUT /api/v1/sites/{uri}"))
+}
+
+/// `length` characters drawn from `[a-z0-9]`.
+fn random_lower_alphanumeric(length: usize) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..length).map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())])).collect()
+}
+
+fn random_password() -> String {
+    rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect()
+}
+
+/// The administrator address when none is given: the client's, else `webmaster@<uri>`.
+fn default_admin_email(uri: &SiteUri, client: Option<(&ClientName, Option<String>)>) -> Result<Email, ApiError> {
+    match client {
+        Some((client, Some(email))) => Email::parse(&email).map_err(|e| {
+            ApiError::invalid(
+                "admin_email",
+                format!(
+                    "the address of client `{client}` cannot be the site's admin address ({e}); give `admin_email`"
+                ),
+            )
+        }),
+        _ => Email::parse(&format!("webmaster@{uri}")).map_err(|e| {
+            ApiError::invalid(
+                "admin_email",
+                format!("the default admin address does not work for this uri ({e}); give `admin_email`"),
+            )
+        }),
+    }
+}
+
+/// Create or update a site record (Aegir's `save`); `install` creates the site itself.
+#[utoipa::path(
+    put, path = "/api/v1/sites/{uri}", operation_id = "save_site", tag = "sites",
+    params(("uri" = String, Path, description = "Site uri, e.g. `www.example.com`")),
+    request_body = SiteInput,
+    responses(
+        (status = 201, description = "Created", body = SiteView),
+        (status = 200, description = "Updated", body = SiteView),
+        (status = 400, description = "The body is not a JSON object", body = ErrorBody),
+        (status = 404, description = "The platform, db server or client does not exist (`field` names it)", body = ErrorBody),
+        (status = 409, description = "An alias or the uri is another site's name; or an installed site would move to another platform or db server", body = ErrorBody),
+        (status = 422, description = "A field is missing, unknown or not valid; the platform is not verified; the db server has no database service; the profile is not one the platform offers", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn save(
+    State(state): State<AppState>,
+    PathParam(uri): PathParam,
+    JsonObject(body): JsonObject,
+) -> Result<(StatusCode, Json<SiteView>), ApiError> {
+    let uri: SiteUri = parse_segment("uri", &uri)?;
+    let input = SiteInput::parse(body, &uri)?;
+    let context = format!("@{uri}");
+
+    let mut tx = state.pool.begin().await?;
+    db::sites::lock_names(&mut tx).await?;
+    let current = db::sites::lock(&mut tx, &uri).await?;
+
+    let platform_name = &input.platform;
+    let platform = db::platforms::lock(&mut tx, platform_name, false).await?.ok_or_else(|| {
+        ApiError::not_found_in(
+            "platform",
+            format!("platform `@{platform_name}` does not exist; create it with PUT /api/v1/platforms/{platform_name}"),
+        )
+    })?;
+    if platform.platform_type.is_none() {
+        return Err(ApiError::invalid(
+            "platform",
+            format!(
+                "platform `@{platform_name}` has not been verified yet, so its kind of application is unknown; \
+                 verify @{platform_name} first"
+            ),
+        ));
+    }
+    if let (Some(profile), Some(profiles)) = (&input.profile, &platform.profiles)
+        && !profiles.is_empty()
+        && !profiles.iter().any(|p| p == profile.as_str())
+    {
+        let offered = profiles.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
+        return Err(ApiError::invalid(
+            "profile",
+            format!("platform `@{platform_name}` offers no profile `{profile}`; its profiles are {offered}"),
+        ));
+    }
+
+    let db_server = match &input.db_server {
+        Some(server) => server.clone(),
+        None => db::stored("server name", platform.web_server.clone())?,
+    };
+    let server = db::servers::lock(&mut tx, &db_server, false).await?.ok_or_else(|| {
+        ApiError::not_found_in(
+            "db_server",
+            format!("server `@{db_server}` does not exist; create it with PUT /api/v1/servers/{db_server} first"),
+        )
+    })?;
+    if server.db_service_type.is_none() {
+        let message = if input.db_server.is_some() {
+            format!("`@{db_server}` offers no database service; save it with `db` or choose another db_server")
+        } else {
+            format!(
+                "`db_server` is missing, and the platform's web server `@{db_server}` offers no database service \
+                 to default to; give a db_server such as `@server_master`"
+            )
+        };
+        return Err(ApiError::invalid("db_server", message));
+    }
+
+    let client = match &input.client {
+        None => None,
+        Some(name) => {
+            let row = db::clients::get(&mut *tx, name).await?.ok_or_else(|| {
+                ApiError::not_found_in(
+                    "client",
+                    format!("client `{name}` does not exist; create it with PUT /api/v1/clients/{name}"),
+                )
+            })?;
+            Some((name, row.email))
+        }
+    };
+    let admin_email = match input.admin_email.clone() {
+        Some(email) => email,
+        None => default_admin_email(&uri, client)?,
+    };
+
+    if let Some(current) = &current {
+        let moved_platform = current.platform != platform_name.as_str();
+        let moved_db = current.db_server != db_server.as_str();
+        if current.status.is_installed() && (moved_platform || moved_db) {
+            let field = if moved_platform { "platform" } else { "db_server" };
+            return Err(ApiError::conflict(
+                Some(field),
+                format!(
+                    "`@{uri}` is installed on `@{}` with its database on `@{}`; moving an installed site is the \
+                     `migrate` task, which does not exist yet",
+                    current.platform, current.db_server
+                ),
+            ));
+        }
+        if (moved_platform || moved_db)
+            && let Some((id, kind)) = db::tasks::pending(&mut tx, &context).await?
+        {
+            return Err(ApiError::conflict(
+                Some(if moved_platform { "platform" } else { "db_server" }),
+                format!("task {id} ({kind}) of `@{uri}` has not finished; wait for it before moving the site"),
+            ));
+        }
+    }
+
+    if let Some(holder) = db::sites::holder_of_name(&mut tx, uri.as_str(), &uri).await? {
+        return Err(ApiError::conflict(
+            Some("uri"),
+            format!("`{uri}` is an alias of `@{holder}`; remove it from that site's aliases first"),
+        ));
+    }
+    for alias in &input.aliases {
+        if let Some(holder) = db::sites::holder_of_name(&mut tx, alias.as_str(), &uri).await? {
+            return Err(ApiError::conflict(
+                Some("aliases"),
+                format!("`{alias}` already names `@{holder}`; an alias can belong to one site only"),
+            ));
+        }
+    }
+
+    // Generated once, on create; an update keeps the stored account.
+    let db_ident = DbIdent::for_site(&uri, &random_lower_alphanumeric(6));
+    let password = random_password();
+    let record = SiteRecord {
+        uri: &uri,
+        platform: platform_name,
+        db_server: &db_server,
+        profile: input.profile.as_ref().map(ProfileName::as_str),
+        language: input.language.as_str(),
+        redirection: input.redirection,
+        client: input.client.as_ref(),
+        title: input.title.as_str(),
+        admin_email: admin_email.as_str(),
+    };
+    let created = db::sites::save(&mut tx, &record, (&db_ident, &db_ident, &password)).await?;
+    db::sites::set_aliases(&mut tx, &uri, &input.aliases).await?;
+    let row = db::sites::get(&mut *tx, &uri).await?.ok_or_else(|| ApiError::internal("a saved site vanished"))?;
+    let packages = db::packages::of(&mut *tx, &context).await?;
+    tx.commit().await?;
+
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(row.into_view(packages))))
+}
+
+/// `/api/v1/sites/www.example.com/x`: a uri is a host name, never a path.
+pub async fn uri_with_path(uri: axum::http::Uri) -> ApiError {
+    let site = uri.path().trim_start_matches("/api/v1/sites/");
+    ApiError::invalid(
+        "uri",
+        format!("site uri `{site}` is not valid: a site uri is a host name such as `www.example.com`, without a path"),
+    )
+}
 
 /// One site.
 #[utoipa::path(
@@ -22,16 +346,19 @@ use crate::views::{Page, SiteView};
 )]
 pub async fn get(State(state): State<AppState>, PathParam(uri): PathParam) -> Result<Json<SiteView>, ApiError> {
     let uri: SiteUri = parse_segment("uri", &uri)?;
-    let row = db::sites::get(&state.pool, &uri)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("site `@{uri}` does not exist")))?;
-    Ok(Json(row.into()))
+    let row = db::sites::get(&state.pool, &uri).await?.ok_or_else(|| not_found(&uri))?;
+    let packages = db::packages::of(&state.pool, &format!("@{uri}")).await?;
+    Ok(Json(row.into_view(packages)))
 }
 
 /// Sites, ordered by uri.
 #[utoipa::path(
     get, path = "/api/v1/sites", operation_id = "list_sites", tag = "sites",
     params(
+        ("platform" = Option<String>, Query, description = "Only the sites on this platform, e.g. `@platform_wp`"),
+        ("client" = Option<String>, Query, description = "Only the sites of this client, e.g. `acme`"),
+        ("status" = Option<SiteStatus>, Query, description = "Only the sites in this status"),
+        ("search" = Option<String>, Query, description = "Only the sites whose uri contains this text (case-insensitive)"),
         ("limit" = Option<i64>, Query, description = "At most this many (default 50, at most 500)"),
         ("offset" = Option<i64>, Query, description = "Skip this many (default 0)"),
     ),
@@ -41,7 +368,94 @@ pub async fn get(State(state): State<AppState>, PathParam(uri): PathParam) -> Re
     )
 )]
 pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<Page<SiteView>>, ApiError> {
-    params.allow(&["limit", "offset"])?;
-    let (rows, total) = db::sites::list(&state.pool, params.page()?).await?;
-    Ok(Json(Page { items: rows.into_iter().map(Into::into).collect(), total }))
+    params.allow(&["platform", "client", "status", "search", "limit", "offset"])?;
+    let platform = match params.parsed::<ContextName>("platform")? {
+        None => None,
+        Some(ContextName::Platform(platform)) => Some(platform),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "platform",
+                format!("`{other}` is a {}, not a platform; give one such as `@platform_wp`", other.context_type()),
+            ));
+        }
+    };
+    let search = params.parsed::<String>("search")?.map(|s| s.to_lowercase());
+    if search.as_ref().is_some_and(|s| s.len() > 253) {
+        return Err(ApiError::invalid("search", "`search` is longer than any uri; give at most 253 characters"));
+    }
+    let filter = SiteFilter { platform, client: params.parsed("client")?, status: params.parsed("status")?, search };
+    let (rows, total) = db::sites::list(&state.pool, &filter, params.page()?).await?;
+    let contexts: Vec<String> = rows.iter().map(|row| format!("@{}", row.uri)).collect();
+    let mut packages = db::packages::of_all(&state.pool, &contexts).await?;
+    let items = rows
+        .into_iter()
+        .zip(contexts)
+        .map(|(row, context)| row.into_view(packages.remove(&context).unwrap_or_default()))
+        .collect();
+    Ok(Json(Page { items, total }))
+}
+
+/// Delete the record of a site that is not installed (`new` or `failed`). An installed
+/// site is deleted with the `delete` task.
+#[utoipa::path(
+    delete, path = "/api/v1/sites/{uri}", operation_id = "delete_site", tag = "sites",
+    params(("uri" = String, Path, description = "Site uri, e.g. `www.example.com`")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such site", body = ErrorBody),
+        (status = 409, description = "The site is installed (use the `delete` task), or one of its tasks has not finished", body = ErrorBody),
+        (status = 422, description = "Not a site uri", body = ErrorBody),
+    )
+)]
+pub async fn delete(State(state): State<AppState>, PathParam(uri): PathParam) -> Result<StatusCode, ApiError> {
+    let uri: SiteUri = parse_segment("uri", &uri)?;
+    let mut tx = state.pool.begin().await?;
+    let site = db::sites::lock(&mut tx, &uri).await?.ok_or_else(|| not_found(&uri))?;
+    if site.status.is_installed() {
+        return Err(ApiError::conflict(
+            None,
+            format!(
+                "`@{uri}` is installed ({}); delete it from its servers with the `delete` task \
+                 (`aegir @{uri} delete`, or POST /api/v1/tasks with task `delete`)",
+                site.status
+            ),
+        ));
+    }
+    if let Some((id, kind)) = db::tasks::pending(&mut tx, &format!("@{uri}")).await? {
+        return Err(ApiError::conflict(
+            None,
+            format!("task {id} ({kind}) of `@{uri}` has not finished; wait for it before deleting the site"),
+        ));
+    }
+    db::sites::delete(&mut tx, &uri).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_have_the_promised_shape() {
+        let suffix = random_lower_alphanumeric(6);
+        assert_eq!(suffix.len(), 6);
+        assert!(suffix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{suffix}");
+        let password = random_password();
+        assert_eq!(password.len(), 32);
+        assert!(password.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(password, random_password());
+    }
+
+    #[test]
+    fn the_default_admin_address_comes_from_the_client_then_the_uri() {
+        let uri = SiteUri::parse("www.example.com").unwrap();
+        let acme = ClientName::parse("acme").unwrap();
+        let email = default_admin_email(&uri, Some((&acme, Some("ops@acme.example".into())))).unwrap();
+        assert_eq!(email.as_str(), "ops@acme.example");
+        assert_eq!(default_admin_email(&uri, Some((&acme, None))).unwrap().as_str(), "webmaster@www.example.com");
+        assert_eq!(default_admin_email(&uri, None).unwrap().as_str(), "webmaster@www.example.com");
+        assert!(default_admin_email(&SiteUri::parse("intranet").unwrap(), None).is_err());
+        assert!(default_admin_email(&uri, Some((&acme, Some("ops@localhost".into())))).is_err());
+    }
 }

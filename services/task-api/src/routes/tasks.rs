@@ -5,7 +5,10 @@
 //! carries a snapshot of the context, so the scheduler and workers never read this
 //! database.
 
-use aegir_contract::{ContextName, ContextType, PlatformContext, ServerName, TaskKind, TaskRequested, TaskTarget};
+use aegir_contract::{
+    ContextName, PlatformContext, Secret, ServerName, SiteContext, SiteDatabase, SiteUri, TaskKind, TaskRequested,
+    TaskTarget,
+};
 use aegir_postgres::{Outbox, OutboxError};
 use axum::Json;
 use axum::extract::State;
@@ -22,26 +25,22 @@ use crate::error::{ApiError, ErrorBody};
 use crate::input::{Fields, JsonObject, Params, PathParam};
 use crate::metrics::TASKS_REQUESTED;
 use crate::state::AppState;
-use crate::views::{Page, TaskStatus, TaskView};
+use crate::views::{Page, SiteStatus, TaskStatus, TaskView};
 
 /// A task as `POST /api/v1/tasks` takes it.
 #[derive(Debug, ToSchema)]
 pub struct TaskInput {
-    /// The context to act on: `@server_<name>` or `@platform_<name>`.
-    #[schema(value_type = String, example = "@server_master")]
+    /// The context to act on: `@server_<name>`, `@platform_<name>` or `@<site uri>`.
+    #[schema(value_type = String, example = "@www.example.com")]
     pub context: ContextName,
-    /// The task; `verify` is the one there is.
-    #[schema(value_type = String, example = "verify")]
+    /// Servers and platforms run `verify`; sites run `install`, `verify`, `disable`,
+    /// `enable`, `delete` and `login-reset`, each when the site's status allows it.
+    #[schema(value_type = String, example = "install")]
     pub task: TaskKind,
 }
 
-/// The tasks each kind of context can run.
-fn tasks_of(context_type: ContextType) -> &'static [TaskKind] {
-    match context_type {
-        ContextType::Server | ContextType::Platform => &[TaskKind::Verify],
-        ContextType::Site => &[],
-    }
-}
+const ALL_TASKS: [TaskKind; 6] =
+    [TaskKind::Verify, TaskKind::Install, TaskKind::Disable, TaskKind::Enable, TaskKind::Delete, TaskKind::LoginReset];
 
 impl TaskInput {
     pub fn parse(body: Map<String, Value>) -> Result<Self, ApiError> {
@@ -50,26 +49,48 @@ impl TaskInput {
         let context = fields.require("context", context)?;
         let task = fields.parsed::<TaskKind>("task")?;
         let task = fields.require("task", task)?;
-        let allowed = tasks_of(context.context_type());
-        if allowed.is_empty() {
-            return Err(ApiError::invalid(
-                "context",
-                format!(
-                    "`{context}` is a {}, and {}s cannot run tasks yet; give a server or a platform",
-                    context.context_type(),
-                    context.context_type()
-                ),
-            ));
-        }
-        if !allowed.contains(&task) {
-            let known = allowed.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+        let context_type = context.context_type();
+        if !task.applies_to(context_type) {
+            let known = ALL_TASKS
+                .iter()
+                .filter(|t| t.applies_to(context_type))
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(ApiError::invalid(
                 "task",
-                format!("a {} cannot run `{task}`; its tasks are {known}", context.context_type()),
+                format!("a {context_type} cannot run `{task}`; its tasks are {known}"),
             ));
         }
         Ok(Self { context, task })
     }
+}
+
+/// Whether a site in `status` can run `task`; the refusal says what to do instead.
+fn site_task_allowed(uri: &SiteUri, status: SiteStatus, task: TaskKind) -> Result<(), String> {
+    let allowed = match task {
+        TaskKind::Install => matches!(status, SiteStatus::New | SiteStatus::Failed),
+        TaskKind::Disable => status == SiteStatus::Enabled,
+        TaskKind::Enable => status == SiteStatus::Disabled,
+        TaskKind::Verify | TaskKind::LoginReset | TaskKind::Delete => status.is_installed(),
+    };
+    if allowed {
+        return Ok(());
+    }
+    let advice = match (task, status) {
+        (TaskKind::Install, _) => {
+            "it is installed already; run `verify` to bring it up to date, or `delete` it first to install it again"
+                .to_owned()
+        }
+        (TaskKind::Disable, SiteStatus::Disabled) => "it is disabled already; `enable` serves it again".to_owned(),
+        (TaskKind::Enable, SiteStatus::Enabled) => "it is enabled already".to_owned(),
+        (TaskKind::Delete, _) => format!(
+            "it is not installed, so there is nothing on its servers to delete; remove its record with              DELETE /api/v1/sites/{uri} (`aegir delete @{uri}`)"
+        ),
+        (_, SiteStatus::Failed) => "its install failed; run `install` again once the cause is fixed".to_owned(),
+        _ => "it is not installed yet; run `install` first".to_owned(),
+    };
+    Err(format!("`@{uri}` is {status}, so it cannot run `{task}`: {advice}"))
 }
 
 impl From<OutboxError> for ApiError {
@@ -86,7 +107,7 @@ fn context_not_found(context: &ContextName) -> ApiError {
 
 /// Everything the workers need to know about the context, read under a share lock so it
 /// cannot change before the task is queued.
-async fn snapshot(conn: &mut PgConnection, context: &ContextName) -> Result<TaskTarget, ApiError> {
+async fn snapshot(conn: &mut PgConnection, context: &ContextName, task: TaskKind) -> Result<TaskTarget, ApiError> {
     match context {
         ContextName::Server(name) => {
             let row = db::servers::context(conn, name).await?.ok_or_else(|| context_not_found(context))?;
@@ -106,8 +127,74 @@ async fn snapshot(conn: &mut PgConnection, context: &ContextName) -> Result<Task
                 },
             })
         }
-        ContextName::Site(_) => Err(ApiError::invalid("context", "sites cannot run tasks yet")),
+        ContextName::Site(uri) => site_snapshot(conn, uri, task).await,
     }
+}
+
+/// The site with its platform, web server, db server and database account. The site's
+/// row is locked so two requests cannot both pass the status check.
+async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -> Result<TaskTarget, ApiError> {
+    let context = ContextName::Site(uri.clone());
+    let site = db::sites::lock(conn, uri).await?.ok_or_else(|| context_not_found(&context))?;
+    site_task_allowed(uri, site.status, task).map_err(|message| ApiError::conflict(Some("task"), message))?;
+    if let Some((id, kind)) = db::tasks::pending(conn, &context.to_string()).await? {
+        return Err(ApiError::conflict(
+            Some("context"),
+            format!("task {id} ({kind}) of `{context}` has not finished; wait for it (`aegir task {id}`)"),
+        ));
+    }
+
+    let platform_name = db::stored("platform name", site.platform.clone())?;
+    let platform = db::platforms::lock(conn, &platform_name, false)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("site `{context}` refers to a missing platform")))?;
+    let Some(platform_type) = platform.platform_type.clone() else {
+        return Err(ApiError::conflict(
+            Some("context"),
+            format!("platform `@{platform_name}` of `{context}` has no known type; verify @{platform_name} first"),
+        ));
+    };
+    let web_server: ServerName = db::stored("server name", platform.web_server.clone())?;
+    let web_server = db::servers::context(conn, &web_server)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("platform `@{platform_name}` refers to a missing server")))?;
+    let db_server: ServerName = db::stored("server name", site.db_server.clone())?;
+    let db_server = db::servers::context(conn, &db_server)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("site `{context}` refers to a missing db server")))?;
+    let database = db::sites::database(conn, uri)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("site `{context}` vanished while it was locked")))?;
+
+    let site = SiteContext {
+        uri: uri.clone(),
+        aliases: site.aliases.into_iter().map(|a| db::stored("site uri", a)).collect::<Result<_, _>>()?,
+        redirection: site.redirection,
+        platform: PlatformContext {
+            name: platform_name,
+            root: db::stored("path", platform.root)?,
+            web_server: web_server.try_into()?,
+        },
+        platform_type: db::stored("platform type", platform_type)?,
+        db_server: db_server.try_into()?,
+        database: SiteDatabase {
+            name: db::stored("database identifier", database.db_name)?,
+            user: db::stored("database identifier", database.db_user)?,
+            password: Secret::new(database.db_password),
+        },
+        profile: site.profile.map(|p| db::stored("profile", p)).transpose()?,
+        language: db::stored("language", site.language)?,
+        title: db::stored("site title", site.title)?,
+        admin_email: db::stored("e-mail address", site.admin_email)?,
+        client: site.client.map(|c| db::stored("client name", c)).transpose()?,
+    };
+    if site.db_server.db.is_none() {
+        return Err(ApiError::conflict(
+            Some("context"),
+            format!("db server `@{}` of `{context}` offers no database service any more", site.db_server.name),
+        ));
+    }
+    Ok(TaskTarget::Site { site })
 }
 
 /// Request a task.
@@ -118,6 +205,7 @@ async fn snapshot(conn: &mut PgConnection, context: &ContextName) -> Result<Task
         (status = 202, description = "Queued", body = TaskView),
         (status = 400, description = "The body is not a JSON object", body = ErrorBody),
         (status = 404, description = "The context does not exist (`field`: `context`)", body = ErrorBody),
+        (status = 409, description = "The site's status does not allow this task now (the message says what to do), or another task of the site has not finished", body = ErrorBody),
         (status = 422, description = "A bad context name, or a task the context cannot run", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
@@ -129,7 +217,7 @@ pub async fn create(
     let input = TaskInput::parse(body)?;
 
     let mut tx = state.pool.begin().await?;
-    let target = snapshot(&mut tx, &input.context).await?;
+    let target = snapshot(&mut tx, &input.context, input.task).await?;
     let id = Uuid::now_v7();
     let now = Utc::now();
     let trace_id = aegir_amqp::current_trace_id();

@@ -3,4 +3,5 @@
 mod contexts;
 mod helpers;
 mod operations;
+mod sites;
 mod tasks;

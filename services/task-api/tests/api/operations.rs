@@ -25,6 +25,8 @@ async fn openapi_metrics_and_health_describe_the_service() {
         ("/api/v1/clients/{name}", "put"),
         ("/api/v1/sites", "get"),
         ("/api/v1/sites/{uri}", "get"),
+        ("/api/v1/sites/{uri}", "put"),
+        ("/api/v1/sites/{uri}", "delete"),
         ("/api/v1/tasks", "post"),
         ("/api/v1/tasks", "get"),
         ("/api/v1/tasks/{id}", "get"),
@@ -35,8 +37,32 @@ async fn openapi_metrics_and_health_describe_the_service() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} is missing from the OpenAPI document");
     }
     let schemas = &doc["components"]["schemas"];
-    for schema in ["ServerInput", "ServerView", "PlatformInput", "TaskInput", "TaskView", "LogEntry", "ErrorBody"] {
+    for schema in [
+        "ServerInput",
+        "ServerView",
+        "PlatformInput",
+        "PlatformView",
+        "SiteInput",
+        "SiteView",
+        "SiteStatus",
+        "PackageView",
+        "TaskInput",
+        "TaskView",
+        "LogEntry",
+        "ErrorBody",
+    ] {
         assert!(schemas[schema].is_object(), "schema {schema} is missing");
+    }
+    for field in ["platform", "db_server", "aliases", "admin_email"] {
+        assert!(schemas["SiteInput"]["properties"][field].is_object(), "SiteInput lacks {field}");
+    }
+    for field in ["status", "packages", "installed_at", "aliases"] {
+        assert!(schemas["SiteView"]["properties"][field].is_object(), "SiteView lacks {field}");
+    }
+    assert!(schemas["PlatformView"]["properties"]["profiles"].is_object());
+    let list_params = doc["paths"]["/api/v1/sites"]["get"]["parameters"].to_string();
+    for param in ["platform", "client", "status", "search"] {
+        assert!(list_params.contains(&format!("\"{param}\"")), "GET /api/v1/sites lacks `{param}`");
     }
     assert_eq!(schemas["DbInput"]["properties"]["admin_password"]["writeOnly"], true);
     assert!(schemas["DbServiceView"]["properties"]["admin_password"].is_null());

@@ -217,6 +217,7 @@ async fn a_platform_verify_records_what_it_found_and_why_it_failed() {
         platform_type: Some(PlatformType::Wordpress),
         app_version: Some("6.4.2".to_owned()),
         service_version: None,
+        ..StepFacts::default()
     };
     app.publish(&task_started(first_id, "@platform_wp")).await;
     app.publish(&step_succeeded(first_id, 0, "server_master.http", facts)).await;
@@ -258,7 +259,9 @@ async fn bad_task_requests_are_refused_and_nothing_is_queued() {
         (json!({"context": "@server_nope", "task": "verify"}), StatusCode::NOT_FOUND, "not_found", "context"),
         (json!({"context": "@platform_nope", "task": "verify"}), StatusCode::NOT_FOUND, "not_found", "context"),
         (json!({"context": "@../etc", "task": "verify"}), unprocessable, "invalid_field", "context"),
-        (json!({"context": "@www.example.com", "task": "verify"}), unprocessable, "invalid_field", "context"),
+        (json!({"context": "@www.example.com", "task": "verify"}), StatusCode::NOT_FOUND, "not_found", "context"),
+        (json!({"context": "@server_master", "task": "install"}), unprocessable, "invalid_field", "task"),
+        (json!({"context": "@server_master", "task": "login_reset"}), unprocessable, "invalid_field", "task"),
         (json!({"context": "@server_master", "task": "destroy"}), unprocessable, "invalid_field", "task"),
         (json!({"context": "@server_master"}), unprocessable, "invalid_field", "task"),
         (json!({"task": "verify"}), unprocessable, "invalid_field", "context"),
