@@ -31,6 +31,18 @@ AEGIR_PACKAGES=(
     php-fpm
     php-mysql
     curl
+    # Real PHP applications for sites, their installers' PHP extensions, and apache
+    # (driven through php-fpm with proxy_fcgi, rewrite and env).
+    php-cli
+    php-xml
+    php-mbstring
+    php-intl
+    php-curl
+    php-gd
+    wordpress
+    wordpress-theme-twentytwentythree
+    mediawiki
+    apache2
 )
 
 # ---------------------------------------------------------------------------

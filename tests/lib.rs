@@ -80,6 +80,8 @@ impl Options {
 
 pub struct System {
     pub server: String,
+    /// The port this test's sites are served on (the server's `http_port`).
+    pub http_port: u16,
     pub vhost: String,
     pub amqp_url: String,
     pub database: String,
@@ -137,6 +139,7 @@ impl System {
         }
         let mut system = System {
             server,
+            http_port: free_port(),
             vhost,
             amqp_url,
             database,
@@ -268,6 +271,7 @@ impl System {
                 "--context_type=server",
                 "--remote_host=localhost",
                 "--http_service_type=nginx",
+                &format!("--http_port={}", self.http_port),
                 "--db_service_type=mariadb",
                 &format!("--master_db={master_db}"),
             ])
@@ -435,5 +439,222 @@ pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
         let p = root.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, body).unwrap();
+    }
+}
+
+/// Copies the tree at `src` into `dst` as real files: symlinks are followed (Debian
+/// links parts of its PHP applications to /etc and /var/lib), dangling ones skipped,
+/// and top-level entries named in `skip` left out.
+pub fn copy_tree_resolving(src: &Path, dst: &Path, skip: &[&str]) {
+    std::fs::create_dir_all(dst).unwrap();
+    let mut stack = vec![(src.to_path_buf(), dst.to_path_buf(), 0usize)];
+    while let Some((from, to, depth)) = stack.pop() {
+        for entry in std::fs::read_dir(&from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            if depth == 0 && skip.iter().any(|s| name == *s) {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(entry.path()) else { continue };
+            let target = to.join(&name);
+            if meta.is_dir() {
+                std::fs::create_dir_all(&target).unwrap();
+                stack.push((entry.path(), target, depth + 1));
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+}
+
+/// An apache of the test's own: its own config file, pid file and logs under `dir`,
+/// listening on `port`, including the http-worker's base config (`<config_dir>/apache.conf`).
+/// Stopped when dropped.
+pub struct Apache {
+    pub conf: PathBuf,
+    pub port: u16,
+}
+
+impl Apache {
+    pub fn start(dir: &Path, config_dir: &Path, port: u16) -> Apache {
+        let run = dir.join("apache");
+        std::fs::create_dir_all(&run).unwrap();
+        let base = config_dir.join("apache.conf");
+        if !base.exists() {
+            std::fs::write(&base, "").unwrap();
+        }
+        let modules = [
+            ("mpm_event_module", "mod_mpm_event.so"),
+            ("authz_core_module", "mod_authz_core.so"),
+            ("dir_module", "mod_dir.so"),
+            ("mime_module", "mod_mime.so"),
+            ("env_module", "mod_env.so"),
+            ("alias_module", "mod_alias.so"),
+            ("rewrite_module", "mod_rewrite.so"),
+            ("proxy_module", "mod_proxy.so"),
+            ("proxy_fcgi_module", "mod_proxy_fcgi.so"),
+        ];
+        let mut conf = format!(
+            "ServerName localhost\n\
+             PidFile {r}/httpd.pid\n\
+             DefaultRuntimeDir {r}\n\
+             Mutex file:{r} default\n\
+             ErrorLog {r}/error.log\n\
+             LogLevel warn\n\
+             User www-data\n\
+             Group www-data\n\
+             Listen 127.0.0.1:{port}\n",
+            r = run.display()
+        );
+        for (name, file) in modules {
+            conf.push_str(&format!("LoadModule {name} /usr/lib/apache2/modules/{file}\n"));
+        }
+        conf.push_str(&format!(
+            "TypesConfig /etc/mime.types\n\
+             <Directory />\n    AllowOverride None\n    Require all denied\n</Directory>\n\
+             IncludeOptional {}\n",
+            base.display()
+        ));
+        let path = run.join("httpd.conf");
+        std::fs::write(&path, conf).unwrap();
+        let out = std::process::Command::new("apache2").arg("-f").arg(&path).args(["-k", "start"]).output().unwrap();
+        assert!(out.status.success(), "apache did not start: {}", String::from_utf8_lossy(&out.stderr));
+        Apache { conf: path, port }
+    }
+}
+
+impl Drop for Apache {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("apache2").arg("-f").arg(&self.conf).args(["-k", "stop"]).output();
+    }
+}
+
+impl System {
+    /// Sends one step straight to its worker's queue, as the scheduler would, and waits
+    /// for its result on the events exchange.
+    pub async fn run_step(&self, action: aegir_contract::StepAction) -> aegir_contract::StepResult {
+        self.run_step_logged(action, PATIENCE).await.0
+    }
+
+    /// Like [`System::run_step`], also returning the log lines the step wrote.
+    pub async fn run_step_logged(
+        &self,
+        action: aegir_contract::StepAction,
+        patience: Duration,
+    ) -> (aegir_contract::StepResult, Vec<aegir_contract::LogLine>) {
+        use aegir_contract::Message as _;
+        use futures_util::StreamExt;
+        use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+        let channel = self.channel().await;
+        let queue = channel
+            .queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, Default::default())
+            .await
+            .unwrap();
+        for key in ["step.result", "task.log"] {
+            channel
+                .queue_bind(
+                    queue.name().clone(),
+                    "aegir.events".into(),
+                    key.into(),
+                    QueueBindOptions::default(),
+                    Default::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let mut consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions { no_ack: true, ..Default::default() },
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let task_id = uuid::Uuid::now_v7();
+        let step = aegir_contract::StepDispatched {
+            task_id,
+            step: 0,
+            attempt: 0,
+            route: action.route(),
+            action,
+            dispatched_at: chrono::Utc::now(),
+        };
+        let broker = aegir_amqp::Broker::new(self.amqp_url.clone(), "e2e test");
+        broker.publish(&step).await.unwrap();
+        let wait = async {
+            let mut lines = Vec::new();
+            while let Some(delivery) = consumer.next().await {
+                let delivery = delivery.unwrap();
+                if delivery.routing_key.as_str() == "task.log" {
+                    let line = aegir_contract::LogLine::decode(&delivery.data).unwrap();
+                    if line.task_id == task_id {
+                        lines.push(line);
+                    }
+                    continue;
+                }
+                let result = aegir_contract::StepResult::decode(&delivery.data).unwrap();
+                if result.task_id == task_id {
+                    return (result, lines);
+                }
+            }
+            panic!("the result stream ended");
+        };
+        tokio::time::timeout(patience, wait).await.unwrap_or_else(|_| {
+            panic!("no step result within {patience:?}; http-worker:\n{}", self.log_tail("http-worker"))
+        })
+    }
+}
+
+/// A php-fpm of the test's own, running PHP as `www-data` like the system's, with a
+/// socket any user may connect to (the test's nginx workers run as `nobody`, which
+/// the system pool does not let in). Stopped when dropped.
+pub struct PhpFpm {
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl PhpFpm {
+    pub fn start() -> PhpFpm {
+        let dir = tempfile::Builder::new().prefix("aegir-e2e-fpm-").tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let program = std::fs::read_dir("/usr/sbin")
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("php-fpm")))
+            .expect("php-fpm is installed");
+        let d = dir.path().display();
+        let socket = dir.path().join("php-fpm.sock");
+        let conf = format!(
+            "[global]\npid = {d}/php-fpm.pid\nerror_log = {d}/error.log\ndaemonize = no\n\
+             [e2e]\nuser = www-data\ngroup = www-data\nlisten = {s}\nlisten.mode = 0666\n\
+             pm = ondemand\npm.max_children = 4\n",
+            s = socket.display()
+        );
+        let path = dir.path().join("php-fpm.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = std::process::Command::new(&program)
+            .arg("--fpm-config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !socket.exists() {
+            assert!(std::time::Instant::now() < deadline, "php-fpm did not open {}", socket.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PhpFpm { socket, _dir: dir, child }
+    }
+}
+
+impl Drop for PhpFpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -33,6 +33,15 @@ pub struct HttpArgs {
     /// User that owns platform code (Aegir's `aegir` user).
     #[arg(long, env = "AEGIR_SCRIPT_USER", default_value = "aegir")]
     pub script_user: String,
+
+    /// php-fpm socket the vhosts pass PHP requests to; default: the first
+    /// `/run/php/php*-fpm.sock` found.
+    #[arg(long, env = "AEGIR_PHP_FPM_SOCKET")]
+    pub php_fpm_socket: Option<PathBuf>,
+
+    /// PHP command-line interpreter that runs the applications' installers and tools.
+    #[arg(long, env = "AEGIR_PHP", default_value = "php")]
+    pub php: String,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +52,8 @@ pub struct HttpConfig {
     pub platform_roots: Vec<AbsolutePath>,
     pub web_group: String,
     pub script_user: String,
+    pub php_fpm_socket: Option<PathBuf>,
+    pub php: String,
 }
 
 impl HttpArgs {
@@ -62,6 +73,27 @@ impl HttpArgs {
             platform_roots,
             web_group: self.web_group,
             script_user: self.script_user,
+            php_fpm_socket: self.php_fpm_socket,
+            php: self.php,
         })
+    }
+}
+
+impl HttpConfig {
+    /// The php-fpm socket to use: the configured one, else the first one found.
+    pub fn php_fpm_socket(&self) -> Option<PathBuf> {
+        if let Some(socket) = &self.php_fpm_socket {
+            return Some(socket.clone());
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/run/php")
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("php") && n.ends_with("-fpm.sock"))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().next()
     }
 }

@@ -1,9 +1,13 @@
 //! http-worker: the web service of one server.
 
 mod config;
+mod files;
 mod permissions;
-mod platform_type;
+mod php;
+mod platforms;
+mod site;
 mod steps;
+mod vhost;
 mod webserver;
 
 use aegir_config::{CommonArgs, LogFormat};
@@ -36,6 +40,12 @@ impl StepHandler for HttpWorker {
         match &step.action {
             StepAction::HttpServerVerify { server } => steps::server_verify::run(&self.config, server, log).await,
             StepAction::PlatformVerify { platform } => steps::platform_verify::run(&self.config, platform, log).await,
+            StepAction::SiteInstall { site } => steps::site_install::run(&self.config, site, log).await,
+            StepAction::SiteRemove { site } => steps::site_remove::run(&self.config, site, log).await,
+            StepAction::SiteVerify { site } => steps::site_verify::run(&self.config, site, log).await,
+            StepAction::SiteDisable { site } => steps::site_disable::run(&self.config, site, log).await,
+            StepAction::SiteEnable { site } => steps::site_enable::run(&self.config, site, log).await,
+            StepAction::SiteLoginReset { site } => steps::site_login_reset::run(&self.config, site, log).await,
             other => Err(StepError::permanent(format!(
                 "{} is not a web server step; {} cannot run it",
                 other.label(),

@@ -12,6 +12,10 @@ use crate::config::HttpConfig;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Held while a vhost is put in place and tested, and while the server reloads, so
+/// two steps running at once never test (or load) each other's half-done files.
+static CONFIG_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub struct WebServer {
     kind: HttpServiceType,
     program: &'static str,
@@ -24,6 +28,9 @@ impl WebServer {
     pub fn new(kind: HttpServiceType, config: &HttpConfig) -> Self {
         let (program, conf_flag, conf) = match kind {
             HttpServiceType::Nginx => ("nginx", "-c", &config.nginx_conf),
+            // apache2ctl passes no options through to its `graceful`, so an apache with
+            // a config of its own is driven through apache2 itself.
+            HttpServiceType::Apache if config.apache_conf.is_some() => ("apache2", "-f", &config.apache_conf),
             HttpServiceType::Apache => ("apache2ctl", "-f", &config.apache_conf),
         };
         let conf_args = conf.iter().flat_map(|c| [conf_flag.to_owned(), c.display().to_string()]).collect();
@@ -109,9 +116,11 @@ impl WebServer {
     }
 
     pub async fn reload(&self) -> Result<(), StepError> {
-        let args: &[&str] = match self.kind {
-            HttpServiceType::Nginx => &["-s", "reload"],
-            HttpServiceType::Apache => &["graceful"],
+        let _config = CONFIG_LOCK.lock().await;
+        let args: &[&str] = match (self.kind, self.program) {
+            (HttpServiceType::Nginx, _) => &["-s", "reload"],
+            (HttpServiceType::Apache, "apache2") => &["-k", "graceful"],
+            (HttpServiceType::Apache, _) => &["graceful"],
         };
         let out = self.run(args).await?;
         if out.success {
@@ -119,5 +128,31 @@ impl WebServer {
         } else {
             Err(StepError::permanent(format!("{} did not reload (is it running?):\n{}", self.kind, out.text())))
         }
+    }
+}
+
+impl WebServer {
+    /// Puts a vhost in place and tests the whole config with it. When the test fails
+    /// the previous vhost is put back (or the new one removed), so one broken site
+    /// never stops the server from reloading for the others; the error carries the web
+    /// server's own words. Returns whether the file changed.
+    pub async fn apply_vhost(&self, path: &Path, contents: &str) -> Result<bool, StepError> {
+        let _config = CONFIG_LOCK.lock().await;
+        let previous = std::fs::read(path).ok();
+        if !crate::files::write(path, contents.as_bytes(), 0o600, crate::files::Ownership::default())? {
+            return Ok(false);
+        }
+        if let Err(e) = self.config_test().await {
+            match previous {
+                Some(old) => {
+                    crate::files::write(path, &old, 0o600, crate::files::Ownership::default())?;
+                }
+                None => {
+                    crate::files::remove_file(path)?;
+                }
+            }
+            return Err(e);
+        }
+        Ok(true)
     }
 }

@@ -134,7 +134,8 @@ impl Tasks {
         let plan = plan::steps(&request);
         let step = result.step as usize;
         let undo = task.failed_step.map(|failed| plan::rollback(&plan, failed as usize)).unwrap_or_default();
-        let action = if task.phase == "rollback" { undo.get(step - plan.len()) } else { plan.get(step).map(|s| &s.action) };
+        let action =
+            if task.phase == "rollback" { undo.get(step - plan.len()) } else { plan.get(step).map(|s| &s.action) };
         let label = action.map_or("step", StepAction::label);
         match &result.outcome {
             StepOutcome::Failed { reason, transient: true } if result.attempt + 1 < self.retry.max_attempts => {

@@ -2,3 +2,9 @@
 
 pub mod platform_verify;
 pub mod server_verify;
+pub mod site_disable;
+pub mod site_enable;
+pub mod site_install;
+pub mod site_login_reset;
+pub mod site_remove;
+pub mod site_verify;

@@ -8,7 +8,7 @@ use aegir_worker::{StepError, StepLog};
 
 use crate::config::HttpConfig;
 use crate::permissions::{self, Owner};
-use crate::platform_type;
+use crate::platforms;
 
 pub async fn run(config: &HttpConfig, platform: &PlatformContext, log: &StepLog) -> Result<StepFacts, StepError> {
     let root = &platform.root;
@@ -33,7 +33,7 @@ pub async fn run(config: &HttpConfig, platform: &PlatformContext, log: &StepLog)
     log.info(format!("platform root {root} exists")).await;
 
     let detect_root = root_path.clone();
-    let detected = tokio::task::spawn_blocking(move || platform_type::detect(&detect_root))
+    let detected = tokio::task::spawn_blocking(move || platforms::detect(&detect_root))
         .await
         .map_err(|e| StepError::permanent(format!("type detection crashed: {e}")))?
         .ok_or_else(|| {
@@ -44,8 +44,9 @@ pub async fn run(config: &HttpConfig, platform: &PlatformContext, log: &StepLog)
     let version = detected.version.clone().unwrap_or_else(|| "unknown version".into());
     log.info(format!("detected a {} platform ({version})", detected.platform_type)).await;
 
-    ensure_layout(&root_path, detected.platform_type).await?;
-    let skip = writable_dirs(&root_path, detected.platform_type);
+    let kind = platforms::for_type(detected.platform_type);
+    ensure_layout(&root_path, kind.layout_dirs()).await?;
+    let skip = kind.writable_dirs(&root_path);
     let owner = Owner::lookup(&config.script_user);
     if owner.is_none() {
         log.warning(format!(
@@ -65,37 +66,30 @@ pub async fn run(config: &HttpConfig, platform: &PlatformContext, log: &StepLog)
     ))
     .await;
 
-    Ok(StepFacts { platform_type: Some(detected.platform_type), app_version: detected.version, ..Default::default() })
-}
-
-/// Directories inside the code base that the web server writes to, which the
-/// permission fix must leave alone.
-fn writable_dirs(root: &Path, kind: PlatformType) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    match kind {
-        PlatformType::Drupal7 | PlatformType::Drupal => {
-            if let Ok(entries) = std::fs::read_dir(root.join("sites")) {
-                for entry in entries.flatten() {
-                    dirs.push(entry.path().join("files"));
-                    dirs.push(entry.path().join("private"));
-                }
-            }
-        }
-        PlatformType::Wordpress => dirs.push(root.join("wp-content/uploads")),
-        PlatformType::Mediawiki => dirs.push(root.join("images")),
-        PlatformType::Php => {}
+    let scan_root = root_path.clone();
+    let (packages, profiles) =
+        tokio::task::spawn_blocking(move || (kind.packages(&scan_root, None), kind.profiles(&scan_root)))
+            .await
+            .map_err(|e| StepError::permanent(format!("package scan crashed: {e}")))?;
+    log.info(format!("found {} packages", packages.len())).await;
+    let is_drupal = matches!(detected.platform_type, PlatformType::Drupal7 | PlatformType::Drupal);
+    if is_drupal {
+        let names: Vec<&str> = profiles.iter().map(|p| p.as_str()).collect();
+        log.info(format!("install profiles: {}", if names.is_empty() { "none".into() } else { names.join(", ") }))
+            .await;
     }
-    dirs
+    Ok(StepFacts {
+        platform_type: Some(detected.platform_type),
+        app_version: detected.version,
+        packages: Some(packages),
+        profiles: is_drupal.then_some(profiles),
+        ..Default::default()
+    })
 }
 
 /// Directories Aegir creates on Drupal platforms for shared modules and themes,
 /// setgid so new files keep the group.
-async fn ensure_layout(root: &Path, kind: PlatformType) -> Result<(), StepError> {
-    let dirs: &[&str] = match kind {
-        PlatformType::Drupal7 => &["sites/all/modules", "sites/all/themes", "sites/all/libraries"],
-        PlatformType::Drupal => &["sites"],
-        _ => &[],
-    };
+async fn ensure_layout(root: &Path, dirs: &[&str]) -> Result<(), StepError> {
     for dir in dirs {
         let path = root.join(dir);
         if !path.is_dir() {

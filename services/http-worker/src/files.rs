@@ -1,0 +1,123 @@
+//! Writing the files a site is made of: atomically, with the mode and owner they must
+//! have, and telling whether anything changed (so a verify reloads only when needed).
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use aegir_worker::StepError;
+
+/// Owner and group a file gets; `None` leaves it as created (the worker is not root).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ownership {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+fn io_error(action: &str, path: &Path, e: std::io::Error) -> StepError {
+    StepError::permanent(format!("cannot {action} {}: {e}", path.display()))
+}
+
+/// Writes `contents` to `path` through a temporary sibling and a rename, with `mode`
+/// and `owner` set before the rename so the file is never visible with looser rights.
+/// Returns whether the content, mode or owner changed.
+pub fn write(path: &Path, contents: &[u8], mode: u32, owner: Ownership) -> Result<bool, StepError> {
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.is_file()
+        && meta.permissions().mode() & 0o7777 == mode
+        && owner.uid.is_none_or(|u| u == meta.uid())
+        && owner.gid.is_none_or(|g| g == meta.gid())
+        && std::fs::read(path).is_ok_and(|old| old == contents)
+    {
+        return Ok(false);
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        if owner.uid.is_some() || owner.gid.is_some() {
+            std::os::unix::fs::fchown(&file, owner.uid, owner.gid)?;
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_error("write", path, e));
+    }
+    Ok(true)
+}
+
+/// Creates `path` (and missing parents) and gives it `mode` and `owner`. Returns
+/// whether anything changed.
+pub fn ensure_dir(path: &Path, mode: u32, owner: Ownership) -> Result<bool, StepError> {
+    let mut changed = false;
+    if !path.is_dir() {
+        std::fs::create_dir_all(path).map_err(|e| io_error("create", path, e))?;
+        changed = true;
+    }
+    changed |= set_mode_owner(path, mode, owner)?;
+    Ok(changed)
+}
+
+/// Gives an existing entry `mode` and `owner`; returns whether anything changed.
+pub fn set_mode_owner(path: &Path, mode: u32, owner: Ownership) -> Result<bool, StepError> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| io_error("read", path, e))?;
+    let mut changed = false;
+    if owner.uid.is_some_and(|u| u != meta.uid()) || owner.gid.is_some_and(|g| g != meta.gid()) {
+        std::os::unix::fs::lchown(path, owner.uid, owner.gid).map_err(|e| io_error("change the owner of", path, e))?;
+        changed = true;
+    }
+    // chown clears setgid bits, so the mode comes after it.
+    let meta = std::fs::symlink_metadata(path).map_err(|e| io_error("read", path, e))?;
+    if meta.permissions().mode() & 0o7777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io_error("change the mode of", path, e))?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// Removes a file if it exists; returns whether it did.
+pub fn remove_file(path: &Path) -> Result<bool, StepError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error("remove", path, e)),
+    }
+}
+
+/// Removes a directory tree if it exists (never following symlinks); returns whether it did.
+pub fn remove_tree(path: &Path) -> Result<bool, StepError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error("read", path, e)),
+        Ok(meta) if meta.is_dir() => {
+            std::fs::remove_dir_all(path).map_err(|e| io_error("remove", path, e))?;
+            Ok(true)
+        }
+        Ok(_) => remove_file(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_reports_changes_and_sets_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.php");
+        assert!(write(&path, b"one", 0o440, Ownership::default()).unwrap());
+        assert!(!write(&path, b"one", 0o440, Ownership::default()).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o440);
+        assert!(write(&path, b"two", 0o440, Ownership::default()).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        assert!(write(&path, b"two", 0o400, Ownership::default()).unwrap());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+}

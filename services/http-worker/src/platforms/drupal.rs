@@ -1,0 +1,177 @@
+//! Drupal 8 and later: `sites/<uri>/settings.php`, aliases in `sites/sites.php`, the
+//! installer and tools through the platform's own drush.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aegir_contract::{Package, PackageKind, ProfileName, Secret};
+
+use super::scan::{self, capture, package};
+use super::{ENV_READER, Platform, Rendered, SiteFiles, WRITTEN_BY};
+use crate::php::{PhpRun, quote};
+
+pub struct Drupal;
+
+/// The `$databases` entry and the lines both Drupal generations share.
+pub fn settings_common(site: &SiteFiles, extra_db: &str) -> String {
+    let uri = site.site.uri.as_str();
+    format!(
+        "<?php\n\
+         // {WRITTEN_BY}: the Drupal settings of {uri}. Changes here are overwritten at verify.\n\
+         // The database account comes from the web server (or the environment of a CLI run).\n\
+         {ENV_READER}\n\
+         $databases['default']['default'] = array(\n  \
+           'driver' => 'mysql',\n  \
+           'database' => $aegir_env('AEGIR_DB_NAME'),\n  \
+           'username' => $aegir_env('AEGIR_DB_USER'),\n  \
+           'password' => $aegir_env('AEGIR_DB_PASSWORD'),\n  \
+           'host' => $aegir_env('AEGIR_DB_HOST'),\n  \
+           'port' => $aegir_env('AEGIR_DB_PORT'),\n  \
+           'prefix' => '',\n  \
+           'collation' => 'utf8mb4_general_ci',\n\
+         {extra_db});\n"
+    )
+}
+
+fn drush(root: &Path) -> Option<PathBuf> {
+    ["vendor/bin/drush", "vendor/drush/drush/drush"].iter().map(|p| root.join(p)).find(|p| p.is_file())
+}
+
+fn drush_run(
+    site: &SiteFiles,
+    what: &'static str,
+    env: Vec<(&'static str, Secret)>,
+    args: &[String],
+) -> Option<PhpRun> {
+    let drush = drush(&site.root)?;
+    let mut all =
+        vec![drush.display().to_string(), format!("--root={}", site.root.display()), format!("--uri={}", site.url)];
+    all.extend_from_slice(args);
+    Some(PhpRun {
+        what,
+        args: all,
+        env,
+        cwd: site.root.clone(),
+        timeout: Duration::from_secs(900),
+        ..Default::default()
+    })
+}
+
+/// Modules, themes and profiles from `*.info.yml` files.
+fn scan_info_yml(dir: &Path, found: &mut Vec<Package>) {
+    for file in scan::find_files(dir, ".info.yml", 6) {
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let kind = match capture(&text, r"(?m)^type:\s*'?([a-z_]+)'?").as_deref() {
+            Some("module") => PackageKind::Module,
+            Some("theme") => PackageKind::Theme,
+            Some("profile") => PackageKind::Profile,
+            _ => continue,
+        };
+        let name = file.file_name().unwrap_or_default().to_string_lossy().trim_end_matches(".info.yml").to_owned();
+        let version = capture(&text, r#"(?m)^version:\s*['"]?([^'"\s]+)"#);
+        found.push(package(name, kind, version));
+    }
+}
+
+impl Platform for Drupal {
+    fn settings(&self, site: &SiteFiles) -> Vec<Rendered> {
+        let uri = site.site.uri.as_str();
+        let mut contents = settings_common(
+            site,
+            "  'namespace' => 'Drupal\\\\mysql\\\\Driver\\\\Database\\\\mysql',\n  \
+               'autoload' => 'core/modules/mysql/src/Driver/Database/mysql/',\n",
+        );
+        let hosts: Vec<String> = std::iter::once(&site.site.uri)
+            .chain(&site.site.aliases)
+            .map(|h| quote(&format!("^{}$", regex::escape(h.as_str()))))
+            .collect();
+        contents.push_str(&format!(
+            "// The hash salt derives from the database password, so no secret is kept here.\n\
+             $settings['hash_salt'] = hash('sha256', 'hash|' . $aegir_env('AEGIR_DB_PASSWORD'));\n\
+             $settings['file_public_path'] = {files};\n\
+             $settings['file_private_path'] = {private};\n\
+             $settings['config_sync_directory'] = {sync};\n\
+             $settings['trusted_host_patterns'] = array({hosts});\n",
+            files = quote(&format!("sites/{uri}/files")),
+            private = quote(&format!("sites/{uri}/private")),
+            sync = quote(&format!("sites/{uri}/private/config/sync")),
+            hosts = hosts.join(", "),
+        ));
+        vec![Rendered { path: site.site_dir.join("settings.php"), contents }]
+    }
+
+    fn uses_sites_php(&self) -> bool {
+        true
+    }
+
+    fn missing_tool(&self, root: &Path) -> Option<String> {
+        drush(root).is_none().then(|| {
+            format!(
+                "Drupal 8 and later sites are installed with the platform's own drush, and {} has none; \
+                 add it to the platform with `composer require drush/drush`",
+                root.display()
+            )
+        })
+    }
+
+    fn installer(
+        &self,
+        site: &SiteFiles,
+        env: Vec<(&'static str, Secret)>,
+        _admin_password: &Secret,
+    ) -> Option<PhpRun> {
+        let profile = site.site.profile.as_ref().map_or("standard", |p| p.as_str()).to_owned();
+        drush_run(
+            site,
+            "drush site:install",
+            env,
+            &[
+                "site:install".into(),
+                profile,
+                "--yes".into(),
+                format!("--sites-subdir={}", site.site.uri),
+                format!("--site-name={}", site.site.title),
+                format!("--site-mail={}", site.site.admin_email),
+                "--account-name=admin".into(),
+                format!("--account-mail={}", site.site.admin_email),
+                format!("--locale={}", site.site.language),
+            ],
+        )
+    }
+
+    fn login_link(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        drush_run(site, "drush user:login", env, &["user:login".into(), "--no-browser".into()])
+    }
+
+    fn cron(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        drush_run(site, "drush cron", env, &["core:cron".into()])
+    }
+
+    fn packages(&self, root: &Path, site_dir: Option<&Path>) -> Vec<Package> {
+        let core = scan::read(root, "core/lib/Drupal.php").and_then(|t| capture(&t, r#"const VERSION = '([^']+)'"#));
+        let mut found = vec![package("drupal", PackageKind::Core, core)];
+        for dir in ["modules", "themes", "profiles"] {
+            scan_info_yml(&root.join(dir), &mut found);
+        }
+        if let Some(site_dir) = site_dir {
+            scan_info_yml(&site_dir.join("modules"), &mut found);
+            scan_info_yml(&site_dir.join("themes"), &mut found);
+        }
+        found
+    }
+
+    fn profiles(&self, root: &Path) -> Vec<ProfileName> {
+        let mut found = Vec::new();
+        for dir in [root.join("core/profiles"), root.join("profiles")] {
+            for profile in scan::subdirs(&dir) {
+                let name = profile.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                if profile.join(format!("{name}.info.yml")).is_file()
+                    && let Ok(p) = ProfileName::parse(&name)
+                {
+                    found.push(p);
+                }
+            }
+        }
+        found
+    }
+}

@@ -1,0 +1,168 @@
+//! Drupal 7: `sites/<uri>/settings.php`, aliases in `sites/sites.php`, and the same
+//! non-interactive `install_drupal()` call drush makes, run by the platform's PHP.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aegir_contract::{Package, PackageKind, ProfileName, Secret};
+
+use super::drupal::settings_common;
+use super::scan::{self, capture, package};
+use super::{Platform, Rendered, SiteFiles};
+use crate::php::{PhpRun, quote};
+
+pub struct Drupal7;
+
+const INSTALLED: &str = "AEGIR-DRUPAL-INSTALLED";
+const LINK: &str = "AEGIR-LOGIN-LINK";
+
+/// PHP that sets up a request to the site's own host, as Drupal's bootstrap expects.
+fn request(site: &SiteFiles) -> String {
+    format!(
+        "define('DRUPAL_ROOT', {root});\nchdir(DRUPAL_ROOT);\n\
+         $_SERVER['HTTP_HOST'] = {uri}; $_SERVER['SERVER_NAME'] = {uri}; $_SERVER['SCRIPT_NAME'] = '/index.php';\n\
+         $_SERVER['REMOTE_ADDR'] = '127.0.0.1'; $_SERVER['REQUEST_METHOD'] = 'GET'; $_SERVER['SERVER_SOFTWARE'] = 'aegir';\n",
+        root = quote(&site.root.display().to_string()),
+        uri = quote(site.site.uri.as_str()),
+    )
+}
+
+impl Platform for Drupal7 {
+    fn settings(&self, site: &SiteFiles) -> Vec<Rendered> {
+        let uri = site.site.uri.as_str();
+        let mut contents = settings_common(site, "");
+        contents.push_str(&format!(
+            "// The hash salt derives from the database password, so no secret is kept here.\n\
+             $drupal_hash_salt = hash('sha256', 'hash|' . $aegir_env('AEGIR_DB_PASSWORD'));\n\
+             $base_url = {url};\n\
+             $conf['file_public_path'] = {files};\n\
+             $conf['file_private_path'] = {private};\n",
+            url = quote(&site.url),
+            files = quote(&format!("sites/{uri}/files")),
+            private = quote(&format!("sites/{uri}/private")),
+        ));
+        vec![Rendered { path: site.site_dir.join("settings.php"), contents }]
+    }
+
+    fn uses_sites_php(&self) -> bool {
+        true
+    }
+
+    fn installer(
+        &self,
+        site: &SiteFiles,
+        mut env: Vec<(&'static str, Secret)>,
+        admin_password: &Secret,
+    ) -> Option<PhpRun> {
+        env.push(("AEGIR_ADMIN_PASSWORD", admin_password.clone()));
+        let profile = site.site.profile.as_ref().map_or("standard", |p| p.as_str());
+        let code = format!(
+            "{request}define('MAINTENANCE_MODE', 'install');\n\
+             require_once DRUPAL_ROOT . '/includes/install.core.inc';\n\
+             $pass = getenv('AEGIR_ADMIN_PASSWORD');\n\
+             $settings = array(\n  \
+               'parameters' => array('profile' => {profile}, 'locale' => {lang}),\n  \
+               'forms' => array(\n    \
+                 'install_configure_form' => array(\n      \
+                   'site_name' => {title},\n      \
+                   'site_mail' => {email},\n      \
+                   'account' => array('name' => 'admin', 'mail' => {email}, 'pass' => array('pass1' => $pass, 'pass2' => $pass)),\n      \
+                   'update_status_module' => array(1 => TRUE, 2 => TRUE),\n      \
+                   'clean_url' => TRUE,\n    \
+                 ),\n  \
+               ),\n\
+             );\n\
+             try {{ install_drupal($settings); }}\n\
+             catch (Exception $e) {{ fwrite(STDERR, strip_tags($e->getMessage()) . \"\\n\"); exit(1); }}\n\
+             echo \"\\n{INSTALLED}\\n\";\n",
+            request = request(site),
+            profile = quote(profile),
+            lang = quote(site.site.language.as_str()),
+            title = quote(site.site.title.as_str()),
+            email = quote(site.site.admin_email.as_str()),
+        );
+        Some(PhpRun {
+            what: "the Drupal 7 installer",
+            args: vec!["-r".into(), code],
+            env,
+            cwd: site.root.clone(),
+            success_marker: Some(INSTALLED),
+            timeout: Duration::from_secs(900),
+            ..Default::default()
+        })
+    }
+
+    fn login_link(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        let code = format!(
+            "{request}require_once DRUPAL_ROOT . '/includes/bootstrap.inc';\n\
+             drupal_bootstrap(DRUPAL_BOOTSTRAP_FULL);\n\
+             $account = user_load(1);\n\
+             echo \"{LINK}\\n\" . user_pass_reset_url($account) . \"/login\\n\";\n",
+            request = request(site),
+        );
+        Some(PhpRun {
+            what: "the Drupal 7 login link",
+            args: vec!["-r".into(), code],
+            env,
+            cwd: site.root.clone(),
+            success_marker: Some(LINK),
+            timeout: Duration::from_secs(120),
+            ..Default::default()
+        })
+    }
+
+    fn cron(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        let code = format!(
+            "{request}require_once DRUPAL_ROOT . '/includes/bootstrap.inc';\n\
+             drupal_bootstrap(DRUPAL_BOOTSTRAP_FULL);\n\
+             exit(drupal_cron_run() ? 0 : 1);\n",
+            request = request(site),
+        );
+        Some(PhpRun {
+            what: "Drupal 7 cron",
+            args: vec!["-r".into(), code],
+            env,
+            cwd: site.root.clone(),
+            timeout: Duration::from_secs(900),
+            ..Default::default()
+        })
+    }
+
+    fn packages(&self, root: &Path, site_dir: Option<&Path>) -> Vec<Package> {
+        let core =
+            scan::read(root, "includes/bootstrap.inc").and_then(|t| capture(&t, r#"define\('VERSION', '([^']+)'\)"#));
+        let mut found = vec![package("drupal", PackageKind::Core, core)];
+        let mut dirs = vec![root.join("modules"), root.join("themes"), root.join("profiles"), root.join("sites/all")];
+        dirs.extend(site_dir.map(Path::to_path_buf));
+        for dir in dirs {
+            for file in scan::find_files(&dir, ".info", 6) {
+                let Ok(text) = std::fs::read_to_string(&file) else { continue };
+                let name = file.file_name().unwrap_or_default().to_string_lossy().trim_end_matches(".info").to_owned();
+                let parent = file.parent().unwrap_or(root);
+                let kind = if parent.join(format!("{name}.profile")).is_file() {
+                    PackageKind::Profile
+                } else if text.lines().any(|l| l.trim_start().starts_with("engine")) {
+                    PackageKind::Theme
+                } else {
+                    PackageKind::Module
+                };
+                found.push(package(name, kind, capture(&text, r#"(?m)^version\s*=\s*"?([^"\s]+)"#)));
+            }
+        }
+        found
+    }
+
+    fn profiles(&self, root: &Path) -> Vec<ProfileName> {
+        scan::subdirs(&root.join("profiles"))
+            .into_iter()
+            .filter_map(|dir| {
+                let name = dir.file_name()?.to_string_lossy().into_owned();
+                dir.join(format!("{name}.profile")).is_file().then(|| ProfileName::parse(&name).ok()).flatten()
+            })
+            .collect()
+    }
+
+    fn layout_dirs(&self) -> &'static [&'static str] {
+        &["sites/all/modules", "sites/all/themes", "sites/all/libraries"]
+    }
+}

@@ -1,0 +1,292 @@
+//! The kinds of PHP applications a platform can hold, behind one trait: how a site is
+//! laid out, how the application's own installer runs, how cron and one-time login
+//! links are made, and what packages it has.
+
+mod drupal;
+mod drupal7;
+mod mediawiki;
+mod php;
+mod scan;
+mod wordpress;
+
+use std::path::{Path, PathBuf};
+
+use aegir_contract::{Package, PlatformType, ProfileName, Secret, SiteContext};
+use aegir_worker::StepError;
+
+use crate::php::PhpRun;
+
+pub use scan::detect;
+
+/// Where the MediaWiki installer writes its own settings, removed once it is done.
+pub fn mediawiki_install_dir(site: &SiteFiles) -> PathBuf {
+    mediawiki::Mediawiki::install_conf_dir(site)
+}
+
+/// A site as the files of its platform see it.
+pub struct SiteFiles<'a> {
+    pub site: &'a SiteContext,
+    pub root: PathBuf,
+    /// `<root>/sites/<uri>`: the site's own directory on every platform type.
+    pub site_dir: PathBuf,
+    /// The address the site answers at: `http://<uri>`, with the port when it is not 80.
+    pub url: String,
+}
+
+impl<'a> SiteFiles<'a> {
+    pub fn new(site: &'a SiteContext) -> Self {
+        let root = PathBuf::from(site.platform.root.as_str());
+        let site_dir = root.join("sites").join(site.uri.as_str());
+        let port = site.platform.web_server.http.as_ref().map_or(80, |h| h.port);
+        let url = if port == 80 { format!("http://{}", site.uri) } else { format!("http://{}:{port}", site.uri) };
+        Self { site, root, site_dir, url }
+    }
+
+    pub fn files_dir(&self) -> PathBuf {
+        self.site_dir.join("files")
+    }
+
+    /// The site's uri and database account as the web server passes them to PHP (and
+    /// as the tools we run get them in their environment).
+    pub fn app_env(&self) -> Result<Vec<(&'static str, Secret)>, StepError> {
+        let (host, port) = self.site.db_host().ok_or_else(|| {
+            StepError::permanent(format!(
+                "{} has no db service; save it with --db_service_type before installing sites on it",
+                self.site.db_server.name
+            ))
+        })?;
+        let db = &self.site.database;
+        Ok(vec![
+            ("AEGIR_SITE_URI", Secret::new(self.site.uri.as_str())),
+            ("AEGIR_DB_NAME", Secret::new(db.name.as_str())),
+            ("AEGIR_DB_USER", Secret::new(db.user.as_str())),
+            ("AEGIR_DB_PASSWORD", db.password.clone()),
+            ("AEGIR_DB_HOST", Secret::new(host.as_str())),
+            ("AEGIR_DB_PORT", Secret::new(port.to_string())),
+        ])
+    }
+}
+
+/// A settings file to write inside the site's directory.
+pub struct Rendered {
+    pub path: PathBuf,
+    pub contents: String,
+}
+
+/// The first line of every file we write into a platform; a file without it is not ours.
+pub const WRITTEN_BY: &str = "Written by Aegir";
+
+/// PHP that reads a value the web server passed (or the environment of a CLI run).
+const ENV_READER: &str =
+    "$aegir_env = static function ($name) { return isset($_SERVER[$name]) ? $_SERVER[$name] : getenv($name); };";
+
+/// PHP that finds the site this request is for from `AEGIR_SITE_URI` (set by our vhost,
+/// never taken from a request header), accepting only the name of an existing site
+/// directory holding `file`, and requires that file.
+fn dispatcher_php(app: &str, file: &str) -> String {
+    format!(
+        "<?php\n\
+         // {WRITTEN_BY}: loads the {app} settings of the site the web server says this request is for.\n\
+         // Each site's settings are in sites/<uri>/{file}. Changes here are overwritten.\n\
+         $aegir_site = isset($_SERVER['AEGIR_SITE_URI']) ? $_SERVER['AEGIR_SITE_URI'] : getenv('AEGIR_SITE_URI');\n\
+         if (!is_string($aegir_site) || !preg_match('/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/', $aegir_site)\n    \
+             || !is_file(__DIR__ . '/sites/' . $aegir_site . '/{file}')) {{\n    \
+             if (PHP_SAPI !== 'cli') {{ header('HTTP/1.1 404 Not Found'); }}\n    \
+             echo \"No site is configured here for this host.\\n\";\n    \
+             exit(1);\n\
+         }}\n\
+         require __DIR__ . '/sites/' . $aegir_site . '/{file}';\n"
+    )
+}
+
+pub trait Platform: Sync {
+    /// The settings files of a site, inside its directory.
+    fn settings(&self, site: &SiteFiles) -> Vec<Rendered>;
+
+    /// The file at the platform root that picks a site's settings (`wp-config.php`),
+    /// as (name, contents); `None` when the application does it itself.
+    fn dispatcher(&self) -> Option<(&'static str, String)> {
+        None
+    }
+
+    /// Whether aliases are listed in `sites/sites.php` (Drupal's multisite map).
+    fn uses_sites_php(&self) -> bool {
+        false
+    }
+
+    /// What the platform lacks to run the application's tools (installer, login
+    /// links, cron), as a message saying how to add it; `None` when nothing is missing.
+    fn missing_tool(&self, _root: &Path) -> Option<String> {
+        None
+    }
+
+    /// The application's installer, run once the settings are in place.
+    fn installer(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>, admin_password: &Secret) -> Option<PhpRun>;
+
+    /// A run that prints a one-time login link for the administrator on its last line.
+    fn login_link(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun>;
+
+    /// The site's cron run.
+    #[expect(dead_code, reason = "the cron queue runs it; no step drives it yet")]
+    fn cron(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun>;
+
+    /// What is installed on the platform, and in the site's own directory if given.
+    fn packages(&self, root: &Path, site_dir: Option<&Path>) -> Vec<Package>;
+
+    /// Install profiles the platform offers.
+    fn profiles(&self, _root: &Path) -> Vec<ProfileName> {
+        Vec::new()
+    }
+
+    /// Directories of the code base the web server writes to (left alone by the
+    /// platform permission fix).
+    fn writable_dirs(&self, root: &Path) -> Vec<PathBuf> {
+        scan::site_dirs(root).into_iter().map(|d| d.join("files")).collect()
+    }
+
+    /// Directories the platform must have, created setgid by platform verify.
+    fn layout_dirs(&self) -> &'static [&'static str] {
+        &["sites"]
+    }
+}
+
+pub fn for_type(kind: PlatformType) -> &'static dyn Platform {
+    match kind {
+        PlatformType::Drupal7 => &drupal7::Drupal7,
+        PlatformType::Drupal => &drupal::Drupal,
+        PlatformType::Wordpress => &wordpress::Wordpress,
+        PlatformType::Mediawiki => &mediawiki::Mediawiki,
+        PlatformType::Php => &php::Php,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aegir_contract::*;
+
+    fn site(kind: PlatformType, root: &str) -> SiteContext {
+        let server = ServerContext {
+            name: ServerName::parse("server_master").unwrap(),
+            remote_host: HostName::parse("localhost").unwrap(),
+            http: Some(HttpService { service_type: HttpServiceType::Nginx, port: 8080 }),
+            db: Some(DbService {
+                service_type: DbServiceType::Mariadb,
+                host: HostName::parse("127.0.0.1").unwrap(),
+                port: 3306,
+                admin_user: "root".into(),
+                admin_password: Secret::new(""),
+            }),
+        };
+        let uri = SiteUri::parse("example.com").unwrap();
+        SiteContext {
+            aliases: vec![SiteUri::parse("www.example.com").unwrap()],
+            redirection: false,
+            platform: PlatformContext {
+                name: PlatformName::parse("platform_x").unwrap(),
+                root: AbsolutePath::parse(root).unwrap(),
+                web_server: server.clone(),
+            },
+            platform_type: kind,
+            db_server: server,
+            database: SiteDatabase {
+                name: DbIdent::parse("example_db").unwrap(),
+                user: DbIdent::parse("example_db").unwrap(),
+                password: Secret::new("Sup3rSecretPw"),
+            },
+            profile: None,
+            language: LanguageCode::parse("en").unwrap(),
+            title: SiteTitle::parse("Example site").unwrap(),
+            admin_email: Email::parse("admin@example.com").unwrap(),
+            client: None,
+            uri,
+        }
+    }
+
+    #[test]
+    fn settings_read_the_database_account_from_the_web_server_and_hold_no_password() {
+        for kind in [
+            PlatformType::Drupal7,
+            PlatformType::Drupal,
+            PlatformType::Wordpress,
+            PlatformType::Mediawiki,
+            PlatformType::Php,
+        ] {
+            let site = site(kind, "/var/aegir/platforms/x");
+            let files = SiteFiles::new(&site);
+            assert_eq!(files.url, "http://example.com:8080");
+            let rendered = for_type(kind).settings(&files);
+            assert_eq!(rendered.len(), 1, "{kind}");
+            let settings = &rendered[0];
+            assert!(settings.path.starts_with("/var/aegir/platforms/x/sites/example.com"), "{kind}");
+            assert!(settings.contents.contains("AEGIR_DB_PASSWORD"), "{kind}");
+            assert!(!settings.contents.contains("Sup3rSecretPw"), "{kind}: password in the settings");
+            assert!(settings.contents.lines().nth(1).unwrap().contains(WRITTEN_BY), "{kind}");
+        }
+    }
+
+    #[test]
+    fn dispatchers_take_the_site_from_the_vhost_and_accept_only_site_directories() {
+        for kind in [PlatformType::Wordpress, PlatformType::Mediawiki] {
+            let (name, php) = for_type(kind).dispatcher().unwrap();
+            assert!(php.contains("AEGIR_SITE_URI"), "{name}");
+            assert!(!php.contains("HTTP_HOST"), "{name}: the request's Host header is never used as a path");
+            assert!(php.contains("preg_match('/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/'"), "{name}");
+            assert!(php.contains("is_file(__DIR__ . '/sites/'"), "{name}");
+        }
+        assert!(for_type(PlatformType::Drupal7).dispatcher().is_none(), "Drupal finds its own site directory");
+    }
+
+    #[test]
+    fn installers_keep_passwords_out_of_their_arguments() {
+        let admin = Secret::new("AdminPw123456");
+        for kind in [PlatformType::Drupal7, PlatformType::Wordpress, PlatformType::Mediawiki] {
+            let site = site(kind, "/var/aegir/platforms/x");
+            let files = SiteFiles::new(&site);
+            let job = for_type(kind).installer(&files, files.app_env().unwrap(), &admin).unwrap();
+            let argv = job.args.join(" ");
+            assert!(!argv.contains("AdminPw123456") && !argv.contains("Sup3rSecretPw"), "{kind}: {argv}");
+        }
+        let site = site(PlatformType::Mediawiki, "/var/aegir/platforms/x");
+        let files = SiteFiles::new(&site);
+        let job = for_type(PlatformType::Mediawiki).installer(&files, vec![], &admin).unwrap();
+        assert!(
+            job.args.iter().any(|a| a.starts_with("--dbpassfile="))
+                && job.args.iter().any(|a| a.starts_with("--passfile="))
+        );
+        assert_eq!(job.secret_files.len(), 2);
+    }
+
+    #[test]
+    fn drupal_without_drush_says_how_to_add_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let reason = for_type(PlatformType::Drupal).missing_tool(dir.path()).unwrap();
+        assert!(reason.contains("composer require drush/drush"), "{reason}");
+        assert!(for_type(PlatformType::Wordpress).missing_tool(dir.path()).is_none());
+    }
+
+    #[test]
+    fn packages_are_found_with_their_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (path, body) in [
+            ("wp-includes/version.php", "<?php\n$wp_version = '6.1.1';\n"),
+            ("wp-content/plugins/akismet/akismet.php", "<?php\n/*\nPlugin Name: Akismet\nVersion: 5.0.1\n*/\n"),
+            ("wp-content/themes/twentytwentythree/style.css", "/*\nTheme Name: TT3\nVersion: 1.0\n*/\n"),
+            ("modules/views/views.info.yml", "name: Views\ntype: module\nversion: '10.1.0'\n"),
+            ("profiles/minimal/minimal.info.yml", "name: Minimal\ntype: profile\n"),
+        ] {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        let wp = for_type(PlatformType::Wordpress).packages(root, None);
+        let find = |list: &[Package], name: &str| list.iter().find(|p| p.name == name).cloned();
+        assert_eq!(find(&wp, "akismet").unwrap().version.as_deref(), Some("5.0.1"));
+        assert_eq!(find(&wp, "twentytwentythree").unwrap().kind, PackageKind::Theme);
+        assert_eq!(find(&wp, "wordpress").unwrap().version.as_deref(), Some("6.1.1"));
+        let d = for_type(PlatformType::Drupal).packages(root, None);
+        assert_eq!(find(&d, "views").unwrap().version.as_deref(), Some("10.1.0"));
+        assert_eq!(for_type(PlatformType::Drupal).profiles(root), vec![ProfileName::parse("minimal").unwrap()]);
+    }
+}

@@ -1,0 +1,175 @@
+//! WordPress: one code base, one `sites/<uri>/wp-config.php` per site, chosen by the
+//! platform's `wp-config.php` that we write.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aegir_contract::{Package, PackageKind, Secret};
+
+use super::scan::{self, capture, package};
+use super::{ENV_READER, Platform, Rendered, SiteFiles, WRITTEN_BY, dispatcher_php};
+use crate::php::{PhpRun, quote};
+
+pub struct Wordpress;
+
+const INSTALLED: &str = "AEGIR-WORDPRESS-INSTALLED";
+const LINK: &str = "AEGIR-LOGIN-LINK";
+
+/// PHP that loads WordPress for the site in `AEGIR_SITE_URI` as a request to its own host.
+fn bootstrap(site: &SiteFiles) -> String {
+    format!(
+        "$_SERVER['HTTP_HOST'] = {host}; $_SERVER['SERVER_NAME'] = {uri}; $_SERVER['REQUEST_URI'] = '/';\n\
+         $_SERVER['SERVER_PROTOCOL'] = 'HTTP/1.1'; $_SERVER['REQUEST_METHOD'] = 'GET';\n",
+        host = quote(site.url.trim_start_matches("http://")),
+        uri = quote(site.site.uri.as_str()),
+    )
+}
+
+impl Platform for Wordpress {
+    fn settings(&self, site: &SiteFiles) -> Vec<Rendered> {
+        let uri = site.site.uri.as_str();
+        let contents = format!(
+            "<?php\n\
+             // {WRITTEN_BY}: the WordPress settings of {uri}. Changes here are overwritten at verify.\n\
+             // The database account comes from the web server (or the environment of a CLI run).\n\
+             {ENV_READER}\n\
+             define('DB_NAME', $aegir_env('AEGIR_DB_NAME'));\n\
+             define('DB_USER', $aegir_env('AEGIR_DB_USER'));\n\
+             define('DB_PASSWORD', $aegir_env('AEGIR_DB_PASSWORD'));\n\
+             define('DB_HOST', $aegir_env('AEGIR_DB_HOST') . ':' . $aegir_env('AEGIR_DB_PORT'));\n\
+             define('DB_CHARSET', 'utf8mb4');\n\
+             define('DB_COLLATE', '');\n\
+             // Keys and salts derive from the database password, so no secret is kept here.\n\
+             foreach (array('AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT', 'LOGGED_IN_SALT', 'NONCE_SALT') as $aegir_key) {{\n    \
+                 define($aegir_key, hash('sha256', $aegir_key . '|' . $aegir_env('AEGIR_DB_PASSWORD')));\n\
+             }}\n\
+             $table_prefix = 'wp_';\n\
+             define('WP_HOME', {url});\n\
+             define('WP_SITEURL', {url});\n\
+             define('UPLOADS', {uploads});\n\
+             define('WP_LANG', {lang});\n\
+             define('AUTOMATIC_UPDATER_DISABLED', true);\n\
+             define('DISALLOW_FILE_MODS', true);\n\
+             define('WP_DEBUG', false);\n",
+            url = quote(&site.url),
+            uploads = quote(&format!("sites/{uri}/files")),
+            lang = quote(site.site.language.as_str()),
+        );
+        vec![Rendered { path: site.site_dir.join("wp-config.php"), contents }]
+    }
+
+    fn dispatcher(&self) -> Option<(&'static str, String)> {
+        let mut php = dispatcher_php("WordPress", "wp-config.php");
+        php.push_str(
+            "if (!defined('ABSPATH')) { define('ABSPATH', __DIR__ . '/'); }\n\
+             require_once ABSPATH . 'wp-settings.php';\n",
+        );
+        Some(("wp-config.php", php))
+    }
+
+    fn installer(
+        &self,
+        site: &SiteFiles,
+        mut env: Vec<(&'static str, Secret)>,
+        admin_password: &Secret,
+    ) -> Option<PhpRun> {
+        env.push(("AEGIR_ADMIN_PASSWORD", admin_password.clone()));
+        let code = format!(
+            "{boot}define('WP_INSTALLING', true);\n\
+             require {load};\n\
+             require_once ABSPATH . 'wp-admin/includes/upgrade.php';\n\
+             if (!is_blog_installed()) {{\n    \
+                 $result = wp_install({title}, 'admin', {email}, true, '', getenv('AEGIR_ADMIN_PASSWORD'), {lang});\n    \
+                 if (empty($result['user_id'])) {{ fwrite(STDERR, \"wp_install made no administrator\\n\"); exit(1); }}\n\
+             }}\n\
+             echo \"\\n{INSTALLED}\\n\";\n",
+            boot = bootstrap(site),
+            load = quote(&site.root.join("wp-load.php").display().to_string()),
+            title = quote(site.site.title.as_str()),
+            email = quote(site.site.admin_email.as_str()),
+            lang = quote(site.site.language.as_str()),
+        );
+        Some(PhpRun {
+            what: "the WordPress installer",
+            args: vec!["-r".into(), code],
+            env,
+            cwd: site.root.clone(),
+            success_marker: Some(INSTALLED),
+            timeout: Duration::from_secs(300),
+            ..Default::default()
+        })
+    }
+
+    fn login_link(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        let code = format!(
+            "{boot}require {load};\n\
+             $user = get_user_by('login', 'admin');\n\
+             if (!$user) {{ $admins = get_users(array('role' => 'administrator', 'number' => 1)); $user = $admins ? $admins[0] : null; }}\n\
+             if (!$user) {{ fwrite(STDERR, \"the site has no administrator account\\n\"); exit(1); }}\n\
+             $key = get_password_reset_key($user);\n\
+             if (is_wp_error($key)) {{ fwrite(STDERR, $key->get_error_message() . \"\\n\"); exit(1); }}\n\
+             echo \"{LINK}\\n\" . network_site_url('wp-login.php?action=rp&key=' . $key . '&login=' . rawurlencode($user->user_login), 'login') . \"\\n\";\n",
+            boot = bootstrap(site),
+            load = quote(&site.root.join("wp-load.php").display().to_string()),
+        );
+        Some(PhpRun {
+            what: "the WordPress password reset",
+            args: vec!["-r".into(), code],
+            env,
+            cwd: site.root.clone(),
+            success_marker: Some(LINK),
+            timeout: Duration::from_secs(120),
+            ..Default::default()
+        })
+    }
+
+    fn cron(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        let code = format!(
+            "{boot}define('DOING_CRON', true);\nrequire {cron};\n",
+            boot = bootstrap(site),
+            cron = quote(&site.root.join("wp-cron.php").display().to_string()),
+        );
+        Some(PhpRun {
+            what: "WordPress cron",
+            args: vec!["-r".into(), code],
+            env,
+            cwd: site.root.clone(),
+            timeout: Duration::from_secs(600),
+            ..Default::default()
+        })
+    }
+
+    fn packages(&self, root: &Path, _site_dir: Option<&Path>) -> Vec<Package> {
+        let mut found = Vec::new();
+        let core = scan::read(root, "wp-includes/version.php").and_then(|t| capture(&t, r#"\$wp_version = '([^']+)'"#));
+        found.push(package("wordpress", PackageKind::Core, core));
+        let content = root.join("wp-content");
+        for dir in scan::subdirs(&content.join("plugins")) {
+            for file in scan::find_files(&dir, ".php", 0) {
+                let Ok(text) = std::fs::read_to_string(&file) else { continue };
+                if capture(&text, r"(?m)^[\s*#@/]*Plugin Name:\s*(.+)$").is_some() {
+                    let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                    found.push(package(name, PackageKind::Plugin, capture(&text, r"(?m)^[\s*#@/]*Version:\s*(\S+)")));
+                    break;
+                }
+            }
+        }
+        for dir in scan::subdirs(&content.join("themes")) {
+            if let Some(text) = scan::read(&dir, "style.css") {
+                let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                found.push(package(name, PackageKind::Theme, capture(&text, r"(?m)^[\s*#@/]*Version:\s*(\S+)")));
+            }
+        }
+        found
+    }
+
+    fn writable_dirs(&self, root: &Path) -> Vec<std::path::PathBuf> {
+        let mut dirs = vec![root.join("wp-content/uploads")];
+        dirs.extend(scan::site_dirs(root).into_iter().map(|d| d.join("files")));
+        dirs
+    }
+
+    fn layout_dirs(&self) -> &'static [&'static str] {
+        &["sites"]
+    }
+}

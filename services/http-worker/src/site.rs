@@ -1,0 +1,394 @@
+//! What every site step works with: the site's place on its platform, the platform
+//! type's rules, the web server, and the owners files get.
+
+use std::path::{Path, PathBuf};
+
+use aegir_contract::{HttpService, Package, PlatformType, Secret, SiteContext, SiteUri};
+use aegir_worker::{StepError, StepLog};
+
+use crate::config::HttpConfig;
+use crate::files::{self, Ownership};
+use crate::permissions::{self, Owner};
+use crate::platforms::{self, Platform, SiteFiles, WRITTEN_BY};
+use crate::vhost::{self, Vhost};
+use crate::webserver::WebServer;
+
+/// Marks a site whose installer finished, so a repeated install does not run it again.
+const INSTALLED_MARKER: &str = ".aegir-installed";
+
+pub struct SiteWork<'a> {
+    pub config: &'a HttpConfig,
+    pub site: &'a SiteContext,
+    pub files: SiteFiles<'a>,
+    pub platform: &'static dyn Platform,
+    pub web: WebServer,
+    pub http: HttpService,
+    /// Owner of the site's directory (the script user).
+    pub owner: Ownership,
+    /// Owner of settings and files directories: the script user, group of the web server.
+    pub shared: Ownership,
+    /// Why owners are left alone, to say in the log.
+    pub owner_warning: Option<String>,
+}
+
+impl<'a> SiteWork<'a> {
+    pub fn new(config: &'a HttpConfig, site: &'a SiteContext) -> Result<Self, StepError> {
+        Self::build(config, site, true)
+    }
+
+    /// For removing a site: its platform's code base may already be gone, and what
+    /// is left of the site (its vhost) must still go.
+    pub fn for_removal(config: &'a HttpConfig, site: &'a SiteContext) -> Result<Self, StepError> {
+        Self::build(config, site, false)
+    }
+
+    fn build(config: &'a HttpConfig, site: &'a SiteContext, need_root: bool) -> Result<Self, StepError> {
+        let platform_ctx = &site.platform;
+        let root = &platform_ctx.root;
+        if !config.platform_roots.iter().any(|allowed| root.is_within(allowed)) {
+            let allowed: Vec<&str> = config.platform_roots.iter().map(|r| r.as_str()).collect();
+            return Err(StepError::permanent(format!(
+                "platform root {root} is outside the directories platforms may live in on this server ({})",
+                allowed.join(", ")
+            )));
+        }
+        if need_root && !Path::new(root.as_str()).is_dir() {
+            return Err(StepError::permanent(format!(
+                "platform root {root} does not exist on {}; verify the platform first",
+                platform_ctx.web_server.name
+            )));
+        }
+        if matches!(site.uri.as_str(), "all" | "default") {
+            return Err(StepError::permanent(format!(
+                "`{}` names a shared directory of the platform, not a site; use a host name such as example.com",
+                site.uri
+            )));
+        }
+        let http = platform_ctx.web_server.http.clone().ok_or_else(|| {
+            StepError::permanent(format!(
+                "{} has no http service; save it with --http_service_type",
+                platform_ctx.web_server.name
+            ))
+        })?;
+        let (owner, shared, owner_warning) = ownership(config)?;
+        Ok(Self {
+            config,
+            site,
+            files: SiteFiles::new(site),
+            platform: platforms::for_type(site.platform_type),
+            web: WebServer::new(http.service_type, config),
+            http,
+            owner,
+            shared,
+            owner_warning,
+        })
+    }
+
+    pub fn site_dir(&self) -> &Path {
+        &self.files.site_dir
+    }
+
+    pub fn vhost_path(&self) -> PathBuf {
+        vhost::path(&self.web.vhost_dir(), &self.site.uri)
+    }
+
+    pub fn is_installed(&self) -> bool {
+        self.site_dir().join(INSTALLED_MARKER).is_file()
+    }
+
+    pub async fn warn_about_owners(&self, log: &StepLog) {
+        if let Some(w) = &self.owner_warning {
+            log.warning(w.clone()).await;
+        }
+    }
+
+    /// The platform on disk must still be the type the site was saved with.
+    pub fn check_platform_type(&self) -> Result<(), StepError> {
+        let detected = platforms::detect(&self.files.root).map(|d| d.platform_type);
+        if detected != Some(self.site.platform_type) {
+            let found = detected.map_or("no PHP application".to_owned(), |t: PlatformType| format!("a {t} platform"));
+            return Err(StepError::permanent(format!(
+                "{} was saved as a {} platform but {} holds {found}; verify the platform again",
+                self.site.platform.name, self.site.platform_type, self.site.platform.root
+            )));
+        }
+        Ok(())
+    }
+
+    /// Lays out the site's directory and settings, the platform's dispatcher and the
+    /// alias map. Returns whether anything changed.
+    pub async fn render_files(&self, log: &StepLog) -> Result<bool, StepError> {
+        let mut changed = false;
+        let site_dir = self.site_dir();
+        if files::ensure_dir(site_dir, 0o755, self.owner)? {
+            log.info(format!("site directory {} is in place", site_dir.display())).await;
+            changed = true;
+        }
+        let files_dir = self.files.files_dir();
+        if files::ensure_dir(&files_dir, 0o2775, self.shared)? {
+            log.info(format!("files directory {} is writable by the web server", files_dir.display())).await;
+            changed = true;
+        }
+        if self.platform.uses_sites_php() {
+            let private = site_dir.join("private");
+            if files::ensure_dir(&private, 0o2770, self.shared)? {
+                log.info(format!("private files directory {} is in place", private.display())).await;
+                changed = true;
+            }
+        }
+        for rendered in self.platform.settings(&self.files) {
+            if files::write(&rendered.path, rendered.contents.as_bytes(), 0o440, self.shared)? {
+                log.info(format!(
+                    "wrote settings {} (no password in it: the web server passes it)",
+                    rendered.path.display()
+                ))
+                .await;
+                changed = true;
+            }
+        }
+        if let Some((name, contents)) = self.platform.dispatcher() {
+            let path = self.files.root.join(name);
+            if let Ok(existing) = std::fs::read_to_string(&path)
+                && !existing.lines().take(3).any(|l| l.contains(WRITTEN_BY))
+            {
+                return Err(StepError::permanent(format!(
+                    "{} is the platform's own {name}, not Aegir's; move it away so each site's settings are used \
+                     (Aegir writes one that loads sites/<uri>/{name})",
+                    path.display()
+                )));
+            }
+            let owner = Owner::lookup(&self.config.script_user)
+                .map_or(self.owner, |o| Ownership { uid: Some(o.uid.as_raw()), gid: Some(o.gid.as_raw()) });
+            if files::write(&path, contents.as_bytes(), 0o644, owner)? {
+                log.info(format!("wrote the platform's settings dispatcher {}", path.display())).await;
+                changed = true;
+            }
+        }
+        if self.platform.uses_sites_php() {
+            changed |= self.update_sites_php(Some(&self.site.aliases), log).await?;
+        }
+        Ok(changed)
+    }
+
+    /// Puts this site's aliases into `sites/sites.php` (or takes them out with `None`).
+    pub async fn update_sites_php(&self, aliases: Option<&[SiteUri]>, log: &StepLog) -> Result<bool, StepError> {
+        let path = self.files.root.join("sites/sites.php");
+        let existing = std::fs::read_to_string(&path).ok();
+        let uri = self.site.uri.as_str();
+        let begin = format!("// aegir: begin {uri}");
+        let end = format!("// aegir: end {uri}");
+        let mut text = existing.clone().unwrap_or_default();
+        if let (Some(b), Some(e)) = (text.find(&begin), text.find(&end))
+            && b < e
+        {
+            let stop = text[e..].find('\n').map_or(text.len(), |n| e + n + 1);
+            text.replace_range(b..stop, "");
+        }
+        let aliases = aliases.unwrap_or_default();
+        if !aliases.is_empty() {
+            if text.is_empty() {
+                text = format!("<?php\n// {WRITTEN_BY} where marked: which site directory each alias uses.\n");
+            }
+            text.push_str(&begin);
+            text.push('\n');
+            for alias in aliases {
+                text.push_str(&format!("$sites['{alias}'] = '{uri}';\n"));
+            }
+            text.push_str(&end);
+            text.push('\n');
+        }
+        if existing.as_deref().unwrap_or_default() == text {
+            return Ok(false);
+        }
+        files::write(&path, text.as_bytes(), 0o644, self.owner)?;
+        if aliases.is_empty() {
+            log.info(format!("removed the aliases of {uri} from {}", path.display())).await;
+        } else {
+            log.info(format!("listed the aliases of {uri} in {}", path.display())).await;
+        }
+        Ok(true)
+    }
+
+    /// Gives the site's directory, settings and files directory Aegir's owners and modes.
+    pub async fn fix_permissions(&self, log: &StepLog) -> Result<bool, StepError> {
+        let mut changed = files::set_mode_owner(self.site_dir(), 0o755, self.owner)?;
+        changed |= files::set_mode_owner(&self.files.files_dir(), 0o2775, self.shared)?;
+        for rendered in self.platform.settings(&self.files) {
+            if rendered.path.exists() {
+                changed |= files::set_mode_owner(&rendered.path, 0o440, self.shared)?;
+            }
+        }
+        if changed {
+            log.info("permissions fixed: settings readable (not writable) by the web server, files directory writable")
+                .await;
+        }
+        Ok(changed)
+    }
+
+    /// Runs the application's installer once; a repeated install skips it.
+    pub async fn run_installer(&self, log: &StepLog) -> Result<(), StepError> {
+        if self.is_installed() {
+            log.info("the application is already installed; installer not run again").await;
+            return Ok(());
+        }
+        if let Some(missing) = self.platform.missing_tool(&self.files.root) {
+            return Err(StepError::permanent(missing));
+        }
+        let admin_password = Secret::new(format!("{}A1!", uuid::Uuid::new_v4().simple()));
+        let env = self.files.app_env()?;
+        let Some(job) = self.platform.installer(&self.files, env, &admin_password) else {
+            log.info(format!(
+                "{} platforms have no installer: the site directory holds its settings",
+                self.site.platform_type
+            ))
+            .await;
+            return self.mark_installed();
+        };
+        let what = job.what;
+        let conf = matches!(self.site.platform_type, PlatformType::Mediawiki)
+            .then(|| platforms::mediawiki_install_dir(&self.files));
+        if let Some(dir) = &conf {
+            files::remove_tree(dir)?;
+            files::ensure_dir(dir, 0o700, Ownership::default())?;
+        }
+        log.info(format!("running {what}")).await;
+        let result = crate::php::run(&self.config.php, job).await;
+        if let Some(dir) = &conf {
+            // The installer's own LocalSettings.php holds the password; ours does not.
+            files::remove_tree(dir)?;
+        }
+        result?;
+        log.info(format!("{what} finished; the administrator account is `admin` (use login-reset to log in)")).await;
+        self.mark_installed()
+    }
+
+    fn mark_installed(&self) -> Result<(), StepError> {
+        files::write(&self.site_dir().join(INSTALLED_MARKER), b"", 0o600, Ownership::default()).map(|_| ())
+    }
+
+    /// Whether the current vhost is the "site disabled" one.
+    pub fn is_disabled(&self) -> bool {
+        std::fs::read_to_string(self.vhost_path()).is_ok_and(|t| t.lines().any(|l| l == vhost::DISABLED_MARKER))
+    }
+
+    /// Writes the site's vhost (serving the site or the disabled page), tested with the
+    /// rest of the config. Returns whether it changed.
+    pub async fn apply_vhost(&self, enabled: bool, log: &StepLog) -> Result<bool, StepError> {
+        let socket = self.config.php_fpm_socket().ok_or_else(|| {
+            StepError::permanent(
+                "no php-fpm socket found in /run/php; install and start php-fpm, or set AEGIR_PHP_FPM_SOCKET",
+            )
+        })?;
+        let env = self.files.app_env()?;
+        let text = vhost::render(
+            self.http.service_type,
+            &Vhost {
+                uri: &self.site.uri,
+                aliases: &self.site.aliases,
+                redirection: self.site.redirection,
+                root: &self.files.root,
+                port: self.http.port,
+                url: &self.files.url,
+                fpm_socket: &socket,
+                env: &env,
+                enabled,
+            },
+        )?;
+        let dir = self.web.vhost_dir();
+        files::ensure_dir(&dir, 0o755, Ownership::default())?;
+        let path = self.vhost_path();
+        let changed = self.web.apply_vhost(&path, &text).await.map_err(|e| StepError {
+            reason: format!(
+                "the vhost of {} was not kept because the config test failed:\n{}",
+                self.site.uri, e.reason
+            ),
+            ..e
+        })?;
+        if changed {
+            let state = if enabled { "serving the site" } else { "serving the \"site disabled\" page" };
+            log.info(format!(
+                "wrote the vhost {} ({state}); {} config test passed",
+                path.display(),
+                self.http.service_type
+            ))
+            .await;
+        }
+        Ok(changed)
+    }
+
+    /// Serves the site (`true`) or the "site disabled" page, reloading if that changed.
+    pub async fn set_enabled(&self, enabled: bool, log: &StepLog) -> Result<(), StepError> {
+        if !self.site_dir().is_dir() {
+            return Err(StepError::permanent(format!(
+                "{} is not installed on {}; install it first",
+                self.site.uri, self.site.platform.name
+            )));
+        }
+        if self.apply_vhost(enabled, log).await? {
+            self.reload(log).await?;
+        }
+        let state = if enabled { "enabled" } else { "disabled" };
+        log.success(format!("{} is {state}", self.site.uri)).await;
+        Ok(())
+    }
+
+    pub async fn reload(&self, log: &StepLog) -> Result<(), StepError> {
+        self.web.reload().await?;
+        log.info(format!("{} reloaded", self.http.service_type)).await;
+        Ok(())
+    }
+
+    /// Removes every trace of the site from this server: vhost (then reload), site
+    /// directory, alias entries. Safe to repeat, and safe after a half-done install.
+    pub async fn remove(&self, log: &StepLog) -> Result<(), StepError> {
+        let vhost = self.vhost_path();
+        if files::remove_file(&vhost)? {
+            log.info(format!("removed the vhost {}", vhost.display())).await;
+            self.reload(log).await?;
+        }
+        if self.platform.uses_sites_php() || self.files.root.join("sites/sites.php").is_file() {
+            self.update_sites_php(None, log).await?;
+        }
+        let site_dir = self.site_dir().to_path_buf();
+        let removed = tokio::task::spawn_blocking(move || files::remove_tree(&site_dir))
+            .await
+            .map_err(|e| StepError::permanent(format!("removing the site directory crashed: {e}")))??;
+        if removed {
+            log.info(format!("removed the site directory {}", self.site_dir().display())).await;
+        }
+        Ok(())
+    }
+
+    /// What the platform and the site's own directory hold.
+    pub async fn packages(&self) -> Vec<Package> {
+        let platform = self.platform;
+        let root = self.files.root.clone();
+        let site_dir = self.site_dir().to_path_buf();
+        tokio::task::spawn_blocking(move || platform.packages(&root, Some(&site_dir))).await.unwrap_or_default()
+    }
+}
+
+/// The owners of site files: the script user (root when it does not exist), with the
+/// web server's group on what the web server reads or writes. A worker that is not
+/// root changes no owner.
+fn ownership(config: &HttpConfig) -> Result<(Ownership, Ownership, Option<String>), StepError> {
+    if !nix::unistd::Uid::effective().is_root() {
+        let warning = "not changing owners: this worker is not root".to_owned();
+        return Ok((Ownership::default(), Ownership::default(), Some(warning)));
+    }
+    let web_gid = permissions::group_id(&config.web_group).ok_or_else(|| {
+        StepError::permanent(format!(
+            "the web server group `{}` does not exist on this server; set AEGIR_WEB_GROUP to the group the web server runs as",
+            config.web_group
+        ))
+    })?;
+    let (uid, gid, warning) = match Owner::lookup(&config.script_user) {
+        Some(o) => (o.uid.as_raw(), o.gid.as_raw(), None),
+        None => (0, 0, Some(format!("user `{}` does not exist; site files stay owned by root", config.script_user))),
+    };
+    Ok((
+        Ownership { uid: Some(uid), gid: Some(gid) },
+        Ownership { uid: Some(uid), gid: Some(web_gid.as_raw()) },
+        warning,
+    ))
+}

@@ -1,0 +1,13 @@
+//! `site disable`: the vhost serves a "site disabled" page; ACME challenges are still
+//! answered so certificates keep renewing.
+
+use aegir_contract::{SiteContext, StepFacts};
+use aegir_worker::{StepError, StepLog};
+
+use crate::config::HttpConfig;
+use crate::site::SiteWork;
+
+pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Result<StepFacts, StepError> {
+    SiteWork::new(config, site)?.set_enabled(false, log).await?;
+    Ok(StepFacts::default())
+}

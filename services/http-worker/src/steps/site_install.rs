@@ -1,0 +1,24 @@
+//! `site install`, web part: the site's directory, files directory and settings; the
+//! application's own installer; the vhost, tested, then a reload. Idempotent; on a
+//! failure `site remove` (its undo) takes every piece away again.
+
+use aegir_contract::{SiteContext, StepFacts};
+use aegir_worker::{StepError, StepLog};
+
+use crate::config::HttpConfig;
+use crate::site::SiteWork;
+
+pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Result<StepFacts, StepError> {
+    let work = SiteWork::new(config, site)?;
+    work.check_platform_type()?;
+    work.warn_about_owners(log).await;
+    work.render_files(log).await?;
+    work.fix_permissions(log).await?;
+    work.run_installer(log).await?;
+    // A repeated install keeps a disabled site disabled.
+    let enabled = !work.is_disabled();
+    work.apply_vhost(enabled, log).await?;
+    work.reload(log).await?;
+    log.success(format!("{} is installed at {}", site.uri, work.files.url)).await;
+    Ok(StepFacts { packages: Some(work.packages().await), ..Default::default() })
+}

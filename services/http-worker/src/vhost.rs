@@ -1,0 +1,311 @@
+//! The vhost of a site, for nginx and apache: its uri and aliases (optionally
+//! redirected to the uri), the platform root, PHP through php-fpm with the site's
+//! database account passed as parameters, and the "site disabled" variant that still
+//! serves ACME challenges so certificates keep renewing.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use aegir_contract::{HttpServiceType, Secret, SiteUri};
+use aegir_worker::StepError;
+
+use crate::platforms::WRITTEN_BY;
+
+pub struct Vhost<'a> {
+    pub uri: &'a SiteUri,
+    pub aliases: &'a [SiteUri],
+    pub redirection: bool,
+    pub root: &'a Path,
+    pub port: u16,
+    /// The site's address, where aliases redirect to.
+    pub url: &'a str,
+    pub fpm_socket: &'a Path,
+    /// Passed to PHP with every request.
+    pub env: &'a [(&'static str, Secret)],
+    pub enabled: bool,
+}
+
+/// The marker line telling a disabled site's vhost apart (verify keeps the state).
+pub const DISABLED_MARKER: &str = "# aegir: site disabled";
+
+const DISABLED_PAGE: &str = "<!DOCTYPE html><html><head><title>Site disabled</title></head>\
+<body><h1>Site disabled</h1><p>This site has been disabled by its administrator.</p></body></html>";
+
+/// Where the vhost of `uri` lives.
+pub fn path(vhost_dir: &Path, uri: &SiteUri) -> PathBuf {
+    vhost_dir.join(format!("{uri}.conf"))
+}
+
+/// Values go into the config inside double quotes; refuse what could end the quote,
+/// start a variable (`$` in nginx) or break the line.
+fn check_value(name: &str, value: &str) -> Result<(), StepError> {
+    let ok = value.chars().all(|c| c.is_ascii_alphanumeric() || "._~+=/@%:,!^*()[]-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StepError::permanent(format!(
+            "{name} holds characters the web server config cannot carry safely (quotes, `$`, `\\`, `;`, `#`, spaces); \
+             use letters, digits and ._~+=/@%:,!^*()[]- only"
+        )))
+    }
+}
+
+fn check_path(what: &str, path: &Path) -> Result<String, StepError> {
+    let text = path.display().to_string();
+    check_value(what, &text)?;
+    Ok(text)
+}
+
+pub fn render(kind: HttpServiceType, v: &Vhost) -> Result<String, StepError> {
+    for (name, value) in v.env {
+        check_value(name, value.expose())?;
+    }
+    let root = check_path("the platform root", v.root)?;
+    let socket = check_path("the php-fpm socket path", v.fpm_socket)?;
+    let served: Vec<&str> = if v.redirection {
+        vec![v.uri.as_str()]
+    } else {
+        std::iter::once(v.uri).chain(v.aliases).map(SiteUri::as_str).collect()
+    };
+    let redirected: Vec<&str> = if v.redirection { v.aliases.iter().map(SiteUri::as_str).collect() } else { vec![] };
+    let state = if v.enabled { "" } else { DISABLED_MARKER };
+    let mut out = format!("# {WRITTEN_BY}: the vhost of {}. Changes here are overwritten.\n{state}\n", v.uri);
+    match kind {
+        HttpServiceType::Nginx => nginx(&mut out, v, &served, &redirected, &root, &socket),
+        HttpServiceType::Apache => apache(&mut out, v, &served, &redirected, &root, &socket),
+    }
+    Ok(out)
+}
+
+fn nginx(out: &mut String, v: &Vhost, served: &[&str], redirected: &[&str], root: &str, socket: &str) {
+    let uri = v.uri.as_str();
+    let port = v.port;
+    let _ = write!(
+        out,
+        "server {{\n    \
+             listen {port};\n    \
+             server_name {names};\n    \
+             root {root};\n    \
+             index index.php index.html;\n    \
+             client_max_body_size 64m;\n\n    \
+             # ACME challenges are served even when the site is disabled.\n    \
+             location ^~ /.well-known/acme-challenge/ {{\n        \
+                 default_type text/plain;\n        \
+                 try_files $uri =404;\n    \
+             }}\n",
+        names = served.join(" "),
+    );
+    if !v.enabled {
+        let _ = write!(
+            out,
+            "    location / {{\n        \
+                     default_type text/html;\n        \
+                     return 503 '{DISABLED_PAGE}';\n    \
+                 }}\n\
+             }}\n"
+        );
+    } else {
+        let mut params = String::new();
+        for (name, value) in v.env {
+            let _ = writeln!(params, "        fastcgi_param {name} \"{}\";", value.expose());
+        }
+        let _ = write!(
+            out,
+            "    # Hidden files (our install leftovers, .htaccess, .git) are never served.\n    \
+                 location ~ /\\. {{\n        \
+                     return 404;\n    \
+                 }}\n    \
+                 # The site's uploads: static files only, never run as PHP.\n    \
+                 location ^~ /sites/{uri}/files/ {{\n        \
+                     try_files $uri =404;\n    \
+                 }}\n    \
+                 # Other sites' files and every settings file stay private.\n    \
+                 location ~ ^/sites/[^/]+/(files|private)/ {{\n        \
+                     return 404;\n    \
+                 }}\n    \
+                 location ~ ^/sites/.*\\.(php|inc|info|yml|sql|txt|json)$ {{\n        \
+                     return 404;\n    \
+                 }}\n    \
+                 location ~ [^/]\\.php(/|$) {{\n        \
+                     fastcgi_split_path_info ^(.+?\\.php)(/.*)$;\n        \
+                     if (!-f $document_root$fastcgi_script_name) {{\n            \
+                         return 404;\n        \
+                     }}\n        \
+                     fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n        \
+                     fastcgi_param SCRIPT_NAME $fastcgi_script_name;\n        \
+                     fastcgi_param PATH_INFO $fastcgi_path_info;\n        \
+                     fastcgi_param QUERY_STRING $query_string;\n        \
+                     fastcgi_param REQUEST_METHOD $request_method;\n        \
+                     fastcgi_param CONTENT_TYPE $content_type;\n        \
+                     fastcgi_param CONTENT_LENGTH $content_length;\n        \
+                     fastcgi_param REQUEST_URI $request_uri;\n        \
+                     fastcgi_param DOCUMENT_URI $document_uri;\n        \
+                     fastcgi_param DOCUMENT_ROOT $document_root;\n        \
+                     fastcgi_param SERVER_PROTOCOL $server_protocol;\n        \
+                     fastcgi_param REQUEST_SCHEME $scheme;\n        \
+                     fastcgi_param HTTPS $https if_not_empty;\n        \
+                     fastcgi_param GATEWAY_INTERFACE CGI/1.1;\n        \
+                     fastcgi_param SERVER_SOFTWARE nginx/$nginx_version;\n        \
+                     fastcgi_param REMOTE_ADDR $remote_addr;\n        \
+                     fastcgi_param REMOTE_PORT $remote_port;\n        \
+                     fastcgi_param SERVER_ADDR $server_addr;\n        \
+                     fastcgi_param SERVER_PORT $server_port;\n        \
+                     fastcgi_param SERVER_NAME $server_name;\n        \
+                     fastcgi_param REDIRECT_STATUS 200;\n        \
+                     fastcgi_param HTTP_PROXY \"\";\n\
+             {params}        \
+                     fastcgi_pass unix:{socket};\n    \
+                 }}\n    \
+                 location / {{\n        \
+                     try_files $uri $uri/ /index.php?$args;\n    \
+                 }}\n\
+             }}\n"
+        );
+    }
+    if !redirected.is_empty() {
+        let _ = write!(
+            out,
+            "server {{\n    \
+                 listen {port};\n    \
+                 server_name {names};\n    \
+                 return 301 {url}$request_uri;\n\
+             }}\n",
+            names = redirected.join(" "),
+            url = v.url,
+        );
+    }
+}
+
+fn apache(out: &mut String, v: &Vhost, served: &[&str], redirected: &[&str], root: &str, socket: &str) {
+    let uri = v.uri.as_str();
+    let port = v.port;
+    let _ = write!(out, "<VirtualHost *:{port}>\n    ServerName {uri}\n");
+    if served.len() > 1 {
+        let _ = writeln!(out, "    ServerAlias {}", served[1..].join(" "));
+    }
+    let _ = write!(
+        out,
+        "    DocumentRoot \"{root}\"\n    \
+             <Directory \"{root}\">\n        \
+                 Options +FollowSymLinks -Indexes\n        \
+                 AllowOverride None\n        \
+                 Require all granted\n        \
+                 DirectoryIndex index.php index.html\n    \
+             </Directory>\n"
+    );
+    if !v.enabled {
+        let _ = write!(
+            out,
+            "    # Everything but ACME challenges (served even now) gets the disabled page.\n    \
+                 ErrorDocument 503 \"{DISABLED_PAGE}\"\n    \
+                 RewriteEngine On\n    \
+                 RewriteRule !^/\\.well-known/acme-challenge/ - [R=503,L]\n\
+             </VirtualHost>\n"
+        );
+    } else {
+        for (name, value) in v.env {
+            let _ = writeln!(out, "    SetEnv {name} \"{}\"", value.expose());
+        }
+        let _ = write!(
+            out,
+            "    FallbackResource /index.php\n    \
+                 # Hidden files, other sites' files and settings files stay private; uploads never run as PHP.\n    \
+                 <LocationMatch \"/\\.(?!well-known/)\">\n        \
+                     Require all denied\n    \
+                 </LocationMatch>\n    \
+                 <LocationMatch \"^/sites/(?!{uri_re}/files/)[^/]+/(files|private)/\">\n        \
+                     Require all denied\n    \
+                 </LocationMatch>\n    \
+                 <LocationMatch \"^/sites/.*\\.(php|inc|info|yml|sql|txt|json)$\">\n        \
+                     Require all denied\n    \
+                 </LocationMatch>\n    \
+                 <LocationMatch \"^/sites/[^/]+/files/.*\\.(php|phtml|phar)\">\n        \
+                     Require all denied\n    \
+                 </LocationMatch>\n    \
+                 <FilesMatch \"\\.php$\">\n        \
+                     SetHandler \"proxy:unix:{socket}|fcgi://localhost\"\n    \
+                 </FilesMatch>\n\
+             </VirtualHost>\n",
+            uri_re = uri.replace('.', "\\."),
+        );
+    }
+    if let Some((first, rest)) = redirected.split_first() {
+        let _ = write!(out, "<VirtualHost *:{port}>\n    ServerName {first}\n");
+        if !rest.is_empty() {
+            let _ = writeln!(out, "    ServerAlias {}", rest.join(" "));
+        }
+        let _ = write!(out, "    Redirect permanent / {}/\n</VirtualHost>\n", v.url);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> SiteUri {
+        SiteUri::parse(s).unwrap()
+    }
+
+    fn vhost<'a>(aliases: &'a [SiteUri], env: &'a [(&'static str, Secret)], main: &'a SiteUri) -> Vhost<'a> {
+        Vhost {
+            uri: main,
+            aliases,
+            redirection: false,
+            root: Path::new("/var/aegir/platforms/wp"),
+            port: 8080,
+            url: "http://example.com:8080",
+            fpm_socket: Path::new("/run/php/php8.2-fpm.sock"),
+            env,
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn nginx_serves_uri_and_aliases_and_passes_the_database_account() {
+        let main = uri("example.com");
+        let aliases = [uri("www.example.com")];
+        let env = [("AEGIR_DB_PASSWORD", Secret::new("s3cret"))];
+        let text = render(HttpServiceType::Nginx, &vhost(&aliases, &env, &main)).unwrap();
+        assert!(text.contains("server_name example.com www.example.com;"), "{text}");
+        assert!(text.contains("listen 8080;"));
+        assert!(text.contains("fastcgi_param AEGIR_DB_PASSWORD \"s3cret\";"));
+        assert!(text.contains("fastcgi_pass unix:/run/php/php8.2-fpm.sock;"));
+    }
+
+    #[test]
+    fn redirection_sends_aliases_to_the_uri() {
+        let main = uri("example.com");
+        let aliases = [uri("www.example.com")];
+        let mut v = vhost(&aliases, &[], &main);
+        v.redirection = true;
+        let nginx = render(HttpServiceType::Nginx, &v).unwrap();
+        assert!(nginx.contains("server_name example.com;"));
+        assert!(nginx.contains("server_name www.example.com;\n    return 301 http://example.com:8080$request_uri;"));
+        let apache = render(HttpServiceType::Apache, &v).unwrap();
+        assert!(apache.contains("ServerName www.example.com\n    Redirect permanent / http://example.com:8080/"));
+    }
+
+    #[test]
+    fn disabled_vhost_still_serves_acme_challenges() {
+        let main = uri("example.com");
+        let env = [("AEGIR_DB_PASSWORD", Secret::new("s3cret"))];
+        let mut v = vhost(&[], &env, &main);
+        v.enabled = false;
+        for kind in [HttpServiceType::Nginx, HttpServiceType::Apache] {
+            let text = render(kind, &v).unwrap();
+            assert!(text.contains(DISABLED_MARKER));
+            assert!(text.contains("acme-challenge"));
+            assert!(text.contains("503"));
+            assert!(!text.contains("s3cret"), "a disabled vhost passes no credentials");
+        }
+    }
+
+    #[test]
+    fn values_that_could_break_the_config_are_refused() {
+        let main = uri("example.com");
+        let env = [("AEGIR_DB_PASSWORD", Secret::new("a\";evil"))];
+        let err = render(HttpServiceType::Nginx, &vhost(&[], &env, &main)).unwrap_err();
+        assert!(err.reason.contains("AEGIR_DB_PASSWORD"));
+        assert!(!err.reason.contains("evil"));
+    }
+}

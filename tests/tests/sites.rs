@@ -1,0 +1,522 @@
+//! Sites end to end on real stacks: WordPress and MediaWiki from Debian's packages,
+//! installed by the http-worker on nginx (and WordPress on apache) through php-fpm,
+//! then asked for their pages over HTTP with their own host names.
+//!
+//! The site steps are published straight to the http-worker's work queue as the
+//! scheduler would send them, and their results (and log lines) read from the events
+//! exchange, so these tests do not depend on the API's site endpoints. The site's
+//! MariaDB database and user are created by the test itself, as the db-worker's
+//! `site database create` step would.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aegir_contract::*;
+use aegir_e2e::{
+    Apache, Options, PhpFpm, System, copy_tree_resolving, free_port, mariadb_url, random_suffix, write_tree,
+};
+use sqlx::{Connection, MySqlConnection};
+
+/// Installers create dozens of tables; give them time on a small machine.
+const INSTALL_PATIENCE: Duration = Duration::from_secs(300);
+
+fn db_service() -> DbService {
+    let url = mariadb_url();
+    let rest = url.strip_prefix("mysql://").unwrap();
+    let (creds, hostport) = rest.rsplit_once('@').unwrap();
+    let (user, password) = creds.split_once(':').unwrap_or((creds, ""));
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+    DbService {
+        service_type: DbServiceType::Mariadb,
+        host: HostName::parse(host).unwrap(),
+        port: port.parse().unwrap(),
+        admin_user: user.into(),
+        admin_password: Secret::new(password),
+    }
+}
+
+fn server(system: &System, kind: HttpServiceType, port: u16) -> ServerContext {
+    ServerContext {
+        name: ServerName::parse(&system.server).unwrap(),
+        remote_host: HostName::parse("localhost").unwrap(),
+        http: Some(HttpService { service_type: kind, port }),
+        db: Some(db_service()),
+    }
+}
+
+fn site(server: &ServerContext, root: &Path, kind: PlatformType, label: &str) -> SiteContext {
+    let suffix = random_suffix();
+    let uri = SiteUri::parse(&format!("{label}-{suffix}.test")).unwrap();
+    let db = DbIdent::for_site(&uri, &suffix);
+    SiteContext {
+        aliases: vec![SiteUri::parse(&format!("www.{label}-{suffix}.test")).unwrap()],
+        redirection: false,
+        platform: PlatformContext {
+            name: PlatformName::parse(&format!("platform_{label}")).unwrap(),
+            root: AbsolutePath::parse(root.to_str().unwrap()).unwrap(),
+            web_server: server.clone(),
+        },
+        platform_type: kind,
+        db_server: server.clone(),
+        database: SiteDatabase { name: db.clone(), user: db, password: Secret::new(format!("Pw{}", random_suffix())) },
+        profile: None,
+        language: LanguageCode::parse("en").unwrap(),
+        title: SiteTitle::parse(&format!("Aegir {label} {suffix}")).unwrap(),
+        admin_email: Email::parse("admin@example.com").unwrap(),
+        client: None,
+        uri,
+    }
+}
+
+async fn admin() -> MySqlConnection {
+    let db = db_service();
+    let mut options =
+        sqlx::mysql::MySqlConnectOptions::new().host(db.host.as_str()).port(db.port).username(&db.admin_user);
+    if !db.admin_password.is_empty() {
+        options = options.password(db.admin_password.expose());
+    }
+    MySqlConnection::connect_with(&options).await.unwrap()
+}
+
+/// The site's database and user, as `site database create` makes them.
+async fn create_database(site: &SiteContext) {
+    let mut conn = admin().await;
+    let (name, user) = (site.database.name.as_str(), site.database.user.as_str());
+    let password = site.database.password.expose();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE IF NOT EXISTS `{name}`")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{password}'"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'{host}'")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+async fn drop_database(site: &SiteContext) {
+    let mut conn = admin().await;
+    let (name, user) = (site.database.name.as_str(), site.database.user.as_str());
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`"))).execute(&mut conn).await.unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP USER IF EXISTS '{user}'@'{host}'")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// A platform made from a Debian package's tree, without Debian's own config dispatch.
+fn platform_from_package(system: &System, package: &str, skip: &[&str]) -> PathBuf {
+    let root = system.platforms_dir().join(package);
+    copy_tree_resolving(&Path::new("/usr/share").join(package), &root, skip);
+    root
+}
+
+/// `GET http://<host>:<port><path>` answered by 127.0.0.1, as a browser would ask.
+/// Redirects (e.g. MediaWiki's `/` to its main page) are followed.
+async fn get(host: &str, port: u16, path: &str) -> (u16, String) {
+    let (status, body, _) = fetch(host, port, path, true).await;
+    (status, body)
+}
+
+/// Asks until the answer has `status` (a reload takes effect a moment after the
+/// signal), and returns the last answer.
+async fn get_expecting(host: &str, port: u16, path: &str, status: u16) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut matched = 0;
+    loop {
+        let answer = get(host, port, path).await;
+        // Old nginx workers may take a last connection right after a reload: wait
+        // until the answer is steady.
+        matched = if answer.0 == status { matched + 1 } else { 0 };
+        if matched == 3 || tokio::time::Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asks until the page does (or does not) show `text`, and returns the last answer.
+async fn get_showing(host: &str, port: u16, text: &str, shown: bool) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut matched = 0;
+    loop {
+        // When the site is gone its host may reach another site, whose redirect to its
+        // own name is not followed.
+        let (status, body, _) = fetch(host, port, "/", shown).await;
+        let answer = (status, body);
+        matched = if answer.1.contains(text) == shown { matched + 1 } else { 0 };
+        if matched == 3 || tokio::time::Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Like [`get`], with the `Location` header of a redirect.
+async fn get_with_location(host: &str, port: u16, path: &str) -> (u16, String, String) {
+    fetch(host, port, path, false).await
+}
+
+async fn fetch(host: &str, port: u16, path: &str, follow: bool) -> (u16, String, String) {
+    let policy = if follow { reqwest::redirect::Policy::limited(5) } else { reqwest::redirect::Policy::none() };
+    let client = reqwest::Client::builder()
+        .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .redirect(policy)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let response = client.get(format!("http://{host}:{port}{path}")).send().await.expect("the web server answers");
+    let status = response.status().as_u16();
+    let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_owned();
+    (status, response.text().await.unwrap_or_default(), location)
+}
+
+fn assert_success(result: &StepResult, what: &str) -> StepFacts {
+    match &result.outcome {
+        StepOutcome::Success { facts } => facts.clone(),
+        StepOutcome::Failed { reason, .. } => panic!("{what} failed: {reason}"),
+    }
+}
+
+async fn step(system: &System, action: StepAction, what: &str) -> (StepFacts, Vec<LogLine>) {
+    let (result, lines) = system.run_step_logged(action, INSTALL_PATIENCE).await;
+    (assert_success(&result, what), lines)
+}
+
+/// A system whose http-worker passes PHP to a php-fpm of the test's own.
+async fn start_with_fpm() -> (System, PhpFpm) {
+    let fpm = PhpFpm::start();
+    let socket = fpm.socket.display().to_string();
+    let system = System::start_with(Options::default().env("http-worker", "AEGIR_PHP_FPM_SOCKET", &socket)).await;
+    (system, fpm)
+}
+
+async fn verify_server(system: &System, server: &ServerContext) {
+    step(system, StepAction::HttpServerVerify { server: server.clone() }, "web server verify").await;
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o7777
+}
+
+fn group_of(path: &Path) -> String {
+    let gid = std::fs::metadata(path).unwrap().gid();
+    nix_group_name(gid)
+}
+
+fn nix_group_name(gid: u32) -> String {
+    let groups = std::fs::read_to_string("/etc/group").unwrap();
+    groups
+        .lines()
+        .find_map(|l| {
+            let parts: Vec<&str> = l.split(':').collect();
+            (parts.get(2) == Some(&gid.to_string().as_str())).then(|| parts[0].to_owned())
+        })
+        .unwrap_or_else(|| gid.to_string())
+}
+
+fn vhost_path(system: &System, site: &SiteContext) -> PathBuf {
+    system.config_dir().join("vhost.d").join(format!("{}.conf", site.uri))
+}
+
+fn site_dir(site: &SiteContext) -> PathBuf {
+    Path::new(site.platform.root.as_str()).join("sites").join(site.uri.as_str())
+}
+
+/// Settings are the web server's to read and nobody's to write; the files directory
+/// is the web server's to write; the vhost (holding the password) is root's alone.
+fn assert_modes(system: &System, site: &SiteContext, settings: &str) {
+    let dir = site_dir(site);
+    let settings = dir.join(settings);
+    assert_eq!(mode(&settings), 0o440, "{}", settings.display());
+    assert_eq!(group_of(&settings), "www-data", "{}", settings.display());
+    let text = std::fs::read_to_string(&settings).unwrap();
+    assert!(!text.contains(site.database.password.expose()), "no password in {}", settings.display());
+    assert_eq!(mode(&dir.join("files")), 0o2775);
+    assert_eq!(group_of(&dir.join("files")), "www-data");
+    assert_eq!(mode(&dir), 0o755);
+    let vhost = vhost_path(system, site);
+    assert_eq!(mode(&vhost), 0o600, "the vhost holds the database password");
+    assert_eq!(std::fs::metadata(&vhost).unwrap().uid(), 0);
+    assert!(std::fs::read_to_string(&vhost).unwrap().contains(site.database.password.expose()));
+}
+
+fn assert_gone(system: &System, site: &SiteContext) {
+    assert!(!site_dir(site).exists(), "{} is left behind", site_dir(site).display());
+    assert!(!vhost_path(system, site).exists(), "the vhost of {} is left behind", site.uri);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remove() {
+    let (system, _fpm) = start_with_fpm().await;
+    let port = free_port();
+    let server = server(&system, HttpServiceType::Nginx, port);
+    verify_server(&system, &server).await;
+
+    // WordPress: install, and it answers with its own title.
+    let wp_root = platform_from_package(&system, "wordpress", &["wp-config.php", ".htaccess"]);
+    let wp = site(&server, &wp_root, PlatformType::Wordpress, "wp");
+    create_database(&wp).await;
+    let (facts, log) = step(&system, StepAction::SiteInstall { site: wp.clone() }, "WordPress install").await;
+    let messages: Vec<&str> = log.iter().map(|l| l.message.as_str()).collect();
+    assert!(messages.iter().any(|m| m.contains("wrote the vhost")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("the WordPress installer finished")), "{messages:?}");
+    assert!(!messages.iter().any(|m| m.contains(wp.database.password.expose())), "no password in the log");
+    let packages = facts.packages.expect("packages found at install");
+    assert!(packages.iter().any(|p| p.name == "akismet" && p.kind == PackageKind::Plugin), "{packages:?}");
+    let (status, body) = get_showing(wp.uri.as_str(), port, wp.title.as_str(), true).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(wp.title.as_str()), "the page shows the site's title:\n{body}");
+    // An alias reaches the same site, which (being WordPress) sends it to its own address.
+    let (status, _, location) = get_with_location(wp.aliases[0].as_str(), port, "/").await;
+    assert_eq!((status, location.as_str()), (301, format!("http://{}:{port}/", wp.uri).as_str()));
+    assert_modes(&system, &wp, "wp-config.php");
+    // Settings files are not served.
+    let (status, _) = get(wp.uri.as_str(), port, &format!("/sites/{}/wp-config.php", wp.uri)).await;
+    assert_eq!(status, 404);
+
+    // Installing again changes nothing and still succeeds.
+    step(&system, StepAction::SiteInstall { site: wp.clone() }, "WordPress install again").await;
+
+    // MediaWiki next to it on the same web server.
+    let mw_root = platform_from_package(&system, "mediawiki", &["LocalSettings.php", "config", "images"]);
+    let mw = site(&server, &mw_root, PlatformType::Mediawiki, "mw");
+    create_database(&mw).await;
+    step(&system, StepAction::SiteInstall { site: mw.clone() }, "MediaWiki install").await;
+    let (status, body) = get_showing(mw.uri.as_str(), port, mw.title.as_str(), true).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(mw.title.as_str()), "the wiki shows its name:\n{body}");
+    assert_modes(&system, &mw, "LocalSettings.php");
+    assert!(!site_dir(&mw).join(".install").exists(), "the installer's own settings (with the password) are gone");
+
+    // Disable: the disabled page for the site, ACME challenges still served.
+    write_tree(&wp_root, &[(".well-known/acme-challenge/token-1", "proof-1")]);
+    step(&system, StepAction::SiteDisable { site: wp.clone() }, "disable").await;
+    let (status, body) = get_expecting(wp.uri.as_str(), port, "/", 503).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("Site disabled") && !body.contains(wp.title.as_str()), "{body}");
+    let (status, body) = get(wp.uri.as_str(), port, "/.well-known/acme-challenge/token-1").await;
+    assert_eq!((status, body.as_str()), (200, "proof-1"));
+    // A verify keeps a disabled site disabled.
+    step(&system, StepAction::SiteVerify { site: wp.clone() }, "verify of a disabled site").await;
+    assert_eq!(get_expecting(wp.uri.as_str(), port, "/", 503).await.0, 503);
+    // The other site is untouched.
+    assert_eq!(get(mw.uri.as_str(), port, "/").await.0, 200);
+
+    // Enable: the site is back.
+    step(&system, StepAction::SiteEnable { site: wp.clone() }, "enable").await;
+    let (status, body) = get_showing(wp.uri.as_str(), port, wp.title.as_str(), true).await;
+    assert!(status == 200 && body.contains(wp.title.as_str()), "{status}");
+
+    // Verify: nothing to change, no reload, packages rescanned.
+    let (facts, log) = step(&system, StepAction::SiteVerify { site: wp.clone() }, "verify").await;
+    assert!(log.iter().any(|l| l.message.contains("no reload needed")), "{log:?}");
+    let packages = facts.packages.unwrap();
+    assert!(packages.iter().any(|p| p.name == "twentytwentythree" && p.kind == PackageKind::Theme), "{packages:?}");
+    assert!(packages.iter().any(|p| p.name == "wordpress" && p.kind == PackageKind::Core && p.version.is_some()));
+    let (facts, _) = step(&system, StepAction::SiteVerify { site: mw.clone() }, "verify wiki").await;
+    assert!(facts.packages.unwrap().iter().any(|p| p.kind == PackageKind::Skin && p.name == "Vector"));
+
+    // Login reset: a one-time link for the administrator.
+    let (_, log) = step(&system, StepAction::SiteLoginReset { site: wp.clone() }, "login reset").await;
+    let line = log.iter().find(|l| l.message.starts_with("one-time login: ")).expect("a login link in the log");
+    assert!(line.message.contains("wp-login.php?action=rp&key="), "{}", line.message);
+    assert!(line.message.contains(&format!("http://{}:{port}/", wp.uri)), "{}", line.message);
+
+    // MediaWiki has no one-time links: a temporary password to change at first login.
+    let (_, log) = step(&system, StepAction::SiteLoginReset { site: mw.clone() }, "wiki login reset").await;
+    let line = log.iter().find(|l| l.message.starts_with("one-time login: ")).expect("a login in the log");
+    assert!(
+        line.message.contains("Special:UserLogin") && line.message.contains("temporary password"),
+        "{}",
+        line.message
+    );
+
+    // Remove: the host no longer gets the site; the site dir and vhost are gone.
+    step(&system, StepAction::SiteRemove { site: wp.clone() }, "remove").await;
+    let (_, body) = get_showing(wp.uri.as_str(), port, wp.title.as_str(), false).await;
+    assert!(!body.contains(wp.title.as_str()), "WordPress is still served after remove");
+    assert_gone(&system, &wp);
+    // Removing again is fine.
+    step(&system, StepAction::SiteRemove { site: wp.clone() }, "remove again").await;
+    assert_eq!(get(mw.uri.as_str(), port, "/").await.0, 200, "the wiki still answers");
+
+    step(&system, StepAction::SiteRemove { site: mw.clone() }, "remove wiki").await;
+    assert_gone(&system, &mw);
+    drop_database(&wp).await;
+    drop_database(&mw).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_install_is_removed_without_a_trace_and_others_keep_being_served() {
+    let (system, _fpm) = start_with_fpm().await;
+    let port = free_port();
+    let server = server(&system, HttpServiceType::Nginx, port);
+    verify_server(&system, &server).await;
+    let root = platform_from_package(&system, "wordpress", &["wp-config.php", ".htaccess"]);
+
+    let good = site(&server, &root, PlatformType::Wordpress, "good");
+    create_database(&good).await;
+    step(&system, StepAction::SiteInstall { site: good.clone() }, "install").await;
+
+    // The database exists, but the site is given the wrong password.
+    let mut bad = site(&server, &root, PlatformType::Wordpress, "bad");
+    create_database(&bad).await;
+    bad.database.password = Secret::new("WrongPassword42");
+    let result = system.run_step_logged(StepAction::SiteInstall { site: bad.clone() }, INSTALL_PATIENCE).await.0;
+    let StepOutcome::Failed { reason, .. } = &result.outcome else { panic!("install with a wrong password succeeded") };
+    assert!(reason.contains("WordPress installer failed"), "{reason}");
+    assert!(!reason.contains("WrongPassword42"), "the password is kept out of the reason: {reason}");
+    assert!(!vhost_path(&system, &bad).exists(), "no vhost for a site whose installer failed");
+
+    // Its undo leaves nothing behind, and the other site is still served.
+    step(&system, StepAction::SiteRemove { site: bad.clone() }, "undo").await;
+    assert_gone(&system, &bad);
+    let (status, body) = get_showing(good.uri.as_str(), port, good.title.as_str(), true).await;
+    assert!(status == 200 && body.contains(good.title.as_str()), "{status}");
+
+    // A site whose vhost fails the config test does not keep it, and the server still reloads.
+    let broken = site(&server, &root, PlatformType::Wordpress, "broken");
+    create_database(&broken).await;
+    // Two `default_server`s on one port: nginx refuses the config as soon as a new
+    // vhost is tested with it.
+    write_tree(
+        &system.config_dir(),
+        &[("vhost.d/zz-other.conf", &format!("server {{ listen {port} default_server; }}\n"))],
+    );
+    write_tree(
+        &system.config_dir(),
+        &[("vhost.d/zz-another.conf", &format!("server {{ listen {port} default_server; }}\n"))],
+    );
+    let result = system.run_step_logged(StepAction::SiteInstall { site: broken.clone() }, INSTALL_PATIENCE).await.0;
+    let StepOutcome::Failed { reason, .. } = &result.outcome else { panic!("a broken config was accepted") };
+    assert!(reason.contains("config test failed") && reason.contains("duplicate default server"), "{reason}");
+    assert!(!vhost_path(&system, &broken).exists());
+    std::fs::remove_file(system.config_dir().join("vhost.d/zz-another.conf")).unwrap();
+    std::fs::remove_file(system.config_dir().join("vhost.d/zz-other.conf")).unwrap();
+    step(&system, StepAction::SiteRemove { site: broken.clone() }, "undo").await;
+    assert_gone(&system, &broken);
+    assert_eq!(get(good.uri.as_str(), port, "/").await.0, 200);
+
+    step(&system, StepAction::SiteRemove { site: good.clone() }, "remove").await;
+    assert_gone(&system, &good);
+    for s in [&good, &bad, &broken] {
+        drop_database(s).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wordpress_on_apache_answers_and_is_removed() {
+    let mut system = System::start().await;
+    let port = free_port();
+    let apache = Apache::start(system.dir.path(), &system.config_dir(), port);
+    let conf = apache.conf.display().to_string();
+    system.kill9("http-worker").await;
+    system.respawn_with("http-worker", &[("AEGIR_APACHE_CONF", conf.as_str())]);
+    system.wait_healthy("http-worker").await;
+    let server = server(&system, HttpServiceType::Apache, port);
+    verify_server(&system, &server).await;
+
+    let root = platform_from_package(&system, "wordpress", &["wp-config.php", ".htaccess"]);
+    let wp = site(&server, &root, PlatformType::Wordpress, "apache");
+    create_database(&wp).await;
+    step(&system, StepAction::SiteInstall { site: wp.clone() }, "install on apache").await;
+    let (status, body) = get_showing(wp.uri.as_str(), port, wp.title.as_str(), true).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(wp.title.as_str()), "{body}");
+    assert_modes(&system, &wp, "wp-config.php");
+
+    step(&system, StepAction::SiteDisable { site: wp.clone() }, "disable").await;
+    let (status, body) = get_expecting(wp.uri.as_str(), port, "/", 503).await;
+    assert!(status == 503 && body.contains("Site disabled"), "{status} {body}");
+    step(&system, StepAction::SiteEnable { site: wp.clone() }, "enable").await;
+    assert_eq!(get_expecting(wp.uri.as_str(), port, "/", 200).await.0, 200);
+
+    step(&system, StepAction::SiteRemove { site: wp.clone() }, "remove").await;
+    assert_gone(&system, &wp);
+    let (_, body) = get_showing(wp.uri.as_str(), port, wp.title.as_str(), false).await;
+    assert!(!body.contains(wp.title.as_str()));
+    drop_database(&wp).await;
+}
+
+/// A tree laid out like Drupal 7 whose `install_drupal()` records what it was given.
+fn drupal7_fixture(root: &Path) {
+    write_tree(
+        root,
+        &[
+            ("index.php", "<?php echo 'drupal';\n"),
+            ("includes/bootstrap.inc", "<?php\ndefine('VERSION', '7.101');\n"),
+            (
+                "includes/install.core.inc",
+                "<?php\nfunction install_drupal($settings = array()) {\n  \
+                   include conf_path_fixture() . '/settings.php';\n  \
+                   $record = array('settings' => $settings, 'host' => $_SERVER['HTTP_HOST'], 'root' => DRUPAL_ROOT,\n    \
+                     'maintenance' => MAINTENANCE_MODE, 'db' => $databases['default']['default']['database']);\n  \
+                   file_put_contents(DRUPAL_ROOT . '/install-record.json', json_encode($record));\n}\n\
+                 function conf_path_fixture() { return DRUPAL_ROOT . '/sites/' . $_SERVER['HTTP_HOST']; }\n",
+            ),
+            ("modules/node/node.info", "name = Node\nversion = \"7.101\"\ncore = 7.x\n"),
+            ("themes/bartik/bartik.info", "name = Bartik\nengine = phptemplate\nversion = \"7.101\"\n"),
+            ("profiles/standard/standard.profile", "<?php\n"),
+            ("profiles/standard/standard.info", "name = Standard\nversion = \"7.101\"\n"),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drupal7_installer_gets_the_call_drush_makes() {
+    let (system, _fpm) = start_with_fpm().await;
+    let port = free_port();
+    let server = server(&system, HttpServiceType::Nginx, port);
+    verify_server(&system, &server).await;
+    let root = system.platforms_dir().join("drupal7");
+    drupal7_fixture(&root);
+    let platform = PlatformContext {
+        name: PlatformName::parse("platform_d7").unwrap(),
+        root: AbsolutePath::parse(root.to_str().unwrap()).unwrap(),
+        web_server: server.clone(),
+    };
+    let (facts, _) = step(&system, StepAction::PlatformVerify { platform }, "platform verify").await;
+    assert_eq!(facts.profiles.unwrap(), vec![ProfileName::parse("standard").unwrap()]);
+    let packages = facts.packages.unwrap();
+    assert!(packages.iter().any(|p| p.name == "bartik" && p.kind == PackageKind::Theme));
+    assert!(packages.iter().any(|p| p.name == "node" && p.kind == PackageKind::Module));
+
+    let d7 = site(&server, &root, PlatformType::Drupal7, "d7");
+    step(&system, StepAction::SiteInstall { site: d7.clone() }, "Drupal 7 install").await;
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("install-record.json")).unwrap()).unwrap();
+    let settings = &record["settings"];
+    assert_eq!(settings["parameters"]["profile"], "standard", "{record}");
+    assert_eq!(settings["parameters"]["locale"], "en");
+    let form = &settings["forms"]["install_configure_form"];
+    assert_eq!(form["site_name"], d7.title.as_str());
+    assert_eq!(form["site_mail"], "admin@example.com");
+    assert_eq!(form["account"]["name"], "admin");
+    assert_eq!(form["account"]["mail"], "admin@example.com");
+    let pass = form["account"]["pass"]["pass1"].as_str().unwrap();
+    assert!(pass.len() >= 16 && form["account"]["pass"]["pass2"] == pass);
+    assert_eq!(form["update_status_module"]["1"], true);
+    assert_eq!(record["host"], d7.uri.as_str());
+    assert_eq!(record["maintenance"], "install");
+    assert_eq!(record["db"], d7.database.name.as_str(), "settings.php read the database from the environment");
+    // Aliases go to sites/sites.php.
+    let sites_php = std::fs::read_to_string(root.join("sites/sites.php")).unwrap();
+    assert!(sites_php.contains(&format!("$sites['{}'] = '{}';", d7.aliases[0], d7.uri)), "{sites_php}");
+    assert_modes(&system, &d7, "settings.php");
+
+    step(&system, StepAction::SiteRemove { site: d7.clone() }, "remove").await;
+    assert_gone(&system, &d7);
+    let sites_php = std::fs::read_to_string(root.join("sites/sites.php")).unwrap();
+    assert!(!sites_php.contains(d7.uri.as_str()), "{sites_php}");
+}
