@@ -224,6 +224,14 @@ aegir__start_nginx() {
         aegir_log "nginx: already running"
         return 0
     fi
+    # Installing apache2 (for sites that use it) may have started Debian's own apache
+    # on port 80; the master server's web server here is nginx, and the tests run
+    # apache instances of their own.
+    if pgrep -x apache2 >/dev/null 2>&1; then
+        aegir_log "apache2: stopping the instance the package started (it holds port 80)"
+        apache2ctl -k stop >/dev/null 2>&1 || true
+        aegir_wait_for "apache2 to stop" 15 bash -c '! pgrep -x apache2' || true
+    fi
     aegir_log "nginx: starting"
     nginx -t -q || aegir_die "nginx configuration test failed (nginx -t)"
     nginx
