@@ -191,3 +191,39 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_stored() {
     let (_, tasks) = system.get("/api/v1/tasks").await;
     assert_eq!(tasks["total"], 0, "{tasks}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_platform_takes_no_new_sites_until_it_is_unlocked() {
+    let system = System::start().await;
+    system.save_server(&mariadb_url()).await;
+    let server = format!("@{}", system.server);
+    let root = system.platforms_dir().join("app");
+    write_tree(&root, &[("index.php", "<?php echo 'hello';\n")]);
+    let root_arg = format!("--root={}", root.display());
+    let web = format!("--web_server={server}");
+    let out = system.cli(&["save", "@platform_app", "--context_type=platform", &root_arg, &web]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(system.cli(&["@platform_app", "verify"]).await.code, Some(0));
+
+    let out = system.cli(&["@platform_app", "lock"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let (_, view) = system.get("/api/v1/platforms/platform_app").await;
+    assert_eq!(view["locked"], true, "{view}");
+
+    let save_site = || system.cli(&["save", "@shop.example.com", "--context_type=site", "--platform=@platform_app"]);
+    let out = save_site().await;
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(out.stderr.contains("platform") && out.stderr.contains("locked"), "{out}");
+    let (_, sites) = system.get("/api/v1/sites").await;
+    assert_eq!(sites["total"], 0, "nothing stored: {sites}");
+    // Servers cannot be locked.
+    let out = system.cli(&[&server, "lock"]).await;
+    assert!(matches!(out.code, Some(2 | 3)), "{out}");
+
+    let out = system.cli(&["@platform_app", "unlock"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let out = save_site().await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let (_, view) = system.get("/api/v1/platforms/platform_app").await;
+    assert_eq!(view["locked"], false, "{view}");
+}

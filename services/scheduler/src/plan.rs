@@ -35,6 +35,9 @@ pub fn steps(request: &TaskRequested) -> Vec<PlannedStep> {
         (TaskKind::Verify, TaskTarget::Platform { platform }) => {
             vec![step(StepAction::PlatformVerify { platform: platform.clone() })]
         }
+        // Locking is a change of the platform's record only: nothing runs on a server,
+        // but it is still a task, in order with the platform's other tasks and logged.
+        (TaskKind::Lock | TaskKind::Unlock, TaskTarget::Platform { .. }) => Vec::new(),
         (kind, TaskTarget::Site { site }) => {
             let site = site.clone();
             match kind {
@@ -54,6 +57,8 @@ pub fn steps(request: &TaskRequested) -> Vec<PlannedStep> {
                     step(StepAction::SiteRemove { site: site.clone() }),
                     step(StepAction::SiteDatabaseDrop { site }),
                 ],
+                // The contract refuses these for sites.
+                TaskKind::Lock | TaskKind::Unlock => Vec::new(),
             }
         }
         // The contract refuses these combinations before a plan is made.

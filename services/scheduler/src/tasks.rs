@@ -340,7 +340,7 @@ impl Tasks {
                 log(&mut *tx, task_id, None, LogLevel::Warning, notice).await?;
             }
             let Some(first) = plan.first() else {
-                log(&mut *tx, task_id, None, LogLevel::Info, "nothing to do: the context offers no service").await?;
+                log(&mut *tx, task_id, None, LogLevel::Info, "no step runs on a server for this task").await?;
                 self.finish(&mut *tx, &request, TaskOutcome::Success, None).await?;
                 continue;
             };

@@ -275,8 +275,14 @@ impl EventConsumer {
                 Ok(ContextName::Site(_)) | Err(_) => {}
             }
         }
-        if let (Ok(ContextName::Site(uri)), Ok(kind)) = (ContextName::parse(&task.context), task.kind.parse()) {
-            site_finished(&mut tx, &uri, kind, status, finished.at).await?;
+        match (ContextName::parse(&task.context), task.kind.parse::<TaskKind>()) {
+            (Ok(ContextName::Site(uri)), Ok(kind)) => site_finished(&mut tx, &uri, kind, status, finished.at).await?,
+            (Ok(ContextName::Platform(name)), Ok(kind @ (TaskKind::Lock | TaskKind::Unlock)))
+                if status == TaskStatus::Success =>
+            {
+                db::platforms::set_locked(&mut tx, &name, kind == TaskKind::Lock).await?
+            }
+            _ => {}
         }
         tx.commit().await?;
         self.live.announce(LiveEvent::Finished { task_id: finished.task_id });

@@ -185,6 +185,8 @@ pub struct PlatformView {
     /// Install profiles the last verify found (Drupal); null when none were reported.
     #[schema(example = json!(["standard", "minimal"]))]
     pub profiles: Option<Vec<String>>,
+    /// A locked platform takes no new sites (the `lock` and `unlock` tasks).
+    pub locked: bool,
     /// What the last verify found installed.
     pub packages: Vec<PackageView>,
     pub status: ContextStatus,

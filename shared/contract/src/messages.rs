@@ -56,23 +56,29 @@ pub enum TaskKind {
     Enable,
     Delete,
     LoginReset,
+    Lock,
+    Unlock,
 }
 
-crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`", {
+crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`, `lock`, `unlock`", {
     Verify => "verify",
     Install => "install",
     Disable => "disable",
     Enable => "enable",
     Delete => "delete",
     LoginReset => "login-reset",
+    Lock => "lock",
+    Unlock => "unlock",
 });
 
 impl TaskKind {
     /// Whether a context of this type can run this task.
     pub fn applies_to(self, context: ContextType) -> bool {
         match context {
-            ContextType::Server | ContextType::Platform => self == TaskKind::Verify,
-            ContextType::Site => true,
+            ContextType::Server => self == TaskKind::Verify,
+            // A locked platform takes no new sites.
+            ContextType::Platform => matches!(self, TaskKind::Verify | TaskKind::Lock | TaskKind::Unlock),
+            ContextType::Site => !matches!(self, TaskKind::Lock | TaskKind::Unlock),
         }
     }
 }
@@ -169,7 +175,9 @@ impl StepAction {
             | StepAction::SiteVerify { site }
             | StepAction::SiteDisable { site }
             | StepAction::SiteEnable { site }
-            | StepAction::SiteLoginReset { site } => Route::new(site.platform.web_server.name.clone(), ServiceKind::Http),
+            | StepAction::SiteLoginReset { site } => {
+                Route::new(site.platform.web_server.name.clone(), ServiceKind::Http)
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use crate::views::{ContextStatus, PackageView, PlatformView};
 
 macro_rules! view_columns {
     () => {
-        "name, root, web_server, platform_type, app_version, profiles, status, verified_at, created_at, updated_at"
+        "name, root, web_server, platform_type, app_version, profiles, locked, status, verified_at, created_at, updated_at"
     };
 }
 
@@ -22,6 +22,7 @@ pub struct PlatformRow {
     pub platform_type: Option<String>,
     pub app_version: Option<String>,
     pub profiles: Option<Vec<String>>,
+    pub locked: bool,
     #[sqlx(try_from = "String")]
     pub status: ContextStatus,
     pub verified_at: Option<DateTime<Utc>>,
@@ -39,6 +40,7 @@ impl PlatformRow {
             platform_type: self.platform_type,
             app_version: self.app_version,
             profiles: self.profiles,
+            locked: self.locked,
             packages,
             status: self.status,
             verified_at: self.verified_at,
@@ -192,4 +194,14 @@ pub async fn set_profiles(
         .execute(db)
         .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// Locks or unlocks a platform: a locked one takes no new sites.
+pub async fn set_locked(conn: &mut PgConnection, name: &PlatformName, locked: bool) -> sqlx::Result<()> {
+    sqlx::query("UPDATE platforms SET locked = $2, updated_at = now() WHERE name = $1")
+        .bind(name.as_str())
+        .bind(locked)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

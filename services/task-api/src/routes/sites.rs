@@ -212,6 +212,13 @@ pub async fn save(
             ),
         ));
     }
+    let moving_in = current.as_ref().is_none_or(|site| site.platform != platform_name.as_str());
+    if platform.locked && moving_in {
+        return Err(ApiError::invalid(
+            "platform",
+            format!("platform `@{platform_name}` is locked and takes no new sites; run `unlock` on it first"),
+        ));
+    }
     if let (Some(profile), Some(profiles)) = (&input.profile, &platform.profiles)
         && !profiles.is_empty()
         && !profiles.iter().any(|p| p == profile.as_str())

@@ -39,8 +39,16 @@ pub struct TaskInput {
     pub task: TaskKind,
 }
 
-const ALL_TASKS: [TaskKind; 6] =
-    [TaskKind::Verify, TaskKind::Install, TaskKind::Disable, TaskKind::Enable, TaskKind::Delete, TaskKind::LoginReset];
+const ALL_TASKS: [TaskKind; 8] = [
+    TaskKind::Verify,
+    TaskKind::Install,
+    TaskKind::Disable,
+    TaskKind::Enable,
+    TaskKind::Delete,
+    TaskKind::LoginReset,
+    TaskKind::Lock,
+    TaskKind::Unlock,
+];
 
 impl TaskInput {
     pub fn parse(body: Map<String, Value>) -> Result<Self, ApiError> {
@@ -73,6 +81,7 @@ fn site_task_allowed(uri: &SiteUri, status: SiteStatus, task: TaskKind) -> Resul
         TaskKind::Disable => status == SiteStatus::Enabled,
         TaskKind::Enable => status == SiteStatus::Disabled,
         TaskKind::Verify | TaskKind::LoginReset | TaskKind::Delete => status.is_installed(),
+        TaskKind::Lock | TaskKind::Unlock => false,
     };
     if allowed {
         return Ok(());
@@ -85,7 +94,8 @@ fn site_task_allowed(uri: &SiteUri, status: SiteStatus, task: TaskKind) -> Resul
         (TaskKind::Disable, SiteStatus::Disabled) => "it is disabled already; `enable` serves it again".to_owned(),
         (TaskKind::Enable, SiteStatus::Enabled) => "it is enabled already".to_owned(),
         (TaskKind::Delete, _) => format!(
-            "it is not installed, so there is nothing on its servers to delete; remove its record with              DELETE /api/v1/sites/{uri} (`aegir delete @{uri}`)"
+            "it is not installed, so there is nothing on its servers to delete; remove its record with \
+             DELETE /api/v1/sites/{uri} (`aegir delete @{uri}`)"
         ),
         (_, SiteStatus::Failed) => "its install failed; run `install` again once the cause is fixed".to_owned(),
         _ => "it is not installed yet; run `install` first".to_owned(),
