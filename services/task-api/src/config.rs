@@ -25,6 +25,10 @@ pub struct Config {
     /// below one of them.
     #[arg(long, env = "AEGIR_PLATFORM_ROOTS", default_value = "/var/aegir/platforms")]
     pub platform_roots: PlatformRoots,
+
+    /// Days finished tasks and their logs are kept; 0 keeps them forever.
+    #[arg(long, env = "AEGIR_TASK_RETENTION_DAYS", default_value_t = 90)]
+    pub task_retention_days: u32,
 }
 
 /// The directories platform roots must lie below.

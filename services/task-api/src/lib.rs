@@ -16,6 +16,7 @@ pub mod live;
 pub mod metrics;
 mod observe;
 pub mod openapi;
+pub mod retention;
 mod routes;
 pub mod state;
 mod views;
@@ -98,6 +99,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tasks.spawn(state.outbox.clone().relay(pool.clone(), broker.clone(), shutdown.clone()));
     tasks.spawn(events::run(pool, state.live.clone(), broker, shutdown.clone()));
     tasks.spawn(metrics::upkeep(state.metrics.clone(), shutdown.clone()));
+    let keep = std::time::Duration::from_secs(u64::from(config.task_retention_days) * 86_400);
+    tasks.spawn(retention::run(state.pool.clone(), keep, shutdown.clone()));
     let app = router(state);
     let stop = shutdown.clone();
     tasks.spawn(async move {

@@ -84,6 +84,7 @@ impl TestApp {
             database: DatabaseArgs { database_url: database_url.clone(), database_pool: 5 },
             listen: "127.0.0.1:0".parse().unwrap(),
             platform_roots: "/var/aegir/platforms:/srv/platforms".parse::<PlatformRoots>().unwrap(),
+            task_retention_days: 90,
         };
         let shutdown = CancellationToken::new();
         let running = task_api::start(config, shutdown.clone()).await.expect("task-api starts");

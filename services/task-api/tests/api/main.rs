@@ -3,5 +3,6 @@
 mod contexts;
 mod helpers;
 mod operations;
+mod retention;
 mod sites;
 mod tasks;

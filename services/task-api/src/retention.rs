@@ -1,0 +1,54 @@
+//! Task history does not grow without bound: finished tasks older than the retention
+//! period are deleted with their logs (in batches, so no long lock is held), once an
+//! hour. Unfinished tasks are never touched.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+const BATCH: i64 = 5_000;
+const EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes finished tasks (and, by cascade, their logs) that finished more than `keep`
+/// ago. Returns how many tasks went.
+pub async fn prune(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
+    let keep_secs = keep.as_secs_f64();
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM tasks WHERE id IN (
+                 SELECT id FROM tasks
+                 WHERE status IN ('success', 'failed')
+                   AND finished_at < now() - make_interval(secs => $1)
+                 LIMIT $2)",
+        )
+        .bind(keep_secs)
+        .bind(BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Prunes once an hour until `shutdown`; `keep` of zero keeps everything.
+pub async fn run(pool: PgPool, keep: Duration, shutdown: CancellationToken) {
+    if keep.is_zero() {
+        return;
+    }
+    loop {
+        match prune(&pool, keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tasks = n, keep_days = keep.as_secs() / 86_400, "pruned old tasks and their logs"),
+            Err(e) => tracing::warn!(error = %e, "could not prune old tasks; trying again in an hour"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
