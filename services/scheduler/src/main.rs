@@ -73,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut running = tokio::task::JoinSet::new();
     running.spawn(outbox.relay(pool.clone(), broker.clone(), shutdown.clone()));
+    running.spawn(forget_finished_tasks(pool.clone(), shutdown.clone()));
     let queues = [QueueName::SchedulerTasks, QueueName::SchedulerResults, QueueName::SchedulerDead];
     for queue in queues {
         let spec = ConsumerSpec { queue: queue.clone(), prefetch: cli.prefetch, in_order: false };
@@ -98,6 +99,22 @@ async fn main() -> anyhow::Result<()> {
     while running.join_next().await.is_some() {}
     pool.close().await;
     Ok(())
+}
+
+/// Finished tasks are kept a week, then forgotten; checked hourly.
+async fn forget_finished_tasks(pool: sqlx::PgPool, shutdown: CancellationToken) {
+    const KEEP: Duration = Duration::from_secs(7 * 86_400);
+    loop {
+        match tasks::forget_finished(&pool, KEEP).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tasks = n, "forgot tasks finished over a week ago"),
+            Err(e) => tracing::warn!(error = %e, "could not forget old tasks; trying again in an hour"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -458,3 +458,16 @@ async fn log(
     };
     Outbox::enqueue(tx, &line, None).await
 }
+
+/// Forgets tasks that finished more than `keep` ago. The scheduler's rows only guard
+/// against a request or result delivered again, which happens within minutes, so a
+/// short history is enough; task-api keeps the history people read.
+pub async fn forget_finished(pool: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM tasks WHERE status IN ('success', 'failed') AND finished_at < now() - make_interval(secs => $1)",
+    )
+    .bind(keep.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
