@@ -468,7 +468,8 @@ pub fn copy_tree_resolving(src: &Path, dst: &Path, skip: &[&str]) {
 }
 
 /// An apache of the test's own: its own config file, pid file and logs under `dir`,
-/// listening on `port`, including the http-worker's base config (`<config_dir>/apache.conf`).
+/// including the http-worker's base config (`<config_dir>/apache.conf`), which holds
+/// the `Listen` for `port` once a server verify has written it.
 /// Stopped when dropped.
 pub struct Apache {
     pub conf: PathBuf,
@@ -481,7 +482,8 @@ impl Apache {
         std::fs::create_dir_all(&run).unwrap();
         let base = config_dir.join("apache.conf");
         if !base.exists() {
-            std::fs::write(&base, "").unwrap();
+            // Apache will not start without a port; server verify writes the same line.
+            std::fs::write(&base, format!("Listen {port}\n")).unwrap();
         }
         let modules = [
             ("mpm_event_module", "mod_mpm_event.so"),
@@ -502,8 +504,7 @@ impl Apache {
              ErrorLog {r}/error.log\n\
              LogLevel warn\n\
              User www-data\n\
-             Group www-data\n\
-             Listen 127.0.0.1:{port}\n",
+             Group www-data\n",
             r = run.display()
         );
         for (name, file) in modules {

@@ -285,12 +285,20 @@ async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remo
     let (status, _) = get(wp.uri.as_str(), port, &format!("/sites/{}/wp-config.php", wp.uri)).await;
     assert_eq!(status, 404);
 
+    // A platform verify fixes the code base's permissions but leaves the site's own alone.
+    let platform = wp.platform.clone();
+    let (facts, _) = step(&system, StepAction::PlatformVerify { platform }, "platform verify").await;
+    assert!(facts.packages.unwrap().iter().any(|p| p.name == "akismet"));
+    assert_modes(&system, &wp, "wp-config.php");
+    assert_eq!(get(wp.uri.as_str(), port, "/").await.0, 200);
+
     // Installing again changes nothing and still succeeds.
     step(&system, StepAction::SiteInstall { site: wp.clone() }, "WordPress install again").await;
 
     // MediaWiki next to it on the same web server.
     let mw_root = platform_from_package(&system, "mediawiki", &["LocalSettings.php", "config", "images"]);
-    let mw = site(&server, &mw_root, PlatformType::Mediawiki, "mw");
+    let mut mw = site(&server, &mw_root, PlatformType::Mediawiki, "mw");
+    mw.redirection = true;
     create_database(&mw).await;
     step(&system, StepAction::SiteInstall { site: mw.clone() }, "MediaWiki install").await;
     let (status, body) = get_showing(mw.uri.as_str(), port, mw.title.as_str(), true).await;
@@ -298,6 +306,12 @@ async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remo
     assert!(body.contains(mw.title.as_str()), "the wiki shows its name:\n{body}");
     assert_modes(&system, &mw, "LocalSettings.php");
     assert!(!site_dir(&mw).join(".install").exists(), "the installer's own settings (with the password) are gone");
+    // With redirection on, the web server sends aliases to the main uri itself.
+    let (status, _, location) = get_with_location(mw.aliases[0].as_str(), port, "/index.php?title=Main_Page").await;
+    assert_eq!(
+        (status, location.as_str()),
+        (301, format!("http://{}:{port}/index.php?title=Main_Page", mw.uri).as_str())
+    );
 
     // Disable: the disabled page for the site, ACME challenges still served.
     write_tree(&wp_root, &[(".well-known/acme-challenge/token-1", "proof-1")]);
@@ -385,11 +399,11 @@ async fn a_failed_install_is_removed_without_a_trace_and_others_keep_being_serve
     let (status, body) = get_showing(good.uri.as_str(), port, good.title.as_str(), true).await;
     assert!(status == 200 && body.contains(good.title.as_str()), "{status}");
 
-    // A site whose vhost fails the config test does not keep it, and the server still reloads.
+    // When the config test fails with a new vhost in it, the vhost is not kept (so the
+    // server can still reload for other sites) and the step fails with nginx's words.
     let broken = site(&server, &root, PlatformType::Wordpress, "broken");
     create_database(&broken).await;
-    // Two `default_server`s on one port: nginx refuses the config as soon as a new
-    // vhost is tested with it.
+    // Two `default_server`s on one port: nginx refuses the config.
     write_tree(
         &system.config_dir(),
         &[("vhost.d/zz-other.conf", &format!("server {{ listen {port} default_server; }}\n"))],
@@ -436,9 +450,12 @@ async fn wordpress_on_apache_answers_and_is_removed() {
     assert!(body.contains(wp.title.as_str()), "{body}");
     assert_modes(&system, &wp, "wp-config.php");
 
+    write_tree(&root, &[(".well-known/acme-challenge/token-2", "proof-2")]);
     step(&system, StepAction::SiteDisable { site: wp.clone() }, "disable").await;
     let (status, body) = get_expecting(wp.uri.as_str(), port, "/", 503).await;
     assert!(status == 503 && body.contains("Site disabled"), "{status} {body}");
+    let (status, body) = get(wp.uri.as_str(), port, "/.well-known/acme-challenge/token-2").await;
+    assert_eq!((status, body.as_str()), (200, "proof-2"));
     step(&system, StepAction::SiteEnable { site: wp.clone() }, "enable").await;
     assert_eq!(get_expecting(wp.uri.as_str(), port, "/", 200).await.0, 200);
 
@@ -455,7 +472,14 @@ fn drupal7_fixture(root: &Path) {
         root,
         &[
             ("index.php", "<?php echo 'drupal';\n"),
-            ("includes/bootstrap.inc", "<?php\ndefine('VERSION', '7.101');\n"),
+            (
+                "includes/bootstrap.inc",
+                "<?php\ndefine('VERSION', '7.101');\ndefine('DRUPAL_BOOTSTRAP_FULL', 7);\n\
+                 function drupal_bootstrap($phase) { if ($phase !== DRUPAL_BOOTSTRAP_FULL) { exit(3); } }\n\
+                 function user_load($uid) { return (object) array('uid' => $uid, 'name' => 'admin'); }\n\
+                 function user_pass_reset_url($account) {\n  \
+                   return 'http://' . $_SERVER['HTTP_HOST'] . '/user/reset/' . $account->uid . '/1700000000/fixture';\n}\n",
+            ),
             (
                 "includes/install.core.inc",
                 "<?php\nfunction install_drupal($settings = array()) {\n  \
@@ -514,6 +538,11 @@ async fn drupal7_installer_gets_the_call_drush_makes() {
     let sites_php = std::fs::read_to_string(root.join("sites/sites.php")).unwrap();
     assert!(sites_php.contains(&format!("$sites['{}'] = '{}';", d7.aliases[0], d7.uri)), "{sites_php}");
     assert_modes(&system, &d7, "settings.php");
+
+    // The one-time login link Drupal 7 makes for user 1.
+    let (_, log) = step(&system, StepAction::SiteLoginReset { site: d7.clone() }, "login reset").await;
+    let expected = format!("one-time login: http://{}/user/reset/1/1700000000/fixture/login", d7.uri);
+    assert!(log.iter().any(|l| l.message == expected), "{log:?}");
 
     step(&system, StepAction::SiteRemove { site: d7.clone() }, "remove").await;
     assert_gone(&system, &d7);

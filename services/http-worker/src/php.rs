@@ -103,7 +103,7 @@ async fn run_inner(php: &str, job: &PhpRun) -> Result<PhpOutput, StepError> {
         said.push_str(&out);
     }
     // The application may echo what it was given; keep the secrets out of the reason.
-    for (_, secret) in &job.env {
+    for secret in job.env.iter().map(|(_, s)| s).chain(job.secret_files.iter().map(|(_, s)| s)) {
         if secret.expose().len() >= 6 {
             said = said.replace(secret.expose(), "********");
         }

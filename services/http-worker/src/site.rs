@@ -13,6 +13,10 @@ use crate::platforms::{self, Platform, SiteFiles, WRITTEN_BY};
 use crate::vhost::{self, Vhost};
 use crate::webserver::WebServer;
 
+/// Held while `sites/sites.php` is read and rewritten, so two sites of one platform
+/// changing their aliases at once do not lose each other's entries.
+static SITES_PHP_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Marks a site whose installer finished, so a repeated install does not run it again.
 const INSTALLED_MARKER: &str = ".aegir-installed";
 
@@ -172,6 +176,7 @@ impl<'a> SiteWork<'a> {
 
     /// Puts this site's aliases into `sites/sites.php` (or takes them out with `None`).
     pub async fn update_sites_php(&self, aliases: Option<&[SiteUri]>, log: &StepLog) -> Result<bool, StepError> {
+        let _lock = SITES_PHP_LOCK.lock().await;
         let path = self.files.root.join("sites/sites.php");
         let existing = std::fs::read_to_string(&path).ok();
         let uri = self.site.uri.as_str();
@@ -184,11 +189,13 @@ impl<'a> SiteWork<'a> {
             let stop = text[e..].find('\n').map_or(text.len(), |n| e + n + 1);
             text.replace_range(b..stop, "");
         }
+        let adding = aliases.is_some();
         let aliases = aliases.unwrap_or_default();
+        // Drupal 8 and later look for sites/<host>/ directories only when sites.php exists.
+        if text.is_empty() && adding && (!aliases.is_empty() || self.site.platform_type == PlatformType::Drupal) {
+            text = format!("<?php\n// {WRITTEN_BY} where marked: which site directory each alias uses.\n");
+        }
         if !aliases.is_empty() {
-            if text.is_empty() {
-                text = format!("<?php\n// {WRITTEN_BY} where marked: which site directory each alias uses.\n");
-            }
             text.push_str(&begin);
             text.push('\n');
             for alias in aliases {
@@ -201,11 +208,12 @@ impl<'a> SiteWork<'a> {
             return Ok(false);
         }
         files::write(&path, text.as_bytes(), 0o644, self.owner)?;
-        if aliases.is_empty() {
-            log.info(format!("removed the aliases of {uri} from {}", path.display())).await;
-        } else {
-            log.info(format!("listed the aliases of {uri} in {}", path.display())).await;
-        }
+        let message = match (adding, aliases.is_empty()) {
+            (true, false) => format!("listed the aliases of {uri} in {}", path.display()),
+            (true, true) => format!("wrote {} so Drupal finds the site directories", path.display()),
+            (false, _) => format!("removed the aliases of {uri} from {}", path.display()),
+        };
+        log.info(message).await;
         Ok(true)
     }
 

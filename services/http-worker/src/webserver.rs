@@ -50,8 +50,11 @@ impl WebServer {
     }
 
     /// Our base config: it includes every vhost we write.
-    pub fn base_config(&self, server: &str) -> String {
+    pub fn base_config(&self, server: &str, port: u16) -> String {
         let vhosts = self.vhost_dir().join("*.conf");
+        // nginx vhosts say `listen` themselves; apache needs one `Listen` per port, and
+        // its distribution config (ports.conf) already has 80 and 443.
+        let listen = if matches!(port, 80 | 443) { String::new() } else { format!("Listen {port}\n") };
         match self.kind {
             HttpServiceType::Nginx => format!(
                 "# Base web server config of {server}, written by Aegir at server verify.\n\
@@ -62,7 +65,7 @@ impl WebServer {
             HttpServiceType::Apache => format!(
                 "# Base web server config of {server}, written by Aegir at server verify.\n\
                  # Include it from apache2.conf. Changes here are overwritten.\n\
-                 IncludeOptional {}\n",
+                 {listen}IncludeOptional {}\n",
                 vhosts.display()
             ),
         }

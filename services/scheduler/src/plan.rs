@@ -2,7 +2,7 @@
 //! each is undone when a later one fails. A plan is a pure function of the request, so
 //! it is recomputed rather than stored.
 
-use aegir_contract::{StepAction, TaskKind, TaskRequested, TaskTarget};
+use aegir_contract::{Route, ServerContext, ServiceKind, StepAction, TaskKind, TaskRequested, TaskTarget};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedStep {
@@ -21,6 +21,9 @@ fn undoable(action: StepAction, undo: StepAction) -> PlannedStep {
 
 pub fn steps(request: &TaskRequested) -> Vec<PlannedStep> {
     match (&request.kind, &request.target) {
+        (TaskKind::Ping, target) => {
+            ping_routes(target).into_iter().map(|route| step(StepAction::Ping { route })).collect()
+        }
         (TaskKind::Verify, TaskTarget::Server { server }) => {
             let mut steps = Vec::new();
             // The web part first: it writes the server's base config.
@@ -57,12 +60,34 @@ pub fn steps(request: &TaskRequested) -> Vec<PlannedStep> {
                     step(StepAction::SiteRemove { site: site.clone() }),
                     step(StepAction::SiteDatabaseDrop { site }),
                 ],
-                // The contract refuses these for sites.
-                TaskKind::Lock | TaskKind::Unlock => Vec::new(),
+                // Ping is planned above; the contract refuses the others for sites.
+                TaskKind::Ping | TaskKind::Lock | TaskKind::Unlock => Vec::new(),
             }
         }
         // The contract refuses these combinations before a plan is made.
         (_, TaskTarget::Server { .. } | TaskTarget::Platform { .. }) => Vec::new(),
+    }
+}
+
+/// The workers a context depends on.
+fn ping_routes(target: &TaskTarget) -> Vec<Route> {
+    let services = |server: &ServerContext| {
+        let mut routes = Vec::new();
+        if server.http.is_some() {
+            routes.push(Route::new(server.name.clone(), ServiceKind::Http));
+        }
+        if server.db.is_some() {
+            routes.push(Route::new(server.name.clone(), ServiceKind::Db));
+        }
+        routes
+    };
+    match target {
+        TaskTarget::Server { server } => services(server),
+        TaskTarget::Platform { platform } => vec![Route::new(platform.web_server.name.clone(), ServiceKind::Http)],
+        TaskTarget::Site { site } => vec![
+            Route::new(site.platform.web_server.name.clone(), ServiceKind::Http),
+            Route::new(site.db_server.name.clone(), ServiceKind::Db),
+        ],
     }
 }
 
@@ -163,6 +188,19 @@ mod tests {
         assert_eq!(labels(plan.iter().map(|s| s.action.clone())), ["site database create", "site install"]);
         assert_eq!(labels(rollback(&plan, 0)), ["site database drop"]);
         assert_eq!(labels(rollback(&plan, 1)), ["site remove", "site database drop"]);
+    }
+
+    #[test]
+    fn a_ping_reaches_every_worker_the_context_depends_on() {
+        let routes = |target| -> Vec<String> {
+            steps(&task(TaskKind::Ping, target)).iter().map(|s| s.action.route().to_string()).collect()
+        };
+        assert_eq!(
+            routes(TaskTarget::Server { server: server(true, true) }),
+            ["server_master.http", "server_master.db"]
+        );
+        assert_eq!(routes(TaskTarget::Platform { platform: platform() }), ["server_master.http"]);
+        assert_eq!(routes(TaskTarget::Site { site: site() }), ["server_master.http", "server_master.db"]);
     }
 
     #[test]

@@ -58,9 +58,12 @@ pub enum TaskKind {
     LoginReset,
     Lock,
     Unlock,
+    /// Each worker the context depends on answers, doing nothing else: checks the whole
+    /// path from the API to the workers and back.
+    Ping,
 }
 
-crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`, `lock`, `unlock`", {
+crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`, `lock`, `unlock`, `ping`", {
     Verify => "verify",
     Install => "install",
     Disable => "disable",
@@ -69,15 +72,18 @@ crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `di
     LoginReset => "login-reset",
     Lock => "lock",
     Unlock => "unlock",
+    Ping => "ping",
 });
 
 impl TaskKind {
     /// Whether a context of this type can run this task.
     pub fn applies_to(self, context: ContextType) -> bool {
         match context {
-            ContextType::Server => self == TaskKind::Verify,
+            ContextType::Server => matches!(self, TaskKind::Verify | TaskKind::Ping),
             // A locked platform takes no new sites.
-            ContextType::Platform => matches!(self, TaskKind::Verify | TaskKind::Lock | TaskKind::Unlock),
+            ContextType::Platform => {
+                matches!(self, TaskKind::Verify | TaskKind::Lock | TaskKind::Unlock | TaskKind::Ping)
+            }
             ContextType::Site => !matches!(self, TaskKind::Lock | TaskKind::Unlock),
         }
     }
@@ -158,6 +164,8 @@ pub enum StepAction {
     SiteEnable { site: SiteContext },
     /// Make a one-time login link for the site's administrator.
     SiteLoginReset { site: SiteContext },
+    /// Answer, doing nothing else. Any worker runs it.
+    Ping { route: Route },
 }
 
 impl StepAction {
@@ -178,6 +186,7 @@ impl StepAction {
             | StepAction::SiteLoginReset { site } => {
                 Route::new(site.platform.web_server.name.clone(), ServiceKind::Http)
             }
+            StepAction::Ping { route } => route.clone(),
         }
     }
 
@@ -195,6 +204,7 @@ impl StepAction {
             StepAction::SiteDisable { .. } => "site disable",
             StepAction::SiteEnable { .. } => "site enable",
             StepAction::SiteLoginReset { .. } => "site login reset",
+            StepAction::Ping { .. } => "ping",
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use aegir_amqp::topology::QueueName;
 use aegir_amqp::{Broker, ConsumerSpec, Delivery, consume, extract_trace_context};
-use aegir_contract::{Message, Route, ServerName, StepDispatched, StepOutcome, StepResult, TaskRef};
+use aegir_contract::{Message, Route, ServerName, StepAction, StepDispatched, StepOutcome, StepResult, TaskRef};
 use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
@@ -156,6 +156,10 @@ impl StepContext {
         log.info(format!("{} started on {}{trace}", step.action.label(), self.identity.instance)).await;
         if self.args.step_delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.args.step_delay_ms)).await;
+        }
+        if let StepAction::Ping { .. } = step.action {
+            log.success(format!("{} answers", self.route)).await;
+            return StepOutcome::Success { facts: Default::default() };
         }
         let timeout = Duration::from_secs(self.args.step_timeout_secs);
         let work = {

@@ -167,7 +167,7 @@ impl Platform for Mediawiki {
 
     fn writable_dirs(&self, root: &Path) -> Vec<std::path::PathBuf> {
         let mut dirs = vec![root.join("images")];
-        dirs.extend(scan::site_dirs(root).into_iter().map(|d| d.join("files")));
+        dirs.extend(scan::site_dirs(root));
         dirs
     }
 }

@@ -138,10 +138,11 @@ pub trait Platform: Sync {
         Vec::new()
     }
 
-    /// Directories of the code base the web server writes to (left alone by the
-    /// platform permission fix).
+    /// Directories the platform permission fix leaves alone: those the web server
+    /// writes to, and each site's own directory (whose settings belong to the web
+    /// server's group; site verify keeps those right).
     fn writable_dirs(&self, root: &Path) -> Vec<PathBuf> {
-        scan::site_dirs(root).into_iter().map(|d| d.join("files")).collect()
+        scan::site_dirs(root)
     }
 
     /// Directories the platform must have, created setgid by platform verify.

@@ -165,7 +165,7 @@ impl Platform for Wordpress {
 
     fn writable_dirs(&self, root: &Path) -> Vec<std::path::PathBuf> {
         let mut dirs = vec![root.join("wp-content/uploads")];
-        dirs.extend(scan::site_dirs(root).into_iter().map(|d| d.join("files")));
+        dirs.extend(scan::site_dirs(root));
         dirs
     }
 

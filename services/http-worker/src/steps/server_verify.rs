@@ -37,7 +37,7 @@ pub async fn run(config: &HttpConfig, server: &ServerContext, log: &StepLog) -> 
     log.info(format!("config directory {} is writable", config.config_dir.display())).await;
 
     let base = web.base_config_path();
-    write_atomically(&base, web.base_config(server.name.as_str()).as_bytes()).await?;
+    write_atomically(&base, web.base_config(server.name.as_str(), http.port).as_bytes()).await?;
     log.info(format!("wrote the base config {}", base.display())).await;
 
     web.config_test().await?;

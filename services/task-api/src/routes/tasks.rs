@@ -39,7 +39,7 @@ pub struct TaskInput {
     pub task: TaskKind,
 }
 
-const ALL_TASKS: [TaskKind; 8] = [
+const ALL_TASKS: [TaskKind; 9] = [
     TaskKind::Verify,
     TaskKind::Install,
     TaskKind::Disable,
@@ -48,6 +48,7 @@ const ALL_TASKS: [TaskKind; 8] = [
     TaskKind::LoginReset,
     TaskKind::Lock,
     TaskKind::Unlock,
+    TaskKind::Ping,
 ];
 
 impl TaskInput {
@@ -81,6 +82,7 @@ fn site_task_allowed(uri: &SiteUri, status: SiteStatus, task: TaskKind) -> Resul
         TaskKind::Disable => status == SiteStatus::Enabled,
         TaskKind::Enable => status == SiteStatus::Disabled,
         TaskKind::Verify | TaskKind::LoginReset | TaskKind::Delete => status.is_installed(),
+        TaskKind::Ping => true,
         TaskKind::Lock | TaskKind::Unlock => false,
     };
     if allowed {
