@@ -36,10 +36,15 @@ async fn wordpress_platform(system: &System) -> PathBuf {
 }
 
 async fn save_site(system: &System, uri: &str, title: &str) {
+    save_site_on(system, "@platform_wp", uri, title).await;
+}
+
+async fn save_site_on(system: &System, platform: &str, uri: &str, title: &str) {
     let site = format!("@{uri}");
+    let platform = format!("--platform={platform}");
     let db = format!("--db_server=@{}", system.server);
     let title = format!("--title={title}");
-    cli_ok(system, &["save", &site, "--context_type=site", "--platform=@platform_wp", &db, &title]).await;
+    cli_ok(system, &["save", &site, "--context_type=site", &platform, &db, &title]).await;
 }
 
 /// `GET /` for `host` on the test's web server, redirects followed: status and body.
@@ -180,4 +185,34 @@ async fn a_failed_install_is_rolled_back_and_other_sites_keep_answering() {
     assert_eq!(view["status"], "failed", "{view}");
     let (status, body) = page_showing(&system, &good, "Good site", true).await;
     assert!(status == 200 && body.contains("Good site"), "the other site still answers: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mediawiki_site_is_installed_answers_and_is_deleted_through_the_cli() {
+    let (system, _fpm) = start().await;
+    system.save_server(&mariadb_url()).await;
+    let server = format!("@{}", system.server);
+    cli_ok(&system, &[&server, "verify"]).await;
+    let root = system.platforms_dir().join("mediawiki");
+    copy_tree_resolving(Path::new("/usr/share/mediawiki"), &root, &["LocalSettings.php", "config", "images"]);
+    let root_arg = format!("--root={}", root.display());
+    let web = format!("--web_server={server}");
+    cli_ok(&system, &["save", "@platform_mw", "--context_type=platform", &root_arg, &web]).await;
+    let out = cli_ok(&system, &["@platform_mw", "verify"]).await;
+    assert!(out.contains("mediawiki"), "{out}");
+
+    let uri = format!("wiki-{}.example.com", random_suffix());
+    let title = format!("Wiki {}", random_suffix());
+    save_site_on(&system, "@platform_mw", &uri, &title).await;
+    cli_ok(&system, &[&format!("@{uri}"), "install"]).await;
+    let (status, body) = page_showing(&system, &uri, &title, true).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&title), "the wiki shows its own name");
+    assert_eq!(db_traces(&uri).await, (1, 2));
+
+    cli_ok(&system, &[&format!("@{uri}"), "delete"]).await;
+    let (_, body) = page_showing(&system, &uri, &title, false).await;
+    assert!(!body.contains(&title));
+    assert_eq!(db_traces(&uri).await, (0, 0), "database and user are gone");
+    assert!(!root.join("sites").join(&uri).exists(), "the site's files are gone");
 }
