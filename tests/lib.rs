@@ -37,9 +37,13 @@ pub fn mariadb_url() -> String {
 
 /// The directory the workspace's binaries were built into.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>-<hash>
-    let dir = exe.parent().and_then(Path::parent).expect("target profile directory");
+    let exe = std::env::current_exe().expect("executable path");
+    // Tests run as target/<profile>/deps/<test>-<hash>; binaries such as the
+    // benchmark as target/<profile>/<name>.
+    let mut dir = exe.parent().expect("executable directory");
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir = dir.parent().expect("target profile directory");
+    }
     let path = dir.join(name);
     assert!(path.is_file(), "{} is not built; run `cargo build --workspace --bins` first", path.display());
     path
@@ -657,5 +661,107 @@ impl Drop for PhpFpm {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl System {
+    /// The process id of a running service, e.g. to read its memory use.
+    pub fn pid(&self, service: &str) -> Option<u32> {
+        self.children.get(service).and_then(Child::id)
+    }
+
+    /// The main config of this system's nginx (`nginx -c`).
+    pub fn nginx_conf(&self) -> &Path {
+        &self.nginx_conf
+    }
+}
+
+/// Creates a RabbitMQ vhost guest may use and returns its `amqp://` url; for measuring
+/// the bare broker apart from the system's own vhost.
+pub fn add_vhost(vhost: &str) -> String {
+    rabbitmqctl(&["add_vhost", vhost]);
+    rabbitmqctl(&["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]);
+    base_url_with_vhost(vhost)
+}
+
+pub fn delete_vhost(vhost: &str) {
+    let _ = std::process::Command::new("rabbitmqctl").args(["delete_vhost", vhost]).output();
+}
+
+/// The MariaDB admin account of [`mariadb_url`] as a server's db service.
+pub fn mariadb_service() -> aegir_contract::DbService {
+    let url = mariadb_url();
+    let rest = url.strip_prefix("mysql://").expect("AEGIR_TEST_MARIADB_URL is a mysql:// URL");
+    let (creds, hostport) = rest.rsplit_once('@').expect("mysql://USER:PASSWORD@HOST:PORT");
+    let (user, password) = creds.split_once(':').unwrap_or((creds, ""));
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+    aegir_contract::DbService {
+        service_type: aegir_contract::DbServiceType::Mariadb,
+        host: aegir_contract::HostName::parse(host).unwrap(),
+        port: port.parse().unwrap(),
+        admin_user: user.into(),
+        admin_password: aegir_contract::Secret::new(password),
+    }
+}
+
+/// A connection to MariaDB as its admin, for checking what the workers did.
+pub async fn mariadb_admin() -> sqlx::MySqlConnection {
+    use sqlx::Connection;
+    let db = mariadb_service();
+    let mut options =
+        sqlx::mysql::MySqlConnectOptions::new().host(db.host.as_str()).port(db.port).username(&db.admin_user);
+    if !db.admin_password.is_empty() {
+        options = options.password(db.admin_password.expose());
+    }
+    sqlx::MySqlConnection::connect_with(&options).await.expect("MariaDB reachable as admin")
+}
+
+impl System {
+    /// A platform made from a Debian package's tree (`/usr/share/<package>`), without the
+    /// top-level entries in `skip` (Debian's own config dispatch).
+    pub fn platform_from_package(&self, package: &str, skip: &[&str]) -> PathBuf {
+        let root = self.platforms_dir().join(package);
+        copy_tree_resolving(&Path::new("/usr/share").join(package), &root, skip);
+        root
+    }
+}
+
+/// `GET http://<host>:<port><path>` answered by 127.0.0.1, as a browser would ask:
+/// status, body and `Location`. Redirects are followed when `follow`. Status 0 means
+/// nothing listens on the port (e.g. its last vhost is gone).
+pub async fn fetch(host: &str, port: u16, path: &str, follow: bool) -> (u16, String, String) {
+    let policy = if follow { reqwest::redirect::Policy::limited(5) } else { reqwest::redirect::Policy::none() };
+    let client = reqwest::Client::builder()
+        .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .redirect(policy)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    match client.get(format!("http://{host}:{port}{path}")).send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let location =
+                response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_owned();
+            (status, response.text().await.unwrap_or_default(), location)
+        }
+        Err(e) if e.is_connect() => (0, String::new(), String::new()),
+        Err(e) => panic!("asking {host}:{port}{path}: {e}"),
+    }
+}
+
+/// Asks `/` until the page does (or does not) show `text` three times in a row — nginx
+/// workers from before a reload may take a last request — and returns the last status and
+/// body. Redirects are followed only while the text is expected: a removed site's host may
+/// reach another site, whose redirect to its own name must not be followed.
+pub async fn fetch_showing(host: &str, port: u16, text: &str, shown: bool) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut steady = 0;
+    loop {
+        let (status, body, _) = fetch(host, port, "/", shown).await;
+        steady = if body.contains(text) == shown { steady + 1 } else { 0 };
+        if steady == 3 || tokio::time::Instant::now() > deadline {
+            return (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -6,23 +6,8 @@
 //! them ([`System::run_step`]), so this test does not depend on the API's site endpoints.
 
 use aegir_contract::*;
-use aegir_e2e::{System, mariadb_url, random_suffix};
+use aegir_e2e::{System, mariadb_admin, mariadb_service, random_suffix};
 use sqlx::{Connection, MySqlConnection};
-
-fn db_service() -> DbService {
-    let url = mariadb_url();
-    let rest = url.strip_prefix("mysql://").unwrap();
-    let (creds, hostport) = rest.rsplit_once('@').unwrap();
-    let (user, password) = creds.split_once(':').unwrap_or((creds, ""));
-    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
-    DbService {
-        service_type: DbServiceType::Mariadb,
-        host: HostName::parse(host).unwrap(),
-        port: port.parse().unwrap(),
-        admin_user: user.into(),
-        admin_password: Secret::new(password),
-    }
-}
 
 fn site(server: &str) -> SiteContext {
     let name = ServerName::parse(server).unwrap();
@@ -30,7 +15,7 @@ fn site(server: &str) -> SiteContext {
         name,
         remote_host: HostName::parse("localhost").unwrap(),
         http: Some(HttpService { service_type: HttpServiceType::Nginx, port: 80 }),
-        db: Some(db_service()),
+        db: Some(mariadb_service()),
     };
     let uri = SiteUri::parse(&format!("db-{}.example.com", random_suffix())).unwrap();
     let db = DbIdent::for_site(&uri, &random_suffix());
@@ -54,16 +39,6 @@ fn site(server: &str) -> SiteContext {
     }
 }
 
-async fn admin() -> MySqlConnection {
-    let db = db_service();
-    let mut options =
-        sqlx::mysql::MySqlConnectOptions::new().host(db.host.as_str()).port(db.port).username(&db.admin_user);
-    if !db.admin_password.is_empty() {
-        options = options.password(db.admin_password.expose());
-    }
-    MySqlConnection::connect_with(&options).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_site_gets_its_own_database_and_user_and_dropping_removes_both() {
     let system = System::start().await;
@@ -74,7 +49,7 @@ async fn a_site_gets_its_own_database_and_user_and_dropping_removes_both() {
         let result = system.run_step(StepAction::SiteDatabaseCreate { site: site.clone() }).await;
         assert!(matches!(result.outcome, StepOutcome::Success { .. }), "{result:?}");
     }
-    let mut conn = admin().await;
+    let mut conn = mariadb_admin().await;
     let databases: Vec<(String,)> =
         sqlx::query_as("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?")
             .bind(&name)
@@ -97,7 +72,7 @@ async fn a_site_gets_its_own_database_and_user_and_dropping_removes_both() {
     // The site's user logs in with its password and sees only its database.
     let site_conn = sqlx::mysql::MySqlConnectOptions::new()
         .host("127.0.0.1")
-        .port(db_service().port)
+        .port(mariadb_service().port)
         .username(&user)
         .password(site.database.password.expose())
         .database(&name);

@@ -2,11 +2,9 @@
 //! whole system running, a real WordPress from Debian's package on nginx and php-fpm,
 //! and MariaDB checked directly.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use aegir_e2e::{Options, PhpFpm, System, copy_tree_resolving, mariadb_url, random_suffix, write_tree};
-use sqlx::{Connection, MySqlConnection};
+use aegir_e2e::{Options, PhpFpm, System, fetch_showing, mariadb_admin, mariadb_url, random_suffix, write_tree};
 
 async fn start() -> (System, PhpFpm) {
     let fpm = PhpFpm::start();
@@ -26,8 +24,7 @@ async fn wordpress_platform(system: &System) -> PathBuf {
     system.save_server(&mariadb_url()).await;
     let server = format!("@{}", system.server);
     cli_ok(system, &[&server, "verify"]).await;
-    let root = system.platforms_dir().join("wordpress");
-    copy_tree_resolving(Path::new("/usr/share/wordpress"), &root, &["wp-config.php", ".htaccess"]);
+    let root = system.platform_from_package("wordpress", &["wp-config.php", ".htaccess"]);
     let root_arg = format!("--root={}", root.display());
     let web = format!("--web_server={server}");
     cli_ok(system, &["save", "@platform_wp", "--context_type=platform", &root_arg, &web]).await;
@@ -47,55 +44,11 @@ async fn save_site_on(system: &System, platform: &str, uri: &str, title: &str) {
     cli_ok(system, &["save", &site, "--context_type=site", &platform, &db, &title]).await;
 }
 
-/// `GET /` for `host` on the test's web server, redirects followed: status and body.
-async fn page(system: &System, host: &str) -> (u16, String) {
-    let client = reqwest::Client::builder()
-        .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], system.http_port)))
-        .redirect(reqwest::redirect::Policy::limited(5))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    // Status 0: nothing listens there any more (the last vhost on the port is gone).
-    match client.get(format!("http://{host}:{}/", system.http_port)).send().await {
-        Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
-        Err(e) if e.is_connect() => (0, String::new()),
-        Err(e) => panic!("asking {host}: {e}"),
-    }
-}
-
-/// Asks until the page does (or does not) show `text` three times in a row — nginx
-/// workers from before a reload may answer a last request — and returns the last answer.
-async fn page_showing(system: &System, host: &str, text: &str, shown: bool) -> (u16, String) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let mut steady = 0;
-    loop {
-        let answer = page(system, host).await;
-        steady = if answer.1.contains(text) == shown { steady + 1 } else { 0 };
-        if steady == 3 || tokio::time::Instant::now() > deadline {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn admin() -> MySqlConnection {
-    let url = mariadb_url();
-    let rest = url.strip_prefix("mysql://").unwrap();
-    let (creds, hostport) = rest.rsplit_once('@').unwrap();
-    let (user, password) = creds.split_once(':').unwrap_or((creds, ""));
-    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
-    let mut options = sqlx::mysql::MySqlConnectOptions::new().host(host).port(port.parse().unwrap()).username(user);
-    if !password.is_empty() {
-        options = options.password(password);
-    }
-    MySqlConnection::connect_with(&options).await.unwrap()
-}
-
 /// Databases and users whose names start like the site's (its uri with `_` for `.` and `-`).
 async fn db_traces(uri: &str) -> (i64, i64) {
     let prefix: String = uri.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(20).collect();
     let pattern = format!("{prefix}%");
-    let mut conn = admin().await;
+    let mut conn = mariadb_admin().await;
     let dbs: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE ?")
         .bind(&pattern)
         .fetch_one(&mut conn)
@@ -132,7 +85,7 @@ async fn a_wordpress_site_is_installed_disabled_enabled_and_deleted_through_the_
 
     let out = cli_ok(&system, &[&site, "install"]).await;
     assert!(out.contains("site database create") && out.contains("site install"), "{out}");
-    let (status, body) = page_showing(&system, &uri, &title, true).await;
+    let (status, body) = fetch_showing(&uri, system.http_port, &title, true).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&title), "the page shows the site's own title");
     assert_eq!(db_traces(&uri).await, (1, 2), "one database; its user for localhost and 127.0.0.1");
@@ -140,16 +93,16 @@ async fn a_wordpress_site_is_installed_disabled_enabled_and_deleted_through_the_
     assert_eq!(view["status"], "enabled", "{view}");
 
     cli_ok(&system, &[&site, "disable"]).await;
-    let (status, body) = page_showing(&system, &uri, &title, false).await;
+    let (status, body) = fetch_showing(&uri, system.http_port, &title, false).await;
     assert_ne!(status, 200, "a disabled site is not served");
     assert!(!body.contains(&title) && body.to_lowercase().contains("disabled"), "{status} {body}");
     cli_ok(&system, &[&site, "enable"]).await;
-    let (status, body) = page_showing(&system, &uri, &title, true).await;
+    let (status, body) = fetch_showing(&uri, system.http_port, &title, true).await;
     assert!(status == 200 && body.contains(&title), "enabled again: {status}");
 
     let out = cli_ok(&system, &[&site, "delete"]).await;
     assert!(out.contains("no final backup"), "the delete says it took no backup: {out}");
-    let (_, body) = page_showing(&system, &uri, &title, false).await;
+    let (_, body) = fetch_showing(&uri, system.http_port, &title, false).await;
     assert!(!body.contains(&title), "the host no longer answers with the site");
     assert_eq!(db_traces(&uri).await, (0, 0), "database and user are gone");
     assert!(!root.join("sites").join(&uri).exists(), "the site's files are gone");
@@ -183,7 +136,7 @@ async fn a_failed_install_is_rolled_back_and_other_sites_keep_answering() {
     assert!(vhosts_naming(&system, &bad).is_empty(), "no vhost left");
     let (_, view) = system.get(&format!("/api/v1/sites/{bad}")).await;
     assert_eq!(view["status"], "failed", "{view}");
-    let (status, body) = page_showing(&system, &good, "Good site", true).await;
+    let (status, body) = fetch_showing(&good, system.http_port, "Good site", true).await;
     assert!(status == 200 && body.contains("Good site"), "the other site still answers: {status}");
 }
 
@@ -193,8 +146,7 @@ async fn a_mediawiki_site_is_installed_answers_and_is_deleted_through_the_cli() 
     system.save_server(&mariadb_url()).await;
     let server = format!("@{}", system.server);
     cli_ok(&system, &[&server, "verify"]).await;
-    let root = system.platforms_dir().join("mediawiki");
-    copy_tree_resolving(Path::new("/usr/share/mediawiki"), &root, &["LocalSettings.php", "config", "images"]);
+    let root = system.platform_from_package("mediawiki", &["LocalSettings.php", "config", "images"]);
     let root_arg = format!("--root={}", root.display());
     let web = format!("--web_server={server}");
     cli_ok(&system, &["save", "@platform_mw", "--context_type=platform", &root_arg, &web]).await;
@@ -205,13 +157,13 @@ async fn a_mediawiki_site_is_installed_answers_and_is_deleted_through_the_cli() 
     let title = format!("Wiki {}", random_suffix());
     save_site_on(&system, "@platform_mw", &uri, &title).await;
     cli_ok(&system, &[&format!("@{uri}"), "install"]).await;
-    let (status, body) = page_showing(&system, &uri, &title, true).await;
+    let (status, body) = fetch_showing(&uri, system.http_port, &title, true).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&title), "the wiki shows its own name");
     assert_eq!(db_traces(&uri).await, (1, 2));
 
     cli_ok(&system, &[&format!("@{uri}"), "delete"]).await;
-    let (_, body) = page_showing(&system, &uri, &title, false).await;
+    let (_, body) = fetch_showing(&uri, system.http_port, &title, false).await;
     assert!(!body.contains(&title));
     assert_eq!(db_traces(&uri).await, (0, 0), "database and user are gone");
     assert!(!root.join("sites").join(&uri).exists(), "the site's files are gone");

@@ -14,34 +14,19 @@ use std::time::Duration;
 
 use aegir_contract::*;
 use aegir_e2e::{
-    Apache, Options, PhpFpm, System, copy_tree_resolving, free_port, mariadb_url, random_suffix, write_tree,
+    Apache, Options, PhpFpm, System, fetch, fetch_showing, free_port, mariadb_admin, mariadb_service, random_suffix,
+    write_tree,
 };
-use sqlx::{Connection, MySqlConnection};
 
 /// Installers create dozens of tables; give them time on a small machine.
 const INSTALL_PATIENCE: Duration = Duration::from_secs(300);
-
-fn db_service() -> DbService {
-    let url = mariadb_url();
-    let rest = url.strip_prefix("mysql://").unwrap();
-    let (creds, hostport) = rest.rsplit_once('@').unwrap();
-    let (user, password) = creds.split_once(':').unwrap_or((creds, ""));
-    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
-    DbService {
-        service_type: DbServiceType::Mariadb,
-        host: HostName::parse(host).unwrap(),
-        port: port.parse().unwrap(),
-        admin_user: user.into(),
-        admin_password: Secret::new(password),
-    }
-}
 
 fn server(system: &System, kind: HttpServiceType, port: u16) -> ServerContext {
     ServerContext {
         name: ServerName::parse(&system.server).unwrap(),
         remote_host: HostName::parse("localhost").unwrap(),
         http: Some(HttpService { service_type: kind, port }),
-        db: Some(db_service()),
+        db: Some(mariadb_service()),
     }
 }
 
@@ -69,19 +54,9 @@ fn site(server: &ServerContext, root: &Path, kind: PlatformType, label: &str) ->
     }
 }
 
-async fn admin() -> MySqlConnection {
-    let db = db_service();
-    let mut options =
-        sqlx::mysql::MySqlConnectOptions::new().host(db.host.as_str()).port(db.port).username(&db.admin_user);
-    if !db.admin_password.is_empty() {
-        options = options.password(db.admin_password.expose());
-    }
-    MySqlConnection::connect_with(&options).await.unwrap()
-}
-
 /// The site's database and user, as `site database create` makes them.
 async fn create_database(site: &SiteContext) {
-    let mut conn = admin().await;
+    let mut conn = mariadb_admin().await;
     let (name, user) = (site.database.name.as_str(), site.database.user.as_str());
     let password = site.database.password.expose();
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE IF NOT EXISTS `{name}`")))
@@ -103,7 +78,7 @@ async fn create_database(site: &SiteContext) {
 }
 
 async fn drop_database(site: &SiteContext) {
-    let mut conn = admin().await;
+    let mut conn = mariadb_admin().await;
     let (name, user) = (site.database.name.as_str(), site.database.user.as_str());
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`"))).execute(&mut conn).await.unwrap();
     for host in ["localhost", "127.0.0.1"] {
@@ -112,13 +87,6 @@ async fn drop_database(site: &SiteContext) {
             .await
             .unwrap();
     }
-}
-
-/// A platform made from a Debian package's tree, without Debian's own config dispatch.
-fn platform_from_package(system: &System, package: &str, skip: &[&str]) -> PathBuf {
-    let root = system.platforms_dir().join(package);
-    copy_tree_resolving(&Path::new("/usr/share").join(package), &root, skip);
-    root
 }
 
 /// `GET http://<host>:<port><path>` answered by 127.0.0.1, as a browser would ask.
@@ -145,40 +113,9 @@ async fn get_expecting(host: &str, port: u16, path: &str, status: u16) -> (u16, 
     }
 }
 
-/// Asks until the page does (or does not) show `text`, and returns the last answer.
-async fn get_showing(host: &str, port: u16, text: &str, shown: bool) -> (u16, String) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let mut matched = 0;
-    loop {
-        // When the site is gone its host may reach another site, whose redirect to its
-        // own name is not followed.
-        let (status, body, _) = fetch(host, port, "/", shown).await;
-        let answer = (status, body);
-        matched = if answer.1.contains(text) == shown { matched + 1 } else { 0 };
-        if matched == 3 || tokio::time::Instant::now() > deadline {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Like [`get`], with the `Location` header of a redirect.
 async fn get_with_location(host: &str, port: u16, path: &str) -> (u16, String, String) {
     fetch(host, port, path, false).await
-}
-
-async fn fetch(host: &str, port: u16, path: &str, follow: bool) -> (u16, String, String) {
-    let policy = if follow { reqwest::redirect::Policy::limited(5) } else { reqwest::redirect::Policy::none() };
-    let client = reqwest::Client::builder()
-        .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-        .redirect(policy)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let response = client.get(format!("http://{host}:{port}{path}")).send().await.expect("the web server answers");
-    let status = response.status().as_u16();
-    let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_owned();
-    (status, response.text().await.unwrap_or_default(), location)
 }
 
 fn assert_success(result: &StepResult, what: &str) -> StepFacts {
@@ -264,7 +201,7 @@ async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remo
     verify_server(&system, &server).await;
 
     // WordPress: install, and it answers with its own title.
-    let wp_root = platform_from_package(&system, "wordpress", &["wp-config.php", ".htaccess"]);
+    let wp_root = system.platform_from_package("wordpress", &["wp-config.php", ".htaccess"]);
     let wp = site(&server, &wp_root, PlatformType::Wordpress, "wp");
     create_database(&wp).await;
     let (facts, log) = step(&system, StepAction::SiteInstall { site: wp.clone() }, "WordPress install").await;
@@ -274,7 +211,7 @@ async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remo
     assert!(!messages.iter().any(|m| m.contains(wp.database.password.expose())), "no password in the log");
     let packages = facts.packages.expect("packages found at install");
     assert!(packages.iter().any(|p| p.name == "akismet" && p.kind == PackageKind::Plugin), "{packages:?}");
-    let (status, body) = get_showing(wp.uri.as_str(), port, wp.title.as_str(), true).await;
+    let (status, body) = fetch_showing(wp.uri.as_str(), port, wp.title.as_str(), true).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(wp.title.as_str()), "the page shows the site's title:\n{body}");
     // An alias reaches the same site, which (being WordPress) sends it to its own address.
@@ -296,12 +233,12 @@ async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remo
     step(&system, StepAction::SiteInstall { site: wp.clone() }, "WordPress install again").await;
 
     // MediaWiki next to it on the same web server.
-    let mw_root = platform_from_package(&system, "mediawiki", &["LocalSettings.php", "config", "images"]);
+    let mw_root = system.platform_from_package("mediawiki", &["LocalSettings.php", "config", "images"]);
     let mut mw = site(&server, &mw_root, PlatformType::Mediawiki, "mw");
     mw.redirection = true;
     create_database(&mw).await;
     step(&system, StepAction::SiteInstall { site: mw.clone() }, "MediaWiki install").await;
-    let (status, body) = get_showing(mw.uri.as_str(), port, mw.title.as_str(), true).await;
+    let (status, body) = fetch_showing(mw.uri.as_str(), port, mw.title.as_str(), true).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(mw.title.as_str()), "the wiki shows its name:\n{body}");
     assert_modes(&system, &mw, "LocalSettings.php");
@@ -329,7 +266,7 @@ async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remo
 
     // Enable: the site is back.
     step(&system, StepAction::SiteEnable { site: wp.clone() }, "enable").await;
-    let (status, body) = get_showing(wp.uri.as_str(), port, wp.title.as_str(), true).await;
+    let (status, body) = fetch_showing(wp.uri.as_str(), port, wp.title.as_str(), true).await;
     assert!(status == 200 && body.contains(wp.title.as_str()), "{status}");
 
     // Verify: nothing to change, no reload, packages rescanned.
@@ -358,7 +295,7 @@ async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remo
 
     // Remove: the host no longer gets the site; the site dir and vhost are gone.
     step(&system, StepAction::SiteRemove { site: wp.clone() }, "remove").await;
-    let (_, body) = get_showing(wp.uri.as_str(), port, wp.title.as_str(), false).await;
+    let (_, body) = fetch_showing(wp.uri.as_str(), port, wp.title.as_str(), false).await;
     assert!(!body.contains(wp.title.as_str()), "WordPress is still served after remove");
     assert_gone(&system, &wp);
     // Removing again is fine.
@@ -377,7 +314,7 @@ async fn a_failed_install_is_removed_without_a_trace_and_others_keep_being_serve
     let port = free_port();
     let server = server(&system, HttpServiceType::Nginx, port);
     verify_server(&system, &server).await;
-    let root = platform_from_package(&system, "wordpress", &["wp-config.php", ".htaccess"]);
+    let root = system.platform_from_package("wordpress", &["wp-config.php", ".htaccess"]);
 
     let good = site(&server, &root, PlatformType::Wordpress, "good");
     create_database(&good).await;
@@ -396,7 +333,7 @@ async fn a_failed_install_is_removed_without_a_trace_and_others_keep_being_serve
     // Its undo leaves nothing behind, and the other site is still served.
     step(&system, StepAction::SiteRemove { site: bad.clone() }, "undo").await;
     assert_gone(&system, &bad);
-    let (status, body) = get_showing(good.uri.as_str(), port, good.title.as_str(), true).await;
+    let (status, body) = fetch_showing(good.uri.as_str(), port, good.title.as_str(), true).await;
     assert!(status == 200 && body.contains(good.title.as_str()), "{status}");
 
     // When the config test fails with a new vhost in it, the vhost is not kept (so the
@@ -441,11 +378,11 @@ async fn wordpress_on_apache_answers_and_is_removed() {
     let server = server(&system, HttpServiceType::Apache, port);
     verify_server(&system, &server).await;
 
-    let root = platform_from_package(&system, "wordpress", &["wp-config.php", ".htaccess"]);
+    let root = system.platform_from_package("wordpress", &["wp-config.php", ".htaccess"]);
     let wp = site(&server, &root, PlatformType::Wordpress, "apache");
     create_database(&wp).await;
     step(&system, StepAction::SiteInstall { site: wp.clone() }, "install on apache").await;
-    let (status, body) = get_showing(wp.uri.as_str(), port, wp.title.as_str(), true).await;
+    let (status, body) = fetch_showing(wp.uri.as_str(), port, wp.title.as_str(), true).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(wp.title.as_str()), "{body}");
     assert_modes(&system, &wp, "wp-config.php");
@@ -461,7 +398,7 @@ async fn wordpress_on_apache_answers_and_is_removed() {
 
     step(&system, StepAction::SiteRemove { site: wp.clone() }, "remove").await;
     assert_gone(&system, &wp);
-    let (_, body) = get_showing(wp.uri.as_str(), port, wp.title.as_str(), false).await;
+    let (_, body) = fetch_showing(wp.uri.as_str(), port, wp.title.as_str(), false).await;
     assert!(!body.contains(wp.title.as_str()));
     drop_database(&wp).await;
 }
