@@ -243,6 +243,46 @@ ensure_platform_roots() {
 }
 
 # ---------------------------------------------------------------------------
+# Demo site: a WordPress platform from Debian's package and one site on it
+# ---------------------------------------------------------------------------
+
+DEMO_PLATFORM=platform_wordpress
+DEMO_ROOT="${PLATFORM_ROOTS%%:*}/wordpress"
+DEMO_SITE="${AEGIR_DEMO_SITE:-aegir-demo.localhost}"
+
+aegir_cli() {
+    AEGIR_API="${API_URL}" "${BIN_DIR}/aegir" "$@"
+}
+
+demo_site() {
+    local status
+    if [[ ! -d "${DEMO_ROOT}" ]]; then
+        aegir_log "demo: copying WordPress from /usr/share/wordpress to ${DEMO_ROOT}"
+        # Debian links parts of WordPress to /etc and /var/lib: copy real files, and
+        # leave out Debian's own config dispatch, which the platform replaces.
+        cp -rL /usr/share/wordpress "${DEMO_ROOT}"
+        rm -f "${DEMO_ROOT}/wp-config.php" "${DEMO_ROOT}/.htaccess"
+    fi
+    aegir_cli save "@${DEMO_PLATFORM}" --context_type=platform --root="${DEMO_ROOT}" --web_server="@${SERVER}" ||
+        aegir_die "aegir save @${DEMO_PLATFORM} failed"
+    aegir_cli "@${DEMO_PLATFORM}" verify || aegir_die "verify of @${DEMO_PLATFORM} failed; see ${LOG_DIR}/"
+
+    # 404 until the site is saved: no status then.
+    status="$(curl -fsS -m 5 "${API_URL}/api/v1/sites/${DEMO_SITE}" 2>/dev/null |
+        sed -n 's/.*"status":"\([a-z]*\)".*/\1/p' || true)"
+    if [[ "${status}" == enabled ]]; then
+        aegir_log "demo: @${DEMO_SITE} is installed already"
+    else
+        aegir_cli save "@${DEMO_SITE}" --context_type=site --platform="@${DEMO_PLATFORM}" \
+            --db_server="@${SERVER}" --title="Aegir demo site" || aegir_die "aegir save @${DEMO_SITE} failed"
+        aegir_cli "@${DEMO_SITE}" install || aegir_die "install of @${DEMO_SITE} failed; see ${LOG_DIR}/"
+    fi
+    aegir_wait_for "the demo site to answer" 30 curl -fsS -m 5 -o /dev/null -H "Host: ${DEMO_SITE}" http://127.0.0.1/ ||
+        aegir_die "the demo site does not answer on http://127.0.0.1/ with Host: ${DEMO_SITE}"
+    aegir_log "demo: @${DEMO_SITE} answers over HTTP"
+}
+
+# ---------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------
 
@@ -283,9 +323,13 @@ cmd_start() {
         aegir_die "verify of @${SERVER} failed; worker logs are in ${LOG_DIR}/"
     fi
 
+    demo_site
+
     cat <<EOF
 
-Aegir is up and @${SERVER} is verified.
+Aegir is up, @${SERVER} is verified, and a demo WordPress site is installed.
+
+  Demo site  http://${DEMO_SITE}/   (or: curl -H 'Host: ${DEMO_SITE}' http://127.0.0.1/)
 
   API        ${API_URL}/api/v1
   OpenAPI    ${API_URL}/api/openapi.json

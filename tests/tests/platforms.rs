@@ -158,6 +158,16 @@ async fn a_drupal7_site_is_imported_and_a_platform_is_deleted_only_without_sites
     save_platform(&system, "@platform_empty", &empty).await;
     let listed = cli_ok(&system, &["list", "platforms"]).await;
     assert!(listed.contains("platform_empty"), "{listed}");
+    // A site directory no record knows of still keeps the code base from going.
+    write_tree(&empty, &[("sites/stray.example.com/settings.php", "<?php\n")]);
+    let out = system.cli(&["@platform_empty", "delete"]).await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stdout.contains("still holds 1 site directory (sites/stray.example.com)"), "{out}");
+    assert!(empty.join("lib/code.php").is_file(), "nothing was removed");
+    let (status, _) = system.get("/api/v1/platforms/platform_empty").await;
+    assert_eq!(status, 200, "the record stays after a failed delete");
+    std::fs::remove_dir_all(empty.join("sites")).unwrap();
+
     let out = cli_ok(&system, &["@platform_empty", "delete"]).await;
     assert!(out.contains("removed the platform root"), "{out}");
     assert!(!empty.exists(), "the platform's root is gone");

@@ -80,6 +80,18 @@ impl HttpArgs {
 }
 
 impl HttpConfig {
+    /// Refuses a platform root outside the directories platforms may live in.
+    pub fn check_platform_root(&self, root: &AbsolutePath) -> Result<(), aegir_worker::StepError> {
+        if self.platform_roots.iter().any(|allowed| root.is_within(allowed)) {
+            return Ok(());
+        }
+        let allowed: Vec<&str> = self.platform_roots.iter().map(|r| r.as_str()).collect();
+        Err(aegir_worker::StepError::permanent(format!(
+            "platform root {root} is outside the directories platforms may live in on this server ({})",
+            allowed.join(", ")
+        )))
+    }
+
     /// The php-fpm socket to use: the configured one, else the first one found.
     pub fn php_fpm_socket(&self) -> Option<PathBuf> {
         if let Some(socket) = &self.php_fpm_socket {

@@ -40,6 +40,8 @@ impl StepHandler for HttpWorker {
         match &step.action {
             StepAction::HttpServerVerify { server } => steps::server_verify::run(&self.config, server, log).await,
             StepAction::PlatformVerify { platform } => steps::platform_verify::run(&self.config, platform, log).await,
+            StepAction::PlatformImport { platform } => steps::platform_import::run(&self.config, platform, log).await,
+            StepAction::PlatformDelete { platform } => steps::platform_delete::run(&self.config, platform, log).await,
             StepAction::SiteInstall { site } => steps::site_install::run(&self.config, site, log).await,
             StepAction::SiteRemove { site } => steps::site_remove::run(&self.config, site, log).await,
             StepAction::SiteVerify { site } => steps::site_verify::run(&self.config, site, log).await,

@@ -36,11 +36,15 @@ pub fn path(vhost_dir: &Path, uri: &SiteUri) -> PathBuf {
     vhost_dir.join(format!("{uri}.conf"))
 }
 
+/// Whether a value can go into a vhost inside double quotes.
+pub fn carries(value: &str) -> bool {
+    value.chars().all(|c| c.is_ascii_alphanumeric() || "._~+=/@%:,!^*()[]-".contains(c))
+}
+
 /// Values go into the config inside double quotes; refuse what could end the quote,
 /// start a variable (`$` in nginx) or break the line.
 fn check_value(name: &str, value: &str) -> Result<(), StepError> {
-    let ok = value.chars().all(|c| c.is_ascii_alphanumeric() || "._~+=/@%:,!^*()[]-".contains(c));
-    if ok {
+    if carries(value) {
         Ok(())
     } else {
         Err(StepError::permanent(format!(

@@ -38,6 +38,14 @@ pub fn steps(request: &TaskRequested) -> Vec<PlannedStep> {
         (TaskKind::Verify, TaskTarget::Platform { platform }) => {
             vec![step(StepAction::PlatformVerify { platform: platform.clone() })]
         }
+        // Import only reads the platform; task-api creates the records from what it found.
+        (TaskKind::Import, TaskTarget::Platform { platform }) => {
+            vec![step(StepAction::PlatformImport { platform: platform.clone() })]
+        }
+        // task-api refused the delete while sites were on it; the step checks the disk too.
+        (TaskKind::Delete, TaskTarget::Platform { platform }) => {
+            vec![step(StepAction::PlatformDelete { platform: platform.clone() })]
+        }
         // Locking is a change of the platform's record only: nothing runs on a server,
         // but it is still a task, in order with the platform's other tasks and logged.
         (TaskKind::Lock | TaskKind::Unlock, TaskTarget::Platform { .. }) => Vec::new(),
@@ -61,7 +69,7 @@ pub fn steps(request: &TaskRequested) -> Vec<PlannedStep> {
                     step(StepAction::SiteDatabaseDrop { site }),
                 ],
                 // Ping is planned above; the contract refuses the others for sites.
-                TaskKind::Ping | TaskKind::Lock | TaskKind::Unlock => Vec::new(),
+                TaskKind::Ping | TaskKind::Lock | TaskKind::Unlock | TaskKind::Import => Vec::new(),
             }
         }
         // The contract refuses these combinations before a plan is made.
@@ -180,6 +188,16 @@ mod tests {
         let plan = steps(&task(TaskKind::Verify, TaskTarget::Platform { platform: platform() }));
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].action.route().to_string(), "server_master.http");
+    }
+
+    #[test]
+    fn a_platform_import_and_delete_each_run_one_step_on_its_web_server() {
+        for (kind, label) in [(TaskKind::Import, "platform import"), (TaskKind::Delete, "platform delete")] {
+            let plan = steps(&task(kind, TaskTarget::Platform { platform: platform() }));
+            assert_eq!(labels(plan.iter().map(|s| s.action.clone())), [label]);
+            assert_eq!(plan[0].action.route().to_string(), "server_master.http");
+            assert!(rollback(&plan, 0).is_empty());
+        }
     }
 
     #[test]

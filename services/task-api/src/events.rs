@@ -13,7 +13,8 @@ use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use aegir_amqp::topology::{EventKey, QueueName};
 use aegir_amqp::{Broker, ConsumerSpec, Delivery, consume, extract_trace_context};
 use aegir_contract::{
-    ContextName, LogLine, Message, SiteUri, StepOutcome, StepResult, TaskFinished, TaskKind, TaskOutcome, TaskStarted,
+    ContextName, LogLine, Message, PlatformName, ServerName, SiteUri, StepOutcome, StepResult, TaskFinished, TaskKind,
+    TaskOutcome, TaskStarted,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::error::is_unavailable;
+use crate::import::{self, ImportStep};
 use crate::live::{LiveEvent, LiveLog};
 use crate::metrics::EVENTS_CONSUMED;
 use crate::views::{ContextStatus, SiteStatus, TaskStatus};
@@ -231,6 +233,23 @@ impl EventConsumer {
         if let (ContextName::Platform(name), Some(profiles)) = (&context, &facts.profiles) {
             changed |= db::platforms::set_profiles(&mut *tx, name, profiles).await?;
         }
+        if let (ContextName::Platform(name), Some(sites)) = (&context, &facts.sites) {
+            // A platform deleted meanwhile takes no sites.
+            if let Some(platform) = db::platforms::lock(&mut tx, name, false).await? {
+                match ServerName::parse(&platform.web_server) {
+                    Ok(web_server) => {
+                        let step = ImportStep { task_id: result.task_id, step: result.step, at: result.finished_at };
+                        let created =
+                            import::create_records(&mut tx, &self.live, name, &web_server, sites, &step).await?;
+                        tracing::info!(platform = %name, found = sites.len(), created, "platform import");
+                        changed = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(platform = %name, error = %e, "platform has a web server name this version cannot read")
+                    }
+                }
+            }
+        }
         if let Some(packages) = &facts.packages {
             // Only for a context that still exists: a late report must not bring back
             // the packages of a deleted site.
@@ -282,12 +301,29 @@ impl EventConsumer {
             {
                 db::platforms::set_locked(&mut tx, &name, kind == TaskKind::Lock).await?
             }
+            (Ok(ContextName::Platform(name)), Ok(TaskKind::Delete)) if status == TaskStatus::Success => {
+                platform_deleted(&mut tx, &name).await?
+            }
             _ => {}
         }
         tx.commit().await?;
         self.live.announce(LiveEvent::Finished { task_id: finished.task_id });
         Ok(Effect::Applied)
     }
+}
+
+/// A platform whose code base is gone loses its record (its tasks and logs stay). A
+/// site saved onto it since the delete was requested keeps it, so no record points nowhere.
+async fn platform_deleted(conn: &mut PgConnection, name: &PlatformName) -> sqlx::Result<()> {
+    if db::platforms::lock(conn, name, true).await?.is_none() {
+        return Ok(());
+    }
+    let sites = db::sites::count_on_platform(conn, name).await?;
+    if sites > 0 {
+        tracing::warn!(platform = %name, sites, "platform deleted on disk but sites were saved onto it; its record stays");
+        return Ok(());
+    }
+    db::platforms::delete(conn, name).await
 }
 
 /// What a finished task did to its site: install → `enabled` (or `failed`), disable →

@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 mod error;
 mod events;
+mod import;
 mod input;
 pub mod live;
 pub mod metrics;

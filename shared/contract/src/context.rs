@@ -183,6 +183,36 @@ impl SiteContext {
     }
 }
 
+/// A site platform import found on disk, every value validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FoundSite {
+    pub uri: SiteUri,
+    /// Other names the site answers to (from `sites/sites.php` or its vhost).
+    #[serde(default)]
+    pub aliases: Vec<SiteUri>,
+    /// Whether its vhost redirects the aliases to the uri.
+    #[serde(default)]
+    pub redirection: bool,
+    /// The database account its settings (or its vhost) name; absent when none was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<FoundDatabase>,
+}
+
+/// A site's database account as found on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FoundDatabase {
+    pub name: DbIdent,
+    pub user: DbIdent,
+    pub password: Secret,
+    /// Where the database is, as the settings say; absent when they do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
 /// What a verify found installed: a module, theme, profile, plugin, extension or skin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::context::{Package, PlatformContext, PlatformType, ServerContext, SiteContext};
+use crate::context::{FoundSite, Package, PlatformContext, PlatformType, ServerContext, SiteContext};
 use crate::names::{ContextName, ContextType, ProfileName};
 use crate::routing::{Route, ServiceKind};
 
@@ -61,9 +61,11 @@ pub enum TaskKind {
     /// Each worker the context depends on answers, doing nothing else: checks the whole
     /// path from the API to the workers and back.
     Ping,
+    /// A platform's sites made outside the system get records (Aegir's platform import).
+    Import,
 }
 
-crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`, `lock`, `unlock`, `ping`", {
+crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`, `lock`, `unlock`, `ping`, `import`", {
     Verify => "verify",
     Install => "install",
     Disable => "disable",
@@ -73,6 +75,7 @@ crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `di
     Lock => "lock",
     Unlock => "unlock",
     Ping => "ping",
+    Import => "import",
 });
 
 impl TaskKind {
@@ -80,11 +83,17 @@ impl TaskKind {
     pub fn applies_to(self, context: ContextType) -> bool {
         match context {
             ContextType::Server => matches!(self, TaskKind::Verify | TaskKind::Ping),
-            // A locked platform takes no new sites.
-            ContextType::Platform => {
-                matches!(self, TaskKind::Verify | TaskKind::Lock | TaskKind::Unlock | TaskKind::Ping)
-            }
-            ContextType::Site => !matches!(self, TaskKind::Lock | TaskKind::Unlock),
+            // A locked platform takes no new sites; a platform is deleted only without sites.
+            ContextType::Platform => matches!(
+                self,
+                TaskKind::Verify
+                    | TaskKind::Lock
+                    | TaskKind::Unlock
+                    | TaskKind::Ping
+                    | TaskKind::Import
+                    | TaskKind::Delete
+            ),
+            ContextType::Site => !matches!(self, TaskKind::Lock | TaskKind::Unlock | TaskKind::Import),
         }
     }
 }
@@ -146,6 +155,12 @@ pub enum StepAction {
     HttpServerVerify { server: ServerContext },
     /// Check the platform root, detect its type, fix permissions.
     PlatformVerify { platform: PlatformContext },
+    /// Find the sites already on the platform (site directories with settings) and
+    /// report them with what their settings and vhosts say. Changes nothing.
+    PlatformImport { platform: PlatformContext },
+    /// Remove the platform's root, refusing while it still holds site directories.
+    /// Idempotent: a root already gone is success.
+    PlatformDelete { platform: PlatformContext },
     /// Create the site's database and its user, with grants on that database only.
     /// Idempotent: what exists already is kept.
     SiteDatabaseCreate { site: SiteContext },
@@ -174,7 +189,11 @@ impl StepAction {
         match self {
             StepAction::DbServerVerify { server } => Route::new(server.name.clone(), ServiceKind::Db),
             StepAction::HttpServerVerify { server } => Route::new(server.name.clone(), ServiceKind::Http),
-            StepAction::PlatformVerify { platform } => Route::new(platform.web_server.name.clone(), ServiceKind::Http),
+            StepAction::PlatformVerify { platform }
+            | StepAction::PlatformImport { platform }
+            | StepAction::PlatformDelete { platform } => {
+                Route::new(platform.web_server.name.clone(), ServiceKind::Http)
+            }
             StepAction::SiteDatabaseCreate { site } | StepAction::SiteDatabaseDrop { site } => {
                 Route::new(site.db_server.name.clone(), ServiceKind::Db)
             }
@@ -196,6 +215,8 @@ impl StepAction {
             StepAction::DbServerVerify { .. } => "db server verify",
             StepAction::HttpServerVerify { .. } => "web server verify",
             StepAction::PlatformVerify { .. } => "platform verify",
+            StepAction::PlatformImport { .. } => "platform import",
+            StepAction::PlatformDelete { .. } => "platform delete",
             StepAction::SiteDatabaseCreate { .. } => "site database create",
             StepAction::SiteDatabaseDrop { .. } => "site database drop",
             StepAction::SiteInstall { .. } => "site install",
@@ -256,6 +277,9 @@ pub struct StepFacts {
     /// Install profiles a platform offers (Drupal), found by platform verify.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiles: Option<Vec<ProfileName>>,
+    /// Sites found on a platform by platform import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sites: Option<Vec<FoundSite>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

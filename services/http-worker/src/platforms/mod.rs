@@ -4,6 +4,7 @@
 
 mod drupal;
 mod drupal7;
+pub mod found;
 mod mediawiki;
 mod php;
 mod scan;

@@ -1,5 +1,7 @@
 //! One module per step this worker runs.
 
+pub mod platform_delete;
+pub mod platform_import;
 pub mod platform_verify;
 pub mod server_verify;
 pub mod site_disable;

@@ -147,6 +147,36 @@ pub async fn context(conn: &mut PgConnection, name: &ServerName) -> sqlx::Result
     .await
 }
 
+/// The server whose db service is at `host` (and `port`, when given); `preferred` (the
+/// platform's web server) when several are. A loopback host means the web server itself.
+pub async fn db_server_at(
+    conn: &mut PgConnection,
+    host: &str,
+    port: Option<i32>,
+    preferred: &ServerName,
+) -> sqlx::Result<Option<String>> {
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "::1");
+    sqlx::query_scalar(
+        "SELECT name FROM servers
+         WHERE db_service_type IS NOT NULL AND ($2::integer IS NULL OR db_port = $2)
+           AND (db_host = $1 OR ($3 AND name = $4 AND db_host IN ('localhost', '127.0.0.1', '::1')))
+         ORDER BY name = $4 DESC, name LIMIT 1",
+    )
+    .bind(host)
+    .bind(port)
+    .bind(loopback)
+    .bind(preferred.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn has_db_service(conn: &mut PgConnection, name: &ServerName) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM servers WHERE name = $1 AND db_service_type IS NOT NULL)")
+        .bind(name.as_str())
+        .fetch_one(conn)
+        .await
+}
+
 pub async fn list(db: &sqlx::PgPool, page: Page) -> sqlx::Result<(Vec<ServerRow>, i64)> {
     let rows = sqlx::query_as(concat!("SELECT ", view_columns!(), " FROM servers ORDER BY name LIMIT $1 OFFSET $2"))
         .bind(page.limit)

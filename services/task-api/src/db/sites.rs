@@ -270,6 +270,16 @@ pub async fn on_db_server(conn: &mut PgConnection, server: &ServerName, limit: i
         .await
 }
 
+/// The site whose database is `name`.
+pub async fn holder_of_database(conn: &mut PgConnection, name: &DbIdent) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT uri FROM sites WHERE db_name = $1").bind(name.as_str()).fetch_optional(conn).await
+}
+
+/// How many sites are on `platform`.
+pub async fn count_on_platform(conn: &mut PgConnection, platform: &PlatformName) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM sites WHERE platform = $1").bind(platform.as_str()).fetch_one(conn).await
+}
+
 /// Uris of (at most `limit`) sites on `platform`.
 pub async fn on_platform(conn: &mut PgConnection, platform: &PlatformName, limit: i64) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar("SELECT uri FROM sites WHERE platform = $1 ORDER BY uri LIMIT $2")

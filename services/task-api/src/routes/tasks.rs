@@ -6,8 +6,8 @@
 //! database.
 
 use aegir_contract::{
-    ContextName, PlatformContext, Secret, ServerName, SiteContext, SiteDatabase, SiteUri, TaskKind, TaskRequested,
-    TaskTarget,
+    ContextName, PlatformContext, PlatformName, Secret, ServerName, SiteContext, SiteDatabase, SiteUri, TaskKind,
+    TaskRequested, TaskTarget,
 };
 use aegir_postgres::{Outbox, OutboxError};
 use axum::Json;
@@ -19,6 +19,7 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::{FETCHED, listing};
 use crate::db;
 use crate::db::tasks::TaskFilter;
 use crate::error::{ApiError, ErrorBody};
@@ -33,13 +34,14 @@ pub struct TaskInput {
     /// The context to act on: `@server_<name>`, `@platform_<name>` or `@<site uri>`.
     #[schema(value_type = String, example = "@www.example.com")]
     pub context: ContextName,
-    /// Servers and platforms run `verify`; sites run `install`, `verify`, `disable`,
+    /// Servers run `verify` and `ping`; platforms `verify`, `lock`, `unlock`, `import`,
+    /// `delete` (only without sites) and `ping`; sites run `install`, `verify`, `disable`,
     /// `enable`, `delete` and `login-reset`, each when the site's status allows it.
     #[schema(value_type = String, example = "install")]
     pub task: TaskKind,
 }
 
-const ALL_TASKS: [TaskKind; 9] = [
+const ALL_TASKS: [TaskKind; 10] = [
     TaskKind::Verify,
     TaskKind::Install,
     TaskKind::Disable,
@@ -49,6 +51,7 @@ const ALL_TASKS: [TaskKind; 9] = [
     TaskKind::Lock,
     TaskKind::Unlock,
     TaskKind::Ping,
+    TaskKind::Import,
 ];
 
 impl TaskInput {
@@ -83,7 +86,7 @@ fn site_task_allowed(uri: &SiteUri, status: SiteStatus, task: TaskKind) -> Resul
         TaskKind::Enable => status == SiteStatus::Disabled,
         TaskKind::Verify | TaskKind::LoginReset | TaskKind::Delete => status.is_installed(),
         TaskKind::Ping => true,
-        TaskKind::Lock | TaskKind::Unlock => false,
+        TaskKind::Lock | TaskKind::Unlock | TaskKind::Import => false,
     };
     if allowed {
         return Ok(());
@@ -126,7 +129,13 @@ async fn snapshot(conn: &mut PgConnection, context: &ContextName, task: TaskKind
             Ok(TaskTarget::Server { server: row.try_into()? })
         }
         ContextName::Platform(name) => {
-            let platform = db::platforms::lock(conn, name, false).await?.ok_or_else(|| context_not_found(context))?;
+            // A delete holds the platform until the task is queued, so no site is saved onto it meanwhile.
+            let exclusive = task == TaskKind::Delete;
+            let platform =
+                db::platforms::lock(conn, name, exclusive).await?.ok_or_else(|| context_not_found(context))?;
+            if task == TaskKind::Delete {
+                platform_deletable(conn, name, context).await?;
+            }
             let server_name: ServerName = db::stored("server name", platform.web_server)?;
             let server = db::servers::context(conn, &server_name).await?.ok_or_else(|| {
                 ApiError::internal(format!("platform `@{name}` refers to server `@{server_name}`, which is missing"))
@@ -141,6 +150,34 @@ async fn snapshot(conn: &mut PgConnection, context: &ContextName, task: TaskKind
         }
         ContextName::Site(uri) => site_snapshot(conn, uri, task).await,
     }
+}
+
+/// A platform is deleted only when no site record uses it and no other task of it is pending.
+async fn platform_deletable(
+    conn: &mut PgConnection,
+    name: &PlatformName,
+    context: &ContextName,
+) -> Result<(), ApiError> {
+    let count = db::sites::count_on_platform(conn, name).await?;
+    if count > 0 {
+        let sites = db::sites::on_platform(conn, name, FETCHED).await?;
+        let which = if count == 1 { "site is" } else { "sites are" };
+        return Err(ApiError::conflict(
+            Some("context"),
+            format!(
+                "{count} {which} on `{context}` ({}); delete or migrate {} first",
+                listing(&sites, "@"),
+                if count == 1 { "it" } else { "them" }
+            ),
+        ));
+    }
+    if let Some((id, kind)) = db::tasks::pending(conn, &context.to_string()).await? {
+        return Err(ApiError::conflict(
+            Some("context"),
+            format!("task {id} ({kind}) of `{context}` has not finished; wait for it (`aegir task {id}`)"),
+        ));
+    }
+    Ok(())
 }
 
 /// The site with its platform, web server, db server and database account. The site's
@@ -217,7 +254,7 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
         (status = 202, description = "Queued", body = TaskView),
         (status = 400, description = "The body is not a JSON object", body = ErrorBody),
         (status = 404, description = "The context does not exist (`field`: `context`)", body = ErrorBody),
-        (status = 409, description = "The site's status does not allow this task now (the message says what to do), or another task of the site has not finished", body = ErrorBody),
+        (status = 409, description = "The site's status does not allow this task now (the message says what to do), another task of the context has not finished, or a platform to delete still has sites (the message names them and says how many)", body = ErrorBody),
         (status = 422, description = "A bad context name, or a task the context cannot run", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )

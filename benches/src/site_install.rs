@@ -1,0 +1,173 @@
+//! A WordPress site install through the whole system — `PUT /api/v1/sites/{uri}`, then
+//! the `install` task (db-worker: database and user; http-worker: files, settings,
+//! WordPress's own installer, vhost, reload) — timed from the task request to the
+//! task's `finished_at`. Next to it, the same operations done directly by this program
+//! (see [`bare`]), on the same platform, database server and nginx.
+
+mod bare;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aegir_e2e::{Options, PhpFpm, System, copy_tree_resolving, random_suffix};
+use anyhow::Context;
+use serde_json::json;
+
+use crate::setup::{self, between, time};
+use crate::stats::{Samples, ms};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Sites to install each way (through the system, and directly).
+    #[arg(long, default_value_t = 5)]
+    pub sites: usize,
+}
+
+const TASK_POLL: Duration = Duration::from_millis(50);
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    println!("== site-install: {} WordPress sites through the system, {} directly", args.sites, args.sites);
+    crate::print_load();
+    let sites = args.sites.max(1);
+    let fpm = PhpFpm::start();
+    let socket = fpm.socket.display().to_string();
+    let system =
+        setup::system_with_server(Options::default().env("http-worker", "AEGIR_PHP_FPM_SOCKET", &socket)).await;
+    let root = wordpress_platform(&system).await?;
+
+    // The two ways take turns, so neither gains from running later (warmer caches,
+    // bigger tables); the system's first site is the reference the direct way copies.
+    let suffix = random_suffix();
+    let (mut through_system, mut direct) = (Vec::with_capacity(sites), Vec::with_capacity(sites));
+    let mut reference = None;
+    let mut bare_sites = Vec::with_capacity(sites);
+    let mut outcome = Ok(());
+    for i in 0..sites {
+        let uri = format!("sys{i}-{suffix}.example.com");
+        match install_through_system(&system, &uri, &format!("Bench site {i}")).await {
+            Ok(took) => through_system.push(took),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+        if reference.is_none() {
+            match bare::Reference::load(&system, &root, &uri).await {
+                Ok(loaded) => reference = Some(loaded),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        let reference = reference.as_ref().expect("loaded above");
+        let site = bare::Site::new(format!("bare{i}-{suffix}.example.com"), format!("Bench site {i}"));
+        let start = Instant::now();
+        let result = bare::install(reference, &site).await;
+        bare_sites.push(site);
+        match result {
+            Ok(()) => direct.push(start.elapsed()),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    if outcome.is_ok()
+        && let Some(site) = bare_sites.last()
+    {
+        // The direct way made a working site too, not just files.
+        outcome = answers(&system, &site.uri, &site.title).await;
+    }
+    let dropped = drop_databases(&system, &bare_sites).await;
+    outcome?;
+    dropped?;
+
+    let (system_times, bare_times) = (Samples::new(through_system), Samples::new(direct));
+    println!("  system: POST install sent -> task finished_at (includes both workers' steps, the queue hops,");
+    println!("          the package scan and the events; not the PUT that saves the site record):");
+    println!(
+        "  {:<44} median {:>12}  mean {:>12}  (n={})",
+        "install through the system",
+        ms(system_times.median()),
+        ms(system_times.mean()),
+        system_times.len()
+    );
+    println!("  reference: the same database statements, files, installer run, vhost, `nginx -t`, reload, in-process:");
+    println!(
+        "  {:<44} median {:>12}  mean {:>12}  (n={})",
+        "install done directly",
+        ms(bare_times.median()),
+        ms(bare_times.mean()),
+        bare_times.len()
+    );
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(f64::EPSILON);
+    println!(
+        "  {:<44} median {:>11.2}x  mean {:>11.2}x",
+        "system / direct",
+        ratio(system_times.median(), bare_times.median()),
+        ratio(system_times.mean(), bare_times.mean())
+    );
+    Ok(())
+}
+
+/// Saves the site and runs its `install` task: from the task request to `finished_at`.
+async fn install_through_system(system: &System, uri: &str, title: &str) -> anyhow::Result<Duration> {
+    let body = json!({"platform": "@platform_wp", "db_server": format!("@{}", system.server), "title": title});
+    setup::put(system, &format!("/api/v1/sites/{uri}"), body).await?;
+    let (id, sent) = setup::post_task(system, &format!("@{uri}"), "install").await?;
+    let view = setup::wait_success(system, &id, TASK_POLL).await?;
+    Ok(between(sent, time(&view, "finished_at")?))
+}
+
+/// Whether `uri` answers on the system's nginx with its own title (asking for up to
+/// 10 s: workers from before the last reload may answer a last request).
+async fn answers(system: &System, uri: &str, title: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .resolve(uri, std::net::SocketAddr::from(([127, 0, 0, 1], system.http_port)))
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let url = format!("http://{uri}:{}/", system.http_port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = client.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() && body.contains(title) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "{url} answered {status} without the title `{title}`: {}",
+                body.chars().take(500).collect::<String>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A verified server and a verified WordPress platform (Debian's package) on it.
+async fn wordpress_platform(system: &System) -> anyhow::Result<std::path::PathBuf> {
+    let (id, _) = setup::post_task(system, &format!("@{}", system.server), "verify").await?;
+    setup::wait_success(system, &id, TASK_POLL).await.context("server verify")?;
+    let root = system.platforms_dir().join("wordpress");
+    copy_tree_resolving(Path::new("/usr/share/wordpress"), &root, &["wp-config.php", ".htaccess"]);
+    let body = json!({"root": root.display().to_string(), "web_server": format!("@{}", system.server)});
+    setup::put(system, "/api/v1/platforms/platform_wp", body).await?;
+    let (id, _) = setup::post_task(system, "@platform_wp", "verify").await?;
+    setup::wait_success(system, &id, TASK_POLL).await.context("platform verify")?;
+    Ok(root)
+}
+
+/// Drops the MariaDB databases and users of every site made here (the system's and
+/// the direct ones); the rest goes with the system's directory.
+async fn drop_databases(system: &System, bare_sites: &[bare::Site]) -> anyhow::Result<()> {
+    let mut accounts: Vec<(String, String)> =
+        sqlx::query_as("SELECT db_name, db_user FROM sites").fetch_all(&system.pg).await?;
+    accounts.extend(bare_sites.iter().map(|s| (s.db_name.clone(), s.db_name.clone())));
+    let mut admin = bare::admin().await?;
+    for (name, user) in accounts {
+        bare::drop_database(&mut admin, &name, &user).await?;
+    }
+    Ok(())
+}
