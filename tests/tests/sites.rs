@@ -486,3 +486,66 @@ async fn drupal7_installer_gets_the_call_drush_makes() {
     let sites_php = std::fs::read_to_string(root.join("sites/sites.php")).unwrap();
     assert!(!sites_php.contains(d7.uri.as_str()), "{sites_php}");
 }
+
+/// A tree laid out like Drupal 10 without drush, whose `install_drupal()` and kernel
+/// record what they were given, so the test can check the calls drush makes.
+fn drupal10_fixture(root: &Path) {
+    write_tree(
+        root,
+        &[
+            ("index.php", "<?php echo 'drupal';\n"),
+            ("core/lib/Drupal.php", "<?php\nclass Drupal {\n  const VERSION = '10.3.1';\n}\n"),
+            ("autoload.php", "<?php\nreturn new ArrayObject(array('fixture class loader'));\n"),
+            (
+                "core/includes/install.core.inc",
+                "<?php\nfunction install_drupal($class_loader, $settings = array()) {\n  \
+                   $app_root = getcwd(); $site_path = 'sites/' . $_SERVER['HTTP_HOST'];\n  \
+                   include $site_path . '/settings.php';\n  \
+                   $record = array('loader' => $class_loader[0], 'settings' => $settings, 'host' => $_SERVER['HTTP_HOST'],\n    \
+                     'cwd' => getcwd(), 'db' => $databases['default']['default']['database']);\n  \
+                   file_put_contents('install-record.json', json_encode($record));\n}\n",
+            ),
+            ("core/modules/node/node.info.yml", "name: Node\ntype: module\nversion: '10.3.1'\n"),
+            ("core/profiles/standard/standard.info.yml", "name: Standard\ntype: profile\nversion: '10.3.1'\n"),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drupal10_without_drush_installs_with_the_call_drush_makes() {
+    let (system, _fpm) = start_with_fpm().await;
+    let port = free_port();
+    let server = server(&system, HttpServiceType::Nginx, port);
+    verify_server(&system, &server).await;
+    let root = system.platforms_dir().join("drupal10");
+    drupal10_fixture(&root);
+    let platform = PlatformContext {
+        name: PlatformName::parse("platform_d10").unwrap(),
+        root: AbsolutePath::parse(root.to_str().unwrap()).unwrap(),
+        web_server: server.clone(),
+    };
+    let (facts, _) = step(&system, StepAction::PlatformVerify { platform }, "platform verify").await;
+    assert_eq!(facts.platform_type, Some(PlatformType::Drupal));
+    assert_eq!(facts.profiles.unwrap(), vec![ProfileName::parse("standard").unwrap()]);
+
+    let d10 = site(&server, &root, PlatformType::Drupal, "d10");
+    step(&system, StepAction::SiteInstall { site: d10.clone() }, "Drupal 10 install").await;
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("install-record.json")).unwrap()).unwrap();
+    assert_eq!(record["loader"], "fixture class loader", "the platform's class loader is passed: {record}");
+    let settings = &record["settings"];
+    assert_eq!(settings["parameters"]["profile"], "standard", "{record}");
+    assert_eq!(settings["parameters"]["langcode"], "en");
+    let form = &settings["forms"]["install_configure_form"];
+    assert_eq!(form["site_name"], d10.title.as_str());
+    assert_eq!(form["account"]["name"], "admin");
+    let pass = form["account"]["pass"]["pass1"].as_str().unwrap();
+    assert!(pass.len() >= 16 && form["account"]["pass"]["pass2"] == pass);
+    assert_eq!(record["host"], d10.uri.as_str());
+    assert_eq!(record["cwd"], root.to_str().unwrap(), "run from the platform root");
+    assert_eq!(record["db"], d10.database.name.as_str(), "settings.php read the database from the environment");
+    assert_modes(&system, &d10, "settings.php");
+
+    step(&system, StepAction::SiteRemove { site: d10.clone() }, "remove").await;
+    assert_gone(&system, &d10);
+}

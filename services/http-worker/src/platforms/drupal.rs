@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aegir_contract::{Package, PackageKind, ProfileName, Secret};
 
+use super::drupal7::{INSTALLED, LINK, cli_request};
 use super::scan::{self, capture, package};
 use super::{ENV_READER, Platform, Rendered, SiteFiles, WRITTEN_BY};
 use crate::php::{PhpRun, quote};
@@ -31,6 +32,80 @@ pub fn settings_common(site: &SiteFiles, extra_db: &str) -> String {
            'collation' => 'utf8mb4_general_ci',\n\
          {extra_db});\n"
     )
+}
+
+/// The installer without drush: the same `install_drupal()` call drush's `site:install`
+/// makes, run by the platform's PHP. The database comes from the site's settings.php
+/// (filled from the environment), so the installer skips its database form.
+fn install_without_drush(
+    site: &SiteFiles,
+    mut env: Vec<(&'static str, Secret)>,
+    admin_password: &Secret,
+    profile: &str,
+) -> PhpRun {
+    env.push(("AEGIR_ADMIN_PASSWORD", admin_password.clone()));
+    let code = format!(
+        "chdir({root});\n{request}\
+         $class_loader = require 'autoload.php';\n\
+         require_once 'core/includes/install.core.inc';\n\
+         $pass = getenv('AEGIR_ADMIN_PASSWORD');\n\
+         $settings = array(\n  \
+           'parameters' => array('profile' => {profile}, 'langcode' => {lang}),\n  \
+           'forms' => array(\n    \
+             'install_configure_form' => array(\n      \
+               'site_name' => {title},\n      \
+               'site_mail' => {email},\n      \
+               'account' => array('name' => 'admin', 'mail' => {email}, 'pass' => array('pass1' => $pass, 'pass2' => $pass)),\n      \
+               'enable_update_status_module' => TRUE,\n      \
+               'enable_update_status_emails' => TRUE,\n    \
+             ),\n  \
+           ),\n\
+         );\n\
+         try {{ install_drupal($class_loader, $settings); }}\n\
+         catch (\\Exception $e) {{ fwrite(STDERR, strip_tags($e->getMessage()) . \"\\n\"); exit(1); }}\n\
+         echo \"\\n{INSTALLED}\\n\";\n",
+        root = quote(&site.root.display().to_string()),
+        request = cli_request(site),
+        profile = quote(profile),
+        lang = quote(site.site.language.as_str()),
+        title = quote(site.site.title.as_str()),
+        email = quote(site.site.admin_email.as_str()),
+    );
+    PhpRun {
+        what: "the Drupal installer",
+        args: vec!["-r".into(), code],
+        env,
+        cwd: site.root.clone(),
+        success_marker: Some(INSTALLED),
+        timeout: Duration::from_secs(900),
+        ..Default::default()
+    }
+}
+
+/// A one-time login link for user 1 without drush: boot the site's kernel and ask
+/// Drupal for it, as drush's `user:login` does.
+fn login_link_without_drush(site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> PhpRun {
+    let code = format!(
+        "chdir({root});\n{request}\
+         $class_loader = require 'autoload.php';\n\
+         $request = \\Symfony\\Component\\HttpFoundation\\Request::createFromGlobals();\n\
+         $kernel = \\Drupal\\Core\\DrupalKernel::createFromRequest($request, $class_loader, 'prod');\n\
+         $kernel->boot();\n\
+         $kernel->preHandle($request);\n\
+         $account = \\Drupal\\user\\Entity\\User::load(1);\n\
+         echo \"{LINK}\\n\" . user_pass_reset_url($account) . \"/login\\n\";\n",
+        root = quote(&site.root.display().to_string()),
+        request = cli_request(site),
+    );
+    PhpRun {
+        what: "the Drupal login link",
+        args: vec!["-r".into(), code],
+        env,
+        cwd: site.root.clone(),
+        success_marker: Some(LINK),
+        timeout: Duration::from_secs(120),
+        ..Default::default()
+    }
 }
 
 fn drush(root: &Path) -> Option<PathBuf> {
@@ -104,23 +179,11 @@ impl Platform for Drupal {
         true
     }
 
-    fn missing_tool(&self, root: &Path) -> Option<String> {
-        drush(root).is_none().then(|| {
-            format!(
-                "Drupal 8 and later sites are installed with the platform's own drush, and {} has none; \
-                 add it to the platform with `composer require drush/drush`",
-                root.display()
-            )
-        })
-    }
-
-    fn installer(
-        &self,
-        site: &SiteFiles,
-        env: Vec<(&'static str, Secret)>,
-        _admin_password: &Secret,
-    ) -> Option<PhpRun> {
+    fn installer(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>, admin_password: &Secret) -> Option<PhpRun> {
         let profile = site.site.profile.as_ref().map_or("standard", |p| p.as_str()).to_owned();
+        if drush(&site.root).is_none() {
+            return Some(install_without_drush(site, env, admin_password, &profile));
+        }
         drush_run(
             site,
             "drush site:install",
@@ -140,6 +203,9 @@ impl Platform for Drupal {
     }
 
     fn login_link(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        if drush(&site.root).is_none() {
+            return Some(login_link_without_drush(site, env));
+        }
         drush_run(site, "drush user:login", env, &["user:login".into(), "--no-browser".into()])
     }
 

@@ -13,16 +13,24 @@ use crate::php::{PhpRun, quote};
 
 pub struct Drupal7;
 
-const INSTALLED: &str = "AEGIR-DRUPAL-INSTALLED";
-const LINK: &str = "AEGIR-LOGIN-LINK";
+pub(super) const INSTALLED: &str = "AEGIR-DRUPAL-INSTALLED";
+pub(super) const LINK: &str = "AEGIR-LOGIN-LINK";
 
 /// PHP that sets up a request to the site's own host, as Drupal's bootstrap expects.
 fn request(site: &SiteFiles) -> String {
     format!(
-        "define('DRUPAL_ROOT', {root});\nchdir(DRUPAL_ROOT);\n\
-         $_SERVER['HTTP_HOST'] = {uri}; $_SERVER['SERVER_NAME'] = {uri}; $_SERVER['SCRIPT_NAME'] = '/index.php';\n\
+        "define('DRUPAL_ROOT', {});\nchdir(DRUPAL_ROOT);\n{}",
+        quote(&site.root.display().to_string()),
+        cli_request(site)
+    )
+}
+
+/// The request a CLI run of Drupal pretends to answer, so Drupal picks the site's
+/// directory (by host, through `sites/sites.php` and `sites/<uri>`).
+pub(super) fn cli_request(site: &SiteFiles) -> String {
+    format!(
+        "$_SERVER['HTTP_HOST'] = {uri}; $_SERVER['SERVER_NAME'] = {uri}; $_SERVER['SCRIPT_NAME'] = '/index.php';\n\
          $_SERVER['REMOTE_ADDR'] = '127.0.0.1'; $_SERVER['REQUEST_METHOD'] = 'GET'; $_SERVER['SERVER_SOFTWARE'] = 'aegir';\n",
-        root = quote(&site.root.display().to_string()),
         uri = quote(site.site.uri.as_str()),
     )
 }

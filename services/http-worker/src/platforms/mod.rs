@@ -260,14 +260,6 @@ mod tests {
     }
 
     #[test]
-    fn drupal_without_drush_says_how_to_add_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let reason = for_type(PlatformType::Drupal).missing_tool(dir.path()).unwrap();
-        assert!(reason.contains("composer require drush/drush"), "{reason}");
-        assert!(for_type(PlatformType::Wordpress).missing_tool(dir.path()).is_none());
-    }
-
-    #[test]
     fn packages_are_found_with_their_versions() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
