@@ -51,7 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("  system (client clock at POST; worker and API timestamps, same machine):");
     print_percentiles("POST sent -> worker starts the step", &Samples::new(to_worker));
     print_percentiles("  of which POST sent -> task row created", &Samples::new(to_created));
-    print_percentiles("POST sent -> task finished_at", &Samples::new(to_finished));
+    print_percentiles("POST sent -> task finished_at (scheduler)", &Samples::new(to_finished));
     println!("  reference (bare RabbitMQ, own vhost, quorum queue, persistent, confirms):");
     print_percentiles("publish -> consumer receives", &Samples::new(bare));
     Ok(())
