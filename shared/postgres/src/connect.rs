@@ -60,6 +60,9 @@ pub async fn connect(url: &str, schema: Option<&str>, pool_size: u32) -> Result<
         }
     }
 
+    // The services run short, indexed queries, where the JIT compiler only adds
+    // hundreds of milliseconds of compiling.
+    let options = options.options([("jit", "off")]);
     let options = match schema {
         Some(schema) => options.options([("search_path", schema)]),
         None => options,

@@ -130,12 +130,14 @@ pub async fn list(db: &PgPool, filter: &SiteFilter, page: Page) -> sqlx::Result<
     let client = filter.client.as_ref().map(ClientName::as_str);
     let status = filter.status.map(SiteStatus::as_str);
     let search = filter.search.as_deref().map(contains_pattern);
+    // The page is chosen first, so aliases are read for its rows only, not for every
+    // row the offset skips.
     let rows = sqlx::query_as(concat!(
         "SELECT ",
         view_columns!(),
-        " FROM sites s WHERE ",
+        " FROM (SELECT s.* FROM sites s WHERE ",
         filter!(),
-        " ORDER BY s.uri LIMIT $5 OFFSET $6"
+        " ORDER BY s.uri LIMIT $5 OFFSET $6) s ORDER BY s.uri"
     ))
     .bind(platform)
     .bind(client)
