@@ -53,8 +53,23 @@ pub fn random_suffix() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 10).to_lowercase()
 }
 
+/// A port for a service of the test to listen on. Taken below the kernel's ephemeral
+/// range (32768 and up), so no outgoing connection of a parallel test can grab it before
+/// the service binds it, and never handed out twice in one test binary.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+    use rand::Rng;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().expect("port list");
+    loop {
+        let port = rand::rng().random_range(20_000..32_000);
+        let free = !given.contains(&port)
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("0.0.0.0", port)).is_ok();
+        if free {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn base_url_with_vhost(vhost: &str) -> String {
@@ -243,9 +258,15 @@ impl System {
         assert!(healthy, "{service} did not become healthy at {url}; its log:\n{}", self.log_tail(service));
     }
 
+    /// The last lines of a service's log, without backtrace frames (so the error above
+    /// a backtrace stays in view).
     pub fn log_tail(&self, service: &str) -> String {
         let text = std::fs::read_to_string(self.log_path(service)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
+        let frame = |l: &&str| {
+            let t = l.trim_start();
+            t.starts_with("at ") || t.split_once(':').is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+        };
+        let lines: Vec<&str> = text.lines().filter(|l| !frame(l)).collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
@@ -376,7 +397,6 @@ impl Drop for System {
 
 fn write_nginx_conf(dir: &Path) -> PathBuf {
     let d = dir.display();
-    let port = free_port();
     // The base config the http-worker writes must exist before nginx first reads it.
     std::fs::write(dir.join("config/nginx.conf"), "").unwrap();
     let conf = format!(
@@ -391,7 +411,6 @@ fn write_nginx_conf(dir: &Path) -> PathBuf {
            uwsgi_temp_path {d}/nginx/tmp/uwsgi;\n\
            scgi_temp_path {d}/nginx/tmp/scgi;\n\
            include {d}/config/nginx.conf;\n\
-           server {{ listen 127.0.0.1:{port} default_server; return 404; }}\n\
          }}\n"
     );
     let path = dir.join("nginx/nginx.conf");
