@@ -1,7 +1,9 @@
 //! The event consumer: persists every task event from the `api.events` queue.
 //!
-//! Events are handled one at a time in queue order. Each is applied idempotently (a
-//! redelivered event changes nothing) and acked only after its transaction committed.
+//! Events are stored in lanes side by side, each lane one event at a time in queue
+//! order; all events of one task take the same lane, so a task's log keeps its order.
+//! Each is applied idempotently (a redelivered event changes nothing) and acked only
+//! after its transaction committed.
 //! An event that cannot be understood is dead-lettered; one the database refuses is
 //! dead-lettered too, so it never blocks the queue. While PostgreSQL is down the event
 //! is retried until it is back.
@@ -14,7 +16,7 @@ use aegir_amqp::topology::{EventKey, QueueName};
 use aegir_amqp::{Broker, ConsumerSpec, Delivery, consume, extract_trace_context};
 use aegir_contract::{
     ContextName, LogLine, Message, PlatformName, ServerName, SiteUri, StepOutcome, StepResult, TaskFinished, TaskKind,
-    TaskOutcome, TaskStarted,
+    TaskOutcome, TaskRef, TaskStarted,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -34,15 +36,49 @@ const PREFETCH: u16 = 100;
 const EVENT_KEYS: [EventKey; 4] =
     [EventKey::TaskLog, EventKey::StepResult, EventKey::TaskStarted, EventKey::TaskFinished];
 
-/// Consumes `api.events` until `shutdown`, finishing the event in hand.
+/// Lanes events are stored in, side by side. The events of one task always take the
+/// same lane, so they are stored in the order they were sent.
+const LANES: usize = 8;
+
+/// Consumes `api.events` until `shutdown`, finishing the events in hand.
 pub async fn run(pool: PgPool, live: LiveLog, broker: Broker, shutdown: CancellationToken) {
     let consumer = Arc::new(EventConsumer { pool, live, shutdown: shutdown.clone() });
+    let mut lanes = tokio::task::JoinSet::new();
+    let mut senders = Vec::with_capacity(LANES);
+    for _ in 0..LANES {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Delivery>(usize::from(PREFETCH));
+        let consumer = consumer.clone();
+        lanes.spawn(async move {
+            while let Some(delivery) = receiver.recv().await {
+                consumer.handle(delivery).await;
+            }
+        });
+        senders.push(sender);
+    }
+    let senders = Arc::new(senders);
+    // In order: each delivery is handed to its task's lane before the next is read.
     let spec = ConsumerSpec { queue: QueueName::ApiEvents, prefetch: PREFETCH, in_order: true };
     consume(broker, spec, shutdown, move |delivery| {
-        let consumer = consumer.clone();
-        async move { consumer.handle(delivery).await }
+        let senders = senders.clone();
+        async move {
+            let lane = lane_of(&delivery.data);
+            // A closed lane means shutdown; the unacked delivery comes back next run.
+            let _ = senders[lane].send(delivery).await;
+        }
     })
     .await;
+    // The senders went with the consumer: each lane ends once it has handled what it holds.
+    while lanes.join_next().await.is_some() {}
+}
+
+/// The lane of an event: by its task, so one task's events keep their order. An event
+/// that names no task (it will be refused) takes the first lane.
+fn lane_of(body: &[u8]) -> usize {
+    use std::hash::{Hash, Hasher};
+    let Some(task) = TaskRef::peek(body) else { return 0 };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    task.task_id.hash(&mut hasher);
+    (hasher.finish() % LANES as u64) as usize
 }
 
 fn event_key(routing_key: &str) -> Option<EventKey> {

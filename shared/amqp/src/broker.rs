@@ -32,6 +32,15 @@ pub enum AmqpError {
     Unroutable { exchange: String, key: String },
 }
 
+/// One message of a batch for [`Broker::publish_many`].
+pub struct Outgoing<'a> {
+    pub exchange: &'a str,
+    pub key: &'a str,
+    pub body: &'a [u8],
+    /// The span whose trace context the message carries.
+    pub span: tracing::Span,
+}
+
 #[derive(Clone)]
 struct Live {
     connection: Arc<Connection>,
@@ -190,14 +199,69 @@ impl Broker {
         }
     }
 
-    async fn publish_once(&self, live: &Live, exchange: &str, key: &str, body: &[u8]) -> Result<(), AmqpError> {
+    /// Publishes messages in order and waits for all their confirms at the end, so the
+    /// broker's confirm round trips overlap instead of adding up. Each message carries the
+    /// trace context of its own span. On an error nothing is retried here: some of the
+    /// messages may be out, and the caller publishes the batch again (consumers are
+    /// idempotent).
+    pub async fn publish_many(&self, batch: &[Outgoing<'_>]) -> Result<(), AmqpError> {
+        let live = self.live().await;
+        let result = self.publish_many_once(&live, batch).await;
+        if let Err(AmqpError::Lapin(_) | AmqpError::Timeout { .. }) = &result {
+            self.invalidate(live.generation).await;
+        }
+        result
+    }
+
+    async fn publish_many_once(&self, live: &Live, batch: &[Outgoing<'_>]) -> Result<(), AmqpError> {
+        let mut confirms = Vec::with_capacity(batch.len());
+        for message in batch {
+            let properties = {
+                let _in_span = message.span.enter();
+                self.properties()
+            };
+            let timeout = |_| AmqpError::Timeout { exchange: message.exchange.into(), key: message.key.into() };
+            let confirm = tokio::time::timeout(
+                CONFIRM_TIMEOUT,
+                live.publisher.basic_publish(
+                    message.exchange.into(),
+                    message.key.into(),
+                    BasicPublishOptions { mandatory: true, ..Default::default() },
+                    message.body,
+                    properties,
+                ),
+            )
+            .await
+            .map_err(timeout)??;
+            confirms.push((message, confirm));
+        }
+        for (message, confirm) in confirms {
+            let (exchange, key) = (message.exchange, message.key);
+            let timeout = |_| AmqpError::Timeout { exchange: exchange.into(), key: key.into() };
+            let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await.map_err(timeout)??;
+            if confirmation.is_nack() {
+                return Err(AmqpError::Nacked { exchange: exchange.into(), key: key.into() });
+            }
+            if confirmation.take_message().is_some() {
+                return Err(AmqpError::Unroutable { exchange: exchange.into(), key: key.into() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Persistent JSON, with the current span's trace context and the publisher's name.
+    fn properties(&self) -> BasicProperties {
         let mut headers = FieldTable::default();
         inject_trace_context(&mut headers);
         headers.insert("x-aegir-publisher".into(), AMQPValue::LongString(self.inner.name.clone().into()));
-        let properties = BasicProperties::default()
+        BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
-            .with_headers(headers);
+            .with_headers(headers)
+    }
+
+    async fn publish_once(&self, live: &Live, exchange: &str, key: &str, body: &[u8]) -> Result<(), AmqpError> {
+        let properties = self.properties();
         let timeout = |_| AmqpError::Timeout { exchange: exchange.into(), key: key.into() };
         let confirm = tokio::time::timeout(
             CONFIRM_TIMEOUT,

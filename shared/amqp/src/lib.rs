@@ -8,7 +8,7 @@ mod publish;
 pub mod topology;
 mod trace;
 
-pub use broker::{AmqpError, Broker};
+pub use broker::{AmqpError, Broker, Outgoing};
 pub use consume::{ConsumerSpec, Delivery, consume};
 pub use publish::Publishable;
 pub use trace::{current_trace_id, extract_trace_context, inject_trace_context};

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegir_amqp::topology::{QueueName, WORK_EXCHANGE};
-use aegir_amqp::{AmqpError, Broker, Publishable};
+use aegir_amqp::{AmqpError, Broker, Outgoing, Publishable};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -131,6 +131,27 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> Result<usize, RelayError
     if rows.is_empty() {
         return Ok(0);
     }
+    // Fast path: the whole batch in order, confirms awaited together.
+    let batch: Vec<Outgoing> = rows
+        .iter()
+        .map(|(_, exchange, key, body, traceparent)| {
+            let span = tracing::info_span!("publish", exchange = %exchange, routing_key = %key);
+            set_parent(&span, traceparent.as_deref());
+            Outgoing { exchange, key, body, span }
+        })
+        .collect();
+    declare_work_queues(broker, &rows).await?;
+    match broker.publish_many(&batch).await {
+        Ok(()) => {
+            let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            delete(&mut tx, &ids).await?;
+            tx.commit().await?;
+            return Ok(rows.len());
+        }
+        // One message the broker refuses: sort it out one by one below.
+        Err(AmqpError::Nacked { .. } | AmqpError::Unroutable { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     let mut done = Vec::with_capacity(rows.len());
     for (id, exchange, key, body, traceparent) in &rows {
         let span = tracing::info_span!("publish", exchange = %exchange, routing_key = %key);
@@ -154,6 +175,18 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> Result<usize, RelayError
     delete(&mut tx, &done).await?;
     tx.commit().await?;
     Ok(rows.len())
+}
+
+/// Declares the work queues a batch publishes to (once per connection each).
+async fn declare_work_queues(broker: &Broker, rows: &[Row]) -> Result<(), AmqpError> {
+    for (_, exchange, key, _, _) in rows {
+        if exchange == WORK_EXCHANGE
+            && let Ok(route) = key.parse()
+        {
+            broker.declare(&QueueName::Work(route)).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn publish(broker: &Broker, exchange: &str, key: &str, body: &[u8]) -> Result<(), AmqpError> {
