@@ -76,7 +76,10 @@ async fn main() -> anyhow::Result<()> {
     running.spawn(forget_finished_tasks(pool.clone(), shutdown.clone()));
     let queues = [QueueName::SchedulerTasks, QueueName::SchedulerResults, QueueName::SchedulerDead];
     for queue in queues {
-        let spec = ConsumerSpec { queue: queue.clone(), prefetch: cli.prefetch, in_order: false };
+        // Requests are taken in the order they were sent, so an entity's tasks run in the
+        // order they were asked for; results and dead letters are handled side by side.
+        let in_order = queue == QueueName::SchedulerTasks;
+        let spec = ConsumerSpec { queue: queue.clone(), prefetch: cli.prefetch, in_order };
         let consumers = consumers.clone();
         let handler = move |delivery| {
             let consumers = consumers.clone();
