@@ -228,16 +228,7 @@ fn vhost_names(text: &str) -> (Vec<String>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for (path, body) in files {
-            let p = dir.path().join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, body).unwrap();
-        }
-        dir
-    }
+    use crate::platforms::tree;
 
     const D7: &str = "<?php\n$databases = array (\n  'default' => array (\n    'default' => array (\n      \
         'database' => 'example_org',\n      'username' => 'example_user',\n      'password' => 'Secr3t-pw',\n      \

@@ -162,6 +162,18 @@ pub fn for_type(kind: PlatformType) -> &'static dyn Platform {
     }
 }
 
+/// A directory tree of `(path, contents)` files, for tests of code that reads platforms.
+#[cfg(test)]
+pub(crate) fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, body) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
