@@ -31,6 +31,25 @@ pub struct PhpRun {
     pub timeout: Duration,
 }
 
+impl PhpRun {
+    /// `php -r CODE` from `cwd`: the way our installers, login links and cron runs call
+    /// into an application.
+    pub fn inline(
+        what: &'static str,
+        code: String,
+        env: Vec<(&'static str, Secret)>,
+        cwd: &std::path::Path,
+        timeout: Duration,
+    ) -> PhpRun {
+        PhpRun { what, args: vec!["-r".into(), code], env, cwd: cwd.to_path_buf(), timeout, ..Default::default() }
+    }
+
+    /// Counts the run as a success only when its output holds `marker`.
+    pub fn expecting(self, marker: &'static str) -> PhpRun {
+        PhpRun { success_marker: Some(marker), ..self }
+    }
+}
+
 /// What a successful run printed on stdout.
 pub struct PhpOutput {
     pub stdout: String,

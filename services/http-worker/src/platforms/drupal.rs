@@ -71,15 +71,7 @@ fn install_without_drush(
         title = quote(site.site.title.as_str()),
         email = quote(site.site.admin_email.as_str()),
     );
-    PhpRun {
-        what: "the Drupal installer",
-        args: vec!["-r".into(), code],
-        env,
-        cwd: site.root.clone(),
-        success_marker: Some(INSTALLED),
-        timeout: Duration::from_secs(900),
-        ..Default::default()
-    }
+    PhpRun::inline("the Drupal installer", code, env, &site.root, Duration::from_secs(900)).expecting(INSTALLED)
 }
 
 /// A one-time login link for user 1 without drush: boot the site's kernel and ask
@@ -97,15 +89,7 @@ fn login_link_without_drush(site: &SiteFiles, env: Vec<(&'static str, Secret)>) 
         root = quote(&site.root.display().to_string()),
         request = cli_request(site),
     );
-    PhpRun {
-        what: "the Drupal login link",
-        args: vec!["-r".into(), code],
-        env,
-        cwd: site.root.clone(),
-        success_marker: Some(LINK),
-        timeout: Duration::from_secs(120),
-        ..Default::default()
-    }
+    PhpRun::inline("the Drupal login link", code, env, &site.root, Duration::from_secs(120)).expecting(LINK)
 }
 
 fn drush(root: &Path) -> Option<PathBuf> {

@@ -89,15 +89,10 @@ impl Platform for Drupal7 {
             title = quote(site.site.title.as_str()),
             email = quote(site.site.admin_email.as_str()),
         );
-        Some(PhpRun {
-            what: "the Drupal 7 installer",
-            args: vec!["-r".into(), code],
-            env,
-            cwd: site.root.clone(),
-            success_marker: Some(INSTALLED),
-            timeout: Duration::from_secs(900),
-            ..Default::default()
-        })
+        Some(
+            PhpRun::inline("the Drupal 7 installer", code, env, &site.root, Duration::from_secs(900))
+                .expecting(INSTALLED),
+        )
     }
 
     fn login_link(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
@@ -108,15 +103,7 @@ impl Platform for Drupal7 {
              echo \"{LINK}\\n\" . user_pass_reset_url($account) . \"/login\\n\";\n",
             request = request(site),
         );
-        Some(PhpRun {
-            what: "the Drupal 7 login link",
-            args: vec!["-r".into(), code],
-            env,
-            cwd: site.root.clone(),
-            success_marker: Some(LINK),
-            timeout: Duration::from_secs(120),
-            ..Default::default()
-        })
+        Some(PhpRun::inline("the Drupal 7 login link", code, env, &site.root, Duration::from_secs(120)).expecting(LINK))
     }
 
     fn cron(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
@@ -126,14 +113,7 @@ impl Platform for Drupal7 {
              exit(drupal_cron_run() ? 0 : 1);\n",
             request = request(site),
         );
-        Some(PhpRun {
-            what: "Drupal 7 cron",
-            args: vec!["-r".into(), code],
-            env,
-            cwd: site.root.clone(),
-            timeout: Duration::from_secs(900),
-            ..Default::default()
-        })
+        Some(PhpRun::inline("Drupal 7 cron", code, env, &site.root, Duration::from_secs(900)))
     }
 
     fn packages(&self, root: &Path, site_dir: Option<&Path>) -> Vec<Package> {

@@ -89,15 +89,10 @@ impl Platform for Wordpress {
             email = quote(site.site.admin_email.as_str()),
             lang = quote(site.site.language.as_str()),
         );
-        Some(PhpRun {
-            what: "the WordPress installer",
-            args: vec!["-r".into(), code],
-            env,
-            cwd: site.root.clone(),
-            success_marker: Some(INSTALLED),
-            timeout: Duration::from_secs(300),
-            ..Default::default()
-        })
+        Some(
+            PhpRun::inline("the WordPress installer", code, env, &site.root, Duration::from_secs(300))
+                .expecting(INSTALLED),
+        )
     }
 
     fn login_link(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
@@ -112,15 +107,10 @@ impl Platform for Wordpress {
             boot = bootstrap(site),
             load = quote(&site.root.join("wp-load.php").display().to_string()),
         );
-        Some(PhpRun {
-            what: "the WordPress password reset",
-            args: vec!["-r".into(), code],
-            env,
-            cwd: site.root.clone(),
-            success_marker: Some(LINK),
-            timeout: Duration::from_secs(120),
-            ..Default::default()
-        })
+        Some(
+            PhpRun::inline("the WordPress password reset", code, env, &site.root, Duration::from_secs(120))
+                .expecting(LINK),
+        )
     }
 
     fn cron(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
@@ -129,14 +119,7 @@ impl Platform for Wordpress {
             boot = bootstrap(site),
             cron = quote(&site.root.join("wp-cron.php").display().to_string()),
         );
-        Some(PhpRun {
-            what: "WordPress cron",
-            args: vec!["-r".into(), code],
-            env,
-            cwd: site.root.clone(),
-            timeout: Duration::from_secs(600),
-            ..Default::default()
-        })
+        Some(PhpRun::inline("WordPress cron", code, env, &site.root, Duration::from_secs(600)))
     }
 
     fn packages(&self, root: &Path, _site_dir: Option<&Path>) -> Vec<Package> {
