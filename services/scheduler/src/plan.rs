@@ -2,21 +2,25 @@
 //! each is undone when a later one fails. A plan is a pure function of the request, so
 //! it is recomputed rather than stored.
 
-use aegir_contract::{Route, ServerContext, ServiceKind, StepAction, TaskKind, TaskRequested, TaskTarget};
+use aegir_contract::{
+    BackupRef, Route, ServerContext, ServiceKind, SiteContext, StepAction, TaskKind, TaskOptions, TaskRequested,
+    TaskTarget,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedStep {
     pub action: StepAction,
-    /// Undoes this step (also when it failed half way); `None` when nothing needs undoing.
-    pub undo: Option<StepAction>,
+    /// Undo this step (also when it failed half way), in this order; empty when nothing
+    /// needs undoing.
+    pub undo: Vec<StepAction>,
 }
 
 fn step(action: StepAction) -> PlannedStep {
-    PlannedStep { action, undo: None }
+    PlannedStep { action, undo: Vec::new() }
 }
 
 fn undoable(action: StepAction, undo: StepAction) -> PlannedStep {
-    PlannedStep { action, undo: Some(undo) }
+    PlannedStep { action, undo: vec![undo] }
 }
 
 pub fn steps(request: &TaskRequested) -> Vec<PlannedStep> {
@@ -49,32 +53,156 @@ pub fn steps(request: &TaskRequested) -> Vec<PlannedStep> {
         // Locking is a change of the platform's record only: nothing runs on a server,
         // but it is still a task, in order with the platform's other tasks and logged.
         (TaskKind::Lock | TaskKind::Unlock, TaskTarget::Platform { .. }) => Vec::new(),
-        (kind, TaskTarget::Site { site }) => {
-            let site = site.clone();
-            match kind {
-                TaskKind::Install => vec![
-                    undoable(
-                        StepAction::SiteDatabaseCreate { site: site.clone() },
-                        StepAction::SiteDatabaseDrop { site: site.clone() },
-                    ),
-                    undoable(StepAction::SiteInstall { site: site.clone() }, StepAction::SiteRemove { site }),
-                ],
-                TaskKind::Verify => vec![step(StepAction::SiteVerify { site })],
-                TaskKind::Disable => vec![step(StepAction::SiteDisable { site })],
-                TaskKind::Enable => vec![step(StepAction::SiteEnable { site })],
-                TaskKind::LoginReset => vec![step(StepAction::SiteLoginReset { site })],
-                // The web server stops serving it before its database goes.
-                TaskKind::Delete => vec![
-                    step(StepAction::SiteRemove { site: site.clone() }),
-                    step(StepAction::SiteDatabaseDrop { site }),
-                ],
-                // Ping is planned above; the contract refuses the others for sites.
-                TaskKind::Ping | TaskKind::Lock | TaskKind::Unlock | TaskKind::Import => Vec::new(),
-            }
-        }
+        (kind, TaskTarget::Site { site }) => site_steps(*kind, site, &request.options),
         // The contract refuses these combinations before a plan is made.
         (_, TaskTarget::Server { .. } | TaskTarget::Platform { .. }) => Vec::new(),
     }
+}
+
+fn site_steps(kind: TaskKind, site: &SiteContext, options: &TaskOptions) -> Vec<PlannedStep> {
+    let s = || site.clone();
+    match kind {
+        TaskKind::Install => vec![
+            undoable(StepAction::SiteDatabaseCreate { site: s() }, StepAction::SiteDatabaseDrop { site: s() }),
+            undoable(StepAction::SiteInstall { site: s() }, StepAction::SiteRemove { site: s() }),
+        ],
+        TaskKind::Verify => vec![step(StepAction::SiteVerify { site: s() })],
+        TaskKind::Disable => vec![step(StepAction::SiteDisable { site: s() })],
+        TaskKind::Enable => vec![step(StepAction::SiteEnable { site: s() })],
+        TaskKind::LoginReset => vec![step(StepAction::SiteLoginReset { site: s() })],
+        TaskKind::Backup => {
+            let Some(backup) = options.new_backup.clone() else { return Vec::new() };
+            let mut plan = archive(site, &backup);
+            // A backup that did not finish leaves nothing behind in the store.
+            plan[0].undo = vec![StepAction::BackupDelete { site: s(), backup }];
+            plan
+        }
+        // The final backup first (kept whatever happens next); then the web server stops
+        // serving the site before its database goes.
+        TaskKind::Delete => {
+            let mut plan = options.new_backup.as_ref().map(|b| archive(site, b)).unwrap_or_default();
+            plan.push(step(StepAction::SiteRemove { site: s() }));
+            plan.push(step(StepAction::SiteDatabaseDrop { site: s() }));
+            plan
+        }
+        TaskKind::BackupDelete => match &options.from_backup {
+            Some(backup) => vec![step(StepAction::BackupDelete { site: s(), backup: backup.clone() })],
+            None => Vec::new(),
+        },
+        TaskKind::Restore => match (&options.from_backup, &options.new_backup) {
+            (Some(from), Some(safety)) => restore(site, from, safety),
+            _ => Vec::new(),
+        },
+        TaskKind::Clone => match (&options.new_backup, &options.to) {
+            (Some(backup), Some(to)) => clone(site, backup, to),
+            _ => Vec::new(),
+        },
+        TaskKind::Migrate => match (&options.new_backup, &options.to) {
+            (Some(backup), Some(to)) => migrate(site, backup, to),
+            _ => Vec::new(),
+        },
+        // Ping is planned above; the contract refuses the others for sites.
+        TaskKind::Ping | TaskKind::Lock | TaskKind::Unlock | TaskKind::Import => Vec::new(),
+    }
+}
+
+/// Dump the database into the store, then write the archive around it.
+fn archive(site: &SiteContext, backup: &BackupRef) -> Vec<PlannedStep> {
+    vec![
+        step(StepAction::SiteDatabaseDump { site: site.clone(), backup: backup.clone() }),
+        step(StepAction::SiteArchiveCreate { site: site.clone(), backup: backup.clone() }),
+    ]
+}
+
+/// Check the archive before anything changes; keep a copy of the site as it is, so a
+/// restore that fails half way puts that copy back.
+fn restore(site: &SiteContext, from: &BackupRef, safety: &BackupRef) -> Vec<PlannedStep> {
+    let s = || site.clone();
+    let mut plan = vec![step(StepAction::SiteArchiveCheck { site: s(), backup: from.clone() })];
+    plan.extend(archive(site, safety));
+    plan.push(undoable(
+        StepAction::SiteDatabaseLoad { site: s(), backup: from.clone() },
+        StepAction::SiteDatabaseLoad { site: s(), backup: safety.clone() },
+    ));
+    plan.push(undoable(
+        StepAction::SiteFilesUnpack { site: s(), backup: from.clone() },
+        StepAction::SiteFilesUnpack { site: s(), backup: safety.clone() },
+    ));
+    // Settings and vhost rendered for the site as it is now (archives hold no secrets).
+    plan.push(step(StepAction::SiteDeploy { site: s(), renamed_from: None }));
+    plan
+}
+
+/// A new site from an archive of this one; what fails removes the new site entirely.
+fn clone(site: &SiteContext, backup: &BackupRef, to: &SiteContext) -> Vec<PlannedStep> {
+    let t = || to.clone();
+    let mut plan = archive(site, backup);
+    plan.push(undoable(StepAction::SiteDatabaseCreate { site: t() }, StepAction::SiteDatabaseDrop { site: t() }));
+    plan.push(step(StepAction::SiteDatabaseLoad { site: t(), backup: backup.clone() }));
+    plan.push(undoable(
+        StepAction::SiteFilesUnpack { site: t(), backup: backup.clone() },
+        StepAction::SiteRemove { site: t() },
+    ));
+    plan.push(step(StepAction::SiteDeploy { site: t(), renamed_from: Some(site.uri.clone()) }));
+    plan
+}
+
+/// Moves the site from `site` to `to`: another platform (then the application's update
+/// runs), another db server, another uri, or several of these. The old site keeps
+/// serving until the new one is deployed; any failure puts the old one back, database
+/// included, from the archive taken first.
+fn migrate(site: &SiteContext, backup: &BackupRef, to: &SiteContext) -> Vec<PlannedStep> {
+    let old = || site.clone();
+    let new = || to.clone();
+    let same_web_server = site.platform.web_server.name == to.platform.web_server.name;
+    // One vhost file per uri and web server: the new site takes over the old one's.
+    let same_vhost = same_web_server && site.uri == to.uri;
+    let same_dir = same_vhost && site.platform.root == to.platform.root;
+    let same_db = site.db_server.name == to.db_server.name && site.database.name == to.database.name;
+    let platform_changed = site.platform.name != to.platform.name;
+
+    let mut plan = archive(site, backup);
+    if !same_db {
+        plan.push(undoable(
+            StepAction::SiteDatabaseCreate { site: new() },
+            StepAction::SiteDatabaseDrop { site: new() },
+        ));
+        plan.push(step(StepAction::SiteDatabaseLoad { site: new(), backup: backup.clone() }));
+    }
+    if !same_dir {
+        let undo = if same_vhost {
+            StepAction::SiteFilesRemove { site: new() }
+        } else {
+            StepAction::SiteRemove { site: new() }
+        };
+        plan.push(undoable(StepAction::SiteFilesUnpack { site: new(), backup: backup.clone() }, undo));
+    }
+    let renamed_from = (site.uri != to.uri).then(|| site.uri.clone());
+    let mut deploy = step(StepAction::SiteDeploy { site: new(), renamed_from });
+    // From here on the old database may change (renamed uri, application update): put
+    // it back from the archive, then serve the old site again.
+    if same_db {
+        deploy.undo.push(StepAction::SiteDatabaseLoad { site: old(), backup: backup.clone() });
+    }
+    if same_vhost {
+        deploy.undo.push(StepAction::SiteDeploy { site: old(), renamed_from: None });
+    }
+    plan.push(deploy);
+    if platform_changed {
+        plan.push(step(StepAction::SiteUpdate { site: new() }));
+    }
+    // The new site serves and is up to date: what is left of the old one goes.
+    if !same_dir {
+        plan.push(step(if same_vhost {
+            StepAction::SiteFilesRemove { site: old() }
+        } else {
+            StepAction::SiteRemove { site: old() }
+        }));
+    }
+    if !same_db {
+        plan.push(step(StepAction::SiteDatabaseDrop { site: old() }));
+    }
+    plan
 }
 
 /// The workers a context depends on.
@@ -102,14 +230,14 @@ fn ping_routes(target: &TaskTarget) -> Vec<Route> {
 /// The undo steps after step `failed` failed: that step's own undo first (it may have
 /// done part of its work), then those of the steps before it, newest first.
 pub fn rollback(plan: &[PlannedStep], failed: usize) -> Vec<StepAction> {
-    plan.iter().take(failed + 1).rev().filter_map(|s| s.undo.clone()).collect()
+    plan.iter().take(failed + 1).rev().flat_map(|s| s.undo.iter().cloned()).collect()
 }
 
 /// Something the task log should say before the task's first step.
 pub fn notice(request: &TaskRequested) -> Option<&'static str> {
     match (&request.kind, &request.target) {
-        (TaskKind::Delete, TaskTarget::Site { .. }) => {
-            Some("no final backup is taken before the delete: this installation has no backup service yet")
+        (TaskKind::Delete, TaskTarget::Site { .. }) if request.options.new_backup.is_none() => {
+            Some("no final backup is taken before the delete: it was asked to skip it")
         }
         _ => None,
     }
@@ -167,7 +295,27 @@ mod tests {
     }
 
     fn task(kind: TaskKind, target: TaskTarget) -> TaskRequested {
-        TaskRequested { task_id: Uuid::now_v7(), kind, target, requested_at: Utc::now() }
+        TaskRequested {
+            task_id: Uuid::now_v7(),
+            kind,
+            target,
+            options: TaskOptions::default(),
+            requested_at: Utc::now(),
+        }
+    }
+
+    fn site_task(kind: TaskKind, options: TaskOptions) -> TaskRequested {
+        let request = TaskRequested { options, ..task(kind, TaskTarget::Site { site: site() }) };
+        request.validate().expect("a valid request");
+        request
+    }
+
+    fn backup() -> BackupRef {
+        BackupRef::new(site().uri, Compression::Zstd)
+    }
+
+    fn plan_labels(plan: &[PlannedStep]) -> Vec<&'static str> {
+        labels(plan.iter().map(|s| s.action.clone()))
     }
 
     fn labels(actions: impl IntoIterator<Item = StepAction>) -> Vec<&'static str> {
@@ -209,6 +357,125 @@ mod tests {
     }
 
     #[test]
+    fn a_backup_dumps_then_archives_and_leaves_nothing_when_it_fails() {
+        let plan =
+            steps(&site_task(TaskKind::Backup, TaskOptions { new_backup: Some(backup()), ..Default::default() }));
+        assert_eq!(plan_labels(&plan), ["site database dump", "site archive create"]);
+        assert_eq!(plan[0].action.route().to_string(), "server_master.db");
+        assert_eq!(plan[1].action.route().to_string(), "server_master.backup");
+        assert_eq!(labels(rollback(&plan, 1)), ["backup delete"]);
+    }
+
+    #[test]
+    fn a_restore_checks_the_archive_first_and_puts_the_safety_copy_back_on_failure() {
+        let (from, safety) = (backup(), backup());
+        let options = TaskOptions { new_backup: Some(safety.clone()), from_backup: Some(from.clone()), to: None };
+        let plan = steps(&site_task(TaskKind::Restore, options));
+        assert_eq!(
+            plan_labels(&plan),
+            [
+                "site archive check",
+                "site database dump",
+                "site archive create",
+                "site database load",
+                "site files unpack",
+                "site deploy"
+            ]
+        );
+        assert!(rollback(&plan, 0).is_empty(), "a damaged archive changes nothing");
+        let undo = rollback(&plan, 4);
+        assert_eq!(labels(undo.clone()), ["site files unpack", "site database load"]);
+        for action in undo {
+            match action {
+                StepAction::SiteFilesUnpack { backup, .. } | StepAction::SiteDatabaseLoad { backup, .. } => {
+                    assert_eq!(backup, safety)
+                }
+                other => panic!("unexpected undo {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_clone_that_fails_removes_the_new_site_only() {
+        let mut to = site();
+        to.uri = SiteUri::parse("staging.example.com").unwrap();
+        to.database.name = DbIdent::parse("staging_example_com").unwrap();
+        let options = TaskOptions { new_backup: Some(backup()), to: Some(Box::new(to.clone())), ..Default::default() };
+        let plan = steps(&site_task(TaskKind::Clone, options));
+        assert_eq!(
+            plan_labels(&plan),
+            [
+                "site database dump",
+                "site archive create",
+                "site database create",
+                "site database load",
+                "site files unpack",
+                "site deploy"
+            ]
+        );
+        let undo = rollback(&plan, 5);
+        assert_eq!(labels(undo.clone()), ["site remove", "site database drop"]);
+        assert!(undo.iter().all(|a| match a {
+            StepAction::SiteRemove { site } | StepAction::SiteDatabaseDrop { site } => site.uri == to.uri,
+            _ => false,
+        }));
+    }
+
+    #[test]
+    fn a_migrate_to_another_platform_updates_and_rolls_back_to_the_old_one() {
+        let mut to = site();
+        to.platform.name = PlatformName::parse("platform_wp_next").unwrap();
+        to.platform.root = AbsolutePath::parse("/var/aegir/platforms/wp-next").unwrap();
+        let b = backup();
+        let options = TaskOptions { new_backup: Some(b.clone()), to: Some(Box::new(to.clone())), ..Default::default() };
+        let plan = steps(&site_task(TaskKind::Migrate, options));
+        assert_eq!(
+            plan_labels(&plan),
+            [
+                "site database dump",
+                "site archive create",
+                "site files unpack",
+                "site deploy",
+                "site update",
+                "site files remove"
+            ]
+        );
+        // The update failed: the old database comes back, the old platform serves, the copy goes.
+        let undo = rollback(&plan, 4);
+        assert_eq!(labels(undo.clone()), ["site database load", "site deploy", "site files remove"]);
+        assert!(matches!(&undo[0], StepAction::SiteDatabaseLoad { site: s, backup } if *s == site() && *backup == b));
+        assert!(matches!(&undo[1], StepAction::SiteDeploy { site: s, .. } if *s == site()));
+        assert!(matches!(&undo[2], StepAction::SiteFilesRemove { site: s } if s.platform.name == to.platform.name));
+        // What is left of the old site goes last, from the old platform.
+        assert!(matches!(&plan[5].action, StepAction::SiteFilesRemove { site: s } if *s == site()));
+    }
+
+    #[test]
+    fn a_migrate_to_another_db_server_and_uri_copies_the_database_and_drops_the_old_one_last() {
+        let mut to = site();
+        to.uri = SiteUri::parse("new.example.com").unwrap();
+        to.db_server.name = ServerName::parse("server_db2").unwrap();
+        let options = TaskOptions { new_backup: Some(backup()), to: Some(Box::new(to)), ..Default::default() };
+        let plan = steps(&site_task(TaskKind::Migrate, options));
+        assert_eq!(
+            plan_labels(&plan),
+            [
+                "site database dump",
+                "site archive create",
+                "site database create",
+                "site database load",
+                "site files unpack",
+                "site deploy",
+                "site remove",
+                "site database drop"
+            ]
+        );
+        assert_eq!(plan[2].action.route().to_string(), "server_db2.db");
+        assert_eq!(plan[7].action.route().to_string(), "server_master.db");
+        assert_eq!(labels(rollback(&plan, 5)), ["site remove", "site database drop"]);
+    }
+
+    #[test]
     fn a_ping_reaches_every_worker_the_context_depends_on() {
         let routes = |target| -> Vec<String> {
             steps(&task(TaskKind::Ping, target)).iter().map(|s| s.action.route().to_string()).collect()
@@ -227,6 +494,15 @@ mod tests {
         let plan = steps(&request);
         assert_eq!(labels(plan.iter().map(|s| s.action.clone())), ["site remove", "site database drop"]);
         assert!(rollback(&plan, 1).is_empty());
-        assert!(notice(&request).is_some());
+        assert!(notice(&request).is_some(), "no final backup was asked for");
+
+        let request = site_task(TaskKind::Delete, TaskOptions { new_backup: Some(backup()), ..Default::default() });
+        let plan = steps(&request);
+        assert_eq!(
+            plan_labels(&plan),
+            ["site database dump", "site archive create", "site remove", "site database drop"]
+        );
+        assert!(rollback(&plan, 3).is_empty(), "the final backup is kept");
+        assert!(notice(&request).is_none());
     }
 }

@@ -4,6 +4,7 @@
 //! parsed or deserialized, so a value of one of these types is always safe to use as a
 //! path component, a routing key part or a label in a log line.
 
+pub mod backup;
 pub mod context;
 pub mod messages;
 pub mod names;
@@ -11,6 +12,7 @@ pub mod routing;
 pub mod schema;
 pub mod secret;
 
+pub use backup::*;
 pub use context::*;
 pub use messages::*;
 pub use names::*;

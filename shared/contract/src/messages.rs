@@ -12,8 +12,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::backup::{BackupFacts, BackupRef};
 use crate::context::{FoundSite, Package, PlatformContext, PlatformType, ServerContext, SiteContext};
-use crate::names::{ContextName, ContextType, ProfileName};
+use crate::names::{ContextName, ContextType, ProfileName, SiteUri};
 use crate::routing::{Route, ServiceKind};
 
 /// A message of the contract: its schema name and its checks beyond types.
@@ -63,9 +64,19 @@ pub enum TaskKind {
     Ping,
     /// A platform's sites made outside the system get records (Aegir's platform import).
     Import,
+    /// An archive of the site: files, settings and a database dump.
+    Backup,
+    /// The site's files and database put back as an archive holds them.
+    Restore,
+    /// An archive removed from the backup store.
+    BackupDelete,
+    /// A new site at a new uri from a copy of this one.
+    Clone,
+    /// The site moved to another platform (the upgrade path), db server or uri.
+    Migrate,
 }
 
-crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`, `lock`, `unlock`, `ping`, `import`", {
+crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`, `lock`, `unlock`, `ping`, `import`, `backup`, `restore`, `backup-delete`, `clone`, `migrate`", {
     Verify => "verify",
     Install => "install",
     Disable => "disable",
@@ -76,13 +87,37 @@ crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `di
     Unlock => "unlock",
     Ping => "ping",
     Import => "import",
+    Backup => "backup",
+    Restore => "restore",
+    BackupDelete => "backup-delete",
+    Clone => "clone",
+    Migrate => "migrate",
 });
 
 impl TaskKind {
+    pub const ALL: [TaskKind; 15] = [
+        TaskKind::Verify,
+        TaskKind::Install,
+        TaskKind::Disable,
+        TaskKind::Enable,
+        TaskKind::Delete,
+        TaskKind::LoginReset,
+        TaskKind::Lock,
+        TaskKind::Unlock,
+        TaskKind::Ping,
+        TaskKind::Import,
+        TaskKind::Backup,
+        TaskKind::Restore,
+        TaskKind::BackupDelete,
+        TaskKind::Clone,
+        TaskKind::Migrate,
+    ];
+
     /// Whether a context of this type can run this task.
     pub fn applies_to(self, context: ContextType) -> bool {
         match context {
             ContextType::Server => matches!(self, TaskKind::Verify | TaskKind::Ping),
+            // Platforms and servers have no archives: their code comes from a source.
             // A locked platform takes no new sites; a platform is deleted only without sites.
             ContextType::Platform => matches!(
                 self,
@@ -119,6 +154,30 @@ impl TaskTarget {
     }
 }
 
+/// What a task needs beyond its target, decided when it is requested so that its plan
+/// is a pure function of the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskOptions {
+    /// The archive the task makes first: `backup`; the safety copy `restore` and
+    /// `migrate` take before they change anything; the source copy of `clone`; the final
+    /// backup of a site `delete` (absent only when the delete was asked to skip it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_backup: Option<BackupRef>,
+    /// The archive the task reads (`restore`) or removes (`backup-delete`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_backup: Option<BackupRef>,
+    /// The site as it will be: the new site of a `clone`, the moved site of a `migrate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Box<SiteContext>>,
+}
+
+impl TaskOptions {
+    pub fn is_empty(&self) -> bool {
+        self == &TaskOptions::default()
+    }
+}
+
 /// task-api → scheduler: run this task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +185,8 @@ pub struct TaskRequested {
     pub task_id: Uuid,
     pub kind: TaskKind,
     pub target: TaskTarget,
+    #[serde(default, skip_serializing_if = "TaskOptions::is_empty")]
+    pub options: TaskOptions,
     pub requested_at: DateTime<Utc>,
 }
 
@@ -133,12 +194,52 @@ impl Message for TaskRequested {
     const NAME: &'static str = "task_requested";
 
     fn validate(&self) -> Result<(), ContractError> {
+        let refuse = |reason: String| Err(ContractError::Invalid { message: Self::NAME, reason });
         let context = self.target.context();
         if !self.kind.applies_to(context.context_type()) {
-            return Err(ContractError::Invalid {
-                message: Self::NAME,
-                reason: format!("a {} cannot run `{}`", context.context_type(), self.kind),
-            });
+            return refuse(format!("a {} cannot run `{}`", context.context_type(), self.kind));
+        }
+        let o = &self.options;
+        let site = match &self.target {
+            TaskTarget::Site { site } => Some(site),
+            _ => None,
+        };
+        // Each task carries exactly the options it uses, each about the right site.
+        let (new_backup, from_backup, to) = match self.kind {
+            TaskKind::Backup | TaskKind::Clone | TaskKind::Migrate => {
+                (true, false, matches!(self.kind, TaskKind::Clone | TaskKind::Migrate))
+            }
+            TaskKind::Restore => (true, true, false),
+            TaskKind::BackupDelete => (false, true, false),
+            TaskKind::Delete => (o.new_backup.is_some(), false, false),
+            _ => (false, false, false),
+        };
+        for (name, wanted, present) in [
+            ("new_backup", new_backup, o.new_backup.is_some()),
+            ("from_backup", from_backup, o.from_backup.is_some()),
+            ("to", to, o.to.is_some()),
+        ] {
+            if wanted != present {
+                let verb = if wanted { "needs" } else { "takes no" };
+                return refuse(format!("`{}` {verb} `{name}`", self.kind));
+            }
+        }
+        if let Some(site) = site {
+            if let Some(b) = &o.new_backup {
+                if b.site != site.uri {
+                    return refuse(format!("new_backup is of {}, not of the task's site {}", b.site, site.uri));
+                }
+            }
+            if let (TaskKind::Clone, Some(to)) = (self.kind, &o.to) {
+                if to.uri == site.uri {
+                    return refuse(format!("a clone needs a new uri, not the site's own ({})", site.uri));
+                }
+            }
+            if let (TaskKind::Migrate, Some(to)) = (self.kind, &o.to) {
+                if to.as_ref() == site {
+                    return refuse(format!("migrating {} to where it already is changes nothing", site.uri));
+                }
+            }
         }
         Ok(())
     }
@@ -181,6 +282,37 @@ pub enum StepAction {
     SiteLoginReset { site: SiteContext },
     /// Answer, doing nothing else. Any worker runs it.
     Ping { route: Route },
+    /// Dump the site's database, consistently and streamed, into the backup store as
+    /// the staging object `backup.dump_key()`. Idempotent: a repeated dump replaces it.
+    SiteDatabaseDump { site: SiteContext, backup: BackupRef },
+    /// Replace everything in the site's database with the dump an archive holds, after
+    /// checking it against the archive's manifest. The database and user must exist.
+    SiteDatabaseLoad { site: SiteContext, backup: BackupRef },
+    /// Write the archive: the staged dump, the site's directory, the manifest; then its
+    /// sidecar manifest; then remove the staged dump. Reports [`BackupFacts`]. A repeated
+    /// step whose archive is complete reports it again and writes nothing.
+    SiteArchiveCreate { site: SiteContext, backup: BackupRef },
+    /// Read a whole archive and check it against its manifest: changes nothing.
+    SiteArchiveCheck { site: SiteContext, backup: BackupRef },
+    /// Replace the site's directory with the one an archive holds (unpacked beside it,
+    /// checked, then swapped in). Settings are rendered again by the deploy after it.
+    SiteFilesUnpack { site: SiteContext, backup: BackupRef },
+    /// Remove an archive, its sidecar manifest and any staged dump. Idempotent.
+    BackupDelete { site: SiteContext, backup: BackupRef },
+    /// Put a site whose files and database are in place into service: render settings
+    /// (and, when it moved from another uri, update what the application stores about
+    /// its address), fix permissions, write the vhost, test the config and reload.
+    SiteDeploy {
+        site: SiteContext,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        renamed_from: Option<SiteUri>,
+    },
+    /// Run the application's own update (Drupal's database updates, WordPress's
+    /// `wp_upgrade`, MediaWiki's `update.php`) after a move to another platform.
+    SiteUpdate { site: SiteContext },
+    /// Remove the site's directory and its entries in the platform's shared files,
+    /// leaving the vhost, which serves the site from its new place. Idempotent.
+    SiteFilesRemove { site: SiteContext },
 }
 
 impl StepAction {
@@ -206,6 +338,21 @@ impl StepAction {
                 Route::new(site.platform.web_server.name.clone(), ServiceKind::Http)
             }
             StepAction::Ping { route } => route.clone(),
+            StepAction::SiteDatabaseDump { site, .. } | StepAction::SiteDatabaseLoad { site, .. } => {
+                Route::new(site.db_server.name.clone(), ServiceKind::Db)
+            }
+            // Archives are made and unpacked where the site's files are.
+            StepAction::SiteArchiveCreate { site, .. }
+            | StepAction::SiteArchiveCheck { site, .. }
+            | StepAction::SiteFilesUnpack { site, .. }
+            | StepAction::BackupDelete { site, .. } => {
+                Route::new(site.platform.web_server.name.clone(), ServiceKind::Backup)
+            }
+            StepAction::SiteDeploy { site, .. }
+            | StepAction::SiteUpdate { site }
+            | StepAction::SiteFilesRemove { site } => {
+                Route::new(site.platform.web_server.name.clone(), ServiceKind::Http)
+            }
         }
     }
 
@@ -226,6 +373,15 @@ impl StepAction {
             StepAction::SiteEnable { .. } => "site enable",
             StepAction::SiteLoginReset { .. } => "site login reset",
             StepAction::Ping { .. } => "ping",
+            StepAction::SiteDatabaseDump { .. } => "site database dump",
+            StepAction::SiteDatabaseLoad { .. } => "site database load",
+            StepAction::SiteArchiveCreate { .. } => "site archive create",
+            StepAction::SiteArchiveCheck { .. } => "site archive check",
+            StepAction::SiteFilesUnpack { .. } => "site files unpack",
+            StepAction::BackupDelete { .. } => "backup delete",
+            StepAction::SiteDeploy { .. } => "site deploy",
+            StepAction::SiteUpdate { .. } => "site update",
+            StepAction::SiteFilesRemove { .. } => "site files remove",
         }
     }
 }
@@ -280,6 +436,9 @@ pub struct StepFacts {
     /// Sites found on a platform by platform import.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sites: Option<Vec<FoundSite>>,
+    /// The archive a site archive create stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupFacts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

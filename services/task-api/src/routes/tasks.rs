@@ -87,6 +87,7 @@ fn site_task_allowed(uri: &SiteUri, status: SiteStatus, task: TaskKind) -> Resul
         TaskKind::Verify | TaskKind::LoginReset | TaskKind::Delete => status.is_installed(),
         TaskKind::Ping => true,
         TaskKind::Lock | TaskKind::Unlock | TaskKind::Import => false,
+        TaskKind::Backup | TaskKind::Restore | TaskKind::BackupDelete | TaskKind::Clone | TaskKind::Migrate => false,
     };
     if allowed {
         return Ok(());
@@ -271,7 +272,8 @@ pub async fn create(
     let now = Utc::now();
     let trace_id = aegir_amqp::current_trace_id();
     let row = db::tasks::insert(&mut tx, id, &input.context, input.task, now, trace_id).await?;
-    let message = TaskRequested { task_id: id, kind: input.task, target, requested_at: now };
+    let message =
+        TaskRequested { task_id: id, kind: input.task, target, options: Default::default(), requested_at: now };
     Outbox::enqueue(&mut tx, &message, None).await?;
     tx.commit().await?;
     state.outbox.wake();
