@@ -29,6 +29,7 @@ use crate::error::is_unavailable;
 use crate::import::{self, ImportStep};
 use crate::live::{LiveEvent, LiveLog};
 use crate::metrics::EVENTS_CONSUMED;
+use crate::task_args::TaskArgs;
 use crate::views::{ContextStatus, SiteStatus, TaskStatus};
 
 /// Deliveries the broker may send ahead of the one being handled.
@@ -87,6 +88,8 @@ fn event_key(routing_key: &str) -> Option<EventKey> {
 
 /// A decoded event.
 #[derive(Debug)]
+// One at a time, decoded and dropped: boxing would only make matching noisier.
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Log(LogLine),
     Step(StepResult),
@@ -286,7 +289,26 @@ impl EventConsumer {
                 }
             }
         }
+        if let (ContextName::Site(uri), Some(backup)) = (&context, &facts.backup) {
+            let platform = db::sites::get(&mut *tx, uri).await?.map(|site| site.platform);
+            let origin = db::backups::Origin {
+                site: uri,
+                task_kind: &task.kind,
+                task_id: task.id,
+                platform: platform.as_deref(),
+            };
+            changed |= db::backups::insert(&mut tx, backup, &origin).await?;
+        }
         if let Some(packages) = &facts.packages {
+            // A clone's deploy reports the packages of the new site.
+            let context = match (&context, TaskArgs::from_stored(task.options.as_ref())) {
+                (ContextName::Site(_), Some(TaskArgs { new_uri: Some(new_uri), .. }))
+                    if task.kind == TaskKind::Clone.as_str() =>
+                {
+                    ContextName::Site(new_uri)
+                }
+                _ => context.clone(),
+            };
             // Only for a context that still exists: a late report must not bring back
             // the packages of a deleted site.
             let exists = match &context {
@@ -295,7 +317,7 @@ impl EventConsumer {
                 ContextName::Server(_) => false,
             };
             if exists {
-                db::packages::replace(&mut tx, &task.context, packages).await?;
+                db::packages::replace(&mut tx, &context.to_string(), packages).await?;
                 changed = true;
             }
         }
@@ -331,7 +353,10 @@ impl EventConsumer {
             }
         }
         match (ContextName::parse(&task.context), task.kind.parse::<TaskKind>()) {
-            (Ok(ContextName::Site(uri)), Ok(kind)) => site_finished(&mut tx, &uri, kind, status, finished.at).await?,
+            (Ok(ContextName::Site(uri)), Ok(kind)) => {
+                let args = TaskArgs::from_stored(task.options.as_ref()).unwrap_or_default();
+                site_finished(&mut tx, &uri, kind, &args, status, finished.at).await?
+            }
             (Ok(ContextName::Platform(name)), Ok(kind @ (TaskKind::Lock | TaskKind::Unlock)))
                 if status == TaskStatus::Success =>
             {
@@ -363,12 +388,16 @@ async fn platform_deleted(conn: &mut PgConnection, name: &PlatformName) -> sqlx:
 }
 
 /// What a finished task did to its site: install → `enabled` (or `failed`), disable →
-/// `disabled`, enable → `enabled`, delete → the record goes (its tasks and logs stay).
-/// A failed disable, enable, delete or verify leaves the site as it was.
+/// `disabled`, enable → `enabled`, delete → the record goes (its tasks, logs and
+/// archives stay), clone → the new site is `enabled` (or its record goes), migrate →
+/// the record follows the site to its new platform, db server and uri, backup-delete →
+/// the archive's record goes. A failed task otherwise leaves the records as they were:
+/// its rollback put the site back where it was.
 async fn site_finished(
     conn: &mut PgConnection,
     uri: &SiteUri,
     kind: TaskKind,
+    args: &TaskArgs,
     status: TaskStatus,
     at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
@@ -379,6 +408,25 @@ async fn site_finished(
         TaskKind::Disable if success => db::sites::set_status(conn, uri, SiteStatus::Disabled, None).await,
         TaskKind::Enable if success => db::sites::set_status(conn, uri, SiteStatus::Enabled, None).await,
         TaskKind::Delete if success => db::sites::delete(conn, uri).await.map(drop),
+        TaskKind::Clone => match &args.new_uri {
+            Some(new_uri) if success => db::sites::set_status(conn, new_uri, SiteStatus::Enabled, Some(at)).await,
+            Some(new_uri) => db::sites::delete(conn, new_uri).await.map(drop),
+            None => Ok(()),
+        },
+        TaskKind::Migrate if success => {
+            db::sites::moved(conn, uri, args.platform.as_ref(), args.db_server.as_ref()).await?;
+            match &args.new_uri {
+                Some(new_uri) if new_uri != uri => {
+                    db::sites::rename(conn, uri, new_uri).await?;
+                    db::backups::rename_site(conn, uri, new_uri).await
+                }
+                _ => Ok(()),
+            }
+        }
+        TaskKind::BackupDelete if success => match args.backup {
+            Some(id) => db::backups::delete(conn, id).await.map(drop),
+            None => Ok(()),
+        },
         _ => Ok(()),
     }
 }

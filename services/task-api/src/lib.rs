@@ -19,7 +19,9 @@ mod observe;
 pub mod openapi;
 pub mod retention;
 mod routes;
+mod site_moves;
 pub mod state;
+mod task_args;
 mod views;
 
 use std::net::SocketAddr;

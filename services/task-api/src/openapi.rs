@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
-use crate::routes::{clients, health, platforms, servers, sites, task_log, tasks};
+use crate::routes::{backups, clients, health, platforms, servers, sites, task_log, tasks};
 use crate::views::{ContextStatus, PackageView, SiteStatus, TaskStatus};
 
 #[derive(OpenApi)]
@@ -20,6 +20,7 @@ use crate::views::{ContextStatus, PackageView, SiteStatus, TaskStatus};
         platforms::list, platforms::get, platforms::save, platforms::delete,
         clients::list, clients::get, clients::save, clients::delete,
         sites::list, sites::get, sites::save, sites::delete,
+        backups::of_site, backups::get,
         tasks::create, tasks::list, tasks::get, task_log::log,
         health::healthz,
     ),
@@ -29,6 +30,7 @@ use crate::views::{ContextStatus, PackageView, SiteStatus, TaskStatus};
         (name = "platforms", description = "Code bases on web servers"),
         (name = "clients", description = "Who owns sites"),
         (name = "sites", description = "Sites on platforms"),
+        (name = "backups", description = "Archives of sites in the backup store"),
         (name = "tasks", description = "Work on a context, and its live log"),
         (name = "operations", description = "Health"),
     )

@@ -88,12 +88,13 @@ text_enum!(
 
 text_enum!(
     /// Where a site is in its life: `new` (saved, not installed), `enabled`, `disabled`,
-    /// `failed` (its install failed).
+    /// `failed` (its install failed), `cloning` (being made as a copy of another site).
     SiteStatus, "site status", {
         New => "new",
         Enabled => "enabled",
         Disabled => "disabled",
         Failed => "failed",
+        Cloning => "cloning",
     }
 );
 
@@ -251,6 +252,10 @@ pub struct TaskView {
     #[schema(example = "verify")]
     pub task: String,
     pub status: TaskStatus,
+    /// What it was asked beyond its context, e.g. `{"new_uri": "staging.example.com"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub options: Option<serde_json::Value>,
     /// Why the task failed.
     pub reason: Option<String>,
     /// The OpenTelemetry trace id of the request; every service's spans for this task
@@ -259,6 +264,37 @@ pub struct TaskView {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A complete archive of a site in the backup store.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BackupView {
+    pub id: Uuid,
+    /// The site it belongs to (it follows a renamed site; it outlives a deleted one).
+    #[schema(example = "@www.example.com")]
+    pub site: String,
+    /// `zstd` or `gzip`.
+    #[schema(example = "zstd")]
+    pub compression: String,
+    /// Bytes stored.
+    pub size: i64,
+    /// SHA-256 of the stored archive; restore checks it before anything changes.
+    pub sha256: String,
+    /// Bytes of the database dump before compression.
+    pub database_bytes: i64,
+    /// Bytes of the site's files before compression.
+    pub files_bytes: i64,
+    /// Files and directories of the site's directory in the archive.
+    pub entries: i64,
+    /// The task that made it: `backup`, or the copy taken first by `restore`, `migrate`,
+    /// `clone` or `delete`.
+    #[schema(example = "backup")]
+    pub origin: String,
+    pub task_id: Option<Uuid>,
+    /// The platform the site was on.
+    #[schema(example = "@platform_wordpress")]
+    pub platform: Option<String>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// One line of a task's log.

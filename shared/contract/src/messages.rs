@@ -225,20 +225,20 @@ impl Message for TaskRequested {
             }
         }
         if let Some(site) = site {
-            if let Some(b) = &o.new_backup {
-                if b.site != site.uri {
-                    return refuse(format!("new_backup is of {}, not of the task's site {}", b.site, site.uri));
-                }
+            if let Some(b) = &o.new_backup
+                && b.site != site.uri
+            {
+                return refuse(format!("new_backup is of {}, not of the task's site {}", b.site, site.uri));
             }
-            if let (TaskKind::Clone, Some(to)) = (self.kind, &o.to) {
-                if to.uri == site.uri {
-                    return refuse(format!("a clone needs a new uri, not the site's own ({})", site.uri));
-                }
+            if let (TaskKind::Clone, Some(to)) = (self.kind, &o.to)
+                && to.uri == site.uri
+            {
+                return refuse(format!("a clone needs a new uri, not the site's own ({})", site.uri));
             }
-            if let (TaskKind::Migrate, Some(to)) = (self.kind, &o.to) {
-                if to.as_ref() == site {
-                    return refuse(format!("migrating {} to where it already is changes nothing", site.uri));
-                }
+            if let (TaskKind::Migrate, Some(to)) = (self.kind, &o.to)
+                && to.as_ref() == site
+            {
+                return refuse(format!("migrating {} to where it already is changes nothing", site.uri));
             }
         }
         Ok(())
@@ -443,6 +443,8 @@ pub struct StepFacts {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+// Decoded, acted on and dropped; boxing the facts would only make matching noisier.
+#[allow(clippy::large_enum_variant)]
 pub enum StepOutcome {
     Success {
         #[serde(default)]

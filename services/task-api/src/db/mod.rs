@@ -1,5 +1,6 @@
 //! PostgreSQL: connecting, migrations, and the queries of each table.
 
+pub mod backups;
 pub mod clients;
 pub mod packages;
 pub mod platforms;

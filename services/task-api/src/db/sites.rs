@@ -259,6 +259,42 @@ pub async fn set_status(
     Ok(())
 }
 
+/// A migrated site's new platform and db server (each only when it changed).
+pub async fn moved(
+    conn: &mut PgConnection,
+    uri: &SiteUri,
+    platform: Option<&PlatformName>,
+    db_server: Option<&ServerName>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE sites SET platform = COALESCE($2, platform), db_server = COALESCE($3, db_server), updated_at = now()
+         WHERE uri = $1",
+    )
+    .bind(uri.as_str())
+    .bind(platform.map(PlatformName::as_str))
+    .bind(db_server.map(ServerName::as_str))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A site migrated to a new uri: its aliases follow (the foreign key cascades), and so
+/// do the packages its verify found.
+pub async fn rename(conn: &mut PgConnection, from: &SiteUri, to: &SiteUri) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sites SET uri = $2, updated_at = now() WHERE uri = $1")
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM site_aliases WHERE alias = $1").bind(to.as_str()).execute(&mut *conn).await?;
+    sqlx::query("UPDATE packages SET context = $2 WHERE context = $1")
+        .bind(format!("@{from}"))
+        .bind(format!("@{to}"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn exists(db: impl PgExecutor<'_>, uri: &SiteUri) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sites WHERE uri = $1)").bind(uri.as_str()).fetch_one(db).await
 }

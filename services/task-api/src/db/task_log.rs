@@ -44,6 +44,26 @@ fn storable(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains('\0') { text.replace('\0', "\u{FFFD}").into() } else { text.into() }
 }
 
+/// A warning task-api itself logs when it queues a task (e.g. what a forced migrate
+/// goes ahead despite), in the same transaction as the task.
+pub async fn insert_warning(
+    db: impl PgExecutor<'_>,
+    task_id: Uuid,
+    at: DateTime<Utc>,
+    message: &str,
+) -> sqlx::Result<()> {
+    let line = LogLine {
+        id: Uuid::now_v7(),
+        task_id,
+        step: None,
+        level: LogLevel::Warning,
+        message: message.to_owned(),
+        source: "task-api".to_owned(),
+        at,
+    };
+    insert(db, &line).await.map(drop)
+}
+
 /// Stores a line of a known task. `None` when the line is already stored (a redelivery)
 /// or its task is unknown.
 pub async fn insert(db: impl PgExecutor<'_>, line: &LogLine) -> sqlx::Result<Option<LogRow>> {

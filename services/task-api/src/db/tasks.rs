@@ -11,7 +11,7 @@ use crate::views::{TaskStatus, TaskView};
 
 macro_rules! columns {
     () => {
-        "id, context, kind, status, reason, trace_id, created_at, started_at, finished_at"
+        "id, context, kind, status, options, reason, trace_id, created_at, started_at, finished_at"
     };
 }
 
@@ -22,6 +22,7 @@ pub struct TaskRow {
     pub kind: String,
     #[sqlx(try_from = "String")]
     pub status: TaskStatus,
+    pub options: Option<serde_json::Value>,
     pub reason: Option<String>,
     pub trace_id: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -42,6 +43,7 @@ impl From<TaskRow> for TaskView {
             context: row.context,
             task: row.kind,
             status: row.status,
+            options: row.options,
             reason: row.reason,
             trace_id: row.trace_id,
             created_at: row.created_at,
@@ -65,10 +67,11 @@ pub async fn insert(
     kind: TaskKind,
     created_at: DateTime<Utc>,
     trace_id: Option<String>,
+    options: Option<serde_json::Value>,
 ) -> sqlx::Result<TaskRow> {
     sqlx::query_as(concat!(
-        "INSERT INTO tasks (id, context, context_type, kind, status, created_at, trace_id)
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6)
+        "INSERT INTO tasks (id, context, context_type, kind, status, created_at, trace_id, options)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7)
          RETURNING ",
         columns!()
     ))
@@ -78,6 +81,7 @@ pub async fn insert(
     .bind(kind.as_str())
     .bind(created_at)
     .bind(trace_id)
+    .bind(options)
     .fetch_one(conn)
     .await
 }

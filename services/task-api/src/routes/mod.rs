@@ -1,5 +1,6 @@
 //! The HTTP API: one module per resource.
 
+pub mod backups;
 pub mod clients;
 pub mod health;
 pub mod platforms;
@@ -28,7 +29,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/clients/{name}", get(clients::get).put(clients::save).delete(clients::delete))
         .route("/api/v1/sites", get(sites::list))
         .route("/api/v1/sites/{uri}", get(sites::get).put(sites::save).delete(sites::delete))
+        .route("/api/v1/sites/{uri}/backups", get(backups::of_site))
         .route("/api/v1/sites/{uri}/{*rest}", any(sites::uri_with_path))
+        .route("/api/v1/backups/{id}", get(backups::get))
         .route("/api/v1/tasks", get(tasks::list).post(tasks::create))
         .route("/api/v1/tasks/{id}", get(tasks::get))
         .route("/api/v1/tasks/{id}/log", get(task_log::log))

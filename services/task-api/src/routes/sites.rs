@@ -138,13 +138,13 @@ pub(crate) fn not_found(uri: &SiteUri) -> ApiError {
 }
 
 /// `length` characters drawn from `[a-z0-9]`.
-fn random_lower_alphanumeric(length: usize) -> String {
+pub(crate) fn random_lower_alphanumeric(length: usize) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     (0..length).map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())])).collect()
 }
 
-fn random_password() -> String {
+pub(crate) fn random_password() -> String {
     rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect()
 }
 
@@ -277,8 +277,8 @@ pub async fn save(
             return Err(ApiError::conflict(
                 Some(field),
                 format!(
-                    "`@{uri}` is installed on `@{}` with its database on `@{}`; moving an installed site is the \
-                     `migrate` task, which does not exist yet",
+                    "`@{uri}` is installed on `@{}` with its database on `@{}`; an installed site moves with the \
+                     `migrate` task (`aegir @{uri} migrate --platform=…`)",
                     current.platform, current.db_server
                 ),
             ));
@@ -418,6 +418,12 @@ pub async fn delete(State(state): State<AppState>, PathParam(uri): PathParam) ->
     let uri: SiteUri = parse_segment("uri", &uri)?;
     let mut tx = state.pool.begin().await?;
     let site = db::sites::lock(&mut tx, &uri).await?.ok_or_else(|| not_found(&uri))?;
+    if site.status == SiteStatus::Cloning {
+        return Err(ApiError::conflict(
+            None,
+            format!("`@{uri}` is being made as a clone of another site; its record goes by itself if the clone fails"),
+        ));
+    }
     if site.status.is_installed() {
         return Err(ApiError::conflict(
             None,

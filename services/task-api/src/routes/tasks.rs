@@ -7,7 +7,7 @@
 
 use aegir_contract::{
     ContextName, PlatformContext, PlatformName, Secret, ServerName, SiteContext, SiteDatabase, SiteUri, TaskKind,
-    TaskRequested, TaskTarget,
+    TaskOptions, TaskRequested, TaskTarget,
 };
 use aegir_postgres::{Outbox, OutboxError};
 use axum::Json;
@@ -25,7 +25,9 @@ use crate::db::tasks::TaskFilter;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Fields, JsonObject, Params, PathParam};
 use crate::metrics::TASKS_REQUESTED;
+use crate::site_moves::{self, Resolved};
 use crate::state::AppState;
+use crate::task_args::{self, TaskArgs};
 use crate::views::{Page, SiteStatus, TaskStatus, TaskView};
 
 /// A task as `POST /api/v1/tasks` takes it.
@@ -36,34 +38,27 @@ pub struct TaskInput {
     pub context: ContextName,
     /// Servers run `verify` and `ping`; platforms `verify`, `lock`, `unlock`, `import`,
     /// `delete` (only without sites) and `ping`; sites run `install`, `verify`, `disable`,
-    /// `enable`, `delete` and `login-reset`, each when the site's status allows it.
+    /// `enable`, `delete`, `login-reset`, `backup`, `restore`, `backup-delete`, `clone`
+    /// and `migrate`, each when the site's status allows it.
     #[schema(value_type = String, example = "install")]
     pub task: TaskKind,
+    /// The task's options, given beside `context` and `task`.
+    #[schema(inline)]
+    pub options: TaskArgs,
 }
-
-const ALL_TASKS: [TaskKind; 10] = [
-    TaskKind::Verify,
-    TaskKind::Install,
-    TaskKind::Disable,
-    TaskKind::Enable,
-    TaskKind::Delete,
-    TaskKind::LoginReset,
-    TaskKind::Lock,
-    TaskKind::Unlock,
-    TaskKind::Ping,
-    TaskKind::Import,
-];
 
 impl TaskInput {
     pub fn parse(body: Map<String, Value>) -> Result<Self, ApiError> {
-        let mut fields = Fields::new(body, &["context", "task"])?;
+        let mut allowed = vec!["context", "task"];
+        allowed.extend(task_args::FIELDS);
+        let mut fields = Fields::new(body, &allowed)?;
         let context = fields.parsed::<ContextName>("context")?;
         let context = fields.require("context", context)?;
         let task = fields.parsed::<TaskKind>("task")?;
         let task = fields.require("task", task)?;
         let context_type = context.context_type();
         if !task.applies_to(context_type) {
-            let known = ALL_TASKS
+            let known = TaskKind::ALL
                 .iter()
                 .filter(|t| t.applies_to(context_type))
                 .map(|t| format!("`{t}`"))
@@ -74,25 +69,35 @@ impl TaskInput {
                 format!("a {context_type} cannot run `{task}`; its tasks are {known}"),
             ));
         }
-        Ok(Self { context, task })
+        let options = TaskArgs::parse(&mut fields, task)?;
+        Ok(Self { context, task, options })
     }
 }
 
 /// Whether a site in `status` can run `task`; the refusal says what to do instead.
 fn site_task_allowed(uri: &SiteUri, status: SiteStatus, task: TaskKind) -> Result<(), String> {
     let allowed = match task {
+        _ if status == SiteStatus::Cloning => task == TaskKind::Ping,
         TaskKind::Install => matches!(status, SiteStatus::New | SiteStatus::Failed),
         TaskKind::Disable => status == SiteStatus::Enabled,
         TaskKind::Enable => status == SiteStatus::Disabled,
-        TaskKind::Verify | TaskKind::LoginReset | TaskKind::Delete => status.is_installed(),
-        TaskKind::Ping => true,
+        TaskKind::Verify | TaskKind::LoginReset | TaskKind::Delete | TaskKind::Backup | TaskKind::Restore => {
+            status.is_installed()
+        }
+        // A copy or a move deploys the site serving; a disabled one is enabled first.
+        TaskKind::Clone | TaskKind::Migrate => status == SiteStatus::Enabled,
+        // Archives outlive what happens to the site.
+        TaskKind::BackupDelete | TaskKind::Ping => true,
         TaskKind::Lock | TaskKind::Unlock | TaskKind::Import => false,
-        TaskKind::Backup | TaskKind::Restore | TaskKind::BackupDelete | TaskKind::Clone | TaskKind::Migrate => false,
     };
     if allowed {
         return Ok(());
     }
     let advice = match (task, status) {
+        (_, SiteStatus::Cloning) => "it is being made as a clone; wait for the clone task to finish".to_owned(),
+        (TaskKind::Clone | TaskKind::Migrate, SiteStatus::Disabled) => {
+            format!("`enable` it first, then `{task}` it")
+        }
         (TaskKind::Install, _) => {
             "it is installed already; run `verify` to bring it up to date, or `delete` it first to install it again"
                 .to_owned()
@@ -268,12 +273,19 @@ pub async fn create(
 
     let mut tx = state.pool.begin().await?;
     let target = snapshot(&mut tx, &input.context, input.task).await?;
+    let resolved = match &target {
+        TaskTarget::Site { site } => site_moves::resolve(&mut tx, site, input.task, &input.options).await?,
+        _ => Resolved { options: TaskOptions::default(), warnings: Vec::new() },
+    };
     let id = Uuid::now_v7();
     let now = Utc::now();
     let trace_id = aegir_amqp::current_trace_id();
-    let row = db::tasks::insert(&mut tx, id, &input.context, input.task, now, trace_id).await?;
-    let message =
-        TaskRequested { task_id: id, kind: input.task, target, options: Default::default(), requested_at: now };
+    let row =
+        db::tasks::insert(&mut tx, id, &input.context, input.task, now, trace_id, input.options.to_json()).await?;
+    for warning in resolved.warnings {
+        db::task_log::insert_warning(&mut *tx, id, now, &warning).await?;
+    }
+    let message = TaskRequested { task_id: id, kind: input.task, target, options: resolved.options, requested_at: now };
     Outbox::enqueue(&mut tx, &message, None).await?;
     tx.commit().await?;
     state.outbox.wake();

@@ -4,5 +4,6 @@ mod contexts;
 mod helpers;
 mod operations;
 mod retention;
+mod site_archives;
 mod sites;
 mod tasks;

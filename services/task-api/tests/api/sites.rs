@@ -10,18 +10,18 @@ use crate::helpers::{TestApp, assert_error, log_line, step_succeeded, task_finis
 
 const UNPROCESSABLE: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
 
-async fn put_ok(app: &TestApp, path: &str, body: Value) -> Value {
+pub(crate) async fn put_ok(app: &TestApp, path: &str, body: Value) -> Value {
     let (status, view) = app.put(path, body).await;
     assert!(status == StatusCode::CREATED || status == StatusCode::OK, "PUT {path}: {status} {view}");
     view
 }
 
-fn package(name: &str, kind: PackageKind, version: Option<&str>) -> Package {
+pub(crate) fn package(name: &str, kind: PackageKind, version: Option<&str>) -> Package {
     Package { name: name.to_owned(), kind, version: version.map(str::to_owned) }
 }
 
 /// Queues `task` on `context` and returns its id, taking its `TaskRequested` off the queue.
-async fn request(app: &TestApp, context: &str, task: &str) -> (Uuid, TaskTarget) {
+pub(crate) async fn request(app: &TestApp, context: &str, task: &str) -> (Uuid, TaskTarget) {
     let (status, view) = app.post("/api/v1/tasks", json!({"context": context, "task": task})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{task} {context}: {view}");
     assert_eq!(view["task"], task);
@@ -32,7 +32,7 @@ async fn request(app: &TestApp, context: &str, task: &str) -> (Uuid, TaskTarget)
 }
 
 /// Ends a task as the scheduler would, and waits until task-api has stored it.
-async fn finish(app: &TestApp, id: Uuid, outcome: TaskOutcome) {
+pub(crate) async fn finish(app: &TestApp, id: Uuid, outcome: TaskOutcome) {
     let reason = (outcome == TaskOutcome::Failed).then_some("the installer exited with status 1");
     app.publish(&task_finished(id, outcome, reason)).await;
     app.task_reaches(id, outcome.as_str()).await;
@@ -41,7 +41,7 @@ async fn finish(app: &TestApp, id: Uuid, outcome: TaskOutcome) {
 /// `@server_master` (web and db), `@server_web` (web only), client `acme`, and
 /// `@platform_wp` verified as WordPress on the master, with the profiles and packages
 /// its verify reported.
-async fn setup(app: &TestApp) {
+pub(crate) async fn setup(app: &TestApp) {
     put_ok(
         app,
         "/api/v1/servers/server_master",
@@ -70,7 +70,7 @@ async fn setup(app: &TestApp) {
     finish(app, id, TaskOutcome::Success).await;
 }
 
-fn full_site() -> Value {
+pub(crate) fn full_site() -> Value {
     json!({
         "platform": "@platform_wp", "db_server": "@server_master", "profile": "standard", "language": "en",
         "aliases": ["example.com"], "redirection": true, "client": "acme", "title": "Example shop",
