@@ -101,6 +101,8 @@ pub struct ClientBody {
 struct TaskBody {
     context: String,
     task: String,
+    #[serde(flatten)]
+    options: serde_json::Map<String, Value>,
 }
 
 // ---------------------------------------------------------------------------
@@ -490,11 +492,22 @@ impl Api {
         Ok(())
     }
 
-    pub async fn create_task(&self, context: &ContextName, task: TaskKind) -> Result<TaskView, CliError> {
-        let body = TaskBody { context: context.to_string(), task: task.to_string() };
+    /// Queues a task; `options` are the task's own fields (`new_uri`, `backup`, …).
+    pub async fn create_task(
+        &self,
+        context: &ContextName,
+        task: TaskKind,
+        options: serde_json::Map<String, Value>,
+    ) -> Result<TaskView, CliError> {
+        let body = TaskBody { context: context.to_string(), task: task.to_string(), options };
         let request = self.call(Method::POST, &["tasks"], &[]).json(&body);
         let response = self.check(self.send(request).await?).await?;
         self.read_json(response).await
+    }
+
+    /// The archives of a site, newest first.
+    pub async fn backups(&self, site: &SiteUri, paging: Paging) -> Result<Value, CliError> {
+        self.get_json(&["sites", site.as_str(), "backups"], &paging.query()).await
     }
 
     pub async fn tasks(&self, filter: &TaskFilter, paging: Paging) -> Result<Value, CliError> {

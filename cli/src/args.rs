@@ -4,8 +4,8 @@
 //! before any request.
 
 use aegir_contract::{
-    AbsolutePath, ClientName, ContextName, DbServiceType, Email, HostName, HttpServiceType, LanguageCode, ProfileName,
-    Secret, SiteTitle, SiteUri, TaskKind,
+    AbsolutePath, ClientName, Compression, ContextName, DbServiceType, Email, HostName, HttpServiceType, LanguageCode,
+    ProfileName, Secret, SiteTitle, SiteUri, TaskKind,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
@@ -21,6 +21,10 @@ Examples:
   aegir save @www.example.com --context_type=site --platform=@platform_wp \
         --aliases=example.com --redirection --client=acme
   aegir @www.example.com install       (then verify, disable, enable, login-reset, delete)
+  aegir @www.example.com backup        (then: aegir backups @www.example.com)
+  aegir @www.example.com restore --backup=ID
+  aegir @www.example.com clone --new_uri=staging.example.com [--platform=@platform_wp2]
+  aegir @www.example.com migrate --platform=@platform_wp2 [--db_server=@server_db2] [--new_uri=URI]
   aegir @server_master verify          (the same as: aegir run @server_master verify)
   aegir list sites --status=enabled --search=example
   aegir tasks --context=@server_master --status=failed
@@ -70,6 +74,22 @@ pub enum Command {
     /// Manage clients (the owners of sites)
     #[command(subcommand)]
     Client(ClientCommand),
+    /// List the archives of a site, newest first
+    Backups(BackupsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupsArgs {
+    /// The site, e.g. @www.example.com
+    #[arg(value_name = "@SITE")]
+    pub site: SiteUri,
+
+    #[command(flatten)]
+    pub paging: PagingArgs,
+
+    /// Print the API's JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +209,41 @@ pub struct RunArgs {
     /// The task to run, e.g. verify
     #[arg(value_name = "TASK")]
     pub task: TaskKind,
+
+    #[command(flatten)]
+    pub options: TaskOptionArgs,
+}
+
+/// Options some site tasks take; the API says which task takes which.
+#[derive(Debug, Default, Args)]
+pub struct TaskOptionArgs {
+    /// restore, backup-delete: the archive to use (`aegir backups @SITE` lists them)
+    #[arg(long, value_name = "ID", help_heading = "Task options")]
+    pub backup: Option<Uuid>,
+
+    /// backup (and the copy restore, clone, migrate and delete take first): zstd or gzip
+    #[arg(long, value_name = "zstd|gzip", help_heading = "Task options")]
+    pub compression: Option<Compression>,
+
+    /// clone (required), migrate: the site's new uri
+    #[arg(long = "new_uri", alias = "new-uri", value_name = "URI", help_heading = "Task options")]
+    pub new_uri: Option<SiteUri>,
+
+    /// clone, migrate: the platform to copy or move the site to
+    #[arg(long, value_name = "@PLATFORM", help_heading = "Task options")]
+    pub platform: Option<ContextName>,
+
+    /// clone, migrate: the db server for the site's database
+    #[arg(long = "db_server", alias = "db-server", value_name = "@SERVER", help_heading = "Task options")]
+    pub db_server: Option<ContextName>,
+
+    /// migrate: go ahead although the target platform lacks or downgrades a package the site uses
+    #[arg(long, help_heading = "Task options")]
+    pub force: bool,
+
+    /// delete: take no final backup first
+    #[arg(long = "skip_backup", alias = "skip-backup", help_heading = "Task options")]
+    pub skip_backup: bool,
 }
 
 #[derive(Debug, Args)]

@@ -79,6 +79,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             commands::list::run(&connect()?, args, filter).await
         }
         Command::Delete(args) => commands::delete::run(&connect()?, args).await,
+        Command::Backups(args) => commands::backups::run(&connect()?, args).await,
         Command::Client(command) => {
             commands::client::check(&command)?;
             commands::client::run(&connect()?, command).await

@@ -1,5 +1,6 @@
 //! One module per command. Each checks its input completely before it sends anything.
 
+pub mod backups;
 pub mod client;
 pub mod delete;
 pub mod list;

@@ -4,14 +4,37 @@
 use std::process::ExitCode;
 
 use crate::api::{Api, TaskStatus, TaskView};
-use crate::args::RunArgs;
+use serde_json::{Map, Value};
+
+use crate::args::{RunArgs, TaskOptionArgs};
 use crate::error::{CliError, EXIT_TASK_FAILED};
 use crate::{log_stream, output};
 
 pub async fn run(api: &Api, args: RunArgs) -> Result<ExitCode, CliError> {
-    let task = api.create_task(&args.context, args.task).await?;
+    let task = api.create_task(&args.context, args.task, options(&args.options)).await?;
     println!("task {} queued: {} {}", task.id, task.task, task.context);
     follow(api, &task).await
+}
+
+/// The options given, as the API takes them; the API refuses those the task does not take.
+fn options(args: &TaskOptionArgs) -> Map<String, Value> {
+    let mut options = Map::new();
+    let mut set = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            options.insert(key.to_owned(), Value::String(value));
+        }
+    };
+    set("backup", args.backup.map(|id| id.to_string()));
+    set("compression", args.compression.map(|c| c.to_string()));
+    set("new_uri", args.new_uri.as_ref().map(ToString::to_string));
+    set("platform", args.platform.as_ref().map(ToString::to_string));
+    set("db_server", args.db_server.as_ref().map(ToString::to_string));
+    for (key, on) in [("force", args.force), ("skip_backup", args.skip_backup)] {
+        if on {
+            options.insert(key.to_owned(), Value::Bool(true));
+        }
+    }
+    options
 }
 
 /// Prints the log of a task as it comes, then its outcome. Shared with `aegir task`.
