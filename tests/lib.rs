@@ -141,7 +141,7 @@ impl System {
         };
 
         let dir = tempfile::Builder::new().prefix("aegir-e2e-").tempdir().expect("temp dir");
-        for sub in ["config/vhost.d", "platforms", "nginx/tmp", "logs"] {
+        for sub in ["config/vhost.d", "platforms", "nginx/tmp", "logs", "backups"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         // Platforms are read by the web server's user, as in production.
@@ -189,6 +189,11 @@ impl System {
         self.dir.path().join("config")
     }
 
+    /// The backup store of db-worker and backup-worker: a directory (`file://` store).
+    pub fn backup_store_dir(&self) -> PathBuf {
+        self.dir.path().join("backups")
+    }
+
     fn log_path(&self, service: &str) -> PathBuf {
         self.dir.path().join("logs").join(format!("{service}.log"))
     }
@@ -210,6 +215,13 @@ impl System {
             worker => {
                 env.push(("AEGIR_SERVER".into(), self.server.clone()));
                 env.push(("AEGIR_HEALTH_LISTEN".into(), format!("127.0.0.1:{}", self.health[worker])));
+                if matches!(worker, "db-worker" | "backup-worker") {
+                    let store = format!("file://{}", self.backup_store_dir().display());
+                    env.push(("AEGIR_BACKUP_STORE".into(), store));
+                }
+                if worker == "backup-worker" {
+                    env.push(("AEGIR_PLATFORM_ROOTS".into(), platforms.clone()));
+                }
                 if worker == "http-worker" {
                     env.push(("AEGIR_HTTP_CONFIG_DIR".into(), self.config_dir().display().to_string()));
                     env.push(("AEGIR_NGINX_CONF".into(), self.nginx_conf.display().to_string()));
@@ -783,4 +795,126 @@ pub async fn fetch_showing(host: &str, port: u16, text: &str, shown: bool) -> (u
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+// Sites at step level: steps are published straight to the http-worker's work queue as
+// the scheduler would send them, and the site's MariaDB database and user are made by
+// the test itself, as the db-worker's `site database create` step would.
+
+/// Installers create dozens of tables; give them time on a small machine.
+pub const INSTALL_PATIENCE: Duration = Duration::from_secs(300);
+
+/// This system's server with a web server of `kind` on `port` and the test MariaDB.
+pub fn web_server(system: &System, kind: aegir_contract::HttpServiceType, port: u16) -> aegir_contract::ServerContext {
+    use aegir_contract::*;
+    ServerContext {
+        name: ServerName::parse(&system.server).unwrap(),
+        remote_host: HostName::parse("localhost").unwrap(),
+        http: Some(HttpService { service_type: kind, port }),
+        db: Some(mariadb_service()),
+    }
+}
+
+/// A site `<label>-<random>.test` (with a `www.` alias) on the platform at `root`.
+pub fn new_site(
+    server: &aegir_contract::ServerContext,
+    root: &Path,
+    kind: aegir_contract::PlatformType,
+    label: &str,
+) -> aegir_contract::SiteContext {
+    use aegir_contract::*;
+    let suffix = random_suffix();
+    let uri = SiteUri::parse(&format!("{label}-{suffix}.test")).unwrap();
+    let db = DbIdent::for_site(&uri, &suffix);
+    SiteContext {
+        aliases: vec![SiteUri::parse(&format!("www.{label}-{suffix}.test")).unwrap()],
+        redirection: false,
+        platform: PlatformContext {
+            name: PlatformName::parse(&format!("platform_{label}")).unwrap(),
+            root: AbsolutePath::parse(root.to_str().unwrap()).unwrap(),
+            web_server: server.clone(),
+        },
+        platform_type: kind,
+        db_server: server.clone(),
+        database: SiteDatabase { name: db.clone(), user: db, password: Secret::new(format!("Pw{}", random_suffix())) },
+        profile: None,
+        language: LanguageCode::parse("en").unwrap(),
+        title: SiteTitle::parse(&format!("Aegir {label} {suffix}")).unwrap(),
+        admin_email: Email::parse("admin@example.com").unwrap(),
+        client: None,
+        uri,
+    }
+}
+
+/// The site's database and user, as `site database create` makes them.
+pub async fn create_site_database(site: &aegir_contract::SiteContext) {
+    let mut conn = mariadb_admin().await;
+    let (name, user) = (site.database.name.as_str(), site.database.user.as_str());
+    let password = site.database.password.expose();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE IF NOT EXISTS `{name}`")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{password}'"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'{host}'")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+pub async fn drop_site_database(site: &aegir_contract::SiteContext) {
+    let mut conn = mariadb_admin().await;
+    let (name, user) = (site.database.name.as_str(), site.database.user.as_str());
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`"))).execute(&mut conn).await.unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP USER IF EXISTS '{user}'@'{host}'")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// The facts of a step that must have succeeded.
+pub fn assert_step_success(result: &aegir_contract::StepResult, what: &str) -> aegir_contract::StepFacts {
+    match &result.outcome {
+        aegir_contract::StepOutcome::Success { facts } => facts.clone(),
+        aegir_contract::StepOutcome::Failed { reason, .. } => panic!("{what} failed: {reason}"),
+    }
+}
+
+impl System {
+    /// Runs a step that must succeed; its facts and log lines.
+    pub async fn step_ok(
+        &self,
+        action: aegir_contract::StepAction,
+        what: &str,
+    ) -> (aegir_contract::StepFacts, Vec<aegir_contract::LogLine>) {
+        let (result, lines) = self.run_step_logged(action, INSTALL_PATIENCE).await;
+        (assert_step_success(&result, what), lines)
+    }
+
+    /// `<config dir>/vhost.d/<uri>.conf`
+    pub fn vhost_path(&self, site: &aegir_contract::SiteContext) -> PathBuf {
+        self.config_dir().join("vhost.d").join(format!("{}.conf", site.uri))
+    }
+}
+
+/// A system whose http-worker passes PHP to a php-fpm of the test's own.
+pub async fn start_with_fpm() -> (System, PhpFpm) {
+    let fpm = PhpFpm::start();
+    let socket = fpm.socket.display().to_string();
+    let system = System::start_with(Options::default().env("http-worker", "AEGIR_PHP_FPM_SOCKET", &socket)).await;
+    (system, fpm)
+}
+
+/// `<platform root>/sites/<uri>`
+pub fn site_dir(site: &aegir_contract::SiteContext) -> PathBuf {
+    Path::new(site.platform.root.as_str()).join("sites").join(site.uri.as_str())
 }

@@ -9,85 +9,14 @@
 //! `site database create` step would.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use aegir_contract::*;
 use aegir_e2e::{
-    Apache, Options, PhpFpm, System, fetch, fetch_showing, free_port, mariadb_admin, mariadb_service, random_suffix,
-    write_tree,
+    Apache, INSTALL_PATIENCE, System, create_site_database, drop_site_database, fetch, fetch_showing, free_port,
+    new_site, site_dir, start_with_fpm, web_server, write_tree,
 };
-
-/// Installers create dozens of tables; give them time on a small machine.
-const INSTALL_PATIENCE: Duration = Duration::from_secs(300);
-
-fn server(system: &System, kind: HttpServiceType, port: u16) -> ServerContext {
-    ServerContext {
-        name: ServerName::parse(&system.server).unwrap(),
-        remote_host: HostName::parse("localhost").unwrap(),
-        http: Some(HttpService { service_type: kind, port }),
-        db: Some(mariadb_service()),
-    }
-}
-
-fn site(server: &ServerContext, root: &Path, kind: PlatformType, label: &str) -> SiteContext {
-    let suffix = random_suffix();
-    let uri = SiteUri::parse(&format!("{label}-{suffix}.test")).unwrap();
-    let db = DbIdent::for_site(&uri, &suffix);
-    SiteContext {
-        aliases: vec![SiteUri::parse(&format!("www.{label}-{suffix}.test")).unwrap()],
-        redirection: false,
-        platform: PlatformContext {
-            name: PlatformName::parse(&format!("platform_{label}")).unwrap(),
-            root: AbsolutePath::parse(root.to_str().unwrap()).unwrap(),
-            web_server: server.clone(),
-        },
-        platform_type: kind,
-        db_server: server.clone(),
-        database: SiteDatabase { name: db.clone(), user: db, password: Secret::new(format!("Pw{}", random_suffix())) },
-        profile: None,
-        language: LanguageCode::parse("en").unwrap(),
-        title: SiteTitle::parse(&format!("Aegir {label} {suffix}")).unwrap(),
-        admin_email: Email::parse("admin@example.com").unwrap(),
-        client: None,
-        uri,
-    }
-}
-
-/// The site's database and user, as `site database create` makes them.
-async fn create_database(site: &SiteContext) {
-    let mut conn = mariadb_admin().await;
-    let (name, user) = (site.database.name.as_str(), site.database.user.as_str());
-    let password = site.database.password.expose();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE IF NOT EXISTS `{name}`")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    for host in ["localhost", "127.0.0.1"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{password}'"
-        )))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'{host}'")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
-async fn drop_database(site: &SiteContext) {
-    let mut conn = mariadb_admin().await;
-    let (name, user) = (site.database.name.as_str(), site.database.user.as_str());
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`"))).execute(&mut conn).await.unwrap();
-    for host in ["localhost", "127.0.0.1"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP USER IF EXISTS '{user}'@'{host}'")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-}
 
 /// `GET http://<host>:<port><path>` answered by 127.0.0.1, as a browser would ask.
 /// Redirects (e.g. MediaWiki's `/` to its main page) are followed.
@@ -118,28 +47,8 @@ async fn get_with_location(host: &str, port: u16, path: &str) -> (u16, String, S
     fetch(host, port, path, false).await
 }
 
-fn assert_success(result: &StepResult, what: &str) -> StepFacts {
-    match &result.outcome {
-        StepOutcome::Success { facts } => facts.clone(),
-        StepOutcome::Failed { reason, .. } => panic!("{what} failed: {reason}"),
-    }
-}
-
-async fn step(system: &System, action: StepAction, what: &str) -> (StepFacts, Vec<LogLine>) {
-    let (result, lines) = system.run_step_logged(action, INSTALL_PATIENCE).await;
-    (assert_success(&result, what), lines)
-}
-
-/// A system whose http-worker passes PHP to a php-fpm of the test's own.
-async fn start_with_fpm() -> (System, PhpFpm) {
-    let fpm = PhpFpm::start();
-    let socket = fpm.socket.display().to_string();
-    let system = System::start_with(Options::default().env("http-worker", "AEGIR_PHP_FPM_SOCKET", &socket)).await;
-    (system, fpm)
-}
-
 async fn verify_server(system: &System, server: &ServerContext) {
-    step(system, StepAction::HttpServerVerify { server: server.clone() }, "web server verify").await;
+    system.step_ok(StepAction::HttpServerVerify { server: server.clone() }, "web server verify").await;
 }
 
 fn mode(path: &Path) -> u32 {
@@ -162,14 +71,6 @@ fn nix_group_name(gid: u32) -> String {
         .unwrap_or_else(|| gid.to_string())
 }
 
-fn vhost_path(system: &System, site: &SiteContext) -> PathBuf {
-    system.config_dir().join("vhost.d").join(format!("{}.conf", site.uri))
-}
-
-fn site_dir(site: &SiteContext) -> PathBuf {
-    Path::new(site.platform.root.as_str()).join("sites").join(site.uri.as_str())
-}
-
 /// Settings are the web server's to read and nobody's to write; the files directory
 /// is the web server's to write; the vhost (holding the password) is root's alone.
 fn assert_modes(system: &System, site: &SiteContext, settings: &str) {
@@ -182,7 +83,7 @@ fn assert_modes(system: &System, site: &SiteContext, settings: &str) {
     assert_eq!(mode(&dir.join("files")), 0o2775);
     assert_eq!(group_of(&dir.join("files")), "www-data");
     assert_eq!(mode(&dir), 0o755);
-    let vhost = vhost_path(system, site);
+    let vhost = system.vhost_path(site);
     assert_eq!(mode(&vhost), 0o600, "the vhost holds the database password");
     assert_eq!(std::fs::metadata(&vhost).unwrap().uid(), 0);
     assert!(std::fs::read_to_string(&vhost).unwrap().contains(site.database.password.expose()));
@@ -190,21 +91,21 @@ fn assert_modes(system: &System, site: &SiteContext, settings: &str) {
 
 fn assert_gone(system: &System, site: &SiteContext) {
     assert!(!site_dir(site).exists(), "{} is left behind", site_dir(site).display());
-    assert!(!vhost_path(system, site).exists(), "the vhost of {} is left behind", site.uri);
+    assert!(!system.vhost_path(site).exists(), "the vhost of {} is left behind", site.uri);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remove() {
     let (system, _fpm) = start_with_fpm().await;
     let port = free_port();
-    let server = server(&system, HttpServiceType::Nginx, port);
+    let server = web_server(&system, HttpServiceType::Nginx, port);
     verify_server(&system, &server).await;
 
     // WordPress: install, and it answers with its own title.
     let wp_root = system.platform_from_package("wordpress", &["wp-config.php", ".htaccess"]);
-    let wp = site(&server, &wp_root, PlatformType::Wordpress, "wp");
-    create_database(&wp).await;
-    let (facts, log) = step(&system, StepAction::SiteInstall { site: wp.clone() }, "WordPress install").await;
+    let wp = new_site(&server, &wp_root, PlatformType::Wordpress, "wp");
+    create_site_database(&wp).await;
+    let (facts, log) = system.step_ok(StepAction::SiteInstall { site: wp.clone() }, "WordPress install").await;
     let messages: Vec<&str> = log.iter().map(|l| l.message.as_str()).collect();
     assert!(messages.iter().any(|m| m.contains("wrote the vhost")), "{messages:?}");
     assert!(messages.iter().any(|m| m.contains("the WordPress installer finished")), "{messages:?}");
@@ -224,20 +125,20 @@ async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remo
 
     // A platform verify fixes the code base's permissions but leaves the site's own alone.
     let platform = wp.platform.clone();
-    let (facts, _) = step(&system, StepAction::PlatformVerify { platform }, "platform verify").await;
+    let (facts, _) = system.step_ok(StepAction::PlatformVerify { platform }, "platform verify").await;
     assert!(facts.packages.unwrap().iter().any(|p| p.name == "akismet"));
     assert_modes(&system, &wp, "wp-config.php");
     assert_eq!(get(wp.uri.as_str(), port, "/").await.0, 200);
 
     // Installing again changes nothing and still succeeds.
-    step(&system, StepAction::SiteInstall { site: wp.clone() }, "WordPress install again").await;
+    system.step_ok(StepAction::SiteInstall { site: wp.clone() }, "WordPress install again").await;
 
     // MediaWiki next to it on the same web server.
     let mw_root = system.platform_from_package("mediawiki", &["LocalSettings.php", "config", "images"]);
-    let mut mw = site(&server, &mw_root, PlatformType::Mediawiki, "mw");
+    let mut mw = new_site(&server, &mw_root, PlatformType::Mediawiki, "mw");
     mw.redirection = true;
-    create_database(&mw).await;
-    step(&system, StepAction::SiteInstall { site: mw.clone() }, "MediaWiki install").await;
+    create_site_database(&mw).await;
+    system.step_ok(StepAction::SiteInstall { site: mw.clone() }, "MediaWiki install").await;
     let (status, body) = fetch_showing(mw.uri.as_str(), port, mw.title.as_str(), true).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(mw.title.as_str()), "the wiki shows its name:\n{body}");
@@ -252,40 +153,40 @@ async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remo
 
     // Disable: the disabled page for the site, ACME challenges still served.
     write_tree(&wp_root, &[(".well-known/acme-challenge/token-1", "proof-1")]);
-    step(&system, StepAction::SiteDisable { site: wp.clone() }, "disable").await;
+    system.step_ok(StepAction::SiteDisable { site: wp.clone() }, "disable").await;
     let (status, body) = get_expecting(wp.uri.as_str(), port, "/", 503).await;
     assert_eq!(status, 503);
     assert!(body.contains("Site disabled") && !body.contains(wp.title.as_str()), "{body}");
     let (status, body) = get(wp.uri.as_str(), port, "/.well-known/acme-challenge/token-1").await;
     assert_eq!((status, body.as_str()), (200, "proof-1"));
     // A verify keeps a disabled site disabled.
-    step(&system, StepAction::SiteVerify { site: wp.clone() }, "verify of a disabled site").await;
+    system.step_ok(StepAction::SiteVerify { site: wp.clone() }, "verify of a disabled site").await;
     assert_eq!(get_expecting(wp.uri.as_str(), port, "/", 503).await.0, 503);
     // The other site is untouched.
     assert_eq!(get(mw.uri.as_str(), port, "/").await.0, 200);
 
     // Enable: the site is back.
-    step(&system, StepAction::SiteEnable { site: wp.clone() }, "enable").await;
+    system.step_ok(StepAction::SiteEnable { site: wp.clone() }, "enable").await;
     let (status, body) = fetch_showing(wp.uri.as_str(), port, wp.title.as_str(), true).await;
     assert!(status == 200 && body.contains(wp.title.as_str()), "{status}");
 
     // Verify: nothing to change, no reload, packages rescanned.
-    let (facts, log) = step(&system, StepAction::SiteVerify { site: wp.clone() }, "verify").await;
+    let (facts, log) = system.step_ok(StepAction::SiteVerify { site: wp.clone() }, "verify").await;
     assert!(log.iter().any(|l| l.message.contains("no reload needed")), "{log:?}");
     let packages = facts.packages.unwrap();
     assert!(packages.iter().any(|p| p.name == "twentytwentythree" && p.kind == PackageKind::Theme), "{packages:?}");
     assert!(packages.iter().any(|p| p.name == "wordpress" && p.kind == PackageKind::Core && p.version.is_some()));
-    let (facts, _) = step(&system, StepAction::SiteVerify { site: mw.clone() }, "verify wiki").await;
+    let (facts, _) = system.step_ok(StepAction::SiteVerify { site: mw.clone() }, "verify wiki").await;
     assert!(facts.packages.unwrap().iter().any(|p| p.kind == PackageKind::Skin && p.name == "Vector"));
 
     // Login reset: a one-time link for the administrator.
-    let (_, log) = step(&system, StepAction::SiteLoginReset { site: wp.clone() }, "login reset").await;
+    let (_, log) = system.step_ok(StepAction::SiteLoginReset { site: wp.clone() }, "login reset").await;
     let line = log.iter().find(|l| l.message.starts_with("one-time login: ")).expect("a login link in the log");
     assert!(line.message.contains("wp-login.php?action=rp&key="), "{}", line.message);
     assert!(line.message.contains(&format!("http://{}:{port}/", wp.uri)), "{}", line.message);
 
     // MediaWiki has no one-time links: a temporary password to change at first login.
-    let (_, log) = step(&system, StepAction::SiteLoginReset { site: mw.clone() }, "wiki login reset").await;
+    let (_, log) = system.step_ok(StepAction::SiteLoginReset { site: mw.clone() }, "wiki login reset").await;
     let line = log.iter().find(|l| l.message.starts_with("one-time login: ")).expect("a login in the log");
     assert!(
         line.message.contains("Special:UserLogin") && line.message.contains("temporary password"),
@@ -294,52 +195,52 @@ async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remo
     );
 
     // Remove: the host no longer gets the site; the site dir and vhost are gone.
-    step(&system, StepAction::SiteRemove { site: wp.clone() }, "remove").await;
+    system.step_ok(StepAction::SiteRemove { site: wp.clone() }, "remove").await;
     let (_, body) = fetch_showing(wp.uri.as_str(), port, wp.title.as_str(), false).await;
     assert!(!body.contains(wp.title.as_str()), "WordPress is still served after remove");
     assert_gone(&system, &wp);
     // Removing again is fine.
-    step(&system, StepAction::SiteRemove { site: wp.clone() }, "remove again").await;
+    system.step_ok(StepAction::SiteRemove { site: wp.clone() }, "remove again").await;
     assert_eq!(get(mw.uri.as_str(), port, "/").await.0, 200, "the wiki still answers");
 
-    step(&system, StepAction::SiteRemove { site: mw.clone() }, "remove wiki").await;
+    system.step_ok(StepAction::SiteRemove { site: mw.clone() }, "remove wiki").await;
     assert_gone(&system, &mw);
-    drop_database(&wp).await;
-    drop_database(&mw).await;
+    drop_site_database(&wp).await;
+    drop_site_database(&mw).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_install_is_removed_without_a_trace_and_others_keep_being_served() {
     let (system, _fpm) = start_with_fpm().await;
     let port = free_port();
-    let server = server(&system, HttpServiceType::Nginx, port);
+    let server = web_server(&system, HttpServiceType::Nginx, port);
     verify_server(&system, &server).await;
     let root = system.platform_from_package("wordpress", &["wp-config.php", ".htaccess"]);
 
-    let good = site(&server, &root, PlatformType::Wordpress, "good");
-    create_database(&good).await;
-    step(&system, StepAction::SiteInstall { site: good.clone() }, "install").await;
+    let good = new_site(&server, &root, PlatformType::Wordpress, "good");
+    create_site_database(&good).await;
+    system.step_ok(StepAction::SiteInstall { site: good.clone() }, "install").await;
 
     // The database exists, but the site is given the wrong password.
-    let mut bad = site(&server, &root, PlatformType::Wordpress, "bad");
-    create_database(&bad).await;
+    let mut bad = new_site(&server, &root, PlatformType::Wordpress, "bad");
+    create_site_database(&bad).await;
     bad.database.password = Secret::new("WrongPassword42");
     let result = system.run_step_logged(StepAction::SiteInstall { site: bad.clone() }, INSTALL_PATIENCE).await.0;
     let StepOutcome::Failed { reason, .. } = &result.outcome else { panic!("install with a wrong password succeeded") };
     assert!(reason.contains("WordPress installer failed"), "{reason}");
     assert!(!reason.contains("WrongPassword42"), "the password is kept out of the reason: {reason}");
-    assert!(!vhost_path(&system, &bad).exists(), "no vhost for a site whose installer failed");
+    assert!(!system.vhost_path(&bad).exists(), "no vhost for a site whose installer failed");
 
     // Its undo leaves nothing behind, and the other site is still served.
-    step(&system, StepAction::SiteRemove { site: bad.clone() }, "undo").await;
+    system.step_ok(StepAction::SiteRemove { site: bad.clone() }, "undo").await;
     assert_gone(&system, &bad);
     let (status, body) = fetch_showing(good.uri.as_str(), port, good.title.as_str(), true).await;
     assert!(status == 200 && body.contains(good.title.as_str()), "{status}");
 
     // When the config test fails with a new vhost in it, the vhost is not kept (so the
     // server can still reload for other sites) and the step fails with nginx's words.
-    let broken = site(&server, &root, PlatformType::Wordpress, "broken");
-    create_database(&broken).await;
+    let broken = new_site(&server, &root, PlatformType::Wordpress, "broken");
+    create_site_database(&broken).await;
     // Two `default_server`s on one port: nginx refuses the config.
     write_tree(
         &system.config_dir(),
@@ -352,17 +253,17 @@ async fn a_failed_install_is_removed_without_a_trace_and_others_keep_being_serve
     let result = system.run_step_logged(StepAction::SiteInstall { site: broken.clone() }, INSTALL_PATIENCE).await.0;
     let StepOutcome::Failed { reason, .. } = &result.outcome else { panic!("a broken config was accepted") };
     assert!(reason.contains("config test failed") && reason.contains("duplicate default server"), "{reason}");
-    assert!(!vhost_path(&system, &broken).exists());
+    assert!(!system.vhost_path(&broken).exists());
     std::fs::remove_file(system.config_dir().join("vhost.d/zz-another.conf")).unwrap();
     std::fs::remove_file(system.config_dir().join("vhost.d/zz-other.conf")).unwrap();
-    step(&system, StepAction::SiteRemove { site: broken.clone() }, "undo").await;
+    system.step_ok(StepAction::SiteRemove { site: broken.clone() }, "undo").await;
     assert_gone(&system, &broken);
     assert_eq!(get(good.uri.as_str(), port, "/").await.0, 200);
 
-    step(&system, StepAction::SiteRemove { site: good.clone() }, "remove").await;
+    system.step_ok(StepAction::SiteRemove { site: good.clone() }, "remove").await;
     assert_gone(&system, &good);
     for s in [&good, &bad, &broken] {
-        drop_database(s).await;
+        drop_site_database(s).await;
     }
 }
 
@@ -375,32 +276,32 @@ async fn wordpress_on_apache_answers_and_is_removed() {
     system.kill9("http-worker").await;
     system.respawn_with("http-worker", &[("AEGIR_APACHE_CONF", conf.as_str())]);
     system.wait_healthy("http-worker").await;
-    let server = server(&system, HttpServiceType::Apache, port);
+    let server = web_server(&system, HttpServiceType::Apache, port);
     verify_server(&system, &server).await;
 
     let root = system.platform_from_package("wordpress", &["wp-config.php", ".htaccess"]);
-    let wp = site(&server, &root, PlatformType::Wordpress, "apache");
-    create_database(&wp).await;
-    step(&system, StepAction::SiteInstall { site: wp.clone() }, "install on apache").await;
+    let wp = new_site(&server, &root, PlatformType::Wordpress, "apache");
+    create_site_database(&wp).await;
+    system.step_ok(StepAction::SiteInstall { site: wp.clone() }, "install on apache").await;
     let (status, body) = fetch_showing(wp.uri.as_str(), port, wp.title.as_str(), true).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(wp.title.as_str()), "{body}");
     assert_modes(&system, &wp, "wp-config.php");
 
     write_tree(&root, &[(".well-known/acme-challenge/token-2", "proof-2")]);
-    step(&system, StepAction::SiteDisable { site: wp.clone() }, "disable").await;
+    system.step_ok(StepAction::SiteDisable { site: wp.clone() }, "disable").await;
     let (status, body) = get_expecting(wp.uri.as_str(), port, "/", 503).await;
     assert!(status == 503 && body.contains("Site disabled"), "{status} {body}");
     let (status, body) = get(wp.uri.as_str(), port, "/.well-known/acme-challenge/token-2").await;
     assert_eq!((status, body.as_str()), (200, "proof-2"));
-    step(&system, StepAction::SiteEnable { site: wp.clone() }, "enable").await;
+    system.step_ok(StepAction::SiteEnable { site: wp.clone() }, "enable").await;
     assert_eq!(get_expecting(wp.uri.as_str(), port, "/", 200).await.0, 200);
 
-    step(&system, StepAction::SiteRemove { site: wp.clone() }, "remove").await;
+    system.step_ok(StepAction::SiteRemove { site: wp.clone() }, "remove").await;
     assert_gone(&system, &wp);
     let (_, body) = fetch_showing(wp.uri.as_str(), port, wp.title.as_str(), false).await;
     assert!(!body.contains(wp.title.as_str()));
-    drop_database(&wp).await;
+    drop_site_database(&wp).await;
 }
 
 /// A tree laid out like Drupal 7 whose `install_drupal()` records what it was given.
@@ -438,7 +339,7 @@ fn drupal7_fixture(root: &Path) {
 async fn drupal7_installer_gets_the_call_drush_makes() {
     let (system, _fpm) = start_with_fpm().await;
     let port = free_port();
-    let server = server(&system, HttpServiceType::Nginx, port);
+    let server = web_server(&system, HttpServiceType::Nginx, port);
     verify_server(&system, &server).await;
     let root = system.platforms_dir().join("drupal7");
     drupal7_fixture(&root);
@@ -447,14 +348,14 @@ async fn drupal7_installer_gets_the_call_drush_makes() {
         root: AbsolutePath::parse(root.to_str().unwrap()).unwrap(),
         web_server: server.clone(),
     };
-    let (facts, _) = step(&system, StepAction::PlatformVerify { platform }, "platform verify").await;
+    let (facts, _) = system.step_ok(StepAction::PlatformVerify { platform }, "platform verify").await;
     assert_eq!(facts.profiles.unwrap(), vec![ProfileName::parse("standard").unwrap()]);
     let packages = facts.packages.unwrap();
     assert!(packages.iter().any(|p| p.name == "bartik" && p.kind == PackageKind::Theme));
     assert!(packages.iter().any(|p| p.name == "node" && p.kind == PackageKind::Module));
 
-    let d7 = site(&server, &root, PlatformType::Drupal7, "d7");
-    step(&system, StepAction::SiteInstall { site: d7.clone() }, "Drupal 7 install").await;
+    let d7 = new_site(&server, &root, PlatformType::Drupal7, "d7");
+    system.step_ok(StepAction::SiteInstall { site: d7.clone() }, "Drupal 7 install").await;
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("install-record.json")).unwrap()).unwrap();
     let settings = &record["settings"];
@@ -477,11 +378,11 @@ async fn drupal7_installer_gets_the_call_drush_makes() {
     assert_modes(&system, &d7, "settings.php");
 
     // The one-time login link Drupal 7 makes for user 1.
-    let (_, log) = step(&system, StepAction::SiteLoginReset { site: d7.clone() }, "login reset").await;
+    let (_, log) = system.step_ok(StepAction::SiteLoginReset { site: d7.clone() }, "login reset").await;
     let expected = format!("one-time login: http://{}/user/reset/1/1700000000/fixture/login", d7.uri);
     assert!(log.iter().any(|l| l.message == expected), "{log:?}");
 
-    step(&system, StepAction::SiteRemove { site: d7.clone() }, "remove").await;
+    system.step_ok(StepAction::SiteRemove { site: d7.clone() }, "remove").await;
     assert_gone(&system, &d7);
     let sites_php = std::fs::read_to_string(root.join("sites/sites.php")).unwrap();
     assert!(!sites_php.contains(d7.uri.as_str()), "{sites_php}");
@@ -515,7 +416,7 @@ fn drupal10_fixture(root: &Path) {
 async fn drupal10_without_drush_installs_with_the_call_drush_makes() {
     let (system, _fpm) = start_with_fpm().await;
     let port = free_port();
-    let server = server(&system, HttpServiceType::Nginx, port);
+    let server = web_server(&system, HttpServiceType::Nginx, port);
     verify_server(&system, &server).await;
     let root = system.platforms_dir().join("drupal10");
     drupal10_fixture(&root);
@@ -524,12 +425,12 @@ async fn drupal10_without_drush_installs_with_the_call_drush_makes() {
         root: AbsolutePath::parse(root.to_str().unwrap()).unwrap(),
         web_server: server.clone(),
     };
-    let (facts, _) = step(&system, StepAction::PlatformVerify { platform }, "platform verify").await;
+    let (facts, _) = system.step_ok(StepAction::PlatformVerify { platform }, "platform verify").await;
     assert_eq!(facts.platform_type, Some(PlatformType::Drupal));
     assert_eq!(facts.profiles.unwrap(), vec![ProfileName::parse("standard").unwrap()]);
 
-    let d10 = site(&server, &root, PlatformType::Drupal, "d10");
-    step(&system, StepAction::SiteInstall { site: d10.clone() }, "Drupal 10 install").await;
+    let d10 = new_site(&server, &root, PlatformType::Drupal, "d10");
+    system.step_ok(StepAction::SiteInstall { site: d10.clone() }, "Drupal 10 install").await;
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("install-record.json")).unwrap()).unwrap();
     assert_eq!(record["loader"], "fixture class loader", "the platform's class loader is passed: {record}");
@@ -546,6 +447,6 @@ async fn drupal10_without_drush_installs_with_the_call_drush_makes() {
     assert_eq!(record["db"], d10.database.name.as_str(), "settings.php read the database from the environment");
     assert_modes(&system, &d10, "settings.php");
 
-    step(&system, StepAction::SiteRemove { site: d10.clone() }, "remove").await;
+    system.step_ok(StepAction::SiteRemove { site: d10.clone() }, "remove").await;
     assert_gone(&system, &d10);
 }

@@ -48,6 +48,11 @@ impl StepHandler for HttpWorker {
             StepAction::SiteDisable { site } => steps::site_disable::run(&self.config, site, log).await,
             StepAction::SiteEnable { site } => steps::site_enable::run(&self.config, site, log).await,
             StepAction::SiteLoginReset { site } => steps::site_login_reset::run(&self.config, site, log).await,
+            StepAction::SiteDeploy { site, renamed_from } => {
+                steps::site_deploy::run(&self.config, site, renamed_from.as_ref(), log).await
+            }
+            StepAction::SiteUpdate { site } => steps::site_update::run(&self.config, site, log).await,
+            StepAction::SiteFilesRemove { site } => steps::site_files_remove::run(&self.config, site, log).await,
             other => Err(StepError::permanent(format!(
                 "{} is not a web server step; {} cannot run it",
                 other.label(),

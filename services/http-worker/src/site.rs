@@ -270,7 +270,7 @@ impl<'a> SiteWork<'a> {
         self.mark_installed()
     }
 
-    fn mark_installed(&self) -> Result<(), StepError> {
+    pub fn mark_installed(&self) -> Result<(), StepError> {
         files::write(&self.site_dir().join(INSTALLED_MARKER), b"", 0o600, Ownership::default()).map(|_| ())
     }
 
@@ -354,6 +354,12 @@ impl<'a> SiteWork<'a> {
             log.info(format!("removed the vhost {}", vhost.display())).await;
             self.reload(log).await?;
         }
+        self.remove_files(log).await
+    }
+
+    /// Removes the site's directory and its alias entries from the platform, leaving
+    /// the vhost alone. Safe to repeat.
+    pub async fn remove_files(&self, log: &StepLog) -> Result<(), StepError> {
         if self.platform.uses_sites_php() || self.files.root.join("sites/sites.php").is_file() {
             self.update_sites_php(None, log).await?;
         }
@@ -364,6 +370,68 @@ impl<'a> SiteWork<'a> {
         if removed {
             log.info(format!("removed the site directory {}", self.site_dir().display())).await;
         }
+        Ok(())
+    }
+
+    /// Whether the site's vhost on this server serves it from this platform's root.
+    pub fn vhost_serves_this_platform(&self) -> bool {
+        std::fs::read_to_string(self.vhost_path()).is_ok_and(|text| vhost::serves_root(&text, &self.files.root))
+    }
+
+    /// Gives everything under the files directories (as a copy or an archive left it)
+    /// the web server's group and rights: directories setgid and group-writable, files
+    /// group-readable (and writable where the web server writes). Returns how many
+    /// entries changed.
+    pub async fn fix_file_tree(&self) -> Result<usize, StepError> {
+        let mut trees = vec![(self.files.files_dir(), 0o2775, 0o664)];
+        if self.platform.uses_sites_php() {
+            trees.push((self.site_dir().join("private"), 0o2770, 0o660));
+        }
+        let owner = self.shared;
+        tokio::task::spawn_blocking(move || {
+            let mut changed = 0;
+            for (top, dir_mode, file_mode) in trees {
+                let mut stack = vec![top];
+                while let Some(dir) = stack.pop() {
+                    let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+                    for entry in entries.flatten() {
+                        let path = entry.path();
+                        // Symlinks are left as they are: following one could change
+                        // files outside the site.
+                        let Ok(kind) = entry.file_type() else { continue };
+                        if kind.is_dir() {
+                            changed += usize::from(files::set_mode_owner(&path, dir_mode, owner)?);
+                            stack.push(path);
+                        } else if kind.is_file() {
+                            changed += usize::from(files::set_mode_owner(&path, file_mode, owner)?);
+                        }
+                    }
+                }
+            }
+            Ok(changed)
+        })
+        .await
+        .map_err(|e| StepError::permanent(format!("fixing the permissions of the site's files crashed: {e}")))?
+    }
+
+    /// Runs the platform's deploy work in the application (see [`Platform::deploy`]).
+    pub async fn deploy_in_application(&self, renamed_from: Option<&SiteUri>, log: &StepLog) -> Result<(), StepError> {
+        let env = self.files.app_env()?;
+        let Some(job) = self.platform.deploy(&self.files, env, renamed_from) else {
+            let why = match self.site.platform_type {
+                PlatformType::Mediawiki => "MediaWiki keeps its address ($wgServer) in the settings just rendered",
+                _ => "the application keeps its address in the settings just rendered",
+            };
+            log.info(format!("{why}; nothing in the database to update")).await;
+            return Ok(());
+        };
+        if let Some(missing) = self.platform.missing_tool(&self.files.root) {
+            return Err(StepError::permanent(missing));
+        }
+        log.info(format!("running {}", job.what)).await;
+        let what = job.what;
+        crate::php::run_logged(&self.config.php, job, log).await?;
+        log.info(format!("{what} finished")).await;
         Ok(())
     }
 

@@ -36,6 +36,14 @@ pub fn path(vhost_dir: &Path, uri: &SiteUri) -> PathBuf {
     vhost_dir.join(format!("{uri}.conf"))
 }
 
+/// Whether a vhost we wrote (`text`) serves its site from the platform at `root`.
+pub fn serves_root(text: &str, root: &Path) -> bool {
+    let root = root.display().to_string();
+    let nginx = format!("root {root};");
+    let apache = format!("DocumentRoot \"{root}\"");
+    text.lines().map(str::trim).any(|l| l == nginx || l == apache)
+}
+
 /// Whether a value can go into a vhost inside double quotes.
 pub fn carries(value: &str) -> bool {
     value.chars().all(|c| c.is_ascii_alphanumeric() || "._~+=/@%:,!^*()[]-".contains(c))
@@ -301,6 +309,21 @@ mod tests {
             assert!(text.contains("acme-challenge"));
             assert!(text.contains("503"));
             assert!(!text.contains("s3cret"), "a disabled vhost passes no credentials");
+        }
+    }
+
+    #[test]
+    fn a_vhost_tells_which_platform_it_serves() {
+        let main = uri("example.com");
+        let mut v = vhost(&[], &[], &main);
+        for enabled in [true, false] {
+            v.enabled = enabled;
+            for kind in [HttpServiceType::Nginx, HttpServiceType::Apache] {
+                let text = render(kind, &v).unwrap();
+                assert!(serves_root(&text, Path::new("/var/aegir/platforms/wp")), "{kind:?}");
+                assert!(!serves_root(&text, Path::new("/var/aegir/platforms/w")), "{kind:?}: a prefix is another root");
+                assert!(!serves_root(&text, Path::new("/var/aegir/platforms/wp2")), "{kind:?}");
+            }
         }
     }
 

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aegir_contract::{Package, PackageKind, ProfileName, Secret};
+use aegir_contract::{Package, PackageKind, ProfileName, Secret, SiteUri};
 
-use super::drupal7::{INSTALLED, LINK, cli_request};
+use super::drupal7::{DEPLOYED, INSTALLED, LINK, UPDATED, apply_pending_updates, cli_request};
 use super::scan::{self, capture, package};
 use super::{ENV_READER, Platform, Rendered, SiteFiles, WRITTEN_BY};
 use crate::php::{PhpRun, quote};
@@ -78,25 +78,72 @@ fn install_without_drush(
 /// Drupal for it, as drush's `user:login` does.
 fn login_link_without_drush(site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> PhpRun {
     let code = format!(
+        "{boot}$account = \\Drupal\\user\\Entity\\User::load(1);\n\
+         echo \"{LINK}\\n\" . user_pass_reset_url($account) . \"/login\\n\";\n",
+        boot = kernel_boot(site, false),
+    );
+    PhpRun::inline("the Drupal login link", code, env, &site.root, Duration::from_secs(120)).expecting(LINK)
+}
+
+/// The PHP that boots the site's kernel for a CLI run: the update kernel (which copes
+/// with a schema older than the code) when `update`, else the normal one.
+fn kernel_boot(site: &SiteFiles, update: bool) -> String {
+    let kernel = if update {
+        "class_exists('Drupal\\Core\\Update\\UpdateKernel') ? 'Drupal\\Core\\Update\\UpdateKernel' : 'Drupal\\Core\\DrupalKernel'"
+    } else {
+        "'Drupal\\Core\\DrupalKernel'"
+    };
+    format!(
         "chdir({root});\n{request}\
          $class_loader = require 'autoload.php';\n\
          $request = \\Symfony\\Component\\HttpFoundation\\Request::createFromGlobals();\n\
-         $kernel = \\Drupal\\Core\\DrupalKernel::createFromRequest($request, $class_loader, 'prod');\n\
+         $kernel_class = {kernel};\n\
+         $kernel = $kernel_class::createFromRequest($request, $class_loader, 'prod');\n\
          $kernel->boot();\n\
-         $kernel->preHandle($request);\n\
-         $account = \\Drupal\\user\\Entity\\User::load(1);\n\
-         echo \"{LINK}\\n\" . user_pass_reset_url($account) . \"/login\\n\";\n",
+         $kernel->preHandle($request);\n",
+        root = quote(&site.root.display().to_string()),
+        request = cli_request(site),
+    )
+}
+
+/// Caches rebuilt without drush, as core's rebuild.php does: the service container is
+/// thrown away first, since it holds paths of the code base the site came from.
+fn rebuild_without_drush(site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> PhpRun {
+    let code = format!(
+        "chdir({root});\n{request}\
+         $class_loader = require 'autoload.php';\n\
+         require_once 'core/includes/utility.inc';\n\
+         $request = \\Symfony\\Component\\HttpFoundation\\Request::createFromGlobals();\n\
+         \\Drupal\\Core\\DrupalKernel::bootEnvironment();\n\
+         \\Drupal\\Core\\Site\\Settings::initialize(getcwd(), \\Drupal\\Core\\DrupalKernel::findSitePath($request), $class_loader);\n\
+         drupal_rebuild($class_loader, $request);\n\
+         echo \"caches rebuilt for this code base\\n\\n{DEPLOYED}\\n\";\n",
         root = quote(&site.root.display().to_string()),
         request = cli_request(site),
     );
-    PhpRun::inline("the Drupal login link", code, env, &site.root, Duration::from_secs(120)).expecting(LINK)
+    PhpRun::inline("the Drupal cache rebuild", code, env, &site.root, Duration::from_secs(900)).expecting(DEPLOYED)
+}
+
+/// Pending database updates without drush, as `drush updatedb` runs them.
+fn update_without_drush(site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> PhpRun {
+    let code = format!(
+        "{boot}require_once 'core/includes/install.inc';\n\
+         require_once 'core/includes/update.inc';\n\
+         drupal_load_updates();\n\
+         {apply}\
+         if ($applied) {{ drupal_flush_all_caches(); echo \"caches rebuilt\\n\"; }}\n\
+         echo \"\\n{UPDATED}\\n\";\n",
+        boot = kernel_boot(site, true),
+        apply = apply_pending_updates(),
+    );
+    PhpRun::inline("the Drupal database updates", code, env, &site.root, Duration::from_secs(1800)).expecting(UPDATED)
 }
 
 fn drush(root: &Path) -> Option<PathBuf> {
     ["vendor/bin/drush", "vendor/drush/drush/drush"].iter().map(|p| root.join(p)).find(|p| p.is_file())
 }
 
-fn drush_run(
+pub(super) fn drush_run(
     site: &SiteFiles,
     what: &'static str,
     env: Vec<(&'static str, Secret)>,
@@ -191,6 +238,28 @@ impl Platform for Drupal {
             return Some(login_link_without_drush(site, env));
         }
         drush_run(site, "drush user:login", env, &["user:login".into(), "--no-browser".into()])
+    }
+
+    fn deploy(
+        &self,
+        site: &SiteFiles,
+        env: Vec<(&'static str, Secret)>,
+        _renamed_from: Option<&SiteUri>,
+    ) -> Option<PhpRun> {
+        // The address comes from the request (trusted_host_patterns are in settings.php)
+        // and files are `public://`, so the database holds no address; but the cached
+        // service container and caches hold paths of the code base the site came from.
+        if drush(&site.root).is_none() {
+            return Some(rebuild_without_drush(site, env));
+        }
+        drush_run(site, "drush cache:rebuild", env, &["cache:rebuild".into()])
+    }
+
+    fn update(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        if drush(&site.root).is_none() {
+            return Some(update_without_drush(site, env));
+        }
+        drush_run(site, "drush updatedb", env, &["updatedb".into(), "--yes".into()])
     }
 
     fn cron(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {

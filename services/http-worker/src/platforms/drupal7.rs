@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aegir_contract::{Package, PackageKind, ProfileName, Secret};
+use aegir_contract::{Package, PackageKind, ProfileName, Secret, SiteUri};
 
 use super::drupal::settings_common;
 use super::scan::{self, capture, package};
@@ -15,6 +15,59 @@ pub struct Drupal7;
 
 pub(super) const INSTALLED: &str = "AEGIR-DRUPAL-INSTALLED";
 pub(super) const LINK: &str = "AEGIR-LOGIN-LINK";
+pub(super) const UPDATED: &str = "AEGIR-DRUPAL-UPDATED";
+pub(super) const DEPLOYED: &str = "AEGIR-DRUPAL-DEPLOYED";
+
+/// PHP that applies every pending `hook_update_N`, in the order their dependencies
+/// demand, as update.php's batch (and drush's updatedb) does, with Drupal's own
+/// functions from update.inc; then Drupal 8's post-updates, if any. Expects update.inc
+/// and install.inc loaded and `drupal_load_updates()` done. Sets `$applied`.
+pub(super) fn apply_pending_updates() -> String {
+    "$fail = static function ($what, $message) {\n    \
+         fwrite(STDERR, $what . ': ' . trim(strip_tags((string) $message)) . \"\\n\"); exit(1);\n\
+     };\n\
+     $abort = static function ($context, $module, $number) {\n    \
+         return isset($context['results'][$module][$number]['#abort']['query']) ? $context['results'][$module][$number]['#abort']['query'] : 'aborted';\n\
+     };\n\
+     $set_version = static function ($module, $number) {\n    \
+         if (function_exists('drupal_set_installed_schema_version')) { drupal_set_installed_schema_version($module, $number); }\n    \
+         else { \\Drupal::service('update.update_hook_registry')->setInstalledVersion($module, $number); }\n\
+     };\n\
+     $start = array();\n\
+     foreach (update_get_update_list() as $module => $info) {\n    \
+         if (isset($info['warning'])) { $fail(\"the updates of $module cannot run\", $info['warning']); }\n    \
+         if (isset($info['start'])) { $start[$module] = $info['start']; }\n\
+     }\n\
+     $updates = $start ? update_resolve_dependencies($start) : array();\n\
+     $applied = 0;\n\
+     foreach ($updates as $function => $update) {\n    \
+         if (empty($update['allowed'])) { $fail($function, 'it depends on updates that cannot run'); }\n    \
+         if (isset($start[$update['module']])) { $set_version($update['module'], $update['number'] - 1); unset($start[$update['module']]); }\n    \
+         $deps = !empty($update['reverse_paths']) ? array_keys($update['reverse_paths']) : array();\n    \
+         $context = array('sandbox' => array(), 'results' => array(), 'finished' => 1);\n    \
+         do {\n        \
+             $context['finished'] = 1;\n        \
+             update_do_one($update['module'], $update['number'], $deps, $context);\n        \
+             if (!empty($context['results']['#abort'])) { $fail($function, $abort($context, $update['module'], $update['number'])); }\n    \
+         } while ($context['finished'] < 1);\n    \
+         echo \"applied $function\\n\";\n    \
+         $applied++;\n\
+     }\n\
+     if (function_exists('update_invoke_post_update')) {\n    \
+         foreach (\\Drupal::service('update.post_update_registry')->getPendingUpdateFunctions() as $function) {\n        \
+             $context = array('sandbox' => array(), 'results' => array(), 'finished' => 1);\n        \
+             do {\n            \
+                 $context['finished'] = 1;\n            \
+                 update_invoke_post_update($function, $context);\n            \
+                 if (!empty($context['results']['#abort'])) { $fail($function, 'the post-update failed; see the site\\'s log'); }\n        \
+             } while ($context['finished'] < 1);\n        \
+             echo \"applied $function\\n\";\n        \
+             $applied++;\n    \
+         }\n\
+     }\n\
+     echo $applied ? \"$applied database updates applied\\n\" : \"no database updates were pending\\n\";\n"
+        .to_owned()
+}
 
 /// PHP that sets up a request to the site's own host, as Drupal's bootstrap expects.
 fn request(site: &SiteFiles) -> String {
@@ -104,6 +157,61 @@ impl Platform for Drupal7 {
             request = request(site),
         );
         Some(PhpRun::inline("the Drupal 7 login link", code, env, &site.root, Duration::from_secs(120)).expecting(LINK))
+    }
+
+    fn deploy(
+        &self,
+        site: &SiteFiles,
+        env: Vec<(&'static str, Secret)>,
+        _renamed_from: Option<&SiteUri>,
+    ) -> Option<PhpRun> {
+        // The address is `$base_url` in settings.php and files are `public://`, so the
+        // database holds no address; but its caches (registry, menus, pages) hold paths of
+        // the code base the site came from: rebuild them, as `drush cache-clear all` does.
+        let code = format!(
+            "{request}require_once DRUPAL_ROOT . '/includes/bootstrap.inc';\n\
+             drupal_bootstrap(DRUPAL_BOOTSTRAP_FULL);\n\
+             drupal_flush_all_caches();\n\
+             echo \"caches rebuilt for this code base\\n\\n{DEPLOYED}\\n\";\n",
+            request = request(site),
+        );
+        Some(
+            PhpRun::inline("the Drupal 7 cache rebuild", code, env, &site.root, Duration::from_secs(900))
+                .expecting(DEPLOYED),
+        )
+    }
+
+    fn update(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        if let Some(run) =
+            super::drupal::drush_run(site, "drush updatedb", env.clone(), &["updatedb".into(), "--yes".into()])
+        {
+            return Some(run);
+        }
+        // update.php's own bootstrap (which copes with a schema older than the code),
+        // then the pending updates and, when some ran, the cache rebuild update.php ends with.
+        let code = format!(
+            "{request}define('MAINTENANCE_MODE', 'update');\n\
+             require_once DRUPAL_ROOT . '/includes/bootstrap.inc';\n\
+             require_once DRUPAL_ROOT . '/includes/update.inc';\n\
+             require_once DRUPAL_ROOT . '/includes/common.inc';\n\
+             require_once DRUPAL_ROOT . '/includes/file.inc';\n\
+             require_once DRUPAL_ROOT . '/includes/entity.inc';\n\
+             require_once DRUPAL_ROOT . '/includes/unicode.inc';\n\
+             update_prepare_d7_bootstrap();\n\
+             drupal_bootstrap(DRUPAL_BOOTSTRAP_FULL);\n\
+             require_once DRUPAL_ROOT . '/includes/install.inc';\n\
+             drupal_load_updates();\n\
+             update_fix_compatibility();\n\
+             {apply}\
+             if ($applied) {{ drupal_flush_all_caches(); echo \"caches rebuilt\\n\"; }}\n\
+             echo \"\\n{UPDATED}\\n\";\n",
+            request = request(site),
+            apply = apply_pending_updates(),
+        );
+        Some(
+            PhpRun::inline("the Drupal 7 database updates", code, env, &site.root, Duration::from_secs(1800))
+                .expecting(UPDATED),
+        )
     }
 
     fn cron(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {

@@ -138,6 +138,26 @@ impl Platform for Mediawiki {
         })
     }
 
+    // The wiki's address is `$wgServer` in the settings a deploy renders; its database
+    // holds no address, so a deploy has nothing to run in it.
+
+    fn update(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        // MediaWiki 1.40 and later run maintenance scripts through run.php.
+        let args = if site.root.join("maintenance/run.php").is_file() {
+            vec!["maintenance/run.php".to_owned(), "update".into(), "--quick".into()]
+        } else {
+            vec!["maintenance/update.php".to_owned(), "--quick".into()]
+        };
+        Some(PhpRun {
+            what: "the MediaWiki database update (update.php)",
+            args,
+            env,
+            cwd: site.root.clone(),
+            timeout: Duration::from_secs(1800),
+            ..Default::default()
+        })
+    }
+
     fn cron(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
         Some(PhpRun {
             what: "MediaWiki jobs",

@@ -12,7 +12,7 @@ mod wordpress;
 
 use std::path::{Path, PathBuf};
 
-use aegir_contract::{Package, PlatformType, ProfileName, Secret, SiteContext};
+use aegir_contract::{Package, PlatformType, ProfileName, Secret, SiteContext, SiteUri};
 use aegir_worker::StepError;
 
 use crate::php::PhpRun;
@@ -127,8 +127,27 @@ pub trait Platform: Sync {
     /// A run that prints a one-time login link for the administrator on its last line.
     fn login_link(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun>;
 
+    /// What a deploy runs in the application once the site's files, settings and
+    /// database are in place: what it stores about its own address brought up to date
+    /// (it may have moved from `renamed_from`), caches of old paths cleared. `None`
+    /// when the application keeps nothing of the kind.
+    fn deploy(
+        &self,
+        _site: &SiteFiles,
+        _env: Vec<(&'static str, Secret)>,
+        _renamed_from: Option<&SiteUri>,
+    ) -> Option<PhpRun> {
+        None
+    }
+
+    /// The application's own update of its database to the platform's code, run after
+    /// a move to another platform; `None` when the application has none.
+    fn update(&self, _site: &SiteFiles, _env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        None
+    }
+
     /// The site's cron run.
-    #[expect(dead_code, reason = "the cron queue runs it; no step drives it yet")]
+    #[cfg_attr(not(test), expect(dead_code, reason = "the cron queue runs it; no step drives it yet"))]
     fn cron(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun>;
 
     /// What is installed on the platform, and in the site's own directory if given.
@@ -269,6 +288,82 @@ mod tests {
                 && job.args.iter().any(|a| a.starts_with("--passfile="))
         );
         assert_eq!(job.secret_files.len(), 2);
+    }
+
+    /// `php -l` on the code of an inline run: what we generate must at least parse.
+    fn assert_parses(job: &PhpRun, kind: PlatformType) {
+        use std::io::Write as _;
+        let Some(code) = job.args.iter().position(|a| a == "-r").map(|i| &job.args[i + 1]) else { return };
+        let mut child = std::process::Command::new("php")
+            .arg("-l")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("php-cli is installed (deploy/test.sh installs it)");
+        child.stdin.take().unwrap().write_all(format!("<?php\n{code}").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{kind}: {} does not parse:\n{}{}\n{code}",
+            job.what,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn deploy_and_update_runs_parse_and_keep_passwords_out_of_their_arguments() {
+        let old = SiteUri::parse("old.example.com").unwrap();
+        let mut runs = 0;
+        for kind in [PlatformType::Drupal7, PlatformType::Drupal, PlatformType::Wordpress, PlatformType::Mediawiki] {
+            let site = site(kind, "/var/aegir/platforms/x");
+            let files = SiteFiles::new(&site);
+            let platform = for_type(kind);
+            let jobs = [
+                platform.deploy(&files, files.app_env().unwrap(), Some(&old)),
+                platform.deploy(&files, files.app_env().unwrap(), None),
+                platform.update(&files, files.app_env().unwrap()),
+            ];
+            for job in jobs.into_iter().flatten() {
+                assert!(!job.args.join(" ").contains("Sup3rSecretPw"), "{kind}: {}", job.what);
+                assert_parses(&job, kind);
+                runs += 1;
+            }
+        }
+        assert_eq!(runs, 10, "WordPress and both Drupals deploy (renamed or not) and update; MediaWiki only updates");
+        let wp = site(PlatformType::Wordpress, "/var/aegir/platforms/x");
+        let files = SiteFiles::new(&wp);
+        let deploy = for_type(PlatformType::Wordpress).deploy(&files, vec![], Some(&old)).unwrap();
+        let code = deploy.args.join(" ");
+        assert!(code.contains("'/sites/old.example.com/files/'") && code.contains("'/sites/example.com/files/'"));
+        assert!(code.contains("update_option($name, $url)") && code.contains("'http://example.com:8080'"));
+        let update = for_type(PlatformType::Wordpress).update(&files, vec![]).unwrap();
+        assert!(update.args.join(" ").contains("wp_upgrade();"));
+        let mw = site(PlatformType::Mediawiki, "/var/aegir/platforms/x");
+        let files = SiteFiles::new(&mw);
+        let update = for_type(PlatformType::Mediawiki).update(&files, vec![]).unwrap();
+        assert_eq!(update.args, ["maintenance/update.php", "--quick"], "no run.php before MediaWiki 1.40");
+        assert!(for_type(PlatformType::Php).update(&files, vec![]).is_none());
+        assert!(for_type(PlatformType::Php).deploy(&files, vec![], Some(&old)).is_none());
+    }
+
+    #[test]
+    fn login_links_installers_and_cron_runs_parse() {
+        for kind in [PlatformType::Drupal7, PlatformType::Drupal, PlatformType::Wordpress] {
+            let site = site(kind, "/var/aegir/platforms/x");
+            let files = SiteFiles::new(&site);
+            let platform = for_type(kind);
+            let admin = Secret::new("AdminPw123456");
+            let jobs = [
+                platform.installer(&files, vec![], &admin),
+                platform.login_link(&files, vec![]),
+                platform.cron(&files, vec![]),
+            ];
+            for job in jobs.into_iter().flatten() {
+                assert_parses(&job, kind);
+            }
+        }
     }
 
     #[test]

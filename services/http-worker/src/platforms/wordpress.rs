@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aegir_contract::{Package, PackageKind, Secret};
+use aegir_contract::{Package, PackageKind, Secret, SiteUri};
 
 use super::scan::{self, capture, package};
 use super::{ENV_READER, Platform, Rendered, SiteFiles, WRITTEN_BY, dispatcher_php};
@@ -14,6 +14,8 @@ pub struct Wordpress;
 
 const INSTALLED: &str = "AEGIR-WORDPRESS-INSTALLED";
 const LINK: &str = "AEGIR-LOGIN-LINK";
+const DEPLOYED: &str = "AEGIR-WORDPRESS-DEPLOYED";
+const UPDATED: &str = "AEGIR-WORDPRESS-UPDATED";
 
 /// PHP that loads WordPress for the site in `AEGIR_SITE_URI` as a request to its own host.
 fn bootstrap(site: &SiteFiles) -> String {
@@ -110,6 +112,91 @@ impl Platform for Wordpress {
         Some(
             PhpRun::inline("the WordPress password reset", code, env, &site.root, Duration::from_secs(120))
                 .expecting(LINK),
+        )
+    }
+
+    fn deploy(
+        &self,
+        site: &SiteFiles,
+        env: Vec<(&'static str, Secret)>,
+        renamed_from: Option<&SiteUri>,
+    ) -> Option<PhpRun> {
+        // WordPress keeps its address in the `siteurl` and `home` options and in links
+        // in posts. Our settings pin both options with constants, whose filters would
+        // make update_option see no change: take them off first.
+        let uploads = renamed_from
+            .map(|old| {
+                format!(
+                    "$n = $wpdb->query($wpdb->prepare('UPDATE ' . $wpdb->posts . ' SET post_content = REPLACE(post_content, %s, %s)', {from}, {to}));\n\
+                     if ($n) {{ echo \"moved links to uploaded files from {from} to {to} in $n posts\\n\"; }}\n",
+                    from = quote(&format!("/sites/{old}/files/")),
+                    to = quote(&format!("/sites/{}/files/", site.site.uri)),
+                )
+            })
+            .unwrap_or_default();
+        let code = format!(
+            "{boot}require {load};\n\
+             global $wpdb;\n\
+             $url = {url};\n\
+             remove_filter('option_siteurl', '_config_wp_siteurl');\n\
+             remove_filter('option_home', '_config_wp_home');\n\
+             $old = array();\n\
+             foreach (array('siteurl', 'home') as $name) {{\n    \
+                 $stored = $wpdb->get_var($wpdb->prepare('SELECT option_value FROM ' . $wpdb->options . ' WHERE option_name = %s', $name));\n    \
+                 if ($stored === null) {{ fwrite(STDERR, \"the database has no `$name` option; is it this WordPress site's database?\\n\"); exit(1); }}\n    \
+                 $stored = untrailingslashit($stored);\n    \
+                 if ($stored === $url) {{ continue; }}\n    \
+                 update_option($name, $url);\n    \
+                 echo \"WordPress option $name was $stored, now $url\\n\";\n    \
+                 $old[] = $stored;\n\
+             }}\n\
+             foreach (array_unique($old) as $from) {{\n    \
+                 $n = $wpdb->query($wpdb->prepare('UPDATE ' . $wpdb->posts . ' SET post_content = REPLACE(post_content, %s, %s), guid = REPLACE(guid, %s, %s)', $from . '/', $url . '/', $from . '/', $url . '/'));\n    \
+                 if ($n === false) {{ fwrite(STDERR, \"updating links in posts failed: {{$wpdb->last_error}}\\n\"); exit(1); }}\n    \
+                 echo \"links to $from in posts now go to $url ($n posts changed)\\n\";\n\
+             }}\n\
+             {uploads}\
+             if (!$old) {{ echo \"WordPress already has its address $url\\n\"; }}\n\
+             wp_cache_flush();\n\
+             echo \"\\n{DEPLOYED}\\n\";\n",
+            boot = bootstrap(site),
+            load = quote(&site.root.join("wp-load.php").display().to_string()),
+            url = quote(&site.url),
+        );
+        Some(
+            PhpRun::inline("the WordPress address update", code, env, &site.root, Duration::from_secs(300))
+                .expecting(DEPLOYED),
+        )
+    }
+
+    fn update(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        // As wp-admin/upgrade.php does it: plugins stay off while the schema changes.
+        let code = format!(
+            "{boot}define('WP_INSTALLING', true);\n\
+             require {load};\n\
+             require_once ABSPATH . 'wp-admin/includes/upgrade.php';\n\
+             global $wpdb, $wp_db_version;\n\
+             $version = static function () use ($wpdb) {{ return (int) $wpdb->get_var(\"SELECT option_value FROM {{$wpdb->options}} WHERE option_name = 'db_version'\"); }};\n\
+             $before = $version();\n\
+             echo \"WordPress database version $before; this WordPress uses version $wp_db_version\\n\";\n\
+             try {{ wp_upgrade(); }}\n\
+             catch (Throwable $e) {{ fwrite(STDERR, 'wp_upgrade failed: ' . $e->getMessage() . \"\\n\"); exit(1); }}\n\
+             $after = $version();\n\
+             if ($after !== (int) $wp_db_version) {{ fwrite(STDERR, \"the database is at version $after after wp_upgrade, not $wp_db_version\\n\"); exit(1); }}\n\
+             echo $before === $after ? \"the database was already up to date (version $after)\\n\" : \"WordPress database updated from version $before to $after\\n\";\n\
+             echo \"\\n{UPDATED}\\n\";\n",
+            boot = bootstrap(site),
+            load = quote(&site.root.join("wp-load.php").display().to_string()),
+        );
+        Some(
+            PhpRun::inline(
+                "the WordPress database update (wp_upgrade)",
+                code,
+                env,
+                &site.root,
+                Duration::from_secs(1800),
+            )
+            .expecting(UPDATED),
         )
     }
 
