@@ -184,7 +184,8 @@ pub fn for_type(kind: PlatformType) -> &'static dyn Platform {
 /// A directory tree of `(path, contents)` files, for tests of code that reads platforms.
 #[cfg(test)]
 pub(crate) fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    // Named without a leading dot, so it can be a platform root (a validated path).
+    let dir = tempfile::Builder::new().prefix("aegir-tree-").tempdir().unwrap();
     for (path, body) in files {
         let p = dir.path().join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -346,6 +347,101 @@ mod tests {
         assert_eq!(update.args, ["maintenance/update.php", "--quick"], "no run.php before MediaWiki 1.40");
         assert!(for_type(PlatformType::Php).update(&files, vec![]).is_none());
         assert!(for_type(PlatformType::Php).deploy(&files, vec![], Some(&old)).is_none());
+    }
+
+    /// Drupal 7's update API as far as the update run uses it: `node_update_7001` takes
+    /// two passes (`#finished`), `node_update_7002` fails when `AEGIR_TEST_FAIL` is set.
+    /// Each call is recorded in `calls.log`.
+    fn drupal7_update_fixture() -> tempfile::TempDir {
+        let record =
+            "function rec($what) { file_put_contents(DRUPAL_ROOT . '/calls.log', $what . \"\\n\", FILE_APPEND); }\n";
+        tree(&[
+            (
+                "includes/bootstrap.inc",
+                &format!(
+                    "<?php\ndefine('DRUPAL_BOOTSTRAP_FULL', 7);\n{record}\
+                     function drupal_bootstrap($phase) {{ rec('bootstrap ' . $phase . ' ' . MAINTENANCE_MODE); }}\n"
+                ),
+            ),
+            ("includes/common.inc", "<?php\n"),
+            ("includes/file.inc", "<?php\n"),
+            ("includes/entity.inc", "<?php\n"),
+            ("includes/unicode.inc", "<?php\n"),
+            (
+                "includes/install.inc",
+                "<?php\nfunction drupal_load_updates() { rec('load updates'); }\n\
+                 function drupal_set_installed_schema_version($module, $n) { rec(\"schema $module $n\"); }\n\
+                 function drupal_flush_all_caches() { rec('flush caches'); }\n",
+            ),
+            (
+                "includes/update.inc",
+                "<?php\nfunction update_prepare_d7_bootstrap() { rec('prepare'); }\n\
+                 function update_fix_compatibility() { rec('fix compatibility'); }\n\
+                 function update_get_update_list() {\n  \
+                   return array('node' => array('start' => 7001, 'pending' => array(7001 => '', 7002 => '')), 'user' => array());\n}\n\
+                 function update_resolve_dependencies($start) {\n  \
+                   rec('resolve ' . json_encode($start));\n  \
+                   return array(\n    \
+                     'node_update_7001' => array('module' => 'node', 'number' => 7001, 'allowed' => TRUE),\n    \
+                     'node_update_7002' => array('module' => 'node', 'number' => 7002, 'allowed' => TRUE, 'reverse_paths' => array('node_update_7001' => TRUE)),\n  \
+                   );\n}\n\
+                 function node_update_7001(&$sandbox) {\n  \
+                   $sandbox['pass'] = isset($sandbox['pass']) ? $sandbox['pass'] + 1 : 1;\n  \
+                   $sandbox['#finished'] = $sandbox['pass'] / 2;\n  \
+                   rec('node_update_7001 pass ' . $sandbox['pass']);\n}\n\
+                 function node_update_7002(&$sandbox) {\n  \
+                   if (getenv('AEGIR_TEST_FAIL')) { throw new Exception('column missing'); }\n  \
+                   rec('node_update_7002');\n}\n\
+                 function update_do_one($module, $number, $dependency_map, &$context) {\n  \
+                   $function = $module . '_update_' . $number;\n  \
+                   $ret = array();\n  \
+                   try { $function($context['sandbox']); }\n  \
+                   catch (Exception $e) { $ret['#abort'] = array('success' => FALSE, 'query' => '<em>' . $e->getMessage() . '</em> in ' . $function); }\n  \
+                   if (isset($context['sandbox']['#finished'])) { $context['finished'] = $context['sandbox']['#finished']; unset($context['sandbox']['#finished']); }\n  \
+                   $context['results'][$module][$number] = $ret;\n  \
+                   if (!empty($ret['#abort'])) { $context['results']['#abort'][] = $function; }\n  \
+                   if ($context['finished'] == 1 && empty($ret['#abort'])) { drupal_set_installed_schema_version($module, $number); }\n}\n",
+            ),
+        ])
+    }
+
+    #[tokio::test]
+    async fn drupal7_update_applies_pending_updates_in_order_until_each_is_finished() {
+        let dir = drupal7_update_fixture();
+        let d7 = site(PlatformType::Drupal7, dir.path().to_str().unwrap());
+        let files = SiteFiles::new(&d7);
+        let job = for_type(PlatformType::Drupal7).update(&files, vec![]).unwrap();
+        let out = crate::php::run("php", job).await.unwrap();
+        assert!(out.stdout.contains("applied node_update_7001\napplied node_update_7002\n"), "{}", out.stdout);
+        assert!(out.stdout.contains("2 database updates applied"), "{}", out.stdout);
+        let calls = std::fs::read_to_string(dir.path().join("calls.log")).unwrap();
+        assert_eq!(
+            calls.lines().collect::<Vec<_>>(),
+            [
+                "prepare",
+                "bootstrap 7 update",
+                "load updates",
+                "fix compatibility",
+                "resolve {\"node\":7001}",
+                "schema node 7000",
+                "node_update_7001 pass 1",
+                "node_update_7001 pass 2",
+                "schema node 7001",
+                "node_update_7002",
+                "schema node 7002",
+                "flush caches",
+            ]
+        );
+
+        let dir = drupal7_update_fixture();
+        let failing = site(PlatformType::Drupal7, dir.path().to_str().unwrap());
+        let files = SiteFiles::new(&failing);
+        let fail = vec![("AEGIR_TEST_FAIL", Secret::new("1"))];
+        let job = for_type(PlatformType::Drupal7).update(&files, fail).unwrap();
+        let err = crate::php::run("php", job).await.err().expect("a failed update fails the run");
+        assert!(err.reason.contains("node_update_7002: column missing in node_update_7002"), "{}", err.reason);
+        let calls = std::fs::read_to_string(dir.path().join("calls.log")).unwrap();
+        assert!(!calls.contains("schema node 7002") && !calls.contains("flush caches"), "{calls}");
     }
 
     #[test]
