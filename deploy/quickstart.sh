@@ -31,6 +31,8 @@ DATABASE_URL="${AEGIR_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/${DATABAS
 API_LISTEN="${AEGIR_API_LISTEN:-127.0.0.1:8090}"
 API_URL="${AEGIR_API:-http://${API_LISTEN}}"
 PLATFORM_ROOTS="${AEGIR_PLATFORM_ROOTS:-/var/aegir/platforms}"
+# Where site archives go: a directory, or s3://bucket/prefix with AEGIR_S3_* settings.
+BACKUP_STORE="${AEGIR_BACKUP_STORE:-file:///var/aegir/backups}"
 SERVER="${AEGIR_SERVER:-server_master}"
 HTTP_CONFIG_DIR="${AEGIR_HTTP_CONFIG_DIR:-/var/aegir/config/${SERVER}}"
 NGINX_CONF="${AEGIR_NGINX_CONF:-}"
@@ -82,12 +84,15 @@ service_env() {
         SERVICE_ENV+=(
             "AEGIR_SERVER=${SERVER}"
             "AEGIR_HEALTH_LISTEN=${DB_WORKER_HEALTH}"
+            "AEGIR_BACKUP_STORE=${BACKUP_STORE}"
         )
         ;;
     backup-worker)
         SERVICE_ENV+=(
             "AEGIR_SERVER=${SERVER}"
             "AEGIR_HEALTH_LISTEN=${BACKUP_WORKER_HEALTH}"
+            "AEGIR_BACKUP_STORE=${BACKUP_STORE}"
+            "AEGIR_PLATFORM_ROOTS=${PLATFORM_ROOTS}"
         )
         ;;
     *) aegir_die "unknown service: $1" ;;
