@@ -43,7 +43,14 @@ AEGIR_PACKAGES=(
     wordpress-theme-twentytwentythree
     mediawiki
     apache2
+    # The tests' S3-compatible server (moto) runs from a virtualenv.
+    python3-venv
 )
+
+# Where the tests' moto S3 server is installed, and the moto it installs.
+AEGIR_MOTO_VENV=/var/cache/aegir/moto
+AEGIR_MOTO_REQUIREMENT='moto[server]>=5,<6'
+
 
 # ---------------------------------------------------------------------------
 # Messages
@@ -107,6 +114,18 @@ aegir_install_packages() {
     aegir_log "packages: installing ${missing[*]}"
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# Installs moto's S3 server (from PyPI, into its own virtualenv) for the backup store's
+# tests against a real S3 API, and prints the path of its `moto_server`.
+aegir_install_moto() {
+    local server="${AEGIR_MOTO_VENV}/bin/moto_server"
+    if [[ ! -x "${server}" ]]; then
+        aegir_log "moto: installing ${AEGIR_MOTO_REQUIREMENT} into ${AEGIR_MOTO_VENV}"
+        python3 -m venv "${AEGIR_MOTO_VENV}" >&2
+        "${AEGIR_MOTO_VENV}/bin/pip" install --quiet --disable-pip-version-check "${AEGIR_MOTO_REQUIREMENT}" >&2
+    fi
+    echo "${server}"
 }
 
 # ---------------------------------------------------------------------------

@@ -15,8 +15,8 @@
 #
 # The tests find the services through AEGIR_TEST_AMQP_URL,
 # AEGIR_TEST_DATABASE_URL and AEGIR_TEST_MARIADB_URL (set below unless
-# already set). Build output goes to CARGO_TARGET_DIR
-# (default /var/cache/aegir/target).
+# already set), and moto's S3 server through AEGIR_TEST_MOTO_SERVER.
+# Build output goes to CARGO_TARGET_DIR (default /var/cache/aegir/target).
 
 set -euo pipefail
 
@@ -26,6 +26,8 @@ set -euo pipefail
 cd "${AEGIR_REPO_ROOT}"
 
 aegir_install_packages
+AEGIR_TEST_MOTO_SERVER="${AEGIR_TEST_MOTO_SERVER:-$(aegir_install_moto)}"
+export AEGIR_TEST_MOTO_SERVER
 aegir_start_backing_services
 aegir_ensure_cargo
 

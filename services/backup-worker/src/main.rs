@@ -1,13 +1,18 @@
 //! backup-worker: the backup service of one server.
 //!
-//! It consumes `<server>.backup` like every worker. Site backups, restores and
-//! retention are its work once sites exist; until then no step belongs to it, and any
-//! step that reaches it is refused with a permanent error so its task fails clearly
-//! instead of being retried.
+//! It consumes `<server>.backup` like every worker and runs the steps that need a site's
+//! files: writing a site's archive (its files around the database dump the db-worker
+//! staged), checking an archive, unpacking an archive's files in place of the site's
+//! directory, and removing an archive. Archives live in the backup store
+//! (`--backup-store`), which the db-worker of the site's database server shares.
 
+mod steps;
+
+use aegir_backup_store::{BackupStore, StoreArgs};
 use aegir_config::{CommonArgs, LogFormat};
-use aegir_contract::{ServiceKind, StepDispatched, StepFacts};
+use aegir_contract::{AbsolutePath, ServiceKind, StepAction, StepDispatched, StepFacts};
 use aegir_worker::{StepError, StepHandler, StepLog, WorkerArgs, WorkerIdentity};
+use anyhow::Context;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -17,29 +22,53 @@ struct Cli {
     common: CommonArgs,
     #[command(flatten)]
     worker: WorkerArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Directories platforms may live in, separated by `:`; site directories elsewhere
+    /// are neither archived nor written.
+    #[arg(long, env = "AEGIR_PLATFORM_ROOTS", default_value = "/var/aegir/platforms")]
+    platform_roots: String,
 }
 
-struct BackupWorker {
+pub struct BackupWorker {
     identity: WorkerIdentity,
+    store: BackupStore,
+    platform_roots: Vec<AbsolutePath>,
 }
 
 impl StepHandler for BackupWorker {
     const SERVICE: ServiceKind = ServiceKind::Backup;
 
-    async fn run(&self, step: &StepDispatched, _log: &StepLog) -> Result<StepFacts, StepError> {
-        // No step action belongs to the backup service yet; each backup action gets its
-        // own arm ahead of this refusal, as in the other workers.
-        Err(StepError::permanent(format!(
-            "{} is not a backup step; {} cannot run it",
-            step.action.label(),
-            self.identity.instance
-        )))
+    async fn run(&self, step: &StepDispatched, log: &StepLog) -> Result<StepFacts, StepError> {
+        match &step.action {
+            StepAction::SiteArchiveCreate { site, backup } => steps::archive_create::run(self, site, backup, log).await,
+            StepAction::SiteArchiveCheck { backup, .. } => steps::archive_check::run(self, backup, log).await,
+            StepAction::SiteFilesUnpack { site, backup } => steps::files_unpack::run(self, site, backup, log).await,
+            StepAction::BackupDelete { backup, .. } => steps::backup_delete::run(self, backup, log).await,
+            other => Err(StepError::permanent(format!(
+                "{} is not a backup step; {} cannot run it",
+                other.label(),
+                self.identity.instance
+            ))),
+        }
     }
+}
+
+fn platform_roots(value: &str) -> anyhow::Result<Vec<AbsolutePath>> {
+    value
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(|s| AbsolutePath::parse(s).with_context(|| "in AEGIR_PLATFORM_ROOTS"))
+        .collect()
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _telemetry = aegir_telemetry::init("backup-worker", cli.common.log_format == LogFormat::Json)?;
-    aegir_worker::run(&cli.common.amqp_url, cli.worker, |identity| Ok(BackupWorker { identity })).await
+    let store = BackupStore::from_args(&cli.store)?;
+    let platform_roots = platform_roots(&cli.platform_roots)?;
+    tracing::info!(store = %store, "backup store");
+    aegir_worker::run(&cli.common.amqp_url, cli.worker, |identity| Ok(BackupWorker { identity, store, platform_roots }))
+        .await
 }

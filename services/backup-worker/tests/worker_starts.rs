@@ -120,11 +120,13 @@ async fn worker_reports_healthy_and_consumes_its_servers_backup_queue() {
     let vhost = Vhost::create(&format!("aegir_test_backup_{suffix}"), &user);
     let amqp_url = format!("{base}/{}", vhost.name);
     let health_addr = format!("127.0.0.1:{}", free_port());
+    let backups = tempfile::tempdir().unwrap();
 
     let child = Command::new(env!("CARGO_BIN_EXE_backup-worker"))
         .env("AEGIR_AMQP_URL", &amqp_url)
         .env("AEGIR_SERVER", &server)
         .env("AEGIR_HEALTH_LISTEN", &health_addr)
+        .env("AEGIR_BACKUP_STORE", format!("file://{}", backups.path().join("store").display()))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

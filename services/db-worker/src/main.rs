@@ -1,8 +1,11 @@
-//! db-worker: the database service of one server.
+//! db-worker: the database service of one server: the admin login, site databases and
+//! their users, and site database dumps into (and loads from) the backup store.
 
+mod client;
 mod mariadb;
 mod steps;
 
+use aegir_backup_store::{BackupStore, StoreArgs};
 use aegir_config::{CommonArgs, LogFormat};
 use aegir_contract::{ServiceKind, StepAction, StepDispatched, StepFacts};
 use aegir_worker::{StepError, StepHandler, StepLog, WorkerArgs, WorkerIdentity};
@@ -15,10 +18,13 @@ struct Cli {
     common: CommonArgs,
     #[command(flatten)]
     worker: WorkerArgs,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 struct DbWorker {
     identity: WorkerIdentity,
+    store: BackupStore,
 }
 
 impl StepHandler for DbWorker {
@@ -29,6 +35,12 @@ impl StepHandler for DbWorker {
             StepAction::DbServerVerify { server } => steps::server_verify::run(server, log).await,
             StepAction::SiteDatabaseCreate { site } => steps::site_database::create(site, log).await,
             StepAction::SiteDatabaseDrop { site } => steps::site_database::drop(site, log).await,
+            StepAction::SiteDatabaseDump { site, backup } => {
+                steps::site_backup::dump(&self.store, site, backup, log).await
+            }
+            StepAction::SiteDatabaseLoad { site, backup } => {
+                steps::site_backup::load(&self.store, site, backup, log).await
+            }
             other => Err(StepError::permanent(format!(
                 "{} is not a database step; {} cannot run it",
                 other.label(),
@@ -42,5 +54,7 @@ impl StepHandler for DbWorker {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _telemetry = aegir_telemetry::init("db-worker", cli.common.log_format == LogFormat::Json)?;
-    aegir_worker::run(&cli.common.amqp_url, cli.worker, |identity| Ok(DbWorker { identity })).await
+    let store = BackupStore::from_args(&cli.store)?;
+    tracing::info!(store = %store, "backup store");
+    aegir_worker::run(&cli.common.amqp_url, cli.worker, |identity| Ok(DbWorker { identity, store })).await
 }
