@@ -81,7 +81,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct BackupsArgs {
     /// The site, e.g. @www.example.com
-    #[arg(value_name = "@SITE")]
+    #[arg(value_name = "@SITE", value_parser = parse_site)]
     pub site: SiteUri,
 
     #[command(flatten)]
@@ -417,5 +417,13 @@ mod tests {
     fn the_master_db_value_never_shows_in_debug_output() {
         let cli = Cli::try_parse_from(["aegir", "save", "@server_x", "--master_db=mysql://root:hunter2@h"]).unwrap();
         assert!(!format!("{cli:?}").contains("hunter2"));
+    }
+}
+
+/// `@www.example.com` (or without the `@`): a site, not another kind of context.
+fn parse_site(value: &str) -> Result<SiteUri, String> {
+    match value.parse::<ContextName>().map_err(|e| e.to_string())? {
+        ContextName::Site(uri) => Ok(uri),
+        other => Err(format!("`{other}` is a {}, not a site", other.context_type())),
     }
 }

@@ -101,7 +101,7 @@ async fn a_wordpress_site_is_installed_disabled_enabled_and_deleted_through_the_
     assert!(status == 200 && body.contains(&title), "enabled again: {status}");
 
     let out = cli_ok(&system, &[&site, "delete"]).await;
-    assert!(out.contains("no final backup"), "the delete says it took no backup: {out}");
+    assert!(out.contains("site archive create"), "the delete takes a final backup first: {out}");
     let (_, body) = fetch_showing(&uri, system.http_port, &title, false).await;
     assert!(!body.contains(&title), "the host no longer answers with the site");
     assert_eq!(db_traces(&uri).await, (0, 0), "database and user are gone");
