@@ -389,6 +389,14 @@ pub struct ClientSaveArgs {
     pub email: Option<String>,
 }
 
+/// `@www.example.com` (or without the `@`): a site, not another kind of context.
+fn parse_site(value: &str) -> Result<SiteUri, String> {
+    match value.parse::<ContextName>().map_err(|e| e.to_string())? {
+        ContextName::Site(uri) => Ok(uri),
+        other => Err(format!("`{other}` is a {}, not a site", other.context_type())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -417,13 +425,5 @@ mod tests {
     fn the_master_db_value_never_shows_in_debug_output() {
         let cli = Cli::try_parse_from(["aegir", "save", "@server_x", "--master_db=mysql://root:hunter2@h"]).unwrap();
         assert!(!format!("{cli:?}").contains("hunter2"));
-    }
-}
-
-/// `@www.example.com` (or without the `@`): a site, not another kind of context.
-fn parse_site(value: &str) -> Result<SiteUri, String> {
-    match value.parse::<ContextName>().map_err(|e| e.to_string())? {
-        ContextName::Site(uri) => Ok(uri),
-        other => Err(format!("`{other}` is a {}, not a site", other.context_type())),
     }
 }
