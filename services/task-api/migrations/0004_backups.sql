@@ -32,6 +32,14 @@ ALTER TABLE sites DROP CONSTRAINT sites_status_known;
 ALTER TABLE sites ADD CONSTRAINT sites_status_known
     CHECK (status IN ('new', 'enabled', 'disabled', 'failed', 'cloning'));
 
+-- A migrate to another db server gets a new database account (the old one is dropped
+-- when the move succeeds, and the two servers may be one MariaDB under two names); it is
+-- held here while the migrate runs and becomes the site's when it succeeds.
+ALTER TABLE sites
+    ADD COLUMN moving_db_name     text UNIQUE,
+    ADD COLUMN moving_db_user     text,
+    ADD COLUMN moving_db_password text;
+
 -- A migrate to a new uri renames the site; its aliases follow.
 ALTER TABLE site_aliases DROP CONSTRAINT site_aliases_site_fkey;
 ALTER TABLE site_aliases ADD CONSTRAINT site_aliases_site_fkey

@@ -423,6 +423,7 @@ async fn site_finished(
                 _ => Ok(()),
             }
         }
+        TaskKind::Migrate => db::sites::set_moving_database(conn, uri, None).await,
         TaskKind::BackupDelete if success => match args.backup {
             Some(id) => db::backups::delete(conn, id).await.map(drop),
             None => Ok(()),

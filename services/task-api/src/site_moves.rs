@@ -214,8 +214,16 @@ async fn migrate_target(conn: &mut PgConnection, site: &SiteContext, args: &Task
         to.platform = platform;
         to.platform_type = platform_type;
     }
-    if let Some(name) = &args.db_server {
+    if let Some(name) = &args.db_server
+        && name != &site.db_server.name
+    {
         to.db_server = db_server_for(conn, name).await?;
+        // A new account: the old one is dropped once the move succeeds, and the two
+        // servers may be one MariaDB under two names.
+        let db_ident = DbIdent::for_site(&to.uri, &random_lower_alphanumeric(6));
+        let password = random_password();
+        db::sites::set_moving_database(conn, &site.uri, Some((&db_ident, &db_ident, &password))).await?;
+        to.database = SiteDatabase { name: db_ident.clone(), user: db_ident, password: Secret::new(password) };
     }
     if &to == site {
         return Err(ApiError::invalid(

@@ -259,7 +259,24 @@ pub async fn set_status(
     Ok(())
 }
 
-/// A migrated site's new platform and db server (each only when it changed).
+/// The database account a migrate to another db server makes, kept aside until it ends.
+pub async fn set_moving_database(
+    conn: &mut PgConnection,
+    uri: &SiteUri,
+    database: Option<(&DbIdent, &DbIdent, &str)>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sites SET moving_db_name = $2, moving_db_user = $3, moving_db_password = $4 WHERE uri = $1")
+        .bind(uri.as_str())
+        .bind(database.map(|d| d.0.as_str()))
+        .bind(database.map(|d| d.1.as_str()))
+        .bind(database.map(|d| d.2))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A migrated site's new platform and db server (each only when it changed), and the
+/// database account made on the new db server, if any.
 pub async fn moved(
     conn: &mut PgConnection,
     uri: &SiteUri,
@@ -267,7 +284,10 @@ pub async fn moved(
     db_server: Option<&ServerName>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE sites SET platform = COALESCE($2, platform), db_server = COALESCE($3, db_server), updated_at = now()
+        "UPDATE sites SET platform = COALESCE($2, platform), db_server = COALESCE($3, db_server),
+             db_name = COALESCE(moving_db_name, db_name), db_user = COALESCE(moving_db_user, db_user),
+             db_password = COALESCE(moving_db_password, db_password),
+             moving_db_name = NULL, moving_db_user = NULL, moving_db_password = NULL, updated_at = now()
          WHERE uri = $1",
     )
     .bind(uri.as_str())

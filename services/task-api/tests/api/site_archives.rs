@@ -173,6 +173,27 @@ async fn archives_clones_and_moves_change_the_records_as_their_tasks_end() {
     assert_eq!(renamed["aliases"], json!(["example.com"]));
     assert_eq!(app.get("/api/v1/sites/www.example.org/backups").await.1["total"], 2);
 
+    // A migrate to another db server gets a new database account, the site's once it succeeds.
+    put_ok(
+        &app,
+        "/api/v1/servers/server_db2",
+        json!({"db": {"service_type": "mariadb", "host": "127.0.0.1", "admin_user": "root", "admin_password": "x"}}),
+    )
+    .await;
+    let before: (String,) =
+        sqlx::query_as("SELECT db_name FROM sites WHERE uri = 'www.example.org'").fetch_one(&app.pool).await.unwrap();
+    let (to_db2, requested) =
+        request_with(&app, "@www.example.org", json!({"task": "migrate", "db_server": "@server_db2"})).await;
+    let to = requested.options.to.clone().unwrap();
+    assert_eq!(to.db_server.name.as_str(), "server_db2");
+    assert_ne!(to.database.name.as_str(), before.0, "never the same database name on the new server");
+    finish(&app, to_db2, TaskOutcome::Success).await;
+    let after: (String, String) = sqlx::query_as("SELECT db_name, db_server FROM sites WHERE uri = 'www.example.org'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(after, (to.database.name.as_str().to_owned(), "server_db2".to_owned()));
+
     // backup-delete: the record goes once the archive is gone.
     let (delete_backup, requested) =
         request_with(&app, "@www.example.org", json!({"task": "backup-delete", "backup": backup.id})).await;
