@@ -1,7 +1,7 @@
 //! How the scheduler runs tasks: one at a time per entity, in order; transient failures
 //! retried a bounded number of times; each task ends once.
 
-use aegir_e2e::{System, mariadb_url};
+use aegir_e2e::{Options, System, mariadb_url};
 use serde_json::Value;
 
 fn time(view: &Value, field: &str) -> String {
@@ -60,4 +60,34 @@ async fn a_transient_failure_is_retried_a_bounded_number_of_times() {
     assert_eq!(retries, 2, "{log:?}");
     let ends = log.iter().filter(|(_, s, m)| s == "scheduler" && m.starts_with("task ")).count();
     assert_eq!(ends, 1, "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_without_an_answer_times_out_and_the_next_task_of_its_entity_runs() {
+    let options = Options::default().env("scheduler", "AEGIR_STEP_DEADLINE_SECS", "8");
+    let mut system = System::start_with(options).await;
+    system.save_server(&mariadb_url()).await;
+    let server = format!("@{}", system.server);
+    // The web server's worker is gone: the verify's first step gets no answer.
+    system.kill9("http-worker").await;
+    let stuck = system.post_task(&server, "verify").await;
+    let next = system.post_task(&server, "verify").await;
+
+    let view = system.wait_task(&stuck).await;
+    assert_eq!(view["status"], "failed", "{view}");
+    let reason = view["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("no answer within 8 s") && reason.contains(".http"), "{reason}");
+
+    // The worker comes back: the entity's next task runs; the late answer to the
+    // stuck step changes nothing.
+    system.spawn("http-worker");
+    system.wait_healthy("http-worker").await;
+    let view = system.wait_task(&next).await;
+    assert_eq!(view["status"], "success", "{view}");
+    let stuck_view = system.wait_task(&stuck).await;
+    assert!(time(&view, "started_at") >= time(&stuck_view, "finished_at"), "{stuck_view}\n{view}");
+    assert_eq!(stuck_view["status"], "failed", "a late answer does not change a finished task");
+    let ends =
+        system.task_log(&stuck).await.iter().filter(|(_, s, m)| s == "scheduler" && m.starts_with("task ")).count();
+    assert_eq!(ends, 1);
 }

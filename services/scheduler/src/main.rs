@@ -46,6 +46,12 @@ struct Cli {
     #[arg(long, env = "AEGIR_RETRY_DELAY_MS", default_value_t = 2000)]
     retry_delay_ms: u64,
 
+    /// Seconds a dispatched step may go without an answer before it fails (and its
+    /// task rolls back), whatever happened to its worker. Keep it above the workers'
+    /// own step timeout (AEGIR_STEP_TIMEOUT_SECS, 3600 by default).
+    #[arg(long, env = "AEGIR_STEP_DEADLINE_SECS", default_value_t = 3900, value_parser = clap::value_parser!(u64).range(1..))]
+    step_deadline_secs: u64,
+
     /// Messages handled at once per queue.
     #[arg(long, env = "AEGIR_PREFETCH", default_value_t = 32)]
     prefetch: u16,
@@ -66,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     let outbox = Outbox::new();
     let retry = RetryPolicy { max_attempts: cli.max_attempts, first_delay: Duration::from_millis(cli.retry_delay_ms) };
     let consumers = Consumers {
-        tasks: Tasks::new(pool.clone(), outbox.clone(), retry),
+        tasks: Tasks::new(pool.clone(), outbox.clone(), retry, Duration::from_secs(cli.step_deadline_secs)),
         broker: broker.clone(),
         shutdown: shutdown.clone(),
     };
@@ -74,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
     let mut running = tokio::task::JoinSet::new();
     running.spawn(outbox.relay(pool.clone(), broker.clone(), shutdown.clone()));
     running.spawn(forget_finished_tasks(pool.clone(), shutdown.clone()));
+    running.spawn(expire_overdue_steps(consumers.tasks.clone(), cli.step_deadline_secs, shutdown.clone()));
     let queues = [QueueName::SchedulerTasks, QueueName::SchedulerResults, QueueName::SchedulerDead];
     for queue in queues {
         // Requests are taken in the order they were sent, so an entity's tasks run in the
@@ -116,6 +123,22 @@ async fn forget_finished_tasks(pool: sqlx::PgPool, shutdown: CancellationToken) 
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Fails steps whose answer is overdue, checking a few times per deadline (at most
+/// every 5 s).
+async fn expire_overdue_steps(tasks: Tasks, deadline_secs: u64, shutdown: CancellationToken) {
+    let every =
+        Duration::from_secs(deadline_secs).div_f64(4.0).clamp(Duration::from_millis(250), Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(e) = tasks.expire_overdue().await {
+            tracing::warn!(error = %e, "could not check for overdue steps; trying again");
         }
     }
 }

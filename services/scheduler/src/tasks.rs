@@ -51,6 +51,8 @@ pub struct Tasks {
     pool: PgPool,
     outbox: Outbox,
     retry: RetryPolicy,
+    /// How long a dispatched step may go without an answer before it fails.
+    step_deadline: Duration,
 }
 
 /// The part of a task row the state machine works with.
@@ -70,8 +72,69 @@ struct TaskRow {
 }
 
 impl Tasks {
-    pub fn new(pool: PgPool, outbox: Outbox, retry: RetryPolicy) -> Self {
-        Self { pool, outbox, retry }
+    pub fn new(pool: PgPool, outbox: Outbox, retry: RetryPolicy, step_deadline: Duration) -> Self {
+        Self { pool, outbox, retry, step_deadline }
+    }
+
+    fn timing(&self, delay: Option<Duration>) -> Timing {
+        Timing { delay, deadline: self.step_deadline }
+    }
+
+    /// Fails the current step of every running task whose step got no answer by its
+    /// deadline, as if its worker had reported a permanent failure: the task rolls back
+    /// or ends, and its entity's next task starts. A late answer is then stale and
+    /// changes nothing. Returns how many steps were failed.
+    pub async fn expire_overdue(&self) -> Result<usize, TaskError> {
+        let overdue: Vec<(Uuid, i32, i32)> = sqlx::query_as(
+            "SELECT task_id, current_step, attempt FROM tasks
+             WHERE status = 'running' AND step_deadline < now() ORDER BY step_deadline LIMIT 100",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut failed = 0;
+        for (task_id, step, attempt) in overdue {
+            let mut tx = self.pool.begin().await?;
+            let Some(task) = lock_task(&mut tx, task_id).await? else { continue };
+            let still_overdue: bool = sqlx::query_scalar("SELECT step_deadline < now() FROM tasks WHERE task_id = $1")
+                .bind(task_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if task.status != "running" || task.current_step != step || task.attempt != attempt || !still_overdue {
+                continue;
+            }
+            let request = stored_request(task_id, &task)?;
+            let plan = plan::steps(&request);
+            let step = step as usize;
+            let action = if task.phase == "rollback" {
+                let undo = task.failed_step.map(|f| plan::rollback(&plan, f as usize)).unwrap_or_default();
+                undo.get(step - plan.len()).cloned()
+            } else {
+                plan.get(step).map(|s| s.action.clone())
+            };
+            let Some(action) = action else { continue };
+            drop(tx);
+            let result = StepResult {
+                task_id,
+                step: step as u32,
+                attempt: attempt as u32,
+                route: action.route(),
+                worker: "scheduler".into(),
+                outcome: StepOutcome::Failed {
+                    reason: format!(
+                        "no answer within {} s; the worker of {} may be stuck or down (the step may still finish \
+                         there, but it no longer counts)",
+                        self.step_deadline.as_secs(),
+                        action.route()
+                    ),
+                    transient: false,
+                },
+                finished_at: Utc::now(),
+            };
+            tracing::warn!(%task_id, step, route = %action.route(), "step overdue; failing it");
+            self.record(&result).await?;
+            failed += 1;
+        }
+        Ok(failed)
     }
 
     /// Takes in a requested task; it starts now or waits behind its entity's other tasks.
@@ -154,7 +217,7 @@ impl Tasks {
                 );
                 log(&mut tx, result.task_id, Some(result.step), LogLevel::Warning, message).await?;
                 let action = action.cloned().expect("a current step has an action");
-                dispatch(&mut tx, result.task_id, action, step, plan.len(), attempt, Some(delay)).await?;
+                dispatch(&mut tx, result.task_id, action, step, plan.len(), attempt, self.timing(Some(delay))).await?;
             }
             outcome if task.phase == "rollback" => {
                 let mut errors = task.rollback_errors.clone();
@@ -171,7 +234,8 @@ impl Tasks {
                     .bind(&errors)
                     .execute(&mut *tx)
                     .await?;
-                    dispatch(&mut tx, result.task_id, action, plan.len() + next, plan.len(), 0, None).await?;
+                    dispatch(&mut tx, result.task_id, action, plan.len() + next, plan.len(), 0, self.timing(None))
+                        .await?;
                 } else {
                     let failure = task.failure.clone().unwrap_or_else(|| "a step failed".into());
                     let reason = if errors.is_empty() {
@@ -194,7 +258,7 @@ impl Tasks {
                     .execute(&mut *tx)
                     .await?;
                 let next = plan[step + 1].action.clone();
-                dispatch(&mut tx, result.task_id, next, step + 1, plan.len(), 0, None).await?;
+                dispatch(&mut tx, result.task_id, next, step + 1, plan.len(), 0, self.timing(None)).await?;
             }
             StepOutcome::Failed { reason, transient } => {
                 let tries = if *transient { format!(" (after {} tries)", result.attempt + 1) } else { String::new() };
@@ -294,7 +358,7 @@ impl Tasks {
         let labels: Vec<&str> = undo.iter().map(StepAction::label).collect();
         let message = format!("{reason}; rolling back: {}", labels.join(", then "));
         log(&mut *tx, request.task_id, None, LogLevel::Error, message).await?;
-        dispatch(tx, request.task_id, first, plan.len(), plan.len(), 0, None).await
+        dispatch(tx, request.task_id, first, plan.len(), plan.len(), 0, self.timing(None)).await
     }
 
     /// Starts the oldest waiting task of `context` unless one of its tasks runs.
@@ -344,7 +408,7 @@ impl Tasks {
                 self.finish(&mut *tx, &request, TaskOutcome::Success, None).await?;
                 continue;
             };
-            dispatch(&mut *tx, task_id, first.action.clone(), 0, plan.len(), 0, None).await?;
+            dispatch(&mut *tx, task_id, first.action.clone(), 0, plan.len(), 0, self.timing(None)).await?;
             return Ok(());
         }
     }
@@ -418,7 +482,16 @@ fn stored_request(task_id: Uuid, task: &TaskRow) -> Result<TaskRequested, TaskEr
     Ok(request)
 }
 
-/// Sends step `step` (numbered from 0; undo steps follow the plan's `planned` steps).
+/// When a dispatched step is sent (after `delay`, for a retry) and how long its worker
+/// then has to answer.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    delay: Option<Duration>,
+    deadline: Duration,
+}
+
+/// Sends step `step` (numbered from 0; undo steps follow the plan's `planned` steps)
+/// and sets the deadline of its answer.
 async fn dispatch(
     tx: &mut PgConnection,
     task_id: Uuid,
@@ -426,8 +499,14 @@ async fn dispatch(
     step: usize,
     planned: usize,
     attempt: u32,
-    delay: Option<Duration>,
+    timing: Timing,
 ) -> Result<(), TaskError> {
+    let Timing { delay, deadline } = timing;
+    sqlx::query("UPDATE tasks SET step_deadline = now() + make_interval(secs => $2) WHERE task_id = $1")
+        .bind(task_id)
+        .bind((deadline + delay.unwrap_or_default()).as_secs_f64())
+        .execute(&mut *tx)
+        .await?;
     let route = action.route();
     let message = if step < planned {
         format!("step {} of {planned}: {} on {route}", step + 1, action.label())
