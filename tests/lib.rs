@@ -578,8 +578,16 @@ impl System {
         action: aegir_contract::StepAction,
         patience: Duration,
     ) -> (aegir_contract::StepResult, Vec<aegir_contract::LogLine>) {
-        use aegir_contract::Message as _;
-        use futures_util::StreamExt;
+        let service = worker_of(&action);
+        let pending = self.publish_step(action).await;
+        tokio::time::timeout(patience, pending.wait())
+            .await
+            .unwrap_or_else(|_| panic!("no step result within {patience:?}; {service}:\n{}", self.log_tail(service)))
+    }
+
+    /// Sends one step straight to its worker's queue and returns without waiting for
+    /// its result, so a test can act (kill the worker) while the step runs.
+    pub async fn publish_step(&self, action: aegir_contract::StepAction) -> PendingStep {
         use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
         let channel = self.channel().await;
         let queue = channel
@@ -598,7 +606,7 @@ impl System {
                 .await
                 .unwrap();
         }
-        let mut consumer = channel
+        let consumer = channel
             .basic_consume(
                 queue.name().clone(),
                 "".into(),
@@ -618,27 +626,47 @@ impl System {
         };
         let broker = aegir_amqp::Broker::new(self.amqp_url.clone(), "e2e test");
         broker.publish(&step).await.unwrap();
-        let wait = async {
-            let mut lines = Vec::new();
-            while let Some(delivery) = consumer.next().await {
-                let delivery = delivery.unwrap();
-                if delivery.routing_key.as_str() == "task.log" {
-                    let line = aegir_contract::LogLine::decode(&delivery.data).unwrap();
-                    if line.task_id == task_id {
-                        lines.push(line);
-                    }
-                    continue;
+        PendingStep { task_id, consumer, _channel: channel }
+    }
+}
+
+/// The service whose queue a step goes to, for its log.
+fn worker_of(action: &aegir_contract::StepAction) -> &'static str {
+    match action.route().service {
+        aegir_contract::ServiceKind::Db => "db-worker",
+        aegir_contract::ServiceKind::Backup => "backup-worker",
+        aegir_contract::ServiceKind::Http => "http-worker",
+    }
+}
+
+/// A step sent to its worker; its result and log lines come on the events exchange.
+pub struct PendingStep {
+    pub task_id: uuid::Uuid,
+    consumer: lapin::Consumer,
+    _channel: lapin::Channel,
+}
+
+impl PendingStep {
+    /// The step's result and the log lines it wrote until then.
+    pub async fn wait(mut self) -> (aegir_contract::StepResult, Vec<aegir_contract::LogLine>) {
+        use aegir_contract::Message as _;
+        use futures_util::StreamExt;
+        let mut lines = Vec::new();
+        while let Some(delivery) = self.consumer.next().await {
+            let delivery = delivery.unwrap();
+            if delivery.routing_key.as_str() == "task.log" {
+                let line = aegir_contract::LogLine::decode(&delivery.data).unwrap();
+                if line.task_id == self.task_id {
+                    lines.push(line);
                 }
-                let result = aegir_contract::StepResult::decode(&delivery.data).unwrap();
-                if result.task_id == task_id {
-                    return (result, lines);
-                }
+                continue;
             }
-            panic!("the result stream ended");
-        };
-        tokio::time::timeout(patience, wait).await.unwrap_or_else(|_| {
-            panic!("no step result within {patience:?}; http-worker:\n{}", self.log_tail("http-worker"))
-        })
+            let result = aegir_contract::StepResult::decode(&delivery.data).unwrap();
+            if result.task_id == self.task_id {
+                return (result, lines);
+            }
+        }
+        panic!("the result stream ended");
     }
 }
 

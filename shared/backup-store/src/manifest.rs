@@ -150,8 +150,13 @@ impl Manifest {
 
     /// Reads a manifest, refusing formats this version does not know.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("it is not JSON: {e}"))?;
-        match value.get("format").and_then(serde_json::Value::as_u64) {
+        /// The format alone, read first so a newer manifest is refused for what it is.
+        #[derive(Deserialize)]
+        struct Format {
+            format: Option<u64>,
+        }
+        let probe: Format = serde_json::from_slice(bytes).map_err(|e| format!("it is not JSON: {e}"))?;
+        match probe.format {
             Some(format) if format > u64::from(FORMAT) => {
                 return Err(format!(
                     "it is of format {format}, newer than this system reads ({FORMAT}); upgrade the workers"
@@ -160,11 +165,41 @@ impl Manifest {
             Some(_) => {}
             None => return Err("it has no format version".into()),
         }
-        serde_json::from_value(value).map_err(|e| format!("it does not describe an archive: {e}"))
+        serde_json::from_slice(bytes).map_err(|e| format!("it does not describe an archive: {e}"))
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).expect("a manifest serializes")
+        serde_json::to_vec(self).expect("a manifest serializes")
+    }
+
+    /// True when `other` says the same as this manifest, its archive's own size and
+    /// checksum aside: the manifest inside an archive against its sidecar.
+    pub fn same_content(&self, other: &Manifest) -> bool {
+        let Manifest {
+            format,
+            backup_id,
+            site,
+            platform,
+            app_version,
+            db_server,
+            database,
+            compression,
+            created_at,
+            entries,
+            totals,
+            archive: _,
+        } = self;
+        *format == other.format
+            && *backup_id == other.backup_id
+            && *site == other.site
+            && *platform == other.platform
+            && *app_version == other.app_version
+            && *db_server == other.db_server
+            && *database == other.database
+            && *compression == other.compression
+            && *created_at == other.created_at
+            && *entries == other.entries
+            && *totals == other.totals
     }
 
     /// What the backup-worker reports for a finished archive.

@@ -12,6 +12,9 @@ use aegir_contract::Compression;
 pub use create::{Created, create};
 pub use read::{ReadSummary, check, load_database, sidecar, unpack, verify_stored};
 
+/// Bytes zstd's worker thread compresses at a time.
+const ZSTD_JOB: u32 = 2 * 1024 * 1024;
+
 /// The compressed side of an archive being written.
 pub(crate) enum Compressor<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, W>),
@@ -25,8 +28,10 @@ impl<W: Write> Compressor<W> {
                 let mut encoder = zstd::stream::write::Encoder::new(out, crate::dump::ZSTD_LEVEL)?;
                 encoder.include_checksum(true)?;
                 // One worker thread: compression runs beside the reading and hashing of
-                // files instead of after it, and memory stays small.
+                // files instead of after it. Small jobs keep its buffers to a few MiB
+                // (the default job of 8 MiB and more doubles the worker's memory).
                 encoder.multithread(1)?;
+                encoder.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB))?;
                 Ok(Compressor::Zstd(encoder))
             }
             Compression::Gzip => {

@@ -35,7 +35,7 @@ pub struct ReadSummary {
 
 /// The sidecar manifest of a finished archive. An archive without one was never
 /// finished and is refused; one that does not describe this backup is refused too.
-pub async fn sidecar(store: &BackupStore, backup: &BackupRef) -> Result<Manifest> {
+pub async fn sidecar(store: &BackupStore, backup: &BackupRef) -> Result<Arc<Manifest>> {
     let key = backup.archive_key();
     let manifest_key = backup.manifest_key();
     let Some(bytes) = store.get_small(&manifest_key).await? else {
@@ -54,17 +54,17 @@ pub async fn sidecar(store: &BackupStore, backup: &BackupRef) -> Result<Manifest
     if manifest.archive.is_none() {
         return Err(damaged(format!("its sidecar manifest {manifest_key} has no size or checksum of the archive")));
     }
-    Ok(manifest)
+    Ok(Arc::new(manifest))
 }
 
 /// Reads the whole archive and checks everything; writes nothing.
 pub async fn check(
     store: &BackupStore,
     backup: &BackupRef,
-    sidecar: &Manifest,
+    sidecar: &Arc<Manifest>,
     progress: Arc<Progress>,
 ) -> Result<ReadSummary> {
-    let (key, sidecar) = (backup.archive_key(), sidecar.clone());
+    let (key, sidecar) = (backup.archive_key(), Arc::clone(sidecar));
     store.consume(&key.clone(), move |reader| read_archive(reader, &sidecar, &key, Goal::Check, &progress)).await
 }
 
@@ -76,11 +76,11 @@ pub async fn check(
 pub async fn unpack(
     store: &BackupStore,
     backup: &BackupRef,
-    sidecar: &Manifest,
+    sidecar: &Arc<Manifest>,
     dest: &Path,
     progress: Arc<Progress>,
 ) -> Result<ReadSummary> {
-    let (key, sidecar, dest) = (backup.archive_key(), sidecar.clone(), dest.to_path_buf());
+    let (key, sidecar, dest) = (backup.archive_key(), Arc::clone(sidecar), dest.to_path_buf());
     store
         .consume(&key.clone(), move |reader| {
             let mut unpacker = Unpacker::new(dest);
@@ -96,7 +96,7 @@ pub async fn unpack(
 pub async fn verify_stored(
     store: &BackupStore,
     backup: &BackupRef,
-    sidecar: &Manifest,
+    sidecar: &Arc<Manifest>,
     progress: Arc<Progress>,
 ) -> Result<()> {
     let key = backup.archive_key();
@@ -127,14 +127,14 @@ pub async fn verify_stored(
 pub async fn load_database<W>(
     store: &BackupStore,
     backup: &BackupRef,
-    sidecar: &Manifest,
+    sidecar: &Arc<Manifest>,
     mut out: W,
     progress: Arc<Progress>,
 ) -> Result<u64>
 where
     W: Write + Send + 'static,
 {
-    let (key, sidecar) = (backup.archive_key(), sidecar.clone());
+    let (key, sidecar) = (backup.archive_key(), Arc::clone(sidecar));
     let summary = store
         .consume(&key.clone(), move |reader| {
             let summary = read_archive(reader, &sidecar, &key, Goal::Database(&mut out), &progress)?;
@@ -186,7 +186,7 @@ impl<R: Read> Read for Counted<'_, R> {
 
 fn read_archive(
     reader: ObjectReader,
-    sidecar: &Manifest,
+    sidecar: &Arc<Manifest>,
     key: &str,
     mut goal: Goal<'_>,
     progress: &Progress,
@@ -201,7 +201,7 @@ fn read_archive(
         sidecar.entries.iter().enumerate().map(|(i, e)| (e.path.as_str(), (i, e))).collect();
     let mut seen = vec![false; sidecar.entries.len()];
     let mut summary = ReadSummary::default();
-    let mut inner_manifest: Option<Vec<u8>> = None;
+    let mut inner_manifest: Option<()> = None;
     let mut buf = vec![0; BUFFER];
     let mut first = true;
 
@@ -231,7 +231,12 @@ fn read_archive(
             }
             let mut bytes = Vec::with_capacity(entry.size() as usize);
             entry.read_to_end(&mut bytes).map_err(broken)?;
-            inner_manifest = Some(bytes);
+            let inner =
+                Manifest::parse(&bytes).map_err(|r| damaged(format!("its {MANIFEST_ENTRY} is unreadable: {r}")))?;
+            if !inner.same_content(sidecar) {
+                return Err(damaged(format!("its {MANIFEST_ENTRY} differs from its sidecar manifest")));
+            }
+            inner_manifest = Some(());
             continue;
         }
         let Some(&(position, expected)) = index.get(path) else {
@@ -337,14 +342,8 @@ fn read_archive(
     if matches!(goal, Goal::Database(_)) {
         return Err(damaged(format!("it holds no {DATABASE_ENTRY}")));
     }
-    let Some(inner) = inner_manifest else {
+    if inner_manifest.is_none() {
         return Err(damaged(format!("it ends before its {MANIFEST_ENTRY}: it was cut short")));
-    };
-    let inner = Manifest::parse(&inner).map_err(|r| damaged(format!("its {MANIFEST_ENTRY} is unreadable: {r}")))?;
-    let mut expected_inner = sidecar.clone();
-    expected_inner.archive = None;
-    if inner != expected_inner {
-        return Err(damaged(format!("its {MANIFEST_ENTRY} differs from its sidecar manifest")));
     }
     let missing: Vec<&str> =
         sidecar.entries.iter().zip(&seen).filter(|(_, seen)| !**seen).map(|(e, _)| e.path.as_str()).collect();
