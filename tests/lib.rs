@@ -322,6 +322,13 @@ impl System {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST` to the API: status and JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self.http.post(format!("{}{path}", self.api)).json(&body).send().await.expect("API reachable");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn post_task(&self, context: &str, task: &str) -> String {
         let response = self
             .http
@@ -340,7 +347,7 @@ impl System {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let (_, view) = self.get(&format!("/api/v1/tasks/{id}")).await;
-            if matches!(view["status"].as_str(), Some("success" | "failed")) {
+            if matches!(view["status"].as_str(), Some("success" | "failed" | "cancelled")) {
                 return view;
             }
             assert!(

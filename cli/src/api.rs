@@ -254,6 +254,7 @@ pub enum TaskStatus {
     Running,
     Success,
     Failed,
+    Cancelled,
 }
 
 impl TaskStatus {
@@ -263,11 +264,12 @@ impl TaskStatus {
             TaskStatus::Running => "running",
             TaskStatus::Success => "success",
             TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
         }
     }
 
     pub fn is_finished(self) -> bool {
-        matches!(self, TaskStatus::Success | TaskStatus::Failed)
+        matches!(self, TaskStatus::Success | TaskStatus::Failed | TaskStatus::Cancelled)
     }
 }
 
@@ -501,6 +503,13 @@ impl Api {
     ) -> Result<TaskView, CliError> {
         let body = TaskBody { context: context.to_string(), task: task.to_string(), options };
         let request = self.call(Method::POST, &["tasks"], &[]).json(&body);
+        let response = self.check(self.send(request).await?).await?;
+        self.read_json(response).await
+    }
+
+    /// Asks to cancel a task that has not started.
+    pub async fn cancel_task(&self, id: Uuid) -> Result<TaskView, CliError> {
+        let request = self.call(Method::POST, &["tasks", &id.to_string(), "cancel"], &[]);
         let response = self.check(self.send(request).await?).await?;
         self.read_json(response).await
     }

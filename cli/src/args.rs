@@ -76,6 +76,15 @@ pub enum Command {
     Client(ClientCommand),
     /// List the archives of a site, newest first
     Backups(BackupsArgs),
+    /// Cancel a task that has not started yet
+    Cancel(CancelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The task's id (`aegir tasks --status=queued` lists the waiting ones)
+    #[arg(value_name = "ID")]
+    pub id: Uuid,
 }
 
 #[derive(Debug, Args)]

@@ -163,7 +163,12 @@ fn site_input_is_checked_and_the_option_named() {
 #[test]
 fn site_tasks_and_site_lists_are_checked() {
     refused(&["@www.example.com", "login_reset"], &[], &["TASK", "login-reset"]);
-    refused(&["@www.example.com", "migrate"], &[], &["TASK", "install"]);
+    refused(&["@www.example.com", "upgrade"], &[], &["TASK", "install", "migrate"]);
+    refused(&["@www.example.com", "clone", "--new_uri=Bad_Host"], &[], &["--new_uri"]);
+    refused(&["@www.example.com", "restore", "--backup=yesterday"], &[], &["--backup"]);
+    refused(&["@www.example.com", "backup", "--compression=xz"], &[], &["--compression", "zstd"]);
+    refused(&["backups", "@server_master"], &[], &["is a server"]);
+    refused(&["cancel", "not-a-task"], &[], &["ID"]);
     refused(&["list", "servers", "--status=enabled"], &[], &["--status", "aegir list sites"]);
     refused(&["list", "platforms", "--search=x"], &[], &["--search", "aegir list sites"]);
     refused(&["list", "sites", "--status=installed"], &[], &["--status", "enabled"]);

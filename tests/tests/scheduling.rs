@@ -91,3 +91,33 @@ async fn a_step_without_an_answer_times_out_and_the_next_task_of_its_entity_runs
         system.task_log(&stuck).await.iter().filter(|(_, s, m)| s == "scheduler" && m.starts_with("task ")).count();
     assert_eq!(ends, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_cancelled_while_it_waits_never_starts() {
+    let mut system = System::start().await;
+    system.save_server(&mariadb_url()).await;
+    let server = format!("@{}", system.server);
+    // The first task holds the entity: its web step waits for a worker that is gone.
+    system.kill9("http-worker").await;
+    let first = system.post_task(&server, "verify").await;
+    let waiting = system.post_task(&server, "verify").await;
+
+    let out = system.cli(&["cancel", &waiting]).await;
+    assert_eq!(out.code, Some(1), "following the cancelled task ends non-zero: {out}");
+    assert!(out.stderr.contains("was cancelled"), "{out}");
+    let view = system.wait_task(&waiting).await;
+    assert_eq!(view["status"], "cancelled", "{view}");
+    assert!(view["started_at"].is_null(), "it never started: {view}");
+    // The running one cannot be cancelled; it goes on once its worker is back.
+    let (status, answer) = system.post(&format!("/api/v1/tasks/{first}/cancel"), serde_json::json!({})).await;
+    assert_eq!(status, 409, "{answer}");
+    system.spawn("http-worker");
+    system.wait_healthy("http-worker").await;
+    assert_eq!(system.wait_task(&first).await["status"], "success");
+
+    let log = system.task_log(&waiting).await;
+    assert!(!log.iter().any(|(_, s, _)| s.ends_with(".http") || s.ends_with(".db")), "no step ran: {log:?}");
+    assert!(log.iter().any(|(_, _, m)| m == "task cancelled before it started"), "{log:?}");
+    let (status, _) = system.post(&format!("/api/v1/tasks/{waiting}/cancel"), serde_json::json!({})).await;
+    assert_eq!(status, 409, "an ended task cannot be cancelled again");
+}

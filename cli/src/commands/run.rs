@@ -53,7 +53,11 @@ pub fn report_outcome(task: &TaskView) -> ExitCode {
         }
         status => {
             let reason = task.reason.as_deref().unwrap_or("no reason was recorded");
-            let what = if status == TaskStatus::Failed { "failed" } else { "did not finish" };
+            let what = match status {
+                TaskStatus::Failed => "failed",
+                TaskStatus::Cancelled => "was cancelled",
+                _ => "did not finish",
+            };
             eprintln!("error: {} of {} {what} (task {}): {reason}", task.task, task.context, task.id);
             ExitCode::from(EXIT_TASK_FAILED)
         }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::api::{Api, Page, TaskFilter, TaskView};
-use crate::args::{TaskArgs, TasksArgs};
+use crate::args::{CancelArgs, TaskArgs, TasksArgs};
 use crate::commands::run;
 use crate::error::CliError;
 use crate::output::{self, summary, time, time_or_dash};
@@ -42,6 +42,13 @@ pub async fn list(api: &Api, args: TasksArgs) -> Result<ExitCode, CliError> {
         println!("{note}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks to cancel a waiting task and follows it until it ends.
+pub async fn cancel(api: &Api, args: CancelArgs) -> Result<ExitCode, CliError> {
+    let task = api.cancel_task(args.id).await?;
+    println!("cancel of task {} requested: {} {}", task.id, task.task, task.context);
+    run::follow(api, &task).await
 }
 
 pub async fn show(api: &Api, args: TaskArgs) -> Result<ExitCode, CliError> {

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use aegir_amqp::lapin_types::{AMQPValue, FieldTable};
-use aegir_amqp::topology::QueueName;
+use aegir_amqp::topology::{QueueName, TASK_CANCEL_KEY};
 use aegir_amqp::{Broker, Delivery, extract_trace_context};
-use aegir_contract::{LogLevel, LogLine, Message, Route, StepResult, TaskRef, TaskRequested};
+use aegir_contract::{LogLevel, LogLine, Message, Route, StepResult, TaskCancelRequested, TaskRef, TaskRequested};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -29,6 +29,9 @@ pub struct Consumers {
 
 impl Consumers {
     pub async fn on_request(&self, delivery: Delivery) {
+        if delivery.routing_key.as_str() == TASK_CANCEL_KEY {
+            return self.on_cancel(delivery).await;
+        }
         let span = tracing::info_span!("task requested", task_id = tracing::field::Empty);
         extract_trace_context(delivery.properties.headers().as_ref(), &span);
         async {
@@ -38,6 +41,24 @@ impl Consumers {
             };
             tracing::Span::current().record("task_id", tracing::field::display(request.task_id));
             if self.retry(|| self.tasks.accept(&request)).await {
+                ack(&delivery).await;
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// A cancel arrives behind the request it cancels (one queue, taken in order).
+    async fn on_cancel(&self, delivery: Delivery) {
+        let span = tracing::info_span!("task cancel", task_id = tracing::field::Empty);
+        extract_trace_context(delivery.properties.headers().as_ref(), &span);
+        async {
+            let cancel = match TaskCancelRequested::decode(&delivery.data) {
+                Ok(cancel) => cancel,
+                Err(e) => return self.refuse(&delivery, "scheduler.tasks", &e.to_string()).await,
+            };
+            tracing::Span::current().record("task_id", tracing::field::display(cancel.task_id));
+            if self.retry(|| self.tasks.cancel(cancel.task_id)).await {
                 ack(&delivery).await;
             }
         }

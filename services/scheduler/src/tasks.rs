@@ -176,6 +176,27 @@ impl Tasks {
         Ok(())
     }
 
+    /// Cancels a task that has not started: it ends `cancelled` and never runs. A task
+    /// that started or ended already is left alone; its log says the cancel came late.
+    pub async fn cancel(&self, task_id: Uuid) -> Result<(), TaskError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(task) = lock_task(&mut tx, task_id).await? else {
+            tracing::warn!(%task_id, "cancel of a task this scheduler never accepted; ignoring it");
+            return Ok(());
+        };
+        if task.status == "waiting" {
+            let request = stored_request(task_id, &task)?;
+            self.finish(&mut tx, &request, TaskOutcome::Cancelled, Some("cancelled before it started".into())).await?;
+        } else {
+            let when = if task.status == "running" { "had started" } else { "had ended" };
+            let message = format!("cancel refused: the task {when}; a task can be cancelled only while it waits");
+            log(&mut tx, task_id, None, LogLevel::Warning, message).await?;
+        }
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(())
+    }
+
     /// Advances a task by the result of one of its steps.
     pub async fn record(&self, result: &StepResult) -> Result<(), TaskError> {
         let mut tx = self.pool.begin().await?;
@@ -433,9 +454,14 @@ impl Tasks {
         if ended.rows_affected() == 0 {
             return Ok(());
         }
-        match &reason {
-            Some(reason) => log(tx, request.task_id, None, LogLevel::Error, format!("task failed: {reason}")).await?,
-            None => log(tx, request.task_id, None, LogLevel::Success, "task succeeded").await?,
+        match (outcome, &reason) {
+            (TaskOutcome::Cancelled, _) => {
+                log(tx, request.task_id, None, LogLevel::Warning, "task cancelled before it started").await?
+            }
+            (_, Some(reason)) => {
+                log(tx, request.task_id, None, LogLevel::Error, format!("task failed: {reason}")).await?
+            }
+            (_, None) => log(tx, request.task_id, None, LogLevel::Success, "task succeeded").await?,
         }
         let finished = TaskFinished {
             task_id: request.task_id,
@@ -543,7 +569,8 @@ async fn log(
 /// short history is enough; task-api keeps the history people read.
 pub async fn forget_finished(pool: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "DELETE FROM tasks WHERE status IN ('success', 'failed') AND finished_at < now() - make_interval(secs => $1)",
+        "DELETE FROM tasks WHERE status IN ('success', 'failed', 'cancelled')
+         AND finished_at < now() - make_interval(secs => $1)",
     )
     .bind(keep.as_secs_f64())
     .execute(pool)

@@ -23,6 +23,11 @@ CREATE TABLE backups (
 );
 CREATE INDEX backups_site_created ON backups (site, created_at DESC);
 
+-- A task cancelled while it waited ends `cancelled`.
+ALTER TABLE tasks DROP CONSTRAINT tasks_status_check;
+ALTER TABLE tasks ADD CONSTRAINT tasks_status_check
+    CHECK (status IN ('queued', 'running', 'success', 'failed', 'cancelled'));
+
 -- What the task was asked beyond its context (`new_uri`, `platform`, `backup`, …), as
 -- the API shows it; never secrets.
 ALTER TABLE tasks ADD COLUMN options jsonb;

@@ -329,6 +329,7 @@ impl EventConsumer {
         let status = match finished.outcome {
             TaskOutcome::Success => TaskStatus::Success,
             TaskOutcome::Failed => TaskStatus::Failed,
+            TaskOutcome::Cancelled => TaskStatus::Cancelled,
         };
         let mut tx = self.pool.begin().await?;
         let Some(task) =
@@ -402,6 +403,14 @@ async fn site_finished(
     at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     let success = status == TaskStatus::Success;
+    // A cancelled task never started: only what its request made goes.
+    if status == TaskStatus::Cancelled {
+        return match (kind, &args.new_uri) {
+            (TaskKind::Clone, Some(new_uri)) => db::sites::delete(conn, new_uri).await.map(drop),
+            (TaskKind::Migrate, _) => db::sites::set_moving_database(conn, uri, None).await,
+            _ => Ok(()),
+        };
+    }
     match kind {
         TaskKind::Install if success => db::sites::set_status(conn, uri, SiteStatus::Enabled, Some(at)).await,
         TaskKind::Install => db::sites::set_status(conn, uri, SiteStatus::Failed, None).await,

@@ -21,7 +21,7 @@ use crate::views::{ContextStatus, PackageView, SiteStatus, TaskStatus};
         clients::list, clients::get, clients::save, clients::delete,
         sites::list, sites::get, sites::save, sites::delete,
         backups::of_site, backups::get,
-        tasks::create, tasks::list, tasks::get, task_log::log,
+        tasks::create, tasks::list, tasks::get, tasks::cancel, task_log::log,
         health::healthz,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode, ContextStatus, SiteStatus, TaskStatus, PackageView)),

@@ -19,7 +19,7 @@ pub async fn prune(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
         let deleted = sqlx::query(
             "DELETE FROM tasks WHERE id IN (
                  SELECT id FROM tasks
-                 WHERE status IN ('success', 'failed')
+                 WHERE status IN ('success', 'failed', 'cancelled')
                    AND finished_at < now() - make_interval(secs => $1)
                  LIMIT $2)",
         )

@@ -74,6 +74,7 @@ text_enum!(
         Running => "running",
         Success => "success",
         Failed => "failed",
+        Cancelled => "cancelled",
     }
 );
 

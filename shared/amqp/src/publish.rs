@@ -1,9 +1,11 @@
 //! Where each message of the contract is published. Routing keys are derived from
 //! the message itself, never written out at call sites.
 
-use aegir_contract::{LogLine, Message, StepDispatched, StepResult, TaskFinished, TaskRequested, TaskStarted};
+use aegir_contract::{
+    LogLine, Message, StepDispatched, StepResult, TaskCancelRequested, TaskFinished, TaskRequested, TaskStarted,
+};
 
-use crate::topology::{EVENTS_EXCHANGE, EventKey, TASK_REQUESTED_KEY, TASKS_EXCHANGE, WORK_EXCHANGE};
+use crate::topology::{EVENTS_EXCHANGE, EventKey, TASK_CANCEL_KEY, TASK_REQUESTED_KEY, TASKS_EXCHANGE, WORK_EXCHANGE};
 
 pub trait Publishable: Message {
     /// `(exchange, routing key)` for this message.
@@ -13,6 +15,12 @@ pub trait Publishable: Message {
 impl Publishable for TaskRequested {
     fn destination(&self) -> (&'static str, String) {
         (TASKS_EXCHANGE, TASK_REQUESTED_KEY.into())
+    }
+}
+
+impl Publishable for TaskCancelRequested {
+    fn destination(&self) -> (&'static str, String) {
+        (TASKS_EXCHANGE, TASK_CANCEL_KEY.into())
     }
 }
 

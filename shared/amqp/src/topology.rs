@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! aegir.tasks  (direct)  task.requested ─────────────▶ scheduler.tasks
+//!                        task.cancel ────────────────▶ scheduler.tasks  (behind its request)
 //! aegir.work   (direct)  <server>.<service> ─────────▶ <server>.<service>   (one per worker kind per server)
 //! aegir.events (topic)   step.result ────────────────▶ scheduler.results
 //!                        #  (every event) ───────────▶ api.events
@@ -48,6 +49,7 @@ impl EventKey {
 }
 
 pub const TASK_REQUESTED_KEY: &str = "task.requested";
+pub const TASK_CANCEL_KEY: &str = "task.cancel";
 
 /// The queues of the system.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +98,9 @@ impl QueueName {
 
     fn bindings(&self) -> Vec<(&'static str, String)> {
         match self {
-            QueueName::SchedulerTasks => vec![(TASKS_EXCHANGE, TASK_REQUESTED_KEY.into())],
+            QueueName::SchedulerTasks => {
+                vec![(TASKS_EXCHANGE, TASK_REQUESTED_KEY.into()), (TASKS_EXCHANGE, TASK_CANCEL_KEY.into())]
+            }
             QueueName::SchedulerResults => vec![(EVENTS_EXCHANGE, EventKey::StepResult.as_str().into())],
             QueueName::SchedulerDead | QueueName::DeadLetters => vec![(DEAD_LETTER_EXCHANGE, String::new())],
             QueueName::ApiEvents => vec![(EVENTS_EXCHANGE, "#".into())],

@@ -5,6 +5,8 @@
 //! 3. [`StepResult`]: worker → scheduler (and task-api), how the step ended.
 //! 4. [`LogLine`]: any service → task-api, one line of a task's log.
 //! 5. [`TaskStarted`] / [`TaskFinished`]: scheduler → everyone, the task's status.
+//!
+//! And [`TaskCancelRequested`]: task-api → scheduler, after the request it cancels.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -243,6 +245,19 @@ impl Message for TaskRequested {
         }
         Ok(())
     }
+}
+
+/// task-api → scheduler: cancel this task if it has not started. It travels on the
+/// requests' queue, behind the request it cancels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskCancelRequested {
+    pub task_id: Uuid,
+    pub requested_at: DateTime<Utc>,
+}
+
+impl Message for TaskCancelRequested {
+    const NAME: &'static str = "task_cancel_requested";
 }
 
 /// One unit of work for one worker.
@@ -524,6 +539,8 @@ impl Message for TaskStarted {
 pub enum TaskOutcome {
     Success,
     Failed,
+    /// Cancelled while it waited: it never started.
+    Cancelled,
 }
 
 impl TaskOutcome {
@@ -531,6 +548,7 @@ impl TaskOutcome {
         match self {
             TaskOutcome::Success => "success",
             TaskOutcome::Failed => "failed",
+            TaskOutcome::Cancelled => "cancelled",
         }
     }
 }

@@ -16,6 +16,7 @@ fn schema_of<T: Message>() -> (&'static str, String) {
 pub fn all() -> Vec<(&'static str, String)> {
     vec![
         schema_of::<TaskRequested>(),
+        schema_of::<TaskCancelRequested>(),
         schema_of::<StepDispatched>(),
         schema_of::<StepResult>(),
         schema_of::<LogLine>(),

@@ -32,7 +32,7 @@ pub struct TaskRow {
 
 impl TaskRow {
     pub fn is_finished(&self) -> bool {
-        matches!(self.status, TaskStatus::Success | TaskStatus::Failed)
+        matches!(self.status, TaskStatus::Success | TaskStatus::Failed | TaskStatus::Cancelled)
     }
 }
 
@@ -88,6 +88,14 @@ pub async fn insert(
 
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<TaskRow>> {
     sqlx::query_as(concat!("SELECT ", columns!(), " FROM tasks WHERE id = $1")).bind(id).fetch_optional(db).await
+}
+
+/// Reads the task and locks it until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as(concat!("SELECT ", columns!(), " FROM tasks WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }
 
 pub async fn exists(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {

@@ -12,7 +12,7 @@ pub mod tasks;
 use axum::Router;
 use axum::http::{Method, Uri};
 use axum::middleware;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/backups/{id}", get(backups::get))
         .route("/api/v1/tasks", get(tasks::list).post(tasks::create))
         .route("/api/v1/tasks/{id}", get(tasks::get))
+        .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/api/v1/tasks/{id}/log", get(task_log::log))
         .route("/api/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::render))

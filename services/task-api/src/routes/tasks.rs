@@ -6,8 +6,8 @@
 //! database.
 
 use aegir_contract::{
-    ContextName, PlatformContext, PlatformName, Secret, ServerName, SiteContext, SiteDatabase, SiteUri, TaskKind,
-    TaskOptions, TaskRequested, TaskTarget,
+    ContextName, PlatformContext, PlatformName, Secret, ServerName, SiteContext, SiteDatabase, SiteUri,
+    TaskCancelRequested, TaskKind, TaskOptions, TaskRequested, TaskTarget,
 };
 use aegir_postgres::{Outbox, OutboxError};
 use axum::Json;
@@ -293,6 +293,46 @@ pub async fn create(
     let context_type = input.context.context_type().as_str();
     metrics::counter!(TASKS_REQUESTED, "context_type" => context_type, "task" => input.task.as_str()).increment(1);
     tracing::info!(task_id = %id, context = %input.context, task = %input.task, "task queued");
+    Ok((StatusCode::ACCEPTED, Json(row.into())))
+}
+
+/// Cancel a task that has not started.
+#[utoipa::path(
+    post, path = "/api/v1/tasks/{id}/cancel", operation_id = "cancel_task", tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")),
+    responses(
+        (status = 202, description = "Cancel requested: the task ends `cancelled` unless it started meanwhile (then its log says so)", body = TaskView),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The task is running or has ended", body = ErrorBody),
+        (status = 422, description = "Not a task id", body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    PathParam(id): PathParam,
+) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+    let id = parse_task_id(&id)?;
+    let mut tx = state.pool.begin().await?;
+    let row = db::tasks::lock(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
+    match row.status {
+        TaskStatus::Queued => {}
+        TaskStatus::Running => {
+            return Err(ApiError::conflict(
+                None,
+                format!(
+                    "task {id} is running; only a waiting task can be cancelled: a running one ends by itself, or \
+                     fails at its step deadline and undoes what it did"
+                ),
+            ));
+        }
+        status => return Err(ApiError::conflict(None, format!("task {id} has ended ({status})"))),
+    }
+    let now = Utc::now();
+    Outbox::enqueue(&mut tx, &TaskCancelRequested { task_id: id, requested_at: now }, None).await?;
+    db::task_log::insert_warning(&mut *tx, id, now, "cancel requested").await?;
+    tx.commit().await?;
+    state.outbox.wake();
+    tracing::info!(task_id = %id, "task cancel requested");
     Ok((StatusCode::ACCEPTED, Json(row.into())))
 }
 
