@@ -258,6 +258,12 @@ async fn a_site_is_archived_checked_and_put_back_exactly_and_a_damaged_archive_c
     assert!(reason.contains("the database dump step did not run or did not finish"), "{reason}");
 
     ok(&system, StepAction::SiteDatabaseDrop { site: site.clone() }).await;
+    // A dump that mysqldump cannot make keeps nothing and says why.
+    let gone = BackupRef::new(site.uri.clone(), Compression::Zstd);
+    let reason = refused(&system, StepAction::SiteDatabaseDump { site: site.clone(), backup: gone.clone() }).await;
+    assert!(reason.contains("mysqldump failed") && reason.contains("no dump was kept"), "{reason}");
+    assert!(reason.contains(site.database.name.as_str()), "mysqldump's own message is passed on: {reason}");
+    assert!(!backup_file(&system, &gone.dump_key()).exists());
     let mut admin = mariadb_admin().await;
     let left: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?")
         .bind(site.database.name.as_str())

@@ -65,7 +65,10 @@ impl Progress {
                             size(total)
                         )
                     }
-                    _ => format!("{verb} {} so far, {} written ({speed})", size(read), size(progress.written())),
+                    _ => match progress.written() {
+                        0 => format!("{verb} {} so far ({speed})", size(read)),
+                        written => format!("{verb} {} so far, {} written ({speed})", size(read), size(written)),
+                    },
                 };
                 emit(line).await;
             }

@@ -148,7 +148,8 @@ pub async fn load(
     let args = ["--batch", "--binary-mode", "--max-allowed-packet=1G", name];
     let (mut child, stderr) = spawn("mysql", &options, &args, Stdio::from(reader), Stdio::null())?;
     let progress = Arc::new(Progress::default());
-    let reporter = report(log, &progress, "loaded", Some(sidecar.totals.database_bytes));
+    // What is counted is the archive read, compressed: no share of the dump's size.
+    let reporter = report(log, &progress, "loading the dump: archive read", None);
     let started = Instant::now();
     // The write end is dropped when the dump has been read: mysql then sees its end.
     let loaded = archive::load_database(store, backup, &sidecar, writer, progress).await;
