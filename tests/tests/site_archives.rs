@@ -209,11 +209,37 @@ async fn a_site_migrates_to_another_platform_and_a_failed_update_puts_it_back() 
     assert!(!broken_root.join("sites").join(&uri).exists(), "the copy on the broken platform is gone");
     assert_eq!(std::fs::read(files(&new_root).join("upload.bin")).unwrap(), upload);
 
+    // A move to a new uri: the new name answers with the content, the old one no more,
+    // and the application knows its new address.
+    let renamed = format!("renamed-{}.example.com", random_suffix());
+    cli_ok(&system, &[&site, "migrate", &format!("--new_uri={renamed}")]).await;
+    let (status, body) = fetch_showing(&renamed, system.http_port, &title, true).await;
+    assert!(status == 200 && body.contains(&title), "the new uri answers: {status}");
+    let vhosts: Vec<String> = std::fs::read_dir(system.config_dir().join("vhost.d"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!vhosts.iter().any(|v| v.contains(&uri)), "the old uri has no vhost any more: {vhosts:?}");
+    assert!(vhosts.iter().any(|v| v.contains(&renamed)), "{vhosts:?}");
+    assert!(!new_root.join("sites").join(&uri).exists(), "the old uri's directory is gone");
+    assert_eq!(site_view(&system, &renamed).await["platform"], "@platform_wp_new");
+    assert_eq!(system.get(&format!("/api/v1/sites/{uri}")).await.0, 404);
+    let renamed_database = database_of(&system, &renamed).await;
+    assert_eq!(option(&renamed_database, "home").await, format!("http://{renamed}:{}", system.http_port));
+    assert_eq!(std::fs::read(files_of(&new_root, &renamed).join("upload.bin")).unwrap(), upload);
+    let uri = renamed;
+    let site = format!("@{uri}");
+
     // The final backup of a delete is kept, and listed after the site is gone.
     let out = cli_ok(&system, &[&site, "delete"]).await;
     assert!(out.contains("site archive create"), "{out}");
     let backups: Value = serde_json::from_str(&cli_ok(&system, &["backups", &site, "--json"]).await).unwrap();
     assert_eq!(backups["items"][0]["origin"], "delete", "{backups}");
+}
+
+fn files_of(root: &Path, uri: &str) -> PathBuf {
+    root.join("sites").join(uri).join("files")
 }
 
 fn write_tree_bytes(path: &Path, bytes: &[u8]) {
