@@ -91,10 +91,9 @@ pub async fn dump(
         Ok(status) if status.success() => {}
         Ok(status) => {
             staged.abort().await;
-            return Err(StepError::permanent(format!(
-                "mysqldump failed ({status}) and no dump was kept: {}",
-                scrubbed(&stderr, db)
-            )));
+            let reason = format!("mysqldump failed ({status}) and no dump was kept: {}", scrubbed(&stderr, db));
+            // A server that cannot be reached now may be reachable on the next try.
+            return Err(if unreachable(&stderr) { StepError::transient(reason) } else { StepError::permanent(reason) });
         }
         Err(e) => {
             staged.abort().await;
@@ -185,6 +184,12 @@ pub async fn load(
     }
 }
 
+/// True when a client's error output says the server could not be reached (MariaDB's
+/// errors 2002, 2003, 2006 and 2013).
+fn unreachable(stderr: &str) -> bool {
+    ["Can't connect", "Lost connection", "server has gone away"].iter().any(|s| stderr.contains(s))
+}
+
 /// Drops and creates the site's database again with its character set and collation.
 /// Grants on the database are kept by MariaDB across both, so the site's user keeps its
 /// privileges; tables, views, routines and triggers all go.
@@ -211,4 +216,16 @@ async fn empty_database(conn: &mut MySqlConnection, name: &str, site: &SiteConte
         "create the site's database again",
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unreachable;
+
+    #[test]
+    fn an_unreachable_server_is_worth_another_try_and_a_missing_database_is_not() {
+        assert!(unreachable("mysqldump: Got error: 2002: \"Can't connect to server on '127.0.0.1' (115)\""));
+        assert!(unreachable("ERROR 2013 (HY000): Lost connection to server during query"));
+        assert!(!unreachable("mysqldump: Got error: 1049: \"Unknown database 'x'\" when selecting the database"));
+    }
 }
