@@ -207,6 +207,9 @@ impl System {
                 env.push(("AEGIR_DATABASE_URL".into(), self.database_url.clone()));
                 env.push(("AEGIR_API_LISTEN".into(), format!("127.0.0.1:{}", self.health["task-api"])));
                 env.push(("AEGIR_PLATFORM_ROOTS".into(), platforms));
+                // Scheduled tasks would mix with the ones each test asks for; a test of
+                // the cron queue sets its own interval.
+                env.push(("AEGIR_CRON_INTERVAL_SECS".into(), "0".into()));
             }
             "scheduler" => {
                 env.push(("AEGIR_DATABASE_URL".into(), self.database_url.clone()));

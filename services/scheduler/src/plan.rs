@@ -70,6 +70,7 @@ fn site_steps(kind: TaskKind, site: &SiteContext, options: &TaskOptions) -> Vec<
         TaskKind::Disable => vec![step(StepAction::SiteDisable { site: s() })],
         TaskKind::Enable => vec![step(StepAction::SiteEnable { site: s() })],
         TaskKind::LoginReset => vec![step(StepAction::SiteLoginReset { site: s() })],
+        TaskKind::Cron => vec![step(StepAction::SiteCron { site: s() })],
         TaskKind::Backup => {
             let Some(backup) = options.new_backup.clone() else { return Vec::new() };
             let mut plan = archive(site, &backup);

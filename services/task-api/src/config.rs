@@ -26,6 +26,11 @@ pub struct Config {
     #[arg(long, env = "AEGIR_PLATFORM_ROOTS", default_value = "/var/aegir/platforms")]
     pub platform_roots: PlatformRoots,
 
+    /// Seconds between runs of each enabled site's cron, unless the site sets its own;
+    /// 0 turns the cron queue off.
+    #[arg(long, env = "AEGIR_CRON_INTERVAL_SECS", default_value_t = 3600)]
+    pub cron_interval_secs: u64,
+
     /// Days finished tasks and their logs are kept; 0 keeps them forever.
     #[arg(long, env = "AEGIR_TASK_RETENTION_DAYS", default_value_t = 90)]
     pub task_retention_days: u32,

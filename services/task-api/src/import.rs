@@ -120,6 +120,7 @@ async fn import_one(
         client: None,
         title: title.as_str(),
         admin_email: email.as_str(),
+        cron_interval: None,
     };
     db::sites::save(conn, &record, (&database.name, &database.user, database.password.expose())).await?;
     db::sites::set_aliases(conn, uri, &site.aliases).await?;

@@ -146,6 +146,17 @@ impl Fields {
         }
     }
 
+    /// A whole number.
+    pub fn take_number(&mut self, key: &str) -> Result<Option<i64>, ApiError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(value) => match value.as_i64() {
+                Some(n) => Ok(Some(n)),
+                None => Err(self.wrong_type(key, "a whole number", &value)),
+            },
+        }
+    }
+
     pub fn boolean(&mut self, key: &str) -> Result<Option<bool>, ApiError> {
         match self.take(key) {
             None => Ok(None),

@@ -8,6 +8,7 @@
 //! [`start`] runs it in-process (the tests do); [`run`] runs it until shut down.
 
 pub mod config;
+mod cron;
 pub mod db;
 mod error;
 mod events;
@@ -104,6 +105,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tasks.spawn(metrics::upkeep(state.metrics.clone(), shutdown.clone()));
     let keep = std::time::Duration::from_secs(u64::from(config.task_retention_days) * 86_400);
     tasks.spawn(retention::run(state.pool.clone(), keep, shutdown.clone()));
+    let cron_interval = std::time::Duration::from_secs(config.cron_interval_secs);
+    tasks.spawn(cron::run(state.clone(), cron_interval, shutdown.clone()));
     let app = router(state);
     let stop = shutdown.clone();
     tasks.spawn(async move {

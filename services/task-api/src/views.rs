@@ -237,6 +237,8 @@ pub struct SiteView {
     #[schema(example = "admin@example.com")]
     pub admin_email: String,
     pub status: SiteStatus,
+    /// Seconds between cron runs; `null`: the installation's default; 0: no cron.
+    pub cron_interval: Option<i32>,
     /// What the last verify or install found installed.
     pub packages: Vec<PackageView>,
     pub created_at: DateTime<Utc>,

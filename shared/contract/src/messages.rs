@@ -76,9 +76,11 @@ pub enum TaskKind {
     Clone,
     /// The site moved to another platform (the upgrade path), db server or uri.
     Migrate,
+    /// The application's periodic jobs (run by the cron queue, or by hand).
+    Cron,
 }
 
-crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`, `lock`, `unlock`, `ping`, `import`, `backup`, `restore`, `backup-delete`, `clone`, `migrate`", {
+crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`, `lock`, `unlock`, `ping`, `import`, `backup`, `restore`, `backup-delete`, `clone`, `migrate`, `cron`", {
     Verify => "verify",
     Install => "install",
     Disable => "disable",
@@ -94,10 +96,11 @@ crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `di
     BackupDelete => "backup-delete",
     Clone => "clone",
     Migrate => "migrate",
+    Cron => "cron",
 });
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 15] = [
+    pub const ALL: [TaskKind; 16] = [
         TaskKind::Verify,
         TaskKind::Install,
         TaskKind::Disable,
@@ -113,6 +116,7 @@ impl TaskKind {
         TaskKind::BackupDelete,
         TaskKind::Clone,
         TaskKind::Migrate,
+        TaskKind::Cron,
     ];
 
     /// Whether a context of this type can run this task.
@@ -328,6 +332,9 @@ pub enum StepAction {
     /// Remove the site's directory and its entries in the platform's shared files,
     /// leaving the vhost, which serves the site from its new place. Idempotent.
     SiteFilesRemove { site: SiteContext },
+    /// Run the application's periodic jobs once (Drupal's cron, WordPress's wp-cron,
+    /// MediaWiki's job queue).
+    SiteCron { site: SiteContext },
 }
 
 impl StepAction {
@@ -365,9 +372,8 @@ impl StepAction {
             }
             StepAction::SiteDeploy { site, .. }
             | StepAction::SiteUpdate { site }
-            | StepAction::SiteFilesRemove { site } => {
-                Route::new(site.platform.web_server.name.clone(), ServiceKind::Http)
-            }
+            | StepAction::SiteFilesRemove { site }
+            | StepAction::SiteCron { site } => Route::new(site.platform.web_server.name.clone(), ServiceKind::Http),
         }
     }
 
@@ -397,6 +403,7 @@ impl StepAction {
             StepAction::SiteDeploy { .. } => "site deploy",
             StepAction::SiteUpdate { .. } => "site update",
             StepAction::SiteFilesRemove { .. } => "site files remove",
+            StepAction::SiteCron { .. } => "site cron",
         }
     }
 }

@@ -147,7 +147,6 @@ pub trait Platform: Sync {
     }
 
     /// The site's cron run.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the cron queue runs it; no step drives it yet"))]
     fn cron(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun>;
 
     /// What is installed on the platform, and in the site's own directory if given.

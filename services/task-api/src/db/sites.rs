@@ -11,7 +11,7 @@ use crate::views::{PackageView, SiteStatus, SiteView};
 macro_rules! view_columns {
     () => {
         "s.uri, s.platform, s.db_server, s.profile, s.language, s.redirection, s.client, s.title, s.admin_email, \
-         s.status, s.created_at, s.updated_at, s.installed_at, \
+         s.status, s.cron_interval, s.created_at, s.updated_at, s.installed_at, \
          ARRAY(SELECT a.alias FROM site_aliases a WHERE a.site = s.uri ORDER BY a.position) AS aliases"
     };
 }
@@ -30,6 +30,7 @@ pub struct SiteRow {
     pub admin_email: String,
     #[sqlx(try_from = "String")]
     pub status: SiteStatus,
+    pub cron_interval: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub installed_at: Option<DateTime<Utc>>,
@@ -50,6 +51,7 @@ impl SiteRow {
             title: self.title,
             admin_email: self.admin_email,
             status: self.status,
+            cron_interval: self.cron_interval,
             packages,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -78,6 +80,7 @@ pub struct SiteRecord<'a> {
     pub client: Option<&'a ClientName>,
     pub title: &'a str,
     pub admin_email: &'a str,
+    pub cron_interval: Option<i32>,
 }
 
 /// Which sites a list shows.
@@ -188,9 +191,13 @@ pub async fn save(
     let (db_name, db_user, db_password) = database;
     let created: bool = sqlx::query_scalar(
         "INSERT INTO sites AS s (uri, platform, db_server, profile, language, redirection, client, title, admin_email,
-                                 db_name, db_user, db_password)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                                 db_name, db_user, db_password, cron_interval)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT (uri) DO UPDATE SET
+             cron_interval = EXCLUDED.cron_interval,
+             -- A changed interval takes effect from now, spread again.
+             cron_next_at = CASE WHEN s.cron_interval IS DISTINCT FROM EXCLUDED.cron_interval THEN NULL
+                                 ELSE s.cron_next_at END,
              platform = EXCLUDED.platform,
              db_server = EXCLUDED.db_server,
              profile = EXCLUDED.profile,
@@ -214,6 +221,7 @@ pub async fn save(
     .bind(db_name.as_str())
     .bind(db_user.as_str())
     .bind(db_password)
+    .bind(site.cron_interval)
     .fetch_one(&mut *conn)
     .await?;
     Ok(created)

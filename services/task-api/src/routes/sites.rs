@@ -53,10 +53,24 @@ pub struct SiteInput {
     /// else `webmaster@<uri>`.
     #[schema(value_type = Option<String>, example = "admin@example.com")]
     pub admin_email: Option<Email>,
+    /// Seconds between runs of the site's cron (60 to 604800), or 0 for none. Defaults
+    /// to the installation's interval (AEGIR_CRON_INTERVAL_SECS).
+    #[schema(example = 3600)]
+    pub cron_interval: Option<i32>,
 }
 
-const FIELDS: &[&str] =
-    &["platform", "db_server", "profile", "language", "aliases", "redirection", "client", "title", "admin_email"];
+const FIELDS: &[&str] = &[
+    "platform",
+    "db_server",
+    "profile",
+    "language",
+    "aliases",
+    "redirection",
+    "client",
+    "title",
+    "admin_email",
+    "cron_interval",
+];
 
 impl SiteInput {
     pub fn parse(body: Map<String, Value>, uri: &SiteUri) -> Result<Self, ApiError> {
@@ -108,7 +122,28 @@ impl SiteInput {
             })?,
         };
         let admin_email = fields.parsed::<Email>("admin_email")?;
-        Ok(Self { platform, db_server, profile, language, aliases, redirection, client, title, admin_email })
+        let cron_interval = match fields.take_number("cron_interval")? {
+            None => None,
+            Some(n @ (0 | 60..=604_800)) => Some(n as i32),
+            Some(n) => {
+                return Err(ApiError::invalid(
+                    "cron_interval",
+                    format!("`cron_interval` is {n}: give seconds from 60 to 604800, or 0 for no cron"),
+                ));
+            }
+        };
+        Ok(Self {
+            platform,
+            db_server,
+            profile,
+            language,
+            aliases,
+            redirection,
+            client,
+            title,
+            admin_email,
+            cron_interval,
+        })
     }
 }
 
@@ -321,6 +356,7 @@ pub async fn save(
         client: input.client.as_ref(),
         title: input.title.as_str(),
         admin_email: admin_email.as_str(),
+        cron_interval: input.cron_interval,
     };
     let created = db::sites::save(&mut tx, &record, (&db_ident, &db_ident, &password)).await?;
     db::sites::set_aliases(&mut tx, &uri, &input.aliases).await?;

@@ -85,7 +85,7 @@ fn site_task_allowed(uri: &SiteUri, status: SiteStatus, task: TaskKind) -> Resul
             status.is_installed()
         }
         // A copy or a move deploys the site serving; a disabled one is enabled first.
-        TaskKind::Clone | TaskKind::Migrate => status == SiteStatus::Enabled,
+        TaskKind::Clone | TaskKind::Migrate | TaskKind::Cron => status == SiteStatus::Enabled,
         // Archives outlive what happens to the site.
         TaskKind::BackupDelete | TaskKind::Ping => true,
         TaskKind::Lock | TaskKind::Unlock | TaskKind::Import => false,
@@ -252,6 +252,32 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
     Ok(TaskTarget::Site { site })
 }
 
+/// Queues a task in `tx`: the context's snapshot (refusing what its state does not
+/// allow), the task's options, its row, and its request in the outbox. The API's
+/// requests and the scheduled queues both come through here.
+pub(crate) async fn enqueue(
+    tx: &mut PgConnection,
+    context: &ContextName,
+    task: TaskKind,
+    args: &TaskArgs,
+) -> Result<db::tasks::TaskRow, ApiError> {
+    let target = snapshot(&mut *tx, context, task).await?;
+    let resolved = match &target {
+        TaskTarget::Site { site } => site_moves::resolve(&mut *tx, site, task, args).await?,
+        _ => Resolved { options: TaskOptions::default(), warnings: Vec::new() },
+    };
+    let id = Uuid::now_v7();
+    let now = Utc::now();
+    let trace_id = aegir_amqp::current_trace_id();
+    let row = db::tasks::insert(&mut *tx, id, context, task, now, trace_id, args.to_json()).await?;
+    for warning in resolved.warnings {
+        db::task_log::insert_warning(&mut *tx, id, now, &warning).await?;
+    }
+    let message = TaskRequested { task_id: id, kind: task, target, options: resolved.options, requested_at: now };
+    Outbox::enqueue(&mut *tx, &message, None).await?;
+    Ok(row)
+}
+
 /// Request a task.
 #[utoipa::path(
     post, path = "/api/v1/tasks", operation_id = "request_task", tag = "tasks",
@@ -272,23 +298,10 @@ pub async fn create(
     let input = TaskInput::parse(body)?;
 
     let mut tx = state.pool.begin().await?;
-    let target = snapshot(&mut tx, &input.context, input.task).await?;
-    let resolved = match &target {
-        TaskTarget::Site { site } => site_moves::resolve(&mut tx, site, input.task, &input.options).await?,
-        _ => Resolved { options: TaskOptions::default(), warnings: Vec::new() },
-    };
-    let id = Uuid::now_v7();
-    let now = Utc::now();
-    let trace_id = aegir_amqp::current_trace_id();
-    let row =
-        db::tasks::insert(&mut tx, id, &input.context, input.task, now, trace_id, input.options.to_json()).await?;
-    for warning in resolved.warnings {
-        db::task_log::insert_warning(&mut *tx, id, now, &warning).await?;
-    }
-    let message = TaskRequested { task_id: id, kind: input.task, target, options: resolved.options, requested_at: now };
-    Outbox::enqueue(&mut tx, &message, None).await?;
+    let row = enqueue(&mut tx, &input.context, input.task, &input.options).await?;
     tx.commit().await?;
     state.outbox.wake();
+    let id = row.id;
 
     let context_type = input.context.context_type().as_str();
     metrics::counter!(TASKS_REQUESTED, "context_type" => context_type, "task" => input.task.as_str()).increment(1);

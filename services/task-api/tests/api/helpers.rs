@@ -85,6 +85,8 @@ impl TestApp {
             listen: "127.0.0.1:0".parse().unwrap(),
             platform_roots: "/var/aegir/platforms:/srv/platforms".parse::<PlatformRoots>().unwrap(),
             task_retention_days: 90,
+            // Scheduled tasks would mix with the ones each test asks for.
+            cron_interval_secs: 0,
         };
         let shutdown = CancellationToken::new();
         let running = task_api::start(config, shutdown.clone()).await.expect("task-api starts");

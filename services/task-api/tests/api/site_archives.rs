@@ -46,7 +46,15 @@ async fn archive_stored(app: &TestApp, task: Uuid, step: u32, backup: &BackupRef
 async fn archives_clones_and_moves_change_the_records_as_their_tasks_end() {
     let app = TestApp::spawn().await;
     setup(&app).await;
+    // The cron interval is the site's own when given: a few seconds is refused.
+    let mut site = full_site();
+    site["cron_interval"] = json!(5);
+    let answer = app.put("/api/v1/sites/www.example.com", site.clone()).await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("cron_interval"));
+    site["cron_interval"] = json!(900);
+    assert_eq!(put_ok(&app, "/api/v1/sites/www.example.com", site).await["cron_interval"], 900);
     put_ok(&app, "/api/v1/sites/www.example.com", full_site()).await;
+    assert_eq!(app.get("/api/v1/sites/www.example.com").await.1["cron_interval"], Value::Null);
     let (install, _) = request(&app, "@www.example.com", "install").await;
     finish(&app, install, TaskOutcome::Success).await;
 

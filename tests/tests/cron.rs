@@ -1,0 +1,75 @@
+//! The cron queue: every enabled site's cron runs once per interval, as a `cron` task
+//! the scheduler sends to the web server's worker; a disabled site's never does. Real
+//! WordPress sites on nginx and php-fpm.
+
+use std::time::Duration;
+
+use aegir_e2e::{Options, PhpFpm, System, copy_tree_resolving, mariadb_url, random_suffix, wait_for};
+use serde_json::Value;
+
+const INTERVAL_SECS: u64 = 8;
+
+async fn cli_ok(system: &System, args: &[&str]) {
+    let out = system.cli(args).await;
+    assert_eq!(out.code, Some(0), "aegir {args:?} failed: {out}");
+}
+
+/// The cron tasks of a site, newest first.
+async fn cron_tasks(system: &System, uri: &str) -> Vec<Value> {
+    let (_, page) = system.get(&format!("/api/v1/tasks?context=@{uri}&limit=500")).await;
+    page["items"].as_array().cloned().unwrap_or_default().into_iter().filter(|t| t["task"] == "cron").collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cron_runs_for_every_enabled_site_and_for_no_disabled_one() {
+    let fpm = PhpFpm::start();
+    let socket = fpm.socket.display().to_string();
+    let options = Options::default().env("http-worker", "AEGIR_PHP_FPM_SOCKET", &socket).env(
+        "task-api",
+        "AEGIR_CRON_INTERVAL_SECS",
+        &INTERVAL_SECS.to_string(),
+    );
+    let system = System::start_with(options).await;
+    system.save_server(&mariadb_url()).await;
+    let server = format!("@{}", system.server);
+    cli_ok(&system, &[&server, "verify"]).await;
+    let root = system.platforms_dir().join("wp");
+    copy_tree_resolving(std::path::Path::new("/usr/share/wordpress"), &root, &["wp-config.php", ".htaccess"]);
+    let root_arg = format!("--root={}", root.display());
+    cli_ok(&system, &["save", "@platform_wp", "--context_type=platform", &root_arg, &format!("--web_server={server}")])
+        .await;
+    cli_ok(&system, &["@platform_wp", "verify"]).await;
+
+    let suffix = random_suffix();
+    let sites: Vec<String> = ["one", "two", "off"].iter().map(|n| format!("cron-{n}-{suffix}.example.com")).collect();
+    for uri in &sites {
+        let site = format!("@{uri}");
+        let db = format!("--db_server={server}");
+        cli_ok(&system, &["save", &site, "--context_type=site", "--platform=@platform_wp", &db]).await;
+        cli_ok(&system, &[&site, "install"]).await;
+    }
+    let off = &sites[2];
+    cli_ok(&system, &[&format!("@{off}"), "disable"]).await;
+    // From here on: RFC 3339 UTC timestamps of one format compare as strings.
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let after = |tasks: Vec<Value>| -> Vec<Value> {
+        tasks.into_iter().filter(|t| t["created_at"].as_str().unwrap_or_default() > since.as_str()).collect()
+    };
+
+    // Within two periods every enabled site's cron has run, and succeeded.
+    let patience = Duration::from_secs(2 * INTERVAL_SECS + 20);
+    let ran = wait_for(patience, || async {
+        let mut all = true;
+        for uri in &sites[..2] {
+            let done = after(cron_tasks(&system, uri).await).into_iter().any(|t| t["status"] == "success");
+            all &= done;
+        }
+        all
+    })
+    .await;
+    assert!(ran, "cron did not run for every enabled site within two periods");
+    let log = system.task_log(after(cron_tasks(&system, &sites[0]).await)[0]["id"].as_str().unwrap()).await;
+    assert!(log.iter().any(|(_, s, m)| s.ends_with(".http") && m.contains("cron of")), "{log:?}");
+    let disabled = after(cron_tasks(&system, off).await);
+    assert!(disabled.is_empty(), "a disabled site's cron never runs: {disabled:?}");
+}
