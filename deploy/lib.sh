@@ -45,6 +45,8 @@ AEGIR_PACKAGES=(
     apache2
     # The tests' S3-compatible server (moto) runs from a virtualenv.
     python3-venv
+    # The backup benchmark's reference archives (`tar | zstd`).
+    zstd
 )
 
 # Where the tests' moto S3 server is installed, and the moto it installs.

@@ -4,6 +4,7 @@
 //! workload itself fails.
 
 mod api_list;
+mod backup;
 mod broker;
 mod dispatch;
 mod memory;
@@ -31,6 +32,8 @@ enum Bench {
     ApiList(api_list::Args),
     /// A WordPress site install through the system, next to the same operations done directly.
     SiteInstall(site_install::Args),
+    /// A site's backup and restore through the system, next to tar | zstd, mysqldump and mysql.
+    Backup(backup::Args),
     /// Every benchmark in turn.
     All(AllArgs),
 }
@@ -52,6 +55,12 @@ struct AllArgs {
     /// WordPress sites installed by `site-install` (each way).
     #[arg(long, default_value_t = 5)]
     install_sites: usize,
+    /// MiB of site files for `backup`.
+    #[arg(long, default_value_t = 1024)]
+    backup_files_mib: u64,
+    /// MiB of database rows for `backup`.
+    #[arg(long, default_value_t = 200)]
+    backup_db_mib: u64,
 }
 
 #[tokio::main]
@@ -61,12 +70,14 @@ async fn main() -> anyhow::Result<()> {
         Bench::Throughput(args) => throughput::run(args).await,
         Bench::ApiList(args) => api_list::run(args).await,
         Bench::SiteInstall(args) => site_install::run(args).await,
+        Bench::Backup(args) => backup::run(args).await,
         Bench::All(all) => {
             dispatch::run(dispatch::Args { tasks: all.dispatch_tasks }).await?;
             throughput::run(throughput::Args { tasks: all.throughput_tasks, platforms: all.platforms, in_flight: 64 })
                 .await?;
             api_list::run(api_list::Args { sites: all.sites, requests: 500 }).await?;
-            site_install::run(site_install::Args { sites: all.install_sites }).await
+            site_install::run(site_install::Args { sites: all.install_sites }).await?;
+            backup::run(backup::Args { files_mib: all.backup_files_mib, db_mib: all.backup_db_mib }).await
         }
     }
 }

@@ -9,8 +9,13 @@ use aegir_e2e::{SERVICES, System};
 
 /// `VmRSS` in KiB, `None` when the process is gone.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// A KiB figure of `/proc/<pid>/status`, e.g. `VmHWM` (the peak resident size).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.split_once(':').is_some_and(|(name, _)| name == field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 

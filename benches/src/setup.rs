@@ -37,8 +37,14 @@ pub async fn get(system: &System, path: &str) -> anyhow::Result<Value> {
 
 /// `POST /api/v1/tasks`; returns the task id and the client's clock just before sending.
 pub async fn post_task(system: &System, context: &str, task: &str) -> anyhow::Result<(String, DateTime<Utc>)> {
-    let request =
-        system.http.post(format!("{}/api/v1/tasks", system.api)).json(&json!({"context": context, "task": task}));
+    post_task_body(system, json!({"context": context, "task": task})).await
+}
+
+/// `POST /api/v1/tasks` with a whole request body (a task with options).
+pub async fn post_task_body(system: &System, body: Value) -> anyhow::Result<(String, DateTime<Utc>)> {
+    let field = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
+    let (context, task) = (field("context"), field("task"));
+    let request = system.http.post(format!("{}/api/v1/tasks", system.api)).json(&body);
     let sent = Utc::now();
     let response = request.send().await.context("POST /api/v1/tasks")?;
     let status = response.status();

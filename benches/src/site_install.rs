@@ -4,7 +4,7 @@
 //! task's `finished_at`. Next to it, the same operations done directly by this program
 //! (see [`bare`]), on the same platform, database server and nginx.
 
-mod bare;
+pub(crate) mod bare;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -105,7 +105,7 @@ async fn take_turns(
 }
 
 /// Saves the site and runs its `install` task: from the task request to `finished_at`.
-async fn install_through_system(system: &System, uri: &str, title: &str) -> anyhow::Result<Duration> {
+pub(crate) async fn install_through_system(system: &System, uri: &str, title: &str) -> anyhow::Result<Duration> {
     let body = json!({"platform": "@platform_wp", "db_server": format!("@{}", system.server), "title": title});
     setup::put(system, &format!("/api/v1/sites/{uri}"), body).await?;
     let (id, sent) = setup::post_task(system, &format!("@{uri}"), "install").await?;
@@ -140,7 +140,7 @@ async fn answers(system: &System, uri: &str, title: &str) -> anyhow::Result<()> 
 }
 
 /// A verified server and a verified WordPress platform (Debian's package) on it.
-async fn wordpress_platform(system: &System) -> anyhow::Result<std::path::PathBuf> {
+pub(crate) async fn wordpress_platform(system: &System) -> anyhow::Result<std::path::PathBuf> {
     let (id, _) = setup::post_task(system, &format!("@{}", system.server), "verify").await?;
     setup::wait_success(system, &id, TASK_POLL).await.context("server verify")?;
     let root = system.platforms_dir().join("wordpress");

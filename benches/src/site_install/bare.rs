@@ -113,7 +113,7 @@ pub async fn admin() -> anyhow::Result<MySqlConnection> {
 }
 
 /// `(user, password, host, port)` of the harness's MariaDB url.
-fn admin_parts() -> (String, String, String, u16) {
+pub fn admin_parts() -> (String, String, String, u16) {
     let url = mariadb_url();
     let rest = url.strip_prefix("mysql://").unwrap_or(&url);
     let (creds, hostport) = rest.rsplit_once('@').unwrap_or(("root:", rest));

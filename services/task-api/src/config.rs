@@ -31,9 +31,33 @@ pub struct Config {
     #[arg(long, env = "AEGIR_CRON_INTERVAL_SECS", default_value_t = 3600)]
     pub cron_interval_secs: u64,
 
+    /// Seconds between scheduled backups of each enabled site; 0 turns them off.
+    #[arg(long, env = "AEGIR_BACKUP_INTERVAL_SECS", default_value_t = 86_400)]
+    pub backup_interval_secs: u64,
+
+    /// Archives kept per site: the newest of each of this many most recent days that
+    /// have one. With `AEGIR_BACKUP_KEEP_WEEKLY`; both 0 keep every archive.
+    #[arg(long, env = "AEGIR_BACKUP_KEEP_DAILY", default_value_t = 7)]
+    pub backup_keep_daily: usize,
+
+    /// Archives kept per site: the newest of each of this many most recent ISO weeks
+    /// that have one.
+    #[arg(long, env = "AEGIR_BACKUP_KEEP_WEEKLY", default_value_t = 4)]
+    pub backup_keep_weekly: usize,
+
     /// Days finished tasks and their logs are kept; 0 keeps them forever.
     #[arg(long, env = "AEGIR_TASK_RETENTION_DAYS", default_value_t = 90)]
     pub task_retention_days: u32,
+}
+
+impl Config {
+    /// The retention of archives; `None` keeps every archive.
+    pub fn retention(&self) -> Option<crate::backup_queue::Retention> {
+        (self.backup_keep_daily > 0 || self.backup_keep_weekly > 0).then_some(crate::backup_queue::Retention {
+            daily: self.backup_keep_daily,
+            weekly: self.backup_keep_weekly,
+        })
+    }
 }
 
 /// The directories platform roots must lie below.

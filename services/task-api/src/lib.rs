@@ -7,6 +7,7 @@
 //!
 //! [`start`] runs it in-process (the tests do); [`run`] runs it until shut down.
 
+mod backup_queue;
 pub mod config;
 mod cron;
 pub mod db;
@@ -107,6 +108,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tasks.spawn(retention::run(state.pool.clone(), keep, shutdown.clone()));
     let cron_interval = std::time::Duration::from_secs(config.cron_interval_secs);
     tasks.spawn(cron::run(state.clone(), cron_interval, shutdown.clone()));
+    let backup_interval = std::time::Duration::from_secs(config.backup_interval_secs);
+    tasks.spawn(backup_queue::run(state.clone(), backup_interval, config.retention(), shutdown.clone()));
     let app = router(state);
     let stop = shutdown.clone();
     tasks.spawn(async move {
