@@ -216,7 +216,14 @@ async fn a_site_is_archived_checked_and_put_back_exactly_and_a_damaged_archive_c
     let leftovers: Vec<_> = std::fs::read_dir(sites).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 1, "nothing but the site's directory: {leftovers:?}");
 
-    // Both can run again (a redelivered step).
+    // Both can run again (a redelivered step), also after a load cut off between
+    // dropping the database and creating it again.
+    drop(conn);
+    let mut admin = mariadb_admin().await;
+    exec(&mut admin, &format!("DROP DATABASE `{}`", site.database.name)).await;
+    ok(&system, StepAction::SiteDatabaseLoad { site: site.clone(), backup: backup.clone() }).await;
+    let mut conn = as_site(&site).await;
+    assert_eq!(rows(&mut conn).await, rows_then, "the site's user has its database and rows again");
     ok(&system, StepAction::SiteDatabaseLoad { site: site.clone(), backup: backup.clone() }).await;
     ok(&system, StepAction::SiteFilesUnpack { site: site.clone(), backup: backup.clone() }).await;
     assert_eq!(rows(&mut conn).await, rows_then);

@@ -202,17 +202,24 @@ async fn empty_database(conn: &mut MySqlConnection, name: &str, site: &SiteConte
     .await
     .map_err(|e| StepError::transient(format!("cannot look up database `{name}`: {e}")))?;
     let Some((charset, collation)) = found else {
-        return Err(StepError::permanent(format!(
-            "database `{name}` does not exist on {}; the site's database must be created before a dump is loaded into it",
-            site.db_server.name
-        )));
+        // Only a load interrupted between its drop and its create leaves the site's
+        // user without its database (site database create runs before any load): make
+        // it again, so the redelivered load finishes. The dump sets each table's own
+        // character set.
+        tracing::warn!(database = name, server = %site.db_server.name, "database missing before a load; creating it");
+        return execute(
+            conn,
+            format!("CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"),
+            "create the site's database",
+        )
+        .await;
     };
     let charset = ident(&charset.to_ascii_lowercase())?.to_owned();
     let collation = ident(&collation.to_ascii_lowercase())?.to_owned();
     execute(conn, format!("DROP DATABASE `{name}`"), "empty the site's database").await?;
     execute(
         conn,
-        format!("CREATE DATABASE `{name}` CHARACTER SET {charset} COLLATE {collation}"),
+        format!("CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET {charset} COLLATE {collation}"),
         "create the site's database again",
     )
     .await
