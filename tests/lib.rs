@@ -788,7 +788,52 @@ pub async fn mariadb_admin() -> sqlx::MySqlConnection {
     sqlx::MySqlConnection::connect_with(&options).await.expect("MariaDB reachable as admin")
 }
 
+/// The whole system, with a php-fpm of the test's own serving the web server's sites.
+pub async fn start_with_php(options: Options) -> (System, PhpFpm) {
+    let fpm = PhpFpm::start();
+    let socket = fpm.socket.display().to_string();
+    let system = System::start_with(options.env("http-worker", "AEGIR_PHP_FPM_SOCKET", &socket)).await;
+    (system, fpm)
+}
+
 impl System {
+    /// Runs the CLI, expects it to succeed, and returns what it printed.
+    pub async fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args).await;
+        assert_eq!(out.code, Some(0), "aegir {args:?} failed: {out}");
+        out.stdout
+    }
+
+    /// Saves this system's server (nginx and MariaDB) and verifies it through the CLI.
+    pub async fn server_ready(&self) {
+        self.save_server(&mariadb_url()).await;
+        self.cli_ok(&[&format!("@{}", self.server), "verify"]).await;
+    }
+
+    /// `@platform_<name>`: a copy of Debian's WordPress at `<platforms>/<name>`, saved on
+    /// this system's server and verified through the CLI. Returns its root.
+    pub async fn wordpress_platform(&self, name: &str) -> PathBuf {
+        let root = self.platforms_dir().join(name);
+        copy_tree_resolving(Path::new("/usr/share/wordpress"), &root, &["wp-config.php", ".htaccess"]);
+        let root_arg = format!("--root={}", root.display());
+        let web = format!("--web_server=@{}", self.server);
+        let platform = format!("@platform_{name}");
+        self.cli_ok(&["save", &platform, "--context_type=platform", &root_arg, &web]).await;
+        self.cli_ok(&[&platform, "verify"]).await;
+        root
+    }
+
+    /// A site saved on `@platform_<platform>` with its database on this system's server,
+    /// and installed through the CLI.
+    pub async fn installed_site(&self, platform: &str, uri: &str, title: &str) {
+        let site = format!("@{uri}");
+        let platform = format!("--platform=@platform_{platform}");
+        let db = format!("--db_server=@{}", self.server);
+        let title = format!("--title={title}");
+        self.cli_ok(&["save", &site, "--context_type=site", &platform, &db, &title]).await;
+        self.cli_ok(&[&site, "install"]).await;
+    }
+
     /// A platform made from a Debian package's tree (`/usr/share/<package>`), without the
     /// top-level entries in `skip` (Debian's own config dispatch).
     pub fn platform_from_package(&self, package: &str, skip: &[&str]) -> PathBuf {

@@ -2,18 +2,12 @@
 //! exactly the archives the policy no longer keeps, through `backup-delete` tasks, so
 //! the store and the records go together. Real WordPress site, MariaDB, file store.
 
-use std::path::Path;
 use std::time::Duration;
 
-use aegir_e2e::{Options, PhpFpm, System, copy_tree_resolving, mariadb_url, random_suffix, wait_for};
+use aegir_e2e::{Options, System, random_suffix, start_with_php, wait_for};
 use chrono::{DateTime, Days, Utc};
 use serde_json::Value;
 use uuid::Uuid;
-
-async fn cli_ok(system: &System, args: &[&str]) {
-    let out = system.cli(args).await;
-    assert_eq!(out.code, Some(0), "aegir {args:?} failed: {out}");
-}
 
 async fn backups(system: &System, uri: &str) -> Vec<Value> {
     let (_, page) = system.get(&format!("/api/v1/sites/{uri}/backups?limit=500")).await;
@@ -39,31 +33,16 @@ async fn old_archive(system: &System, uri: &str, at: DateTime<Utc>) -> Uuid {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sites_are_backed_up_on_schedule_and_retention_removes_what_the_policy_drops() {
-    let fpm = PhpFpm::start();
-    let socket = fpm.socket.display().to_string();
     let options = Options::default()
-        .env("http-worker", "AEGIR_PHP_FPM_SOCKET", &socket)
         .env("task-api", "AEGIR_BACKUP_INTERVAL_SECS", "20")
         .env("task-api", "AEGIR_BACKUP_KEEP_DAILY", "2")
         .env("task-api", "AEGIR_BACKUP_KEEP_WEEKLY", "1");
-    let system = System::start_with(options).await;
-    system.save_server(&mariadb_url()).await;
-    let server = format!("@{}", system.server);
-    cli_ok(&system, &[&server, "verify"]).await;
-    let root = system.platforms_dir().join("wp");
-    copy_tree_resolving(Path::new("/usr/share/wordpress"), &root, &["wp-config.php", ".htaccess"]);
-    let root_arg = format!("--root={}", root.display());
-    cli_ok(&system, &["save", "@platform_wp", "--context_type=platform", &root_arg, &format!("--web_server={server}")])
-        .await;
-    cli_ok(&system, &["@platform_wp", "verify"]).await;
+    let (system, _fpm) = start_with_php(options).await;
+    system.server_ready().await;
+    system.wordpress_platform("wp").await;
     let uri = format!("kept-{}.example.com", random_suffix());
     let site = format!("@{uri}");
-    cli_ok(
-        &system,
-        &["save", &site, "--context_type=site", "--platform=@platform_wp", &format!("--db_server={server}")],
-    )
-    .await;
-    cli_ok(&system, &[&site, "install"]).await;
+    system.installed_site("wp", &uri, "Backup queue test").await;
 
     // Within one period the site has a scheduled backup.
     let scheduled = wait_for(Duration::from_secs(60), || async {

@@ -4,15 +4,10 @@
 
 use std::time::Duration;
 
-use aegir_e2e::{Options, PhpFpm, System, copy_tree_resolving, mariadb_url, random_suffix, wait_for};
+use aegir_e2e::{Options, System, random_suffix, start_with_php, wait_for};
 use serde_json::Value;
 
 const INTERVAL_SECS: u64 = 8;
-
-async fn cli_ok(system: &System, args: &[&str]) {
-    let out = system.cli(args).await;
-    assert_eq!(out.code, Some(0), "aegir {args:?} failed: {out}");
-}
 
 /// The cron tasks of a site, newest first.
 async fn cron_tasks(system: &System, uri: &str) -> Vec<Value> {
@@ -22,34 +17,18 @@ async fn cron_tasks(system: &System, uri: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cron_runs_for_every_enabled_site_and_for_no_disabled_one() {
-    let fpm = PhpFpm::start();
-    let socket = fpm.socket.display().to_string();
-    let options = Options::default().env("http-worker", "AEGIR_PHP_FPM_SOCKET", &socket).env(
-        "task-api",
-        "AEGIR_CRON_INTERVAL_SECS",
-        &INTERVAL_SECS.to_string(),
-    );
-    let system = System::start_with(options).await;
-    system.save_server(&mariadb_url()).await;
-    let server = format!("@{}", system.server);
-    cli_ok(&system, &[&server, "verify"]).await;
-    let root = system.platforms_dir().join("wp");
-    copy_tree_resolving(std::path::Path::new("/usr/share/wordpress"), &root, &["wp-config.php", ".htaccess"]);
-    let root_arg = format!("--root={}", root.display());
-    cli_ok(&system, &["save", "@platform_wp", "--context_type=platform", &root_arg, &format!("--web_server={server}")])
-        .await;
-    cli_ok(&system, &["@platform_wp", "verify"]).await;
+    let options = Options::default().env("task-api", "AEGIR_CRON_INTERVAL_SECS", &INTERVAL_SECS.to_string());
+    let (system, _fpm) = start_with_php(options).await;
+    system.server_ready().await;
+    system.wordpress_platform("wp").await;
 
     let suffix = random_suffix();
     let sites: Vec<String> = ["one", "two", "off"].iter().map(|n| format!("cron-{n}-{suffix}.example.com")).collect();
     for uri in &sites {
-        let site = format!("@{uri}");
-        let db = format!("--db_server={server}");
-        cli_ok(&system, &["save", &site, "--context_type=site", "--platform=@platform_wp", &db]).await;
-        cli_ok(&system, &[&site, "install"]).await;
+        system.installed_site("wp", uri, "Cron test").await;
     }
     let off = &sites[2];
-    cli_ok(&system, &[&format!("@{off}"), "disable"]).await;
+    system.cli_ok(&[&format!("@{off}"), "disable"]).await;
     // From here on: RFC 3339 UTC timestamps of one format compare as strings.
     let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let after = |tasks: Vec<Value>| -> Vec<Value> {

@@ -5,51 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
-use aegir_e2e::{
-    Options, PhpFpm, System, copy_tree_resolving, fetch, fetch_showing, mariadb_admin, mariadb_url, random_suffix,
-    write_tree,
-};
+use aegir_e2e::{Options, System, fetch, fetch_showing, mariadb_admin, random_suffix, start_with_php, write_tree};
 use serde_json::Value;
 
-async fn start() -> (System, PhpFpm) {
-    let fpm = PhpFpm::start();
-    let socket = fpm.socket.display().to_string();
-    let system = System::start_with(Options::default().env("http-worker", "AEGIR_PHP_FPM_SOCKET", &socket)).await;
-    (system, fpm)
-}
-
-async fn cli_ok(system: &System, args: &[&str]) -> String {
-    let out = system.cli(args).await;
-    assert_eq!(out.code, Some(0), "aegir {args:?} failed: {out}");
-    out.stdout
-}
-
-/// A WordPress platform named `platform_<name>` at a copy of Debian's package, verified.
-async fn wordpress_platform(system: &System, name: &str) -> PathBuf {
-    let root = system.platforms_dir().join(name);
-    copy_tree_resolving(Path::new("/usr/share/wordpress"), &root, &["wp-config.php", ".htaccess"]);
-    let root_arg = format!("--root={}", root.display());
-    let web = format!("--web_server=@{}", system.server);
-    let platform = format!("@platform_{name}");
-    cli_ok(system, &["save", &platform, "--context_type=platform", &root_arg, &web]).await;
-    cli_ok(system, &[&platform, "verify"]).await;
-    root
-}
-
-/// A verified server, and a site installed on `platform` that answers with its title.
+/// A site installed on `platform` that answers with its title.
 async fn installed_site(system: &System, platform: &str, label: &str) -> String {
     let uri = format!("{label}-{}.example.com", random_suffix());
-    let site = format!("@{uri}");
-    let platform = format!("--platform=@platform_{platform}");
-    let db = format!("--db_server=@{}", system.server);
-    cli_ok(system, &["save", &site, "--context_type=site", &platform, &db, "--title=Archive test"]).await;
-    cli_ok(system, &[&site, "install"]).await;
+    system.installed_site(platform, &uri, "Archive test").await;
     uri
-}
-
-async fn server_ready(system: &System) {
-    system.save_server(&mariadb_url()).await;
-    cli_ok(system, &[&format!("@{}", system.server), "verify"]).await;
 }
 
 /// The site's database name, as the API's record holds it.
@@ -86,9 +49,9 @@ async fn site_view(system: &System, uri: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_brings_back_content_and_files_byte_for_byte_and_a_clone_answers_with_its_own_uri() {
-    let (system, _fpm) = start().await;
-    server_ready(&system).await;
-    let root = wordpress_platform(&system, "wp").await;
+    let (system, _fpm) = start_with_php(Options::default()).await;
+    system.server_ready().await;
+    let root = system.wordpress_platform("wp").await;
     let uri = installed_site(&system, "wp", "shop").await;
     let site = format!("@{uri}");
     let database = database_of(&system, &uri).await;
@@ -102,9 +65,9 @@ async fn a_restore_brings_back_content_and_files_byte_for_byte_and_a_clone_answe
     let (status, body) = fetch_showing(&uri, system.http_port, &original_title, true).await;
     assert!(status == 200 && body.contains(&original_title), "the post shows: {status}");
 
-    let out = cli_ok(&system, &[&site, "backup"]).await;
+    let out = system.cli_ok(&[&site, "backup"]).await;
     assert!(out.contains("site database dump") && out.contains("site archive create"), "{out}");
-    let backups: Value = serde_json::from_str(&cli_ok(&system, &["backups", &site, "--json"]).await).unwrap();
+    let backups: Value = serde_json::from_str(&system.cli_ok(&["backups", &site, "--json"]).await).unwrap();
     assert_eq!(backups["total"], 1, "{backups}");
     let backup_id = backups["items"][0]["id"].as_str().unwrap().to_owned();
     assert!(backups["items"][0]["size"].as_i64().unwrap() > 0);
@@ -116,7 +79,7 @@ async fn a_restore_brings_back_content_and_files_byte_for_byte_and_a_clone_answe
     let (_, body) = fetch_showing(&uri, system.http_port, "Changed post", true).await;
     assert!(body.contains("Changed post"));
 
-    let out = cli_ok(&system, &[&site, "restore", &format!("--backup={backup_id}")]).await;
+    let out = system.cli_ok(&[&site, "restore", &format!("--backup={backup_id}")]).await;
     assert!(out.contains("site archive check"), "the archive is checked before anything changes: {out}");
     let (status, body) = fetch_showing(&uri, system.http_port, &original_title, true).await;
     assert!(status == 200 && body.contains(&original_title), "the original post is back: {status}");
@@ -125,7 +88,7 @@ async fn a_restore_brings_back_content_and_files_byte_for_byte_and_a_clone_answe
     let (status, _, _) = fetch(&uri, system.http_port, &format!("/sites/{uri}/files/2026/11/photo.bin"), false).await;
     assert_eq!(status, 200, "the web server serves the restored file");
     // The restore kept a copy of the site as it was before.
-    let backups: Value = serde_json::from_str(&cli_ok(&system, &["backups", &site, "--json"]).await).unwrap();
+    let backups: Value = serde_json::from_str(&system.cli_ok(&["backups", &site, "--json"]).await).unwrap();
     assert_eq!(backups["total"], 2);
     assert_eq!(backups["items"][0]["origin"], "restore");
 
@@ -144,7 +107,7 @@ async fn a_restore_brings_back_content_and_files_byte_for_byte_and_a_clone_answe
 
     // clone: both sites answer, each with its own uri.
     let copy = format!("copy-{}.example.com", random_suffix());
-    cli_ok(&system, &[&site, "clone", &format!("--new_uri={copy}")]).await;
+    system.cli_ok(&[&site, "clone", &format!("--new_uri={copy}")]).await;
     let (status, body) = fetch_showing(&copy, system.http_port, "Kept post", true).await;
     assert!(status == 200 && body.contains("Kept post"), "the clone answers with the content: {status}");
     let copy_database = database_of(&system, &copy).await;
@@ -163,12 +126,12 @@ async fn a_restore_brings_back_content_and_files_byte_for_byte_and_a_clone_answe
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_site_migrates_to_another_platform_and_a_failed_update_puts_it_back() {
-    let (system, _fpm) = start().await;
-    server_ready(&system).await;
-    let old_root = wordpress_platform(&system, "wp_old").await;
-    let new_root = wordpress_platform(&system, "wp_new").await;
+    let (system, _fpm) = start_with_php(Options::default()).await;
+    system.server_ready().await;
+    let old_root = system.wordpress_platform("wp_old").await;
+    let new_root = system.wordpress_platform("wp_new").await;
     // A third copy whose database update fails, as a broken upgrade would.
-    let broken_root = wordpress_platform(&system, "wp_broken").await;
+    let broken_root = system.wordpress_platform("wp_broken").await;
     write_tree(
         &broken_root,
         &[(
@@ -186,7 +149,7 @@ async fn a_site_migrates_to_another_platform_and_a_failed_update_puts_it_back() 
     let upload = random_bytes(64 * 1024);
     write_tree_bytes(&files(&old_root).join("upload.bin"), &upload);
 
-    let out = cli_ok(&system, &[&site, "migrate", "--platform=@platform_wp_new"]).await;
+    let out = system.cli_ok(&[&site, "migrate", "--platform=@platform_wp_new"]).await;
     assert!(out.contains("site update"), "the application's update ran: {out}");
     let (status, body) = fetch_showing(&uri, system.http_port, &title, true).await;
     assert!(status == 200 && body.contains(&title), "the site answers from its new platform: {status}");
@@ -212,7 +175,7 @@ async fn a_site_migrates_to_another_platform_and_a_failed_update_puts_it_back() 
     // A move to a new uri: the new name answers with the content, the old one no more,
     // and the application knows its new address.
     let renamed = format!("renamed-{}.example.com", random_suffix());
-    cli_ok(&system, &[&site, "migrate", &format!("--new_uri={renamed}")]).await;
+    system.cli_ok(&[&site, "migrate", &format!("--new_uri={renamed}")]).await;
     let (status, body) = fetch_showing(&renamed, system.http_port, &title, true).await;
     assert!(status == 200 && body.contains(&title), "the new uri answers: {status}");
     let vhosts: Vec<String> = std::fs::read_dir(system.config_dir().join("vhost.d"))
@@ -232,9 +195,9 @@ async fn a_site_migrates_to_another_platform_and_a_failed_update_puts_it_back() 
     let site = format!("@{uri}");
 
     // The final backup of a delete is kept, and listed after the site is gone.
-    let out = cli_ok(&system, &[&site, "delete"]).await;
+    let out = system.cli_ok(&[&site, "delete"]).await;
     assert!(out.contains("site archive create"), "{out}");
-    let backups: Value = serde_json::from_str(&cli_ok(&system, &["backups", &site, "--json"]).await).unwrap();
+    let backups: Value = serde_json::from_str(&system.cli_ok(&["backups", &site, "--json"]).await).unwrap();
     assert_eq!(backups["items"][0]["origin"], "delete", "{backups}");
 }
 

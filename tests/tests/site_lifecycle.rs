@@ -4,32 +4,14 @@
 
 use std::path::PathBuf;
 
-use aegir_e2e::{Options, PhpFpm, System, fetch_showing, mariadb_admin, mariadb_url, random_suffix, write_tree};
+use aegir_e2e::{
+    Options, System, fetch_showing, mariadb_admin, mariadb_url, random_suffix, start_with_php, write_tree,
+};
 
-async fn start() -> (System, PhpFpm) {
-    let fpm = PhpFpm::start();
-    let socket = fpm.socket.display().to_string();
-    let system = System::start_with(Options::default().env("http-worker", "AEGIR_PHP_FPM_SOCKET", &socket)).await;
-    (system, fpm)
-}
-
-async fn cli_ok(system: &System, args: &[&str]) -> String {
-    let out = system.cli(args).await;
-    assert_eq!(out.code, Some(0), "aegir {args:?} failed: {out}");
-    out.stdout
-}
-
-/// A verified server and a verified WordPress platform on it.
+/// A verified server and a verified WordPress platform `@platform_wp` on it.
 async fn wordpress_platform(system: &System) -> PathBuf {
-    system.save_server(&mariadb_url()).await;
-    let server = format!("@{}", system.server);
-    cli_ok(system, &[&server, "verify"]).await;
-    let root = system.platform_from_package("wordpress", &["wp-config.php", ".htaccess"]);
-    let root_arg = format!("--root={}", root.display());
-    let web = format!("--web_server={server}");
-    cli_ok(system, &["save", "@platform_wp", "--context_type=platform", &root_arg, &web]).await;
-    cli_ok(system, &["@platform_wp", "verify"]).await;
-    root
+    system.server_ready().await;
+    system.wordpress_platform("wp").await
 }
 
 async fn save_site(system: &System, uri: &str, title: &str) {
@@ -41,7 +23,7 @@ async fn save_site_on(system: &System, platform: &str, uri: &str, title: &str) {
     let platform = format!("--platform={platform}");
     let db = format!("--db_server=@{}", system.server);
     let title = format!("--title={title}");
-    cli_ok(system, &["save", &site, "--context_type=site", &platform, &db, &title]).await;
+    system.cli_ok(&["save", &site, "--context_type=site", &platform, &db, &title]).await;
 }
 
 /// Databases and users whose names start like the site's (its uri with `_` for `.` and `-`).
@@ -76,14 +58,14 @@ fn vhosts_naming(system: &System, uri: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wordpress_site_is_installed_disabled_enabled_and_deleted_through_the_cli() {
-    let (system, _fpm) = start().await;
+    let (system, _fpm) = start_with_php(Options::default()).await;
     let root = wordpress_platform(&system).await;
     let uri = format!("blog-{}.example.com", random_suffix());
     let title = format!("Blog {}", random_suffix());
     save_site(&system, &uri, &title).await;
     let site = format!("@{uri}");
 
-    let out = cli_ok(&system, &[&site, "install"]).await;
+    let out = system.cli_ok(&[&site, "install"]).await;
     assert!(out.contains("site database create") && out.contains("site install"), "{out}");
     let (status, body) = fetch_showing(&uri, system.http_port, &title, true).await;
     assert_eq!(status, 200, "{body}");
@@ -92,15 +74,15 @@ async fn a_wordpress_site_is_installed_disabled_enabled_and_deleted_through_the_
     let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
     assert_eq!(view["status"], "enabled", "{view}");
 
-    cli_ok(&system, &[&site, "disable"]).await;
+    system.cli_ok(&[&site, "disable"]).await;
     let (status, body) = fetch_showing(&uri, system.http_port, &title, false).await;
     assert_ne!(status, 200, "a disabled site is not served");
     assert!(!body.contains(&title) && body.to_lowercase().contains("disabled"), "{status} {body}");
-    cli_ok(&system, &[&site, "enable"]).await;
+    system.cli_ok(&[&site, "enable"]).await;
     let (status, body) = fetch_showing(&uri, system.http_port, &title, true).await;
     assert!(status == 200 && body.contains(&title), "enabled again: {status}");
 
-    let out = cli_ok(&system, &[&site, "delete"]).await;
+    let out = system.cli_ok(&[&site, "delete"]).await;
     assert!(out.contains("site archive create"), "the delete takes a final backup first: {out}");
     let (_, body) = fetch_showing(&uri, system.http_port, &title, false).await;
     assert!(!body.contains(&title), "the host no longer answers with the site");
@@ -113,11 +95,11 @@ async fn a_wordpress_site_is_installed_disabled_enabled_and_deleted_through_the_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_install_is_rolled_back_and_other_sites_keep_answering() {
-    let (system, _fpm) = start().await;
+    let (system, _fpm) = start_with_php(Options::default()).await;
     let root = wordpress_platform(&system).await;
     let good = format!("good-{}.example.com", random_suffix());
     save_site(&system, &good, "Good site").await;
-    cli_ok(&system, &[&format!("@{good}"), "install"]).await;
+    system.cli_ok(&[&format!("@{good}"), "install"]).await;
 
     // Break the platform's installer after the good site is in.
     write_tree(
@@ -142,27 +124,27 @@ async fn a_failed_install_is_rolled_back_and_other_sites_keep_answering() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mediawiki_site_is_installed_answers_and_is_deleted_through_the_cli() {
-    let (system, _fpm) = start().await;
+    let (system, _fpm) = start_with_php(Options::default()).await;
     system.save_server(&mariadb_url()).await;
     let server = format!("@{}", system.server);
-    cli_ok(&system, &[&server, "verify"]).await;
+    system.cli_ok(&[&server, "verify"]).await;
     let root = system.platform_from_package("mediawiki", &["LocalSettings.php", "config", "images"]);
     let root_arg = format!("--root={}", root.display());
     let web = format!("--web_server={server}");
-    cli_ok(&system, &["save", "@platform_mw", "--context_type=platform", &root_arg, &web]).await;
-    let out = cli_ok(&system, &["@platform_mw", "verify"]).await;
+    system.cli_ok(&["save", "@platform_mw", "--context_type=platform", &root_arg, &web]).await;
+    let out = system.cli_ok(&["@platform_mw", "verify"]).await;
     assert!(out.contains("mediawiki"), "{out}");
 
     let uri = format!("wiki-{}.example.com", random_suffix());
     let title = format!("Wiki {}", random_suffix());
     save_site_on(&system, "@platform_mw", &uri, &title).await;
-    cli_ok(&system, &[&format!("@{uri}"), "install"]).await;
+    system.cli_ok(&[&format!("@{uri}"), "install"]).await;
     let (status, body) = fetch_showing(&uri, system.http_port, &title, true).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&title), "the wiki shows its own name");
     assert_eq!(db_traces(&uri).await, (1, 2));
 
-    cli_ok(&system, &[&format!("@{uri}"), "delete"]).await;
+    system.cli_ok(&[&format!("@{uri}"), "delete"]).await;
     let (_, body) = fetch_showing(&uri, system.http_port, &title, false).await;
     assert!(!body.contains(&title));
     assert_eq!(db_traces(&uri).await, (0, 0), "database and user are gone");
