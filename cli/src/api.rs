@@ -507,6 +507,13 @@ impl Api {
         self.read_json(response).await
     }
 
+    /// Starts a batch: one task on every site of a platform.
+    pub async fn create_batch(&self, body: &Value) -> Result<Value, CliError> {
+        let request = self.call(Method::POST, &["batches"], &[]).json(body);
+        let response = self.check(self.send(request).await?).await?;
+        self.read_json(response).await
+    }
+
     /// Asks to cancel a task that has not started.
     pub async fn cancel_task(&self, id: Uuid) -> Result<TaskView, CliError> {
         let request = self.call(Method::POST, &["tasks", &id.to_string(), "cancel"], &[]);

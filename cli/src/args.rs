@@ -78,6 +78,31 @@ pub enum Command {
     Backups(BackupsArgs),
     /// Cancel a task that has not started yet
     Cancel(CancelArgs),
+    /// Run verify or migrate on every site of a platform, a few at a time, with a live summary
+    Batch(BatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// The platform whose sites to act on, e.g. @platform_wp
+    #[arg(value_name = "@PLATFORM")]
+    pub platform: ContextName,
+
+    /// verify, or migrate (with --to)
+    #[arg(value_name = "TASK")]
+    pub task: TaskKind,
+
+    /// migrate: the platform to move every site to
+    #[arg(long, value_name = "@PLATFORM")]
+    pub to: Option<ContextName>,
+
+    /// Tasks running at once
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub parallel: u16,
+
+    /// Start no new task once more than this many have failed
+    #[arg(long = "max_failures", alias = "max-failures", default_value_t = 0)]
+    pub max_failures: u32,
 }
 
 #[derive(Debug, Args)]

@@ -81,6 +81,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Delete(args) => commands::delete::run(&connect()?, args).await,
         Command::Backups(args) => commands::backups::run(&connect()?, args).await,
         Command::Cancel(args) => commands::tasks::cancel(&connect()?, args).await,
+        Command::Batch(args) => commands::batch::run(&connect()?, args).await,
         Command::Client(command) => {
             commands::client::check(&command)?;
             commands::client::run(&connect()?, command).await

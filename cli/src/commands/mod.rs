@@ -1,6 +1,7 @@
 //! One module per command. Each checks its input completely before it sends anything.
 
 pub mod backups;
+pub mod batch;
 pub mod client;
 pub mod delete;
 pub mod list;

@@ -353,6 +353,7 @@ impl EventConsumer {
                 Ok(ContextName::Site(_)) | Err(_) => {}
             }
         }
+        crate::batches::task_finished(&mut tx, task.id, status.as_str(), finished.reason.as_deref()).await?;
         match (ContextName::parse(&task.context), task.kind.parse::<TaskKind>()) {
             (Ok(ContextName::Site(uri)), Ok(kind)) => {
                 let args = TaskArgs::from_stored(task.options.as_ref()).unwrap_or_default();

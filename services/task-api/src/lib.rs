@@ -8,6 +8,7 @@
 //! [`start`] runs it in-process (the tests do); [`run`] runs it until shut down.
 
 mod backup_queue;
+mod batches;
 pub mod config;
 mod cron;
 pub mod db;
@@ -98,6 +99,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         platform_roots: Arc::new(config.platform_roots.clone()),
         metrics: metrics::recorder(),
         shutdown: shutdown.clone(),
+        batches_wake: Arc::new(tokio::sync::Notify::new()),
     };
 
     let mut tasks = JoinSet::new();
@@ -108,6 +110,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tasks.spawn(retention::run(state.pool.clone(), keep, shutdown.clone()));
     let cron_interval = std::time::Duration::from_secs(config.cron_interval_secs);
     tasks.spawn(cron::run(state.clone(), cron_interval, shutdown.clone()));
+    tasks.spawn(batches::run(state.clone(), shutdown.clone()));
     let backup_interval = std::time::Duration::from_secs(config.backup_interval_secs);
     tasks.spawn(backup_queue::run(state.clone(), backup_interval, config.retention(), shutdown.clone()));
     let app = router(state);

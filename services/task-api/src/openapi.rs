@@ -21,7 +21,8 @@ use crate::views::{ContextStatus, PackageView, SiteStatus, TaskStatus};
         clients::list, clients::get, clients::save, clients::delete,
         sites::list, sites::get, sites::save, sites::delete,
         backups::of_site, backups::get,
-        tasks::create, tasks::list, tasks::get, tasks::cancel, task_log::log,
+        tasks::create, tasks::list, tasks::get, tasks::cancel,
+        crate::batches::create, crate::batches::get, task_log::log,
         health::healthz,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode, ContextStatus, SiteStatus, TaskStatus, PackageView)),
@@ -32,6 +33,7 @@ use crate::views::{ContextStatus, PackageView, SiteStatus, TaskStatus};
         (name = "sites", description = "Sites on platforms"),
         (name = "backups", description = "Archives of sites in the backup store"),
         (name = "tasks", description = "Work on a context, and its live log"),
+        (name = "batches", description = "One task on every site of a platform, a few at a time"),
         (name = "operations", description = "Health"),
     )
 )]

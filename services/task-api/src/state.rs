@@ -22,4 +22,6 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Cancelled at shutdown; ends live log streams so the server can stop.
     pub shutdown: CancellationToken,
+    /// Wakes the batch runner when a batch is asked for.
+    pub batches_wake: Arc<tokio::sync::Notify>,
 }

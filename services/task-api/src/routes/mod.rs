@@ -33,6 +33,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sites/{uri}/{*rest}", any(sites::uri_with_path))
         .route("/api/v1/backups/{id}", get(backups::get))
         .route("/api/v1/tasks", get(tasks::list).post(tasks::create))
+        .route("/api/v1/batches", post(crate::batches::create))
+        .route("/api/v1/batches/{id}", get(crate::batches::get))
         .route("/api/v1/tasks/{id}", get(tasks::get))
         .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/api/v1/tasks/{id}/log", get(task_log::log))

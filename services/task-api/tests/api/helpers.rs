@@ -171,6 +171,7 @@ impl TestApp {
             "tasks" => "SELECT count(*) FROM tasks",
             "task_log" => "SELECT count(*) FROM task_log",
             "outbox" => "SELECT count(*) FROM outbox",
+            "batches" => "SELECT count(*) FROM batches",
             other => panic!("no table {other}"),
         };
         sqlx::query_scalar(query).fetch_one(&self.pool).await.unwrap()

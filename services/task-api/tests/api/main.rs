@@ -1,5 +1,6 @@
 //! task-api against real PostgreSQL and RabbitMQ, in-process.
 
+mod batches;
 mod contexts;
 mod helpers;
 mod operations;
