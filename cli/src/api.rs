@@ -87,6 +87,8 @@ pub struct SiteBody {
     pub title: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron_interval: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]

@@ -226,6 +226,23 @@ pub struct SaveArgs {
     /// The first administrator's address [API default: the client's, else webmaster@<uri>]
     #[arg(long = "admin_email", alias = "admin-email", value_name = "EMAIL", help_heading = "Site options")]
     pub admin_email: Option<Email>,
+
+    /// Seconds between runs of the site's cron (60 to 604800), or 0 for none [API default: the installation's]
+    #[arg(
+        long = "cron_interval",
+        alias = "cron-interval",
+        value_name = "SECONDS",
+        value_parser = parse_cron_interval,
+        help_heading = "Site options"
+    )]
+    pub cron_interval: Option<u32>,
+}
+
+fn parse_cron_interval(value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(n @ (0 | 60..=604_800)) => Ok(n),
+        _ => Err("give seconds from 60 to 604800, or 0 for no cron".to_owned()),
+    }
 }
 
 /// Keeps a secret value wrapped from the moment it is read, so it cannot reach a

@@ -169,6 +169,12 @@ fn site_tasks_and_site_lists_are_checked() {
     refused(&["@www.example.com", "backup", "--compression=xz"], &[], &["--compression", "zstd"]);
     refused(&["backups", "@server_master"], &[], &["is a server"]);
     refused(&["cancel", "not-a-task"], &[], &["ID"]);
+    refused(
+        &["save", "@www.example.com", "--platform=@platform_wp", "--cron_interval=5"],
+        &[],
+        &["--cron_interval", "60"],
+    );
+    refused(&["save", "@server_x", "--cron_interval=600"], &[], &["--cron_interval"]);
     refused(&["list", "servers", "--status=enabled"], &[], &["--status", "aegir list sites"]);
     refused(&["list", "platforms", "--search=x"], &[], &["--search", "aegir list sites"]);
     refused(&["list", "sites", "--status=installed"], &[], &["--status", "enabled"]);

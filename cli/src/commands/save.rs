@@ -33,7 +33,7 @@ fn platform_options(args: &SaveArgs) -> [(&'static str, bool); 2] {
     [("--root", args.root.is_some()), ("--web_server", args.web_server.is_some())]
 }
 
-fn site_options(args: &SaveArgs) -> [(&'static str, bool); 9] {
+fn site_options(args: &SaveArgs) -> [(&'static str, bool); 10] {
     [
         ("--platform", args.platform.is_some()),
         ("--db_server", args.db_server.is_some()),
@@ -44,6 +44,7 @@ fn site_options(args: &SaveArgs) -> [(&'static str, bool); 9] {
         ("--client", args.client.is_some()),
         ("--title", args.title.is_some()),
         ("--admin_email", args.admin_email.is_some()),
+        ("--cron_interval", args.cron_interval.is_some()),
     ]
 }
 
@@ -208,6 +209,7 @@ fn site_body(uri: &SiteUri, args: SaveArgs) -> Result<SiteBody, CliError> {
         client: args.client.map(|c| c.to_string()),
         title: args.title.map(|t| t.to_string()),
         admin_email: args.admin_email.map(|e| e.to_string()),
+        cron_interval: args.cron_interval,
     })
 }
 
