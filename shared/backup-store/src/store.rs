@@ -150,6 +150,18 @@ impl BackupStore {
                     root.display()
                 ))
             })?;
+        // Archives hold the sites' databases: nobody but the workers' user may reach them,
+        // also when the directory was made beforehand by someone else's umask.
+        let mode = std::fs::metadata(&root).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+        if mode.is_ok_and(|m| m & 0o077 != 0) {
+            std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(|e| {
+                Error::Config(format!(
+                    "the backup directory {} is open to other users and cannot be made private ({e}); \
+                     chmod 700 it",
+                    root.display()
+                ))
+            })?;
+        }
         let fs = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| Error::Config(format!("cannot use {} as the backup store: {e}", root.display())))?
             .with_automatic_cleanup(true);

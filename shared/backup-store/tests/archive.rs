@@ -172,6 +172,16 @@ fn local_store(base: &Path) -> BackupStore {
     .unwrap()
 }
 
+#[test]
+fn a_backup_directory_made_open_beforehand_is_made_private() {
+    let base = tempdir();
+    let dir = base.path().join("backups");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, PermissionsExt::from_mode(0o755)).unwrap();
+    local_store(base.path());
+    assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_zstd_archive_in_a_local_store_comes_back_exactly() {
     let base = tempdir();
