@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::routes::tasks::enqueue;
+use crate::routes::tasks::{Queued, enqueue_queued};
 use crate::state::AppState;
 use crate::task_args::TaskArgs;
 
@@ -136,18 +136,16 @@ async fn archives_of(conn: &mut PgConnection, site: &SiteUri) -> sqlx::Result<Ve
 /// Queues a task unless the site's state refuses it now (a pending task): that round
 /// is skipped for the site.
 async fn try_enqueue(tx: &mut PgConnection, uri: &SiteUri, task: TaskKind, args: TaskArgs) -> Result<bool, ApiError> {
-    let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
-    match enqueue(&mut attempt, &ContextName::Site(uri.clone()), task, &args).await {
-        Ok(_) => {
-            attempt.commit().await?;
-            Ok(true)
-        }
-        Err(ApiError::Conflict { .. }) => {
-            attempt.rollback().await?;
+    match enqueue_queued(tx, &ContextName::Site(uri.clone()), task, &args).await? {
+        Queued::Task(_) => Ok(true),
+        Queued::Busy => {
             tracing::debug!(site = %uri, %task, "skipped this round: another task of the site is pending");
             Ok(false)
         }
-        Err(e) => Err(e),
+        Queued::Refused(reason) => {
+            tracing::warn!(site = %uri, %task, %reason, "not queued this round");
+            Ok(false)
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::db;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Fields, JsonObject, PathParam};
-use crate::routes::tasks::enqueue;
+use crate::routes::tasks::{Queued, enqueue_queued};
 use crate::state::AppState;
 use crate::task_args::TaskArgs;
 
@@ -334,22 +334,10 @@ async fn queue_item(tx: &mut PgConnection, batch: &BatchRow, site: &str) -> Resu
         None => (TaskKind::Verify, TaskArgs::default()),
     };
     let uri: SiteUri = db::stored("site uri", site.to_owned())?;
-    let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
-    let outcome = enqueue(&mut attempt, &ContextName::Site(uri), kind, &args).await;
-    let (status, task_id, reason) = match outcome {
-        Ok(task) => {
-            attempt.commit().await?;
-            ("queued", Some(task.id), None)
-        }
-        Err(ApiError::Conflict { message, .. }) if message.contains("has not finished") => {
-            attempt.rollback().await?;
-            return Ok(0);
-        }
-        Err(e @ (ApiError::Conflict { .. } | ApiError::InvalidField { .. } | ApiError::NotFound { .. })) => {
-            attempt.rollback().await?;
-            ("failed", None, Some(e.to_string()))
-        }
-        Err(e) => return Err(e),
+    let (status, task_id, reason) = match enqueue_queued(tx, &ContextName::Site(uri), kind, &args).await? {
+        Queued::Task(task) => ("queued", Some(task.id), None),
+        Queued::Busy => return Ok(0),
+        Queued::Refused(reason) => ("failed", None, Some(reason)),
     };
     sqlx::query("UPDATE batch_items SET status = $3, task_id = $4, reason = $5 WHERE batch_id = $1 AND site = $2")
         .bind(batch.id)

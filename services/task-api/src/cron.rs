@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::routes::tasks::enqueue;
+use crate::routes::tasks::{Queued, enqueue_queued};
 use crate::state::AppState;
 use crate::task_args::TaskArgs;
 
@@ -52,18 +52,13 @@ pub async fn queue_due(pool: &PgPool, default: Duration) -> Result<usize, ApiErr
         .execute(&mut *tx)
         .await?;
         let Ok(uri) = SiteUri::parse(&uri) else { continue };
-        // A refusal (another task of the site is pending) skips this round only.
-        let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
-        match enqueue(&mut attempt, &ContextName::Site(uri.clone()), TaskKind::Cron, &TaskArgs::default()).await {
-            Ok(_) => {
-                attempt.commit().await?;
-                queued += 1;
+        // A site busy with another task, or one that cannot run cron now, skips this round only.
+        match enqueue_queued(&mut tx, &ContextName::Site(uri.clone()), TaskKind::Cron, &TaskArgs::default()).await? {
+            Queued::Task(_) => queued += 1,
+            Queued::Busy => {
+                tracing::debug!(site = %uri, "cron skipped this round: another task of the site is pending")
             }
-            Err(ApiError::Conflict { .. }) => {
-                attempt.rollback().await?;
-                tracing::debug!(site = %uri, "cron skipped this round: another task of the site is pending");
-            }
-            Err(e) => return Err(e),
+            Queued::Refused(reason) => tracing::warn!(site = %uri, %reason, "cron not queued this round"),
         }
     }
     tx.commit().await?;

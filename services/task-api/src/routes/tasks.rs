@@ -278,6 +278,41 @@ pub(crate) async fn enqueue(
     Ok(row)
 }
 
+/// What became of a task a queue asked for.
+pub(crate) enum Queued {
+    Task(db::tasks::TaskRow),
+    /// Another task of the context has not finished: ask again later.
+    Busy,
+    /// The context's state refuses the task; the reason says why.
+    Refused(String),
+}
+
+/// Queues a task for a scheduled queue or a batch, in a savepoint of `tx`: a context
+/// busy with another task, or one whose state refuses the task, changes nothing and
+/// says so, so one broken site never stops a queue. Only a database failure is an error.
+pub(crate) async fn enqueue_queued(
+    tx: &mut PgConnection,
+    context: &ContextName,
+    task: TaskKind,
+    args: &TaskArgs,
+) -> Result<Queued, ApiError> {
+    let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
+    match enqueue(&mut attempt, context, task, args).await {
+        Ok(row) => {
+            attempt.commit().await?;
+            Ok(Queued::Task(row))
+        }
+        Err(e @ ApiError::Unavailable(_)) => Err(e),
+        Err(e) => {
+            attempt.rollback().await?;
+            match e {
+                ApiError::Conflict { message, .. } if message.contains("has not finished") => Ok(Queued::Busy),
+                other => Ok(Queued::Refused(other.to_string())),
+            }
+        }
+    }
+}
+
 /// Request a task.
 #[utoipa::path(
     post, path = "/api/v1/tasks", operation_id = "request_task", tag = "tasks",
