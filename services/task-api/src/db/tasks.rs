@@ -162,6 +162,20 @@ pub async fn mark_finished(
 }
 
 /// The oldest task of `context` (`@www.example.com`) that has not finished, with its kind.
+/// The oldest unfinished task of `context` that may change what a later task of it would
+/// carry (its platform, uri, database, status): a new site task waits for none of the
+/// others (`cron`, `backup`, `verify`, …), it queues behind them in the scheduler.
+pub async fn pending_change(conn: &mut PgConnection, context: &str) -> sqlx::Result<Option<(Uuid, String)>> {
+    sqlx::query_as(
+        "SELECT id, kind FROM tasks WHERE context = $1 AND status IN ('queued', 'running')
+           AND kind NOT IN ('cron', 'backup', 'verify', 'login-reset', 'ping', 'backup-delete')
+         ORDER BY created_at LIMIT 1",
+    )
+    .bind(context)
+    .fetch_optional(conn)
+    .await
+}
+
 pub async fn pending(conn: &mut PgConnection, context: &str) -> sqlx::Result<Option<(Uuid, String)>> {
     sqlx::query_as(
         "SELECT id, kind FROM tasks WHERE context = $1 AND status IN ('queued', 'running')

@@ -192,7 +192,7 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
     let context = ContextName::Site(uri.clone());
     let site = db::sites::lock(conn, uri).await?.ok_or_else(|| context_not_found(&context))?;
     site_task_allowed(uri, site.status, task).map_err(|message| ApiError::conflict(Some("task"), message))?;
-    if let Some((id, kind)) = db::tasks::pending(conn, &context.to_string()).await? {
+    if let Some((id, kind)) = db::tasks::pending_change(conn, &context.to_string()).await? {
         return Err(ApiError::conflict(
             Some("context"),
             format!("task {id} ({kind}) of `{context}` has not finished; wait for it (`aegir task {id}`)"),
@@ -296,6 +296,10 @@ pub(crate) async fn enqueue_queued(
     task: TaskKind,
     args: &TaskArgs,
 ) -> Result<Queued, ApiError> {
+    // Queues never pile tasks up behind each other: any unfinished task waits a round.
+    if db::tasks::pending(&mut *tx, &context.to_string()).await?.is_some() {
+        return Ok(Queued::Busy);
+    }
     let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
     match enqueue(&mut attempt, context, task, args).await {
         Ok(row) => {
@@ -321,7 +325,7 @@ pub(crate) async fn enqueue_queued(
         (status = 202, description = "Queued", body = TaskView),
         (status = 400, description = "The body is not a JSON object", body = ErrorBody),
         (status = 404, description = "The context does not exist (`field`: `context`)", body = ErrorBody),
-        (status = 409, description = "The site's status does not allow this task now (the message says what to do), another task of the context has not finished, or a platform to delete still has sites (the message names them and says how many)", body = ErrorBody),
+        (status = 409, description = "The site's status does not allow this task now (the message says what to do), a task of the context that changes it (install, delete, migrate, …) has not finished (tasks such as verify, backup and cron let others queue behind them), or a platform to delete still has sites (the message names them and says how many)", body = ErrorBody),
         (status = 422, description = "A bad context name, or a task the context cannot run", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )

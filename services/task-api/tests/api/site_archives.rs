@@ -202,6 +202,19 @@ async fn archives_clones_and_moves_change_the_records_as_their_tasks_end() {
         .unwrap();
     assert_eq!(after, (to.database.name.as_str().to_owned(), "server_db2".to_owned()));
 
+    // A task that changes nothing of the site (a backup) lets others queue behind it; one
+    // that moves the site does not.
+    let (pending_backup, _) = request_with(&app, "@www.example.org", json!({"task": "backup"})).await;
+    let (behind, _) = request_with(&app, "@www.example.org", json!({"task": "verify"})).await;
+    finish(&app, pending_backup, TaskOutcome::Failed).await;
+    finish(&app, behind, TaskOutcome::Success).await;
+    let (moving, _) =
+        request_with(&app, "@www.example.org", json!({"task": "migrate", "platform": "@platform_wp", "force": true}))
+            .await;
+    let answer = app.post("/api/v1/tasks", json!({"context": "@www.example.org", "task": "verify"})).await;
+    assert_error(&answer, StatusCode::CONFLICT, "conflict", Some("context"));
+    finish(&app, moving, TaskOutcome::Failed).await;
+
     // backup-delete: the record goes once the archive is gone.
     let (delete_backup, requested) =
         request_with(&app, "@www.example.org", json!({"task": "backup-delete", "backup": backup.id})).await;
