@@ -210,6 +210,7 @@ impl System {
                 // Scheduled tasks would mix with the ones each test asks for; a test of
                 // the cron queue sets its own interval.
                 env.push(("AEGIR_CRON_INTERVAL_SECS".into(), "0".into()));
+                env.push(("AEGIR_STATS_INTERVAL_SECS".into(), "0".into()));
                 env.push(("AEGIR_BACKUP_INTERVAL_SECS".into(), "0".into()));
                 env.push(("AEGIR_BACKUP_KEEP_DAILY".into(), "0".into()));
                 env.push(("AEGIR_BACKUP_KEEP_WEEKLY".into(), "0".into()));

@@ -35,6 +35,7 @@ impl StepHandler for DbWorker {
             StepAction::DbServerVerify { server } => steps::server_verify::run(server, log).await,
             StepAction::SiteDatabaseCreate { site } => steps::site_database::create(site, log).await,
             StepAction::SiteDatabaseDrop { site } => steps::site_database::drop(site, log).await,
+            StepAction::SiteDatabaseStats { site } => steps::site_stats::run(site, log).await,
             StepAction::SiteDatabaseDump { site, backup } => {
                 steps::site_backup::dump(&self.store, site, backup, log).await
             }

@@ -49,6 +49,7 @@ impl StepHandler for HttpWorker {
             StepAction::SiteEnable { site } => steps::site_enable::run(&self.config, site, log).await,
             StepAction::SiteLoginReset { site } => steps::site_login_reset::run(&self.config, site, log).await,
             StepAction::SiteCron { site } => steps::site_cron::run(&self.config, site, log).await,
+            StepAction::SiteStats { site } => steps::site_stats::run(&self.config, site, log).await,
             StepAction::SiteDeploy { site, renamed_from } => {
                 steps::site_deploy::run(&self.config, site, renamed_from.as_ref(), log).await
             }

@@ -71,6 +71,9 @@ fn site_steps(kind: TaskKind, site: &SiteContext, options: &TaskOptions) -> Vec<
         TaskKind::Enable => vec![step(StepAction::SiteEnable { site: s() })],
         TaskKind::LoginReset => vec![step(StepAction::SiteLoginReset { site: s() })],
         TaskKind::Cron => vec![step(StepAction::SiteCron { site: s() })],
+        TaskKind::Stats => {
+            vec![step(StepAction::SiteDatabaseStats { site: s() }), step(StepAction::SiteStats { site: s() })]
+        }
         TaskKind::Backup => {
             let Some(backup) = options.new_backup.clone() else { return Vec::new() };
             let mut plan = archive(site, &backup);

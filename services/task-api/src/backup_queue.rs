@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::periodic::Periodic;
 use crate::routes::tasks::{Queued, enqueue_queued};
 use crate::state::AppState;
 use crate::task_args::TaskArgs;
@@ -51,44 +52,8 @@ pub fn kept(archives: &[(Uuid, DateTime<Utc>)], policy: Retention) -> HashSet<Uu
     keep
 }
 
-/// Queues the backups that are due. Returns how many were queued.
-pub async fn queue_due(pool: &PgPool, interval: Duration) -> Result<usize, ApiError> {
-    let secs = interval.as_secs_f64();
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "UPDATE sites SET backup_next_at = now() + make_interval(
-             secs => $1 * ((hashtext(uri) & 2147483647) % 10000) / 10000.0)
-         WHERE status = 'enabled' AND backup_next_at IS NULL",
-    )
-    .bind(secs)
-    .execute(&mut *tx)
-    .await?;
-    let due: Vec<(String,)> = sqlx::query_as(
-        "SELECT uri FROM sites WHERE status = 'enabled' AND backup_next_at <= now()
-         ORDER BY backup_next_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut queued = 0;
-    for (uri,) in due {
-        sqlx::query(
-            "UPDATE sites SET backup_next_at = GREATEST(backup_next_at + make_interval(secs => $2),
-                                                        now() + make_interval(secs => $2) / 2)
-             WHERE uri = $1",
-        )
-        .bind(&uri)
-        .bind(secs)
-        .execute(&mut *tx)
-        .await?;
-        let Ok(uri) = SiteUri::parse(&uri) else { continue };
-        if try_enqueue(&mut tx, &uri, TaskKind::Backup, TaskArgs::default()).await? {
-            queued += 1;
-        }
-    }
-    tx.commit().await?;
-    Ok(queued)
-}
+/// Scheduled backups: each enabled site once per interval.
+pub const BACKUPS: Periodic = Periodic { task: TaskKind::Backup, next_at: "backup_next_at", own_interval: None };
 
 /// Queues one `backup-delete` per site for an archive the policy no longer keeps (a
 /// site runs one task at a time; the next round takes the next archive). Returns how
@@ -172,7 +137,7 @@ pub async fn run(state: AppState, interval: Duration, policy: Option<Retention>,
             _ = shutdown.cancelled() => return,
         }
         if !interval.is_zero() {
-            match queue_due(&state.pool, interval).await {
+            match BACKUPS.queue_due(&state.pool, interval).await {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(tasks = n, "scheduled backups queued");

@@ -31,6 +31,11 @@ pub struct Config {
     #[arg(long, env = "AEGIR_CRON_INTERVAL_SECS", default_value_t = 3600)]
     pub cron_interval_secs: u64,
 
+    /// Seconds between measurements of each enabled site's figures (sizes, HTTP health,
+    /// the application's counts); 0 turns the stats queue off.
+    #[arg(long, env = "AEGIR_STATS_INTERVAL_SECS", default_value_t = 3600)]
+    pub stats_interval_secs: u64,
+
     /// Seconds between scheduled backups of each enabled site; 0 turns them off.
     #[arg(long, env = "AEGIR_BACKUP_INTERVAL_SECS", default_value_t = 86_400)]
     pub backup_interval_secs: u64,

@@ -289,6 +289,10 @@ impl EventConsumer {
                 }
             }
         }
+        if let (ContextName::Site(uri), Some(stats)) = (&context, &facts.stats) {
+            db::site_stats::record(&mut tx, uri, stats, result.finished_at).await?;
+            changed = true;
+        }
         if let (ContextName::Site(uri), Some(backup)) = (&context, &facts.backup) {
             let platform = db::sites::get(&mut *tx, uri).await?.map(|site| site.platform);
             let origin = db::backups::Origin {

@@ -20,6 +20,7 @@ pub mod live;
 pub mod metrics;
 mod observe;
 pub mod openapi;
+mod periodic;
 pub mod retention;
 mod routes;
 mod site_moves;
@@ -109,7 +110,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let keep = std::time::Duration::from_secs(u64::from(config.task_retention_days) * 86_400);
     tasks.spawn(retention::run(state.pool.clone(), keep, shutdown.clone()));
     let cron_interval = std::time::Duration::from_secs(config.cron_interval_secs);
-    tasks.spawn(cron::run(state.clone(), cron_interval, shutdown.clone()));
+    tasks.spawn(cron::run(state.clone(), &cron::CRON, cron_interval, shutdown.clone()));
+    let stats_interval = std::time::Duration::from_secs(config.stats_interval_secs);
+    tasks.spawn(cron::run(state.clone(), &cron::STATS, stats_interval, shutdown.clone()));
     tasks.spawn(batches::run(state.clone(), shutdown.clone()));
     let backup_interval = std::time::Duration::from_secs(config.backup_interval_secs);
     tasks.spawn(backup_queue::run(state.clone(), backup_interval, config.retention(), shutdown.clone()));

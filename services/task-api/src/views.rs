@@ -241,6 +241,9 @@ pub struct SiteView {
     pub cron_interval: Option<i32>,
     /// What the last verify or install found installed.
     pub packages: Vec<PackageView>,
+    /// The latest figures (on `GET /api/v1/sites/{uri}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<SiteStatsView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// When the last successful install finished.
@@ -267,6 +270,23 @@ pub struct TaskView {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The latest figures of a site, from the stats queue (or a `stats` task).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SiteStatsView {
+    pub database_bytes: Option<i64>,
+    pub database_tables: Option<i32>,
+    /// Bytes of the site's directory (settings, files, private files).
+    pub files_bytes: Option<i64>,
+    pub files: Option<i64>,
+    /// Status of `GET /` on the site's name, from its web server; 0: no answer.
+    pub http_status: Option<i32>,
+    pub response_ms: Option<i32>,
+    /// The application's own counts, e.g. `{"users": 3, "posts": 120}`.
+    #[schema(value_type = Object)]
+    pub figures: serde_json::Value,
+    pub measured_at: DateTime<Utc>,
 }
 
 /// A complete archive of a site in the backup store.

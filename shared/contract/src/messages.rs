@@ -78,9 +78,12 @@ pub enum TaskKind {
     Migrate,
     /// The application's periodic jobs (run by the cron queue, or by hand).
     Cron,
+    /// Figures about the site: database and files size, HTTP health and response time,
+    /// the application's own counts (run by the stats queue, or by hand).
+    Stats,
 }
 
-crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`, `lock`, `unlock`, `ping`, `import`, `backup`, `restore`, `backup-delete`, `clone`, `migrate`, `cron`", {
+crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `disable`, `enable`, `delete`, `login-reset`, `lock`, `unlock`, `ping`, `import`, `backup`, `restore`, `backup-delete`, `clone`, `migrate`, `cron`, `stats`", {
     Verify => "verify",
     Install => "install",
     Disable => "disable",
@@ -97,10 +100,11 @@ crate::context::str_enum!(TaskKind, "task", "use one of `verify`, `install`, `di
     Clone => "clone",
     Migrate => "migrate",
     Cron => "cron",
+    Stats => "stats",
 });
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 16] = [
+    pub const ALL: [TaskKind; 17] = [
         TaskKind::Verify,
         TaskKind::Install,
         TaskKind::Disable,
@@ -117,6 +121,7 @@ impl TaskKind {
         TaskKind::Clone,
         TaskKind::Migrate,
         TaskKind::Cron,
+        TaskKind::Stats,
     ];
 
     /// Whether a context of this type can run this task.
@@ -335,6 +340,11 @@ pub enum StepAction {
     /// Run the application's periodic jobs once (Drupal's cron, WordPress's wp-cron,
     /// MediaWiki's job queue).
     SiteCron { site: SiteContext },
+    /// Measure the site's database: bytes and tables. Changes nothing.
+    SiteDatabaseStats { site: SiteContext },
+    /// Measure the site: its files, its answer over HTTP (status, time), and the
+    /// application's own counts where its platform type knows them. Changes nothing.
+    SiteStats { site: SiteContext },
 }
 
 impl StepAction {
@@ -360,9 +370,9 @@ impl StepAction {
                 Route::new(site.platform.web_server.name.clone(), ServiceKind::Http)
             }
             StepAction::Ping { route } => route.clone(),
-            StepAction::SiteDatabaseDump { site, .. } | StepAction::SiteDatabaseLoad { site, .. } => {
-                Route::new(site.db_server.name.clone(), ServiceKind::Db)
-            }
+            StepAction::SiteDatabaseDump { site, .. }
+            | StepAction::SiteDatabaseLoad { site, .. }
+            | StepAction::SiteDatabaseStats { site } => Route::new(site.db_server.name.clone(), ServiceKind::Db),
             // Archives are made and unpacked where the site's files are.
             StepAction::SiteArchiveCreate { site, .. }
             | StepAction::SiteArchiveCheck { site, .. }
@@ -373,7 +383,8 @@ impl StepAction {
             StepAction::SiteDeploy { site, .. }
             | StepAction::SiteUpdate { site }
             | StepAction::SiteFilesRemove { site }
-            | StepAction::SiteCron { site } => Route::new(site.platform.web_server.name.clone(), ServiceKind::Http),
+            | StepAction::SiteCron { site }
+            | StepAction::SiteStats { site } => Route::new(site.platform.web_server.name.clone(), ServiceKind::Http),
         }
     }
 
@@ -404,6 +415,8 @@ impl StepAction {
             StepAction::SiteUpdate { .. } => "site update",
             StepAction::SiteFilesRemove { .. } => "site files remove",
             StepAction::SiteCron { .. } => "site cron",
+            StepAction::SiteDatabaseStats { .. } => "site database stats",
+            StepAction::SiteStats { .. } => "site stats",
         }
     }
 }
@@ -461,6 +474,39 @@ pub struct StepFacts {
     /// The archive a site archive create stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupFacts>,
+    /// What a stats step measured; each step fills its own part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<SiteStats>,
+}
+
+/// Figures about a site. Absent fields were not measured by the step that reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteStats {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_tables: Option<u32>,
+    /// Bytes of the site's directory (settings, files, private files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// The status of `GET /` on the site's own name; 0 when nothing answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_ms: Option<u32>,
+    /// The application's own counts, e.g. `users`, `posts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub figures: Vec<AppFigure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppFigure {
+    pub name: String,
+    pub value: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -149,6 +149,12 @@ pub trait Platform: Sync {
     /// The site's cron run.
     fn cron(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun>;
 
+    /// Prints the application's own counts as `name=value` lines; `None` when the
+    /// platform type knows none.
+    fn figures(&self, _site: &SiteFiles, _env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        None
+    }
+
     /// What is installed on the platform, and in the site's own directory if given.
     fn packages(&self, root: &Path, site_dir: Option<&Path>) -> Vec<Package>;
 

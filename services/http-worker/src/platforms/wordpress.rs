@@ -115,6 +115,20 @@ impl Platform for Wordpress {
         )
     }
 
+    fn figures(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        let code = format!(
+            "{boot}require {load};\n\
+             $users = count_users();\n\
+             echo 'users=' . (int) $users['total_users'] . \"\\n\";\n\
+             echo 'posts=' . (int) wp_count_posts('post')->publish . \"\\n\";\n\
+             echo 'pages=' . (int) wp_count_posts('page')->publish . \"\\n\";\n\
+             echo 'comments=' . (int) wp_count_comments()->approved . \"\\n\";\n",
+            boot = bootstrap(site),
+            load = quote(&site.root.join("wp-load.php").display().to_string()),
+        );
+        Some(PhpRun::inline("WordPress figures", code, env, &site.root, Duration::from_secs(120)))
+    }
+
     fn deploy(
         &self,
         site: &SiteFiles,

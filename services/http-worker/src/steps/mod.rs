@@ -12,5 +12,6 @@ pub mod site_files_remove;
 pub mod site_install;
 pub mod site_login_reset;
 pub mod site_remove;
+pub mod site_stats;
 pub mod site_update;
 pub mod site_verify;

@@ -5,6 +5,7 @@ pub mod clients;
 pub mod packages;
 pub mod platforms;
 pub mod servers;
+pub mod site_stats;
 pub mod sites;
 pub mod task_log;
 pub mod tasks;

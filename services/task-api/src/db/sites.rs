@@ -53,6 +53,7 @@ impl SiteRow {
             status: self.status,
             cron_interval: self.cron_interval,
             packages,
+            stats: None,
             created_at: self.created_at,
             updated_at: self.updated_at,
             installed_at: self.installed_at,

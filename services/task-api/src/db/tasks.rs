@@ -168,7 +168,7 @@ pub async fn mark_finished(
 pub async fn pending_change(conn: &mut PgConnection, context: &str) -> sqlx::Result<Option<(Uuid, String)>> {
     sqlx::query_as(
         "SELECT id, kind FROM tasks WHERE context = $1 AND status IN ('queued', 'running')
-           AND kind NOT IN ('cron', 'backup', 'verify', 'login-reset', 'ping', 'backup-delete')
+           AND kind NOT IN ('cron', 'stats', 'backup', 'verify', 'login-reset', 'ping', 'backup-delete')
          ORDER BY created_at LIMIT 1",
     )
     .bind(context)

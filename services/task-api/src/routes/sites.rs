@@ -391,7 +391,9 @@ pub async fn get(State(state): State<AppState>, PathParam(uri): PathParam) -> Re
     let uri: SiteUri = parse_segment("uri", &uri)?;
     let row = db::sites::get(&state.pool, &uri).await?.ok_or_else(|| not_found(&uri))?;
     let packages = db::packages::of(&state.pool, &format!("@{uri}")).await?;
-    Ok(Json(row.into_view(packages)))
+    let mut view = row.into_view(packages);
+    view.stats = db::site_stats::of(&state.pool, &uri).await?;
+    Ok(Json(view))
 }
 
 /// Sites, ordered by uri.

@@ -86,6 +86,7 @@ fn site_task_allowed(uri: &SiteUri, status: SiteStatus, task: TaskKind) -> Resul
         }
         // A copy or a move deploys the site serving; a disabled one is enabled first.
         TaskKind::Clone | TaskKind::Migrate | TaskKind::Cron => status == SiteStatus::Enabled,
+        TaskKind::Stats => status.is_installed(),
         // Archives outlive what happens to the site.
         TaskKind::BackupDelete | TaskKind::Ping => true,
         TaskKind::Lock | TaskKind::Unlock | TaskKind::Import => false,

@@ -87,6 +87,7 @@ impl TestApp {
             task_retention_days: 90,
             // Scheduled tasks would mix with the ones each test asks for.
             cron_interval_secs: 0,
+            stats_interval_secs: 0,
             backup_interval_secs: 0,
             backup_keep_daily: 0,
             backup_keep_weekly: 0,

@@ -1,5 +1,6 @@
-//! The cron queue: every enabled site's cron runs once per interval, as a `cron` task
-//! the scheduler sends to the web server's worker; a disabled site's never does. Real
+//! The cron and stats queues: every enabled site's cron runs once per interval, as a
+//! `cron` task the scheduler sends to the web server's worker, and a disabled site's
+//! never does; every enabled site's figures are measured and served by the API. Real
 //! WordPress sites on nginx and php-fpm.
 
 use std::time::Duration;
@@ -16,8 +17,10 @@ async fn cron_tasks(system: &System, uri: &str) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cron_runs_for_every_enabled_site_and_for_no_disabled_one() {
-    let options = Options::default().env("task-api", "AEGIR_CRON_INTERVAL_SECS", &INTERVAL_SECS.to_string());
+async fn cron_runs_for_every_enabled_site_and_for_no_disabled_one_and_stats_measure_them() {
+    let options = Options::default()
+        .env("task-api", "AEGIR_CRON_INTERVAL_SECS", &INTERVAL_SECS.to_string())
+        .env("task-api", "AEGIR_STATS_INTERVAL_SECS", &INTERVAL_SECS.to_string());
     let (system, _fpm) = start_with_php(options).await;
     system.server_ready().await;
     system.wordpress_platform("wp").await;
@@ -51,4 +54,23 @@ async fn cron_runs_for_every_enabled_site_and_for_no_disabled_one() {
     assert!(log.iter().any(|(_, s, m)| s.ends_with(".http") && m.contains("cron of")), "{log:?}");
     let disabled = after(cron_tasks(&system, off).await);
     assert!(disabled.is_empty(), "a disabled site's cron never runs: {disabled:?}");
+
+    // The stats queue measured the enabled sites: database, files, HTTP, the application.
+    for uri in &sites[..2] {
+        let measured = wait_for(Duration::from_secs(2 * INTERVAL_SECS + 20), || async {
+            let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+            view["stats"]["figures"]["users"].is_u64() && view["stats"]["database_bytes"].is_u64()
+        })
+        .await;
+        let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+        assert!(measured, "no figures for {uri}: {view}");
+        let stats = &view["stats"];
+        assert!(stats["database_bytes"].as_u64().unwrap() > 0, "{stats}");
+        assert!(stats["database_tables"].as_u64().unwrap() >= 10, "WordPress has its tables: {stats}");
+        assert!(stats["files"].as_u64().unwrap() >= 1, "{stats}");
+        assert_eq!(stats["http_status"], 200, "{stats}");
+        assert!(stats["response_ms"].is_u64(), "{stats}");
+        assert_eq!(stats["figures"]["users"], 1, "the installer's administrator: {stats}");
+        assert!(stats["figures"]["posts"].as_u64().unwrap() >= 1, "WordPress's first post: {stats}");
+    }
 }

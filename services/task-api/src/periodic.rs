@@ -1,0 +1,79 @@
+//! What the scheduled queues share: each enabled site gets a task once per interval, at
+//! a moment within the period fixed by its uri, so thousands of sites are spread evenly
+//! over the period instead of all starting at once. A site busy with another task, or
+//! one whose state refuses the task, skips that round only.
+
+use std::time::Duration;
+
+use aegir_contract::{ContextName, SiteUri, TaskKind};
+use sqlx::PgPool;
+
+use crate::error::ApiError;
+use crate::routes::tasks::{Queued, enqueue_queued};
+use crate::task_args::TaskArgs;
+
+/// Sites queued per round at most, so one round is one short transaction.
+const BATCH: i64 = 200;
+
+/// One scheduled queue.
+pub struct Periodic {
+    pub task: TaskKind,
+    /// The `sites` column holding each site's next moment, e.g. `cron_next_at`.
+    pub next_at: &'static str,
+    /// The `sites` column with a site's own interval in seconds (0: never), if sites have one.
+    pub own_interval: Option<&'static str>,
+}
+
+impl Periodic {
+    /// Queues the tasks that are due. Returns how many were queued.
+    pub async fn queue_due(&self, pool: &PgPool, default: Duration) -> Result<usize, ApiError> {
+        let next = self.next_at;
+        let interval = match self.own_interval {
+            Some(column) => format!("COALESCE({column}, $1)"),
+            None => "$1".to_owned(),
+        };
+        let default_secs = i32::try_from(default.as_secs()).unwrap_or(i32::MAX);
+        let mut tx = pool.begin().await?;
+        // Column names come from this file only, never from input.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE sites SET {next} = now() + make_interval(
+                 secs => {interval} * ((hashtext(uri) & 2147483647) % 10000) / 10000.0)
+             WHERE status = 'enabled' AND {next} IS NULL AND {interval} > 0"
+        )))
+        .bind(default_secs)
+        .execute(&mut *tx)
+        .await?;
+        let due: Vec<(String, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT uri, {interval} FROM sites
+             WHERE status = 'enabled' AND {next} <= now() AND {interval} > 0
+             ORDER BY {next} LIMIT $2 FOR UPDATE SKIP LOCKED"
+        )))
+        .bind(default_secs)
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut queued = 0;
+        for (uri, secs) in due {
+            // One period on, or half a period from now when rounds were missed.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE sites SET {next} = GREATEST({next} + make_interval(secs => $2),
+                                                    now() + make_interval(secs => $2) / 2)
+                 WHERE uri = $1"
+            )))
+            .bind(&uri)
+            .bind(f64::from(secs))
+            .execute(&mut *tx)
+            .await?;
+            let Ok(uri) = SiteUri::parse(&uri) else { continue };
+            match enqueue_queued(&mut tx, &ContextName::Site(uri.clone()), self.task, &TaskArgs::default()).await? {
+                Queued::Task(_) => queued += 1,
+                Queued::Busy => tracing::debug!(site = %uri, task = %self.task, "skipped this round: the site is busy"),
+                Queued::Refused(reason) => {
+                    tracing::warn!(site = %uri, task = %self.task, %reason, "not queued this round")
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(queued)
+    }
+}
