@@ -18,9 +18,11 @@ async fn cron_tasks(system: &System, uri: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cron_runs_for_every_enabled_site_and_for_no_disabled_one_and_stats_measure_them() {
-    let options = Options::default()
-        .env("task-api", "AEGIR_CRON_INTERVAL_SECS", &INTERVAL_SECS.to_string())
-        .env("task-api", "AEGIR_STATS_INTERVAL_SECS", &INTERVAL_SECS.to_string());
+    let options = Options::default().env("task-api", "AEGIR_CRON_INTERVAL_SECS", &INTERVAL_SECS.to_string()).env(
+        "task-api",
+        "AEGIR_STATS_INTERVAL_SECS",
+        &INTERVAL_SECS.to_string(),
+    );
     let (system, _fpm) = start_with_php(options).await;
     system.server_ready().await;
     system.wordpress_platform("wp").await;
