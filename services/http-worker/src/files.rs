@@ -31,9 +31,13 @@ pub fn write(path: &Path, contents: &[u8], mode: u32, owner: Ownership) -> Resul
     {
         return Ok(false);
     }
+    // Unique per write: two steps of one worker may write the same file at once (a step
+    // redelivered after its deadline next to the next task's), and each rename must
+    // carry a whole file of its own.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         file.write_all(contents)?;
@@ -119,5 +123,28 @@ mod tests {
         assert!(write(&path, b"two", 0o400, Ownership::default()).unwrap());
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+
+    #[test]
+    fn writers_of_one_file_at_once_each_write_a_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nginx.conf");
+        let writers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for round in 0..50u32 {
+                        let body = vec![b'a' + i; 4096 + round as usize];
+                        write(&path, &body, 0o644, Ownership::default()).expect("every write succeeds");
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let last = std::fs::read(&path).unwrap();
+        assert!(last.iter().all(|b| *b == last[0]), "the file is one writer's whole content");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary files left behind");
     }
 }
