@@ -18,6 +18,16 @@ fn io_error(action: &str, path: &Path, e: std::io::Error) -> StepError {
     StepError::permanent(format!("cannot {action} {}: {e}", path.display()))
 }
 
+/// A fresh temporary name beside `path`, unique per write: two steps of one worker may
+/// write the same file at once (a step redelivered after its deadline next to the next
+/// task's), and each rename must carry a whole file of its own.
+pub fn temp_sibling(path: &Path) -> std::path::PathBuf {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
 /// Writes `contents` to `path` through a temporary sibling and a rename, with `mode`
 /// and `owner` set before the rename so the file is never visible with looser rights.
 /// Returns whether the content, mode or owner changed.
@@ -31,13 +41,7 @@ pub fn write(path: &Path, contents: &[u8], mode: u32, owner: Ownership) -> Resul
     {
         return Ok(false);
     }
-    // Unique per write: two steps of one worker may write the same file at once (a step
-    // redelivered after its deadline next to the next task's), and each rename must
-    // carry a whole file of its own.
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
+    let tmp = temp_sibling(path);
     let result = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         file.write_all(contents)?;

@@ -61,8 +61,12 @@ pub async fn run(config: &HttpConfig, server: &ServerContext, log: &StepLog) -> 
 /// Writes a file through a temporary sibling and a rename, so readers (and a crash)
 /// never see half a file.
 pub async fn write_atomically(path: &std::path::Path, contents: &[u8]) -> Result<(), StepError> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let tmp = crate::files::temp_sibling(path);
     let fail = |e: std::io::Error| StepError::permanent(format!("cannot write {}: {e}", path.display()));
     tokio::fs::write(&tmp, contents).await.map_err(fail)?;
-    tokio::fs::rename(&tmp, path).await.map_err(fail)
+    if let Err(e) = tokio::fs::rename(&tmp, path).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(fail(e));
+    }
+    Ok(())
 }
