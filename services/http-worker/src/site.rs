@@ -341,8 +341,12 @@ impl<'a> SiteWork<'a> {
     }
 
     pub async fn reload(&self, log: &StepLog) -> Result<(), StepError> {
-        self.web.reload().await?;
-        log.info(format!("{} reloaded", self.http.service_type)).await;
+        let message = if self.web.reload().await? {
+            format!("{} reloaded", self.http.service_type)
+        } else {
+            format!("{} reloaded (one reload for this and other changes made at the same time)", self.http.service_type)
+        };
+        log.info(message).await;
         Ok(())
     }
 
