@@ -189,9 +189,27 @@ pub struct SiteView {
     pub status: String,
     #[serde(default)]
     pub packages: Vec<PackageView>,
+    #[serde(default)]
+    pub cron_interval: Option<u32>,
+    #[serde(default)]
+    pub stats: Option<SiteStatsView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub installed_at: Option<DateTime<Utc>>,
+}
+
+/// A site's latest figures, from the stats queue.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SiteStatsView {
+    pub database_bytes: Option<u64>,
+    pub database_tables: Option<u64>,
+    pub files_bytes: Option<u64>,
+    pub files: Option<u64>,
+    pub http_status: Option<u16>,
+    pub response_ms: Option<u64>,
+    #[serde(default)]
+    pub figures: std::collections::BTreeMap<String, u64>,
+    pub measured_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

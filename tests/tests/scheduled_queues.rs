@@ -74,5 +74,7 @@ async fn cron_runs_for_every_enabled_site_and_for_no_disabled_one_and_stats_meas
         assert!(stats["response_ms"].is_u64(), "{stats}");
         assert_eq!(stats["figures"]["users"], 1, "the installer's administrator: {stats}");
         assert!(stats["figures"]["posts"].as_u64().unwrap() >= 1, "WordPress's first post: {stats}");
+        let shown = system.cli_ok(&["show", &format!("@{uri}")]).await;
+        assert!(shown.contains("  http         200 in ") && shown.contains("1 users"), "{shown}");
     }
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use aegir_contract::ContextName;
 
-use crate::api::{Api, ClientView, Collection, PackageView, PlatformView, ServerView, SiteView};
+use crate::api::{Api, ClientView, Collection, PackageView, PlatformView, ServerView, SiteStatsView, SiteView};
 use crate::args::ShowArgs;
 use crate::error::CliError;
 use crate::output::{self, summary, time, time_or_dash};
@@ -108,12 +108,63 @@ pub fn site_summary(s: &SiteView) -> String {
             ("admin email", s.admin_email.clone()),
             ("client", or_dash(&s.client)),
             ("status", s.status.clone()),
+            (
+                "cron",
+                match s.cron_interval {
+                    None => "the installation's interval".to_owned(),
+                    Some(0) => "never".to_owned(),
+                    Some(secs) => format!("every {secs} s"),
+                },
+            ),
             ("installed", time_or_dash(s.installed_at.as_ref())),
             ("created", time(&s.created_at)),
             ("updated", time(&s.updated_at)),
         ],
     );
+    if let Some(stats) = &s.stats {
+        text.push_str(&stats_section(stats));
+    }
     text.push_str(&packages_section(&s.packages));
+    text
+}
+
+/// The site's latest figures, a line each.
+fn stats_section(s: &SiteStatsView) -> String {
+    let number = |v: Option<u64>| v.map_or("-".to_owned(), |n| n.to_string());
+    let http = match (s.http_status, s.response_ms) {
+        (Some(0), _) => "no answer".to_owned(),
+        (Some(status), Some(ms)) => format!("{status} in {ms} ms"),
+        _ => "-".to_owned(),
+    };
+    let figures: Vec<String> = s.figures.iter().map(|(name, value)| format!("{value} {name}")).collect();
+    let mut text = format!(
+        "stats (measured {})
+",
+        time(&s.measured_at)
+    );
+    text.push_str(&format!(
+        "  database     {} bytes in {} tables
+",
+        number(s.database_bytes),
+        number(s.database_tables)
+    ));
+    text.push_str(&format!(
+        "  files        {} bytes in {} files
+",
+        number(s.files_bytes),
+        number(s.files)
+    ));
+    text.push_str(&format!(
+        "  http         {http}
+"
+    ));
+    if !figures.is_empty() {
+        text.push_str(&format!(
+            "  application  {}
+",
+            figures.join(", ")
+        ));
+    }
     text
 }
 
@@ -179,10 +230,17 @@ mod tests {
             "packages": [{"name": "wordpress", "kind": "core", "version": "6.4.2"},
                          {"name": "woocommerce", "kind": "plugin", "version": null}],
             "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
-            "installed_at": "2026-01-01T00:00:00Z"
+            "installed_at": "2026-01-01T00:00:00Z", "cron_interval": 900,
+            "stats": {"database_bytes": 1048576, "database_tables": 12, "files_bytes": 2048, "files": 3,
+                      "http_status": 200, "response_ms": 41, "figures": {"users": 1, "posts": 7},
+                      "measured_at": "2026-01-01T00:00:00Z"}
         }))
         .unwrap();
         let text = site_summary(&view);
+        assert!(text.contains("  cron         every 900 s\n"), "{text}");
+        assert!(text.contains("  database     1048576 bytes in 12 tables\n"), "{text}");
+        assert!(text.contains("  http         200 in 41 ms\n"), "{text}");
+        assert!(text.contains("  application  7 posts, 1 users\n"), "{text}");
         assert!(text.starts_with("@www.example.com  (site)\n"), "{text}");
         assert!(text.contains("  aliases      example.com (redirected to www.example.com)\n"), "{text}");
         assert!(text.contains("  status       enabled\n"), "{text}");
