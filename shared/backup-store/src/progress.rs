@@ -74,6 +74,20 @@ impl Progress {
             }
         })
     }
+
+    /// [`Progress::report`] into a step's log, where the user following the task sees it.
+    pub fn report_to_log(
+        self: &Arc<Self>,
+        log: &aegir_worker::StepLog,
+        verb: &'static str,
+        total: Option<u64>,
+    ) -> JoinHandle<()> {
+        let log = log.clone();
+        self.report(verb, total, move |line| {
+            let log = log.clone();
+            async move { log.info(line).await }
+        })
+    }
 }
 
 /// `1.2 GiB`, `340.0 MiB`, `12.3 KiB`, `512 B`.

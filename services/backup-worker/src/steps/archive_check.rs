@@ -23,7 +23,7 @@ pub async fn run(worker: &BackupWorker, backup: &BackupRef, log: &StepLog) -> Re
     ))
     .await;
     let progress = Arc::new(Progress::default());
-    let reporter = super::report(log, &progress, "checked", total);
+    let reporter = progress.report_to_log(log, "checked", total);
     let started = Instant::now();
     let checked = archive::check(store, backup, &sidecar, progress.clone()).await;
     reporter.abort();

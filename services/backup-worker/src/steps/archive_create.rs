@@ -33,7 +33,7 @@ pub async fn run(
 
     log.info(format!("archiving {} and the staged database dump into {key} in {store}", site_dir.display())).await;
     let progress = Arc::new(Progress::default());
-    let reporter = super::report(log, &progress, "archived", None);
+    let reporter = progress.report_to_log(log, "archived", None);
     let started = Instant::now();
     let created = archive::create(store, backup, Manifest::for_site(site, backup), &site_dir, progress.clone()).await;
     reporter.abort();

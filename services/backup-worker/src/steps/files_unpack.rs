@@ -56,7 +56,7 @@ pub async fn run(
     let total = sidecar.archive.as_ref().map(|a| a.size);
     log.info(format!("unpacking the site's files from {key} in {store} into {}", unpack.display())).await;
     let progress = Arc::new(Progress::default());
-    let reporter = super::report(log, &progress, "unpacked", total);
+    let reporter = progress.report_to_log(log, "unpacked", total);
     let started = Instant::now();
     let unpacked = archive::unpack(store, backup, &sidecar, &unpack, progress).await;
     reporter.abort();

@@ -39,17 +39,3 @@ pub fn site_dirs(worker: &BackupWorker, site: &SiteContext) -> Result<(PathBuf, 
     let site_dir = sites.join(site.uri.as_str());
     Ok((sites, site_dir))
 }
-
-/// Progress lines in the step's log while a long stream runs; abort the handle to stop.
-pub fn report(
-    log: &aegir_worker::StepLog,
-    progress: &std::sync::Arc<aegir_backup_store::Progress>,
-    verb: &'static str,
-    total: Option<u64>,
-) -> tokio::task::JoinHandle<()> {
-    let log = log.clone();
-    progress.report(verb, total, move |line| {
-        let log = log.clone();
-        async move { log.info(line).await }
-    })
-}

@@ -35,19 +35,6 @@ fn pipe() -> Result<(std::io::PipeReader, std::io::PipeWriter), StepError> {
     std::io::pipe().map_err(|e| StepError::transient(format!("cannot create a pipe: {e}")))
 }
 
-fn report(
-    log: &StepLog,
-    progress: &Arc<Progress>,
-    verb: &'static str,
-    total: Option<u64>,
-) -> tokio::task::JoinHandle<()> {
-    let log = log.clone();
-    progress.report(verb, total, move |line| {
-        let log = log.clone();
-        async move { log.info(line).await }
-    })
-}
-
 pub async fn dump(
     store: &BackupStore,
     site: &SiteContext,
@@ -77,7 +64,7 @@ pub async fn dump(
     // The write end goes to mysqldump alone: once it exits, the reader sees the end.
     let (mut child, stderr) = spawn("mysqldump", &options, &args, Stdio::null(), Stdio::from(writer))?;
     let progress = Arc::new(Progress::default());
-    let reporter = report(log, &progress, "dumped", None);
+    let reporter = progress.report_to_log(log, "dumped", None);
     let started = Instant::now();
     let staged = dump::stage(store, backup, reader, progress.clone()).await;
     let status = child.wait().await;
@@ -128,7 +115,7 @@ pub async fn load(
     log.info(format!("checking archive {key} in {store} ({}) before changing the database", size(total.unwrap_or(0))))
         .await;
     let progress = Arc::new(Progress::default());
-    let reporter = report(log, &progress, "checked", total);
+    let reporter = progress.report_to_log(log, "checked", total);
     let checked = archive::verify_stored(store, backup, &sidecar, progress).await;
     reporter.abort();
     checked.map_err(|e| {
@@ -148,7 +135,7 @@ pub async fn load(
     let (mut child, stderr) = spawn("mysql", &options, &args, Stdio::from(reader), Stdio::null())?;
     let progress = Arc::new(Progress::default());
     // What is counted is the archive read, compressed: no share of the dump's size.
-    let reporter = report(log, &progress, "loading the dump: archive read", None);
+    let reporter = progress.report_to_log(log, "loading the dump: archive read", None);
     let started = Instant::now();
     // The write end is dropped when the dump has been read: mysql then sees its end.
     let loaded = archive::load_database(store, backup, &sidecar, writer, progress).await;
