@@ -635,6 +635,7 @@ impl System {
             step: 0,
             attempt: 0,
             route: action.route(),
+            lane: Default::default(),
             action,
             dispatched_at: chrono::Utc::now(),
         };

@@ -295,6 +295,10 @@ pub struct TaskOptionArgs {
     /// delete: take no final backup first
     #[arg(long = "skip_backup", alias = "skip-backup", help_heading = "Task options")]
     pub skip_backup: bool,
+
+    /// Run in the bulk lane, after what people ask for (for scripts that queue many tasks)
+    #[arg(long, help_heading = "Task options")]
+    pub bulk: bool,
 }
 
 #[derive(Debug, Args)]

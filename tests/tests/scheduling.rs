@@ -121,3 +121,75 @@ async fn a_task_cancelled_while_it_waits_never_starts() {
     let (status, _) = system.post(&format!("/api/v1/tasks/{waiting}/cancel"), serde_json::json!({})).await;
     assert_eq!(status, 409, "an ended task cannot be cancelled again");
 }
+
+/// When the worker started the task's step: its first log line from the web server's
+/// worker (RFC 3339 UTC, comparable as text).
+async fn worker_started(system: &System, id: &str) -> String {
+    let (status, log) = system.get(&format!("/api/v1/tasks/{id}/log")).await;
+    assert_eq!(status, 200, "{log}");
+    let worker = format!("{}.http", system.server);
+    let items = log["items"].as_array().cloned().unwrap_or_default();
+    let line = items.iter().find(|line| line["source"] == worker.as_str());
+    line.and_then(|line| line["at"].as_str()).unwrap_or_else(|| panic!("no line from {worker} in {log}")).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_persons_task_goes_before_the_bulk_lane_however_long_it_is() {
+    // Two steps at once on the web server, each taking a second: the bulk lane may use
+    // one slot, so its eight steps need eight seconds one after the other.
+    let options =
+        Options::default().env("http-worker", "AEGIR_PREFETCH", "2").env("http-worker", "AEGIR_STEP_DELAY_MS", "1000");
+    let system = System::start_with(options).await;
+    system.save_server(&mariadb_url()).await;
+    let web = format!("--web_server=@{}", system.server);
+    for name in ["person", "b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"] {
+        let platform = system.platforms_dir().join(name);
+        std::fs::create_dir_all(&platform).unwrap();
+        let root = format!("--root={}", platform.display());
+        system.cli_ok(&["save", &format!("@platform_{name}"), "--context_type=platform", &root, &web]).await;
+    }
+
+    let mut bulk = Vec::new();
+    for i in 0..8 {
+        let body = serde_json::json!({"context": format!("@platform_b{i}"), "task": "ping", "lane": "bulk"});
+        let (status, view) = system.post("/api/v1/tasks", body).await;
+        assert_eq!(status, 202, "{view}");
+        assert_eq!(view["lane"], "bulk", "{view}");
+        bulk.push(view["id"].as_str().unwrap().to_owned());
+    }
+    let (status, refused) = system
+        .post("/api/v1/tasks", serde_json::json!({"context": "@platform_b0", "task": "ping", "lane": "fast"}))
+        .await;
+    assert_eq!(status, 422, "an unknown lane is refused: {refused}");
+    assert!(refused.to_string().contains("interactive"), "the refusal names the lanes: {refused}");
+
+    // The bulk lane is busy before the person asks.
+    let first = bulk[0].clone();
+    let busy = aegir_e2e::wait_for(std::time::Duration::from_secs(30), || async {
+        let (_, log) = system.get(&format!("/api/v1/tasks/{first}/log")).await;
+        log.to_string().contains("started on")
+    })
+    .await;
+    assert!(busy, "the first bulk step never started");
+
+    let person = system.post_task("@platform_person", "ping").await;
+    let view = system.wait_task(&person).await;
+    assert_eq!(view["status"], "success", "{view}");
+    assert_eq!(view["lane"], "interactive", "{view}");
+    let person_started = worker_started(&system, &person).await;
+
+    let mut bulk_started = Vec::new();
+    for id in &bulk {
+        let view = system.wait_task(id).await;
+        assert_eq!(view["status"], "success", "{view}");
+        bulk_started.push(worker_started(&system, id).await);
+    }
+    let after = bulk_started.iter().filter(|at| at.as_str() > person_started.as_str()).count();
+    assert!(
+        after >= 5,
+        "the person's step started at {person_started}, after all but {after} of the bulk steps asked before it: \
+         {bulk_started:?}"
+    );
+    let log = system.task_log(&bulk[0]).await;
+    assert!(log.iter().any(|(_, _, m)| m.contains("bulk lane")), "a bulk task's log says so: {log:?}");
+}

@@ -34,6 +34,9 @@ fn options(args: &TaskOptionArgs) -> Map<String, Value> {
             options.insert(key.to_owned(), Value::Bool(true));
         }
     }
+    if args.bulk {
+        options.insert("lane".to_owned(), Value::String("bulk".to_owned()));
+    }
     options
 }
 

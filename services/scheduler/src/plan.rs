@@ -304,6 +304,7 @@ mod tests {
             kind,
             target,
             options: TaskOptions::default(),
+            lane: Default::default(),
             requested_at: Utc::now(),
         }
     }

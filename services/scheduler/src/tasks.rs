@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use aegir_contract::{
-    LogLevel, LogLine, StepAction, StepDispatched, StepOutcome, StepResult, TaskFinished, TaskOutcome, TaskRequested,
-    TaskStarted,
+    Lane, LogLevel, LogLine, StepAction, StepDispatched, StepOutcome, StepResult, TaskFinished, TaskOutcome,
+    TaskRequested, TaskStarted,
 };
 use aegir_postgres::{Outbox, OutboxError};
 use chrono::Utc;
@@ -238,7 +238,16 @@ impl Tasks {
                 );
                 log(&mut tx, result.task_id, Some(result.step), LogLevel::Warning, message).await?;
                 let action = action.cloned().expect("a current step has an action");
-                dispatch(&mut tx, result.task_id, action, step, plan.len(), attempt, self.timing(Some(delay))).await?;
+                dispatch(
+                    &mut tx,
+                    (result.task_id, request.lane),
+                    action,
+                    step,
+                    plan.len(),
+                    attempt,
+                    self.timing(Some(delay)),
+                )
+                .await?;
             }
             outcome if task.phase == "rollback" => {
                 let mut errors = task.rollback_errors.clone();
@@ -255,8 +264,16 @@ impl Tasks {
                     .bind(&errors)
                     .execute(&mut *tx)
                     .await?;
-                    dispatch(&mut tx, result.task_id, action, plan.len() + next, plan.len(), 0, self.timing(None))
-                        .await?;
+                    dispatch(
+                        &mut tx,
+                        (result.task_id, request.lane),
+                        action,
+                        plan.len() + next,
+                        plan.len(),
+                        0,
+                        self.timing(None),
+                    )
+                    .await?;
                 } else {
                     let failure = task.failure.clone().unwrap_or_else(|| "a step failed".into());
                     let reason = if errors.is_empty() {
@@ -279,7 +296,8 @@ impl Tasks {
                     .execute(&mut *tx)
                     .await?;
                 let next = plan[step + 1].action.clone();
-                dispatch(&mut tx, result.task_id, next, step + 1, plan.len(), 0, self.timing(None)).await?;
+                dispatch(&mut tx, (result.task_id, request.lane), next, step + 1, plan.len(), 0, self.timing(None))
+                    .await?;
             }
             StepOutcome::Failed { reason, transient } => {
                 let tries = if *transient { format!(" (after {} tries)", result.attempt + 1) } else { String::new() };
@@ -379,7 +397,7 @@ impl Tasks {
         let labels: Vec<&str> = undo.iter().map(StepAction::label).collect();
         let message = format!("{reason}; rolling back: {}", labels.join(", then "));
         log(&mut *tx, request.task_id, None, LogLevel::Error, message).await?;
-        dispatch(tx, request.task_id, first, plan.len(), plan.len(), 0, self.timing(None)).await
+        dispatch(tx, (request.task_id, request.lane), first, plan.len(), plan.len(), 0, self.timing(None)).await
     }
 
     /// Starts the oldest waiting task of `context` unless one of its tasks runs.
@@ -419,7 +437,11 @@ impl Tasks {
                 at: Utc::now(),
             };
             Outbox::enqueue(&mut *tx, &started, None).await?;
-            let message = format!("{} {} started: {} step(s)", request.kind, started.context, plan.len());
+            let lane = match request.lane {
+                Lane::Interactive => "",
+                Lane::Bulk => " (bulk lane: people's steps go first)",
+            };
+            let message = format!("{} {} started: {} step(s){lane}", request.kind, started.context, plan.len());
             log(&mut *tx, task_id, None, LogLevel::Info, message).await?;
             if let Some(notice) = plan::notice(&request) {
                 log(&mut *tx, task_id, None, LogLevel::Warning, notice).await?;
@@ -429,7 +451,8 @@ impl Tasks {
                 self.finish(&mut *tx, &request, TaskOutcome::Success, None).await?;
                 continue;
             };
-            dispatch(&mut *tx, task_id, first.action.clone(), 0, plan.len(), 0, self.timing(None)).await?;
+            dispatch(&mut *tx, (task_id, request.lane), first.action.clone(), 0, plan.len(), 0, self.timing(None))
+                .await?;
             return Ok(());
         }
     }
@@ -520,7 +543,7 @@ struct Timing {
 /// and sets the deadline of its answer.
 async fn dispatch(
     tx: &mut PgConnection,
-    task_id: Uuid,
+    (task_id, lane): (Uuid, Lane),
     action: StepAction,
     step: usize,
     planned: usize,
@@ -540,7 +563,8 @@ async fn dispatch(
         format!("undo step {}: {} on {route}", step - planned + 1, action.label())
     };
     log(tx, task_id, Some(step as u32), LogLevel::Info, message).await?;
-    let dispatched = StepDispatched { task_id, step: step as u32, attempt, route, action, dispatched_at: Utc::now() };
+    let dispatched =
+        StepDispatched { task_id, step: step as u32, attempt, route, lane, action, dispatched_at: Utc::now() };
     Outbox::enqueue(tx, &dispatched, delay).await?;
     Ok(())
 }

@@ -257,6 +257,10 @@ pub struct TaskView {
     pub context: String,
     #[schema(example = "verify")]
     pub task: String,
+    /// `interactive` for tasks people asked for; `bulk` for those of the scheduled queues
+    /// (cron, stats, backups) and batches, whose steps give way to people's.
+    #[schema(example = "interactive")]
+    pub lane: String,
     pub status: TaskStatus,
     /// What it was asked beyond its context, e.g. `{"new_uri": "staging.example.com"}`.
     #[serde(skip_serializing_if = "Option::is_none")]

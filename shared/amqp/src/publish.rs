@@ -5,7 +5,9 @@ use aegir_contract::{
     LogLine, Message, StepDispatched, StepResult, TaskCancelRequested, TaskFinished, TaskRequested, TaskStarted,
 };
 
-use crate::topology::{EVENTS_EXCHANGE, EventKey, TASK_CANCEL_KEY, TASK_REQUESTED_KEY, TASKS_EXCHANGE, WORK_EXCHANGE};
+use crate::topology::{
+    EVENTS_EXCHANGE, EventKey, QueueName, TASK_CANCEL_KEY, TASK_REQUESTED_KEY, TASKS_EXCHANGE, WORK_EXCHANGE,
+};
 
 pub trait Publishable: Message {
     /// `(exchange, routing key)` for this message.
@@ -26,7 +28,7 @@ impl Publishable for TaskCancelRequested {
 
 impl Publishable for StepDispatched {
     fn destination(&self) -> (&'static str, String) {
-        (WORK_EXCHANGE, self.route.to_string())
+        (WORK_EXCHANGE, QueueName::work(self.route.clone(), self.lane).name())
     }
 }
 

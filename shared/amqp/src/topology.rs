@@ -3,7 +3,8 @@
 //! ```text
 //! aegir.tasks  (direct)  task.requested ─────────────▶ scheduler.tasks
 //!                        task.cancel ────────────────▶ scheduler.tasks  (behind its request)
-//! aegir.work   (direct)  <server>.<service> ─────────▶ <server>.<service>   (one per worker kind per server)
+//! aegir.work   (direct)  <server>.<service> ─────────▶ <server>.<service>        (people's steps)
+//!                        <server>.<service>.bulk ────▶ <server>.<service>.bulk   (scheduled and batch steps)
 //! aegir.events (topic)   step.result ────────────────▶ scheduler.results
 //!                        #  (every event) ───────────▶ api.events
 //! aegir.dead   (fanout)  rejected / over the delivery limit
@@ -15,7 +16,7 @@
 //! `aegir.dead` and have a delivery limit, so a message that kills its consumer over
 //! and over ends up dead-lettered instead of looping forever.
 
-use aegir_contract::Route;
+use aegir_contract::{Lane, Route};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
@@ -64,9 +65,15 @@ pub enum QueueName {
     ApiEvents,
     /// Dead letters kept for inspection.
     DeadLetters,
-    /// The work of one service on one server.
+    /// The work people asked for, of one service on one server.
     Work(Route),
+    /// The scheduled queues' and batches' work of one service on one server; its worker
+    /// takes from it only what the people's queue leaves room for.
+    BulkWork(Route),
 }
+
+/// Suffix of a bulk work queue's name and routing key.
+const BULK_SUFFIX: &str = ".bulk";
 
 impl QueueName {
     pub fn name(&self) -> String {
@@ -77,6 +84,23 @@ impl QueueName {
             QueueName::ApiEvents => "api.events".into(),
             QueueName::DeadLetters => "aegir.dead-letters".into(),
             QueueName::Work(route) => route.to_string(),
+            QueueName::BulkWork(route) => format!("{route}{BULK_SUFFIX}"),
+        }
+    }
+
+    /// The work queue of `route` for steps of `lane`.
+    pub fn work(route: Route, lane: Lane) -> Self {
+        match lane {
+            Lane::Interactive => QueueName::Work(route),
+            Lane::Bulk => QueueName::BulkWork(route),
+        }
+    }
+
+    /// The work queue a routing key of the work exchange leads to, if it is one.
+    pub fn from_work_key(key: &str) -> Option<Self> {
+        match key.strip_suffix(BULK_SUFFIX) {
+            Some(route) => route.parse().ok().map(QueueName::BulkWork),
+            None => key.parse().ok().map(QueueName::Work),
         }
     }
 
@@ -104,7 +128,7 @@ impl QueueName {
             QueueName::SchedulerResults => vec![(EVENTS_EXCHANGE, EventKey::StepResult.as_str().into())],
             QueueName::SchedulerDead | QueueName::DeadLetters => vec![(DEAD_LETTER_EXCHANGE, String::new())],
             QueueName::ApiEvents => vec![(EVENTS_EXCHANGE, "#".into())],
-            QueueName::Work(route) => vec![(WORK_EXCHANGE, route.to_string())],
+            QueueName::Work(_) | QueueName::BulkWork(_) => vec![(WORK_EXCHANGE, self.name())],
         }
     }
 }
@@ -155,4 +179,22 @@ pub async fn declare_queue(channel: &Channel, queue: &QueueName) -> Result<(), l
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_keys_lead_back_to_their_queue() {
+        let route: Route = "server_web2.http".parse().unwrap();
+        for lane in [Lane::Interactive, Lane::Bulk] {
+            let queue = QueueName::work(route.clone(), lane);
+            assert_eq!(QueueName::from_work_key(&queue.name()), Some(queue.clone()));
+            assert_eq!(queue.bindings(), vec![(WORK_EXCHANGE, queue.name())]);
+        }
+        assert_eq!(QueueName::BulkWork(route).name(), "server_web2.http.bulk");
+        assert_eq!(QueueName::from_work_key("scheduler.tasks"), None);
+        assert_eq!(QueueName::from_work_key("server_web2.http.other"), None);
+    }
 }

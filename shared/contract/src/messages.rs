@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::backup::{BackupFacts, BackupRef};
 use crate::context::{FoundSite, Package, PlatformContext, PlatformType, ServerContext, SiteContext};
 use crate::names::{ContextName, ContextType, ProfileName, SiteUri};
-use crate::routing::{Route, ServiceKind};
+use crate::routing::{Lane, Route, ServiceKind};
 
 /// A message of the contract: its schema name and its checks beyond types.
 pub trait Message: Serialize + DeserializeOwned + JsonSchema {
@@ -198,6 +198,10 @@ pub struct TaskRequested {
     pub target: TaskTarget,
     #[serde(default, skip_serializing_if = "TaskOptions::is_empty")]
     pub options: TaskOptions,
+    /// `bulk` for tasks of the scheduled queues and batches; their steps give way to
+    /// people's.
+    #[serde(default, skip_serializing_if = "Lane::is_interactive")]
+    pub lane: Lane,
     pub requested_at: DateTime<Utc>,
 }
 
@@ -431,6 +435,9 @@ pub struct StepDispatched {
     /// 0 for the first try, then 1, 2, … for retries.
     pub attempt: u32,
     pub route: Route,
+    /// The lane of the step's task: which of the route's two queues it is sent to.
+    #[serde(default, skip_serializing_if = "Lane::is_interactive")]
+    pub lane: Lane,
     pub action: StepAction,
     pub dispatched_at: DateTime<Utc>,
 }
@@ -665,6 +672,7 @@ mod tests {
             step: 0,
             attempt: 0,
             route: "server_master.http".parse().unwrap(),
+            lane: Lane::Interactive,
             action: StepAction::DbServerVerify { server: server() },
             dispatched_at: Utc::now(),
         };
@@ -679,6 +687,7 @@ mod tests {
             step: 1,
             attempt: 0,
             route: "server_master.db".parse().unwrap(),
+            lane: Lane::Interactive,
             action: StepAction::DbServerVerify { server: server() },
             dispatched_at: Utc::now(),
         };

@@ -25,6 +25,30 @@ str_enum!(ServiceKind, "service", "use `http`, `db` or `backup`", {
     Backup => "backup",
 });
 
+/// Which of a worker's two queues a step waits in. A worker takes the next step from the
+/// interactive lane whenever it has one, so what people ask for never waits behind the
+/// scheduled queues (cron, stats, backups) or a fleet-wide batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    /// Asked for by a person or a program, one task at a time.
+    #[default]
+    Interactive,
+    /// Started by a scheduled queue or a batch.
+    Bulk,
+}
+
+str_enum!(Lane, "lane", "use `interactive` or `bulk`", {
+    Interactive => "interactive",
+    Bulk => "bulk",
+});
+
+impl Lane {
+    pub fn is_interactive(&self) -> bool {
+        *self == Lane::Interactive
+    }
+}
+
 /// The queue a step is sent to: one server's one service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Route {

@@ -181,9 +181,9 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> Result<usize, RelayError
 async fn declare_work_queues(broker: &Broker, rows: &[Row]) -> Result<(), AmqpError> {
     for (_, exchange, key, _, _) in rows {
         if exchange == WORK_EXCHANGE
-            && let Ok(route) = key.parse()
+            && let Some(queue) = QueueName::from_work_key(key)
         {
-            broker.declare(&QueueName::Work(route)).await?;
+            broker.declare(&queue).await?;
         }
     }
     Ok(())
@@ -193,9 +193,9 @@ async fn publish(broker: &Broker, exchange: &str, key: &str, body: &[u8]) -> Res
     // A step waits in its server's queue even when that server's worker has never run,
     // so declare the queue before the first step goes to it.
     if exchange == WORK_EXCHANGE
-        && let Ok(route) = key.parse()
+        && let Some(queue) = QueueName::from_work_key(key)
     {
-        broker.declare(&QueueName::Work(route)).await?;
+        broker.declare(&queue).await?;
     }
     broker.publish_bytes(exchange, key, body).await
 }

@@ -7,6 +7,7 @@ pub mod command;
 mod health;
 mod log;
 mod run;
+mod slots;
 
 use std::future::Future;
 

@@ -5,13 +5,14 @@ use std::time::Duration;
 use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use aegir_amqp::topology::QueueName;
 use aegir_amqp::{Broker, ConsumerSpec, Delivery, consume, extract_trace_context};
-use aegir_contract::{Message, Route, ServerName, StepAction, StepDispatched, StepOutcome, StepResult, TaskRef};
+use aegir_contract::{Lane, Message, Route, ServerName, StepAction, StepDispatched, StepOutcome, StepResult, TaskRef};
 use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::slots::Slots;
 use crate::{StepError, StepHandler, StepLog, WorkerIdentity, health};
 
 #[derive(Debug, Clone, Args)]
@@ -24,8 +25,9 @@ pub struct WorkerArgs {
     #[arg(long, env = "AEGIR_HEALTH_LISTEN", default_value = "127.0.0.1:0")]
     pub health_listen: SocketAddr,
 
-    /// Steps run at once by this process.
-    #[arg(long, env = "AEGIR_PREFETCH", default_value_t = 4)]
+    /// Steps run at once by this process: the limit of its server's service. People's
+    /// steps take a free slot first; scheduled and batch steps use at most all but one.
+    #[arg(long, env = "AEGIR_PREFETCH", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
 
     /// A step still running after this many seconds fails.
@@ -52,7 +54,6 @@ pub async fn run<H: StepHandler>(
     let identity = WorkerIdentity { server: args.server.clone(), service: H::SERVICE, instance: instance_name() };
     let handler = Arc::new(make_handler(identity.clone())?);
     let route = Route::new(args.server.clone(), H::SERVICE);
-    let queue = QueueName::Work(route.clone());
     let broker = Broker::new(amqp_url, format!("{route} worker {}", identity.instance));
     let shutdown = CancellationToken::new();
 
@@ -68,17 +69,29 @@ pub async fn run<H: StepHandler>(
     tracing::info!(%route, health = %bound, "worker starting");
 
     broker.ready().await;
-    broker.declare(&queue).await.context("cannot declare the work queue")?;
+    for lane in [Lane::Interactive, Lane::Bulk] {
+        let queue = QueueName::work(route.clone(), lane);
+        broker.declare(&queue).await.with_context(|| format!("cannot declare the work queue {}", queue.name()))?;
+    }
 
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
-    let ctx = Arc::new(StepContext { broker: broker.clone(), route, identity, args });
-    let spec = ConsumerSpec { queue, prefetch: ctx.args.prefetch, in_order: false };
-    consume(broker, spec, shutdown, move |delivery| {
-        let ctx = ctx.clone();
-        let handler = handler.clone();
-        async move { ctx.handle(delivery, handler).await }
-    })
-    .await;
+    let slots = Slots::new(args.prefetch.into());
+    let ctx = Arc::new(StepContext { broker: broker.clone(), route, identity, args, slots });
+    let lane = |lane: Lane| {
+        // The bulk lane holds at most all but one slot's worth, so a person's step finds a
+        // free slot (or the next one) even while the bulk queue is long.
+        let prefetch = match lane {
+            Lane::Interactive => ctx.args.prefetch,
+            Lane::Bulk => ctx.args.prefetch.saturating_sub(1).max(1),
+        };
+        let spec = ConsumerSpec { queue: QueueName::work(ctx.route.clone(), lane), prefetch, in_order: false };
+        let (ctx, handler) = (ctx.clone(), handler.clone());
+        consume(broker.clone(), spec, shutdown.clone(), move |delivery| {
+            let (ctx, handler) = (ctx.clone(), handler.clone());
+            async move { ctx.handle(delivery, lane, handler).await }
+        })
+    };
+    tokio::join!(lane(Lane::Interactive), lane(Lane::Bulk));
     Ok(())
 }
 
@@ -97,11 +110,13 @@ struct StepContext {
     route: Route,
     identity: WorkerIdentity,
     args: WorkerArgs,
+    slots: Arc<Slots>,
 }
 
 impl StepContext {
-    async fn handle<H: StepHandler>(&self, delivery: Delivery, handler: Arc<H>) {
-        let span = tracing::info_span!("step", route = %self.route, task_id = tracing::field::Empty, step = tracing::field::Empty);
+    async fn handle<H: StepHandler>(&self, delivery: Delivery, lane: Lane, handler: Arc<H>) {
+        let _slot = self.slots.take(lane).await;
+        let span = tracing::info_span!("step", route = %self.route, %lane, task_id = tracing::field::Empty, step = tracing::field::Empty);
         extract_trace_context(delivery.properties.headers().as_ref(), &span);
         async {
             let step = match StepDispatched::decode(&delivery.data) {

@@ -1,7 +1,7 @@
 //! The `tasks` table. Status changes are compare-and-set, so a redelivered event
 //! changes nothing.
 
-use aegir_contract::{ContextName, TaskKind};
+use aegir_contract::{ContextName, Lane, TaskKind};
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
@@ -11,7 +11,7 @@ use crate::views::{TaskStatus, TaskView};
 
 macro_rules! columns {
     () => {
-        "id, context, kind, status, options, reason, trace_id, created_at, started_at, finished_at"
+        "id, context, kind, lane, status, options, reason, trace_id, created_at, started_at, finished_at"
     };
 }
 
@@ -20,6 +20,7 @@ pub struct TaskRow {
     pub id: Uuid,
     pub context: String,
     pub kind: String,
+    pub lane: String,
     #[sqlx(try_from = "String")]
     pub status: TaskStatus,
     pub options: Option<serde_json::Value>,
@@ -42,6 +43,7 @@ impl From<TaskRow> for TaskView {
             id: row.id,
             context: row.context,
             task: row.kind,
+            lane: row.lane,
             status: row.status,
             options: row.options,
             reason: row.reason,
@@ -64,14 +66,14 @@ pub async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
     context: &ContextName,
-    kind: TaskKind,
+    (kind, lane): (TaskKind, Lane),
     created_at: DateTime<Utc>,
     trace_id: Option<String>,
     options: Option<serde_json::Value>,
 ) -> sqlx::Result<TaskRow> {
     sqlx::query_as(concat!(
-        "INSERT INTO tasks (id, context, context_type, kind, status, created_at, trace_id, options)
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7)
+        "INSERT INTO tasks (id, context, context_type, kind, status, created_at, trace_id, options, lane)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8)
          RETURNING ",
         columns!()
     ))
@@ -82,6 +84,7 @@ pub async fn insert(
     .bind(created_at)
     .bind(trace_id)
     .bind(options)
+    .bind(lane.as_str())
     .fetch_one(conn)
     .await
 }

@@ -6,7 +6,7 @@
 //! database.
 
 use aegir_contract::{
-    ContextName, PlatformContext, PlatformName, Secret, ServerName, SiteContext, SiteDatabase, SiteUri,
+    ContextName, Lane, PlatformContext, PlatformName, Secret, ServerName, SiteContext, SiteDatabase, SiteUri,
     TaskCancelRequested, TaskKind, TaskOptions, TaskRequested, TaskTarget,
 };
 use aegir_postgres::{Outbox, OutboxError};
@@ -42,6 +42,11 @@ pub struct TaskInput {
     /// and `migrate`, each when the site's status allows it.
     #[schema(value_type = String, example = "install")]
     pub task: TaskKind,
+    /// `interactive` (the default) or `bulk`: a script running many tasks may put them in
+    /// the bulk lane, where the scheduled queues' and batches' tasks run, so its steps give
+    /// way to what people ask for.
+    #[schema(value_type = Option<String>, example = "interactive")]
+    pub lane: Lane,
     /// The task's options, given beside `context` and `task`.
     #[schema(inline)]
     pub options: TaskArgs,
@@ -49,7 +54,7 @@ pub struct TaskInput {
 
 impl TaskInput {
     pub fn parse(body: Map<String, Value>) -> Result<Self, ApiError> {
-        let mut allowed = vec!["context", "task"];
+        let mut allowed = vec!["context", "task", "lane"];
         allowed.extend(task_args::FIELDS);
         let mut fields = Fields::new(body, &allowed)?;
         let context = fields.parsed::<ContextName>("context")?;
@@ -69,8 +74,9 @@ impl TaskInput {
                 format!("a {context_type} cannot run `{task}`; its tasks are {known}"),
             ));
         }
+        let lane = fields.parsed::<Lane>("lane")?.unwrap_or_default();
         let options = TaskArgs::parse(&mut fields, task)?;
-        Ok(Self { context, task, options })
+        Ok(Self { context, task, lane, options })
     }
 }
 
@@ -259,7 +265,7 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
 pub(crate) async fn enqueue(
     tx: &mut PgConnection,
     context: &ContextName,
-    task: TaskKind,
+    (task, lane): (TaskKind, Lane),
     args: &TaskArgs,
 ) -> Result<db::tasks::TaskRow, ApiError> {
     let target = snapshot(&mut *tx, context, task).await?;
@@ -270,11 +276,11 @@ pub(crate) async fn enqueue(
     let id = Uuid::now_v7();
     let now = Utc::now();
     let trace_id = aegir_amqp::current_trace_id();
-    let row = db::tasks::insert(&mut *tx, id, context, task, now, trace_id, args.to_json()).await?;
+    let row = db::tasks::insert(&mut *tx, id, context, (task, lane), now, trace_id, args.to_json()).await?;
     for warning in resolved.warnings {
         db::task_log::insert_warning(&mut *tx, id, now, &warning).await?;
     }
-    let message = TaskRequested { task_id: id, kind: task, target, options: resolved.options, requested_at: now };
+    let message = TaskRequested { task_id: id, kind: task, target, options: resolved.options, lane, requested_at: now };
     Outbox::enqueue(&mut *tx, &message, None).await?;
     Ok(row)
 }
@@ -288,7 +294,7 @@ pub(crate) enum Queued {
     Refused(String),
 }
 
-/// Queues a task for a scheduled queue or a batch, in a savepoint of `tx`: a context
+/// Queues a task for a scheduled queue or a batch, in the bulk lane and in a savepoint of `tx`: a context
 /// busy with another task, or one whose state refuses the task, changes nothing and
 /// says so, so one broken site never stops a queue. Only a database failure is an error.
 pub(crate) async fn enqueue_queued(
@@ -302,7 +308,7 @@ pub(crate) async fn enqueue_queued(
         return Ok(Queued::Busy);
     }
     let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
-    match enqueue(&mut attempt, context, task, args).await {
+    match enqueue(&mut attempt, context, (task, Lane::Bulk), args).await {
         Ok(row) => {
             attempt.commit().await?;
             Ok(Queued::Task(row))
@@ -338,7 +344,7 @@ pub async fn create(
     let input = TaskInput::parse(body)?;
 
     let mut tx = state.pool.begin().await?;
-    let row = enqueue(&mut tx, &input.context, input.task, &input.options).await?;
+    let row = enqueue(&mut tx, &input.context, (input.task, input.lane), &input.options).await?;
     tx.commit().await?;
     state.outbox.wake();
     let id = row.id;

@@ -1,7 +1,7 @@
 //! Fleet operations: a batch runs a task on every site of a platform, `parallel` at a
 //! time, and stops starting new ones once more than `max_failures` failed.
 
-use aegir_contract::{TaskKind, TaskOutcome};
+use aegir_contract::{Lane, TaskKind, TaskOutcome};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -18,6 +18,7 @@ async fn next_requests(app: &TestApp, n: usize) -> Vec<(Uuid, TaskKind, String)>
     let mut taken = Vec::new();
     for _ in 0..n {
         let (requested, _) = app.next_task_request().await;
+        assert_eq!(requested.lane, Lane::Bulk, "a batch's tasks give way to people's: {requested:?}");
         taken.push((requested.task_id, requested.kind, requested.target.context().to_string()));
     }
     taken

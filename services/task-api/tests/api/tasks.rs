@@ -3,7 +3,7 @@
 //! and the live stream show them.
 
 use aegir_amqp::topology::{EVENTS_EXCHANGE, QueueName};
-use aegir_contract::{PlatformType, StepFacts, TaskKind, TaskOutcome, TaskTarget};
+use aegir_contract::{Lane, PlatformType, StepFacts, TaskKind, TaskOutcome, TaskTarget};
 use eventsource_stream::{Event, Eventsource};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
@@ -85,9 +85,11 @@ async fn a_server_verify_goes_from_request_to_finished() {
     assert_eq!(id.get_version_num(), 7);
     assert_eq!(app.get(&format!("/api/v1/tasks/{id}")).await.1, queued);
 
+    assert_eq!(queued["lane"], "interactive");
     let (request, traceparent) = app.next_task_request().await;
     assert_eq!(request.task_id, id);
     assert_eq!(request.kind, TaskKind::Verify);
+    assert_eq!(request.lane, Lane::Interactive);
     let TaskTarget::Server { server } = &request.target else { panic!("a server target: {request:?}") };
     assert_eq!(server.name.as_str(), "server_master");
     assert_eq!(server.http.as_ref().unwrap().port, 80);
@@ -271,6 +273,13 @@ async fn bad_task_requests_are_refused_and_nothing_is_queued() {
             "invalid_field",
             "force",
         ),
+        (
+            json!({"context": "@server_master", "task": "verify", "lane": "urgent"}),
+            unprocessable,
+            "invalid_field",
+            "lane",
+        ),
+        (json!({"context": "@server_master", "task": "verify", "lane": 1}), unprocessable, "invalid_field", "lane"),
     ];
     for (body, status, code, field) in refused {
         let answer = app.post("/api/v1/tasks", body).await;
@@ -318,5 +327,18 @@ async fn invalid_events_are_dead_lettered_and_the_consumer_keeps_going() {
     assert_eq!(app.get(&format!("/api/v1/tasks/{id}")).await.1["status"], "queued");
     assert_eq!(app.count("task_log").await, 1);
     assert_eq!(app.queue_depth(QueueName::ApiEvents).await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_script_may_put_its_tasks_in_the_bulk_lane() {
+    let app = TestApp::spawn().await;
+    save_master(&app).await;
+    let (status, queued) =
+        app.post("/api/v1/tasks", json!({"context": "@server_master", "task": "verify", "lane": "bulk"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["lane"], "bulk");
+    let (request, _) = app.next_task_request().await;
+    assert_eq!(request.lane, Lane::Bulk);
     app.stop().await;
 }
