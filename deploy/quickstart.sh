@@ -43,6 +43,11 @@ DB_WORKER_HEALTH=127.0.0.1:8092
 BACKUP_WORKER_HEALTH=127.0.0.1:8093
 
 NGINX_INCLUDE=/etc/nginx/conf.d/aegir.conf
+# Signing keys: the master key (task-api and the scheduler only) and this server's
+# workers' key, derived from it. Every message is signed; nothing unsigned is acted on.
+KEY_DIR="${AEGIR_KEY_DIR:-/etc/aegir/keys}"
+MASTER_KEY_FILE="${KEY_DIR}/master.key"
+WORKER_KEY_FILE="${KEY_DIR}/${SERVER}.key"
 RUN_DIR=/run/aegir
 LOG_DIR=/var/log/aegir
 
@@ -59,17 +64,19 @@ service_env() {
     case "$1" in
     task-api)
         SERVICE_ENV+=(
+            "AEGIR_SIGNING_KEY_FILE=${MASTER_KEY_FILE}"
             "AEGIR_DATABASE_URL=${DATABASE_URL}"
             "AEGIR_API_LISTEN=${API_LISTEN}"
             "AEGIR_PLATFORM_ROOTS=${PLATFORM_ROOTS}"
         )
         ;;
     scheduler)
-        SERVICE_ENV+=("AEGIR_DATABASE_URL=${DATABASE_URL}")
+        SERVICE_ENV+=("AEGIR_SIGNING_KEY_FILE=${MASTER_KEY_FILE}" "AEGIR_DATABASE_URL=${DATABASE_URL}")
         ;;
     http-worker)
         SERVICE_ENV+=(
             "AEGIR_SERVER=${SERVER}"
+            "AEGIR_WORKER_KEY_FILE=${WORKER_KEY_FILE}"
             "AEGIR_HEALTH_LISTEN=${HTTP_WORKER_HEALTH}"
             "AEGIR_HTTP_CONFIG_DIR=${HTTP_CONFIG_DIR}"
             "AEGIR_PLATFORM_ROOTS=${PLATFORM_ROOTS}"
@@ -83,6 +90,7 @@ service_env() {
     db-worker)
         SERVICE_ENV+=(
             "AEGIR_SERVER=${SERVER}"
+            "AEGIR_WORKER_KEY_FILE=${WORKER_KEY_FILE}"
             "AEGIR_HEALTH_LISTEN=${DB_WORKER_HEALTH}"
             "AEGIR_BACKUP_STORE=${BACKUP_STORE}"
         )
@@ -90,6 +98,7 @@ service_env() {
     backup-worker)
         SERVICE_ENV+=(
             "AEGIR_SERVER=${SERVER}"
+            "AEGIR_WORKER_KEY_FILE=${WORKER_KEY_FILE}"
             "AEGIR_HEALTH_LISTEN=${BACKUP_WORKER_HEALTH}"
             "AEGIR_BACKUP_STORE=${BACKUP_STORE}"
             "AEGIR_PLATFORM_ROOTS=${PLATFORM_ROOTS}"
@@ -255,6 +264,19 @@ DEMO_PLATFORM=platform_wordpress
 DEMO_ROOT="${PLATFORM_ROOTS%%:*}/wordpress"
 DEMO_SITE="${AEGIR_DEMO_SITE:-aegir-demo.localhost}"
 
+# ensure_keys: makes the master key once, and this server's workers' key from it;
+# both readable by root only.
+ensure_keys() {
+    install -d -m 0700 "${KEY_DIR}"
+    if [[ ! -s "${MASTER_KEY_FILE}" ]]; then
+        (umask 077 && "${BIN_DIR}/aegir" keys new >"${MASTER_KEY_FILE}.new")
+        mv "${MASTER_KEY_FILE}.new" "${MASTER_KEY_FILE}"
+        aegir_log "keys: made the master signing key ${MASTER_KEY_FILE}"
+    fi
+    (umask 077 && AEGIR_SIGNING_KEY_FILE="${MASTER_KEY_FILE}" "${BIN_DIR}/aegir" keys server "@${SERVER}" >"${WORKER_KEY_FILE}.new")
+    mv "${WORKER_KEY_FILE}.new" "${WORKER_KEY_FILE}"
+}
+
 aegir_cli() {
     AEGIR_API="${API_URL}" "${BIN_DIR}/aegir" "$@"
 }
@@ -304,6 +326,7 @@ cmd_start() {
     configure_nginx
 
     aegir_build --release
+    ensure_keys
 
     for name in "${SERVICES[@]}"; do
         start_service "${name}"

@@ -107,6 +107,9 @@ pub struct System {
     pub database_url: String,
     pub api: String,
     pub dir: tempfile::TempDir,
+    /// The deployment's master signing key (task-api and the scheduler hold it; each
+    /// worker gets its server's key derived from it).
+    pub master_key: aegir_amqp::signing::MasterKey,
     pub pg: PgPool,
     pub http: reqwest::Client,
     health: HashMap<&'static str, u16>,
@@ -166,6 +169,9 @@ impl System {
             database_url,
             api: format!("http://127.0.0.1:{api_port}"),
             dir,
+            master_key: aegir_amqp::signing::MasterKey::new(
+                aegir_amqp::signing::SigningKey::from_bytes(rand::random()),
+            ),
             http: reqwest::Client::new(),
             health,
             options,
@@ -204,6 +210,7 @@ impl System {
         let platforms = self.platforms_dir().display().to_string();
         match service {
             "task-api" => {
+                env.push(("AEGIR_SIGNING_KEY".into(), self.master_key.to_hex()));
                 env.push(("AEGIR_DATABASE_URL".into(), self.database_url.clone()));
                 env.push(("AEGIR_API_LISTEN".into(), format!("127.0.0.1:{}", self.health["task-api"])));
                 env.push(("AEGIR_PLATFORM_ROOTS".into(), platforms));
@@ -216,11 +223,14 @@ impl System {
                 env.push(("AEGIR_BACKUP_KEEP_WEEKLY".into(), "0".into()));
             }
             "scheduler" => {
+                env.push(("AEGIR_SIGNING_KEY".into(), self.master_key.to_hex()));
                 env.push(("AEGIR_DATABASE_URL".into(), self.database_url.clone()));
                 env.push(("AEGIR_RETRY_DELAY_MS".into(), "200".into()));
             }
             worker => {
                 env.push(("AEGIR_SERVER".into(), self.server.clone()));
+                let server = aegir_contract::ServerName::parse(&self.server).expect("a valid server name");
+                env.push(("AEGIR_WORKER_KEY".into(), self.master_key.server(&server).to_hex()));
                 env.push(("AEGIR_HEALTH_LISTEN".into(), format!("127.0.0.1:{}", self.health[worker])));
                 if matches!(worker, "db-worker" | "backup-worker") {
                     let store = format!("file://{}", self.backup_store_dir().display());
@@ -639,7 +649,8 @@ impl System {
             action,
             dispatched_at: chrono::Utc::now(),
         };
-        let broker = aegir_amqp::Broker::new(self.amqp_url.clone(), "e2e test");
+        let signer = aegir_amqp::signing::Signer::Control(self.master_key.clone());
+        let broker = aegir_amqp::Broker::signed(self.amqp_url.clone(), "e2e test", signer);
         broker.publish(&step).await.unwrap();
         PendingStep { task_id, consumer, _channel: channel }
     }

@@ -80,6 +80,27 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Run verify or migrate on every site of a platform, a few at a time, with a live summary
     Batch(BatchArgs),
+    /// Make the keys that sign the system's messages
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new master signing key, for the AEGIR_SIGNING_KEY_FILE of task-api and the scheduler
+    New,
+    /// Print the key of one server's workers (their AEGIR_WORKER_KEY_FILE), derived from the master key
+    Server(ServerKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerKeyArgs {
+    /// The server, e.g. @server_web2
+    #[arg(value_name = "@SERVER")]
+    pub server: ContextName,
+
+    #[command(flatten)]
+    pub master: aegir_config::SigningKeyArgs,
 }
 
 #[derive(Debug, Args)]

@@ -82,6 +82,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Backups(args) => commands::backups::run(&connect()?, args).await,
         Command::Cancel(args) => commands::tasks::cancel(&connect()?, args).await,
         Command::Batch(args) => commands::batch::run(&connect()?, args).await,
+        Command::Keys(command) => commands::keys::run(command),
         Command::Client(command) => {
             commands::client::check(&command)?;
             commands::client::run(&connect()?, command).await

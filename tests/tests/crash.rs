@@ -41,9 +41,12 @@ async fn a_worker_killed_mid_step_gets_the_step_again_and_the_task_ends_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_work_message_is_dead_lettered_and_fails_its_task_and_the_worker_goes_on() {
-    let system = System::start().await;
+    let mut system = System::start().await;
     system.save_server(&mariadb_url()).await;
-    let broker = aegir_amqp::Broker::new(system.amqp_url.clone(), "e2e test");
+    // Signed with the server's own key: the worker checks the signature, then the message.
+    let server = aegir_contract::ServerName::parse(&system.server).unwrap();
+    let signer = aegir_amqp::signing::Signer::Server(system.master_key.server(&server));
+    let broker = aegir_amqp::Broker::signed(system.amqp_url.clone(), "e2e test", signer);
 
     // Plain garbage on the http-worker's queue, belonging to no task.
     let route = format!("{}.http", system.server);
@@ -52,27 +55,29 @@ async fn a_malformed_work_message_is_dead_lettered_and_fails_its_task_and_the_wo
     let dead = wait_for(PATIENCE, || async { system.queue_depth("aegir.dead-letters").await > dead_before }).await;
     assert!(dead, "the garbage message was not dead-lettered");
 
-    // A task whose only step waits on a server with no workers...
-    let ghost = "server_ghost_".to_owned() + &aegir_e2e::random_suffix();
-    let saved = system.cli(&["save", &format!("@{ghost}"), "--context_type=server", "--http_service_type=nginx"]).await;
-    assert_eq!(saved.code, Some(0), "{saved}");
-    let id = system.post_task(&format!("@{ghost}"), "verify").await;
-    let waiting =
-        wait_for(PATIENCE, || async { system.get(&format!("/api/v1/tasks/{id}")).await.1["status"] == "running" })
-            .await;
-    assert!(waiting, "the ghost task should be running, its step queued");
-    // ...then a broken message that claims to be its step reaches a live worker.
+    // A task whose step waits while the worker is away...
+    system.kill9("http-worker").await;
+    let id = system.post_task(&format!("@{}", system.server), "verify").await;
+    let queued = wait_for(PATIENCE, || async { system.queue_depth(&route).await == 1 }).await;
+    assert!(queued, "the task's step should wait in {route}");
+    let channel = system.channel().await;
+    let genuine = channel.basic_get(route.as_str().into(), Default::default()).await.unwrap().expect("the step");
+    genuine.delivery.ack(Default::default()).await.unwrap();
+    // ...is replaced by a broken message that claims to be its step.
     let broken = format!(r#"{{"task_id":"{id}","step":0,"attempt":0,"route":"{route}","action":"rm -rf /"}}"#);
     broker.publish_bytes("aegir.work", &route, broken.as_bytes()).await.unwrap();
+    system.spawn("http-worker");
     let view = system.wait_task(&id).await;
     assert_eq!(view["status"], "failed", "{view}");
     let reason = view["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("refused its step message as invalid"), "{reason}");
+    assert!(reason.contains("refused its step message"), "{reason}");
     let log = system.task_log(&id).await;
     assert!(
         log.iter().any(|(l, s, m)| l == "error" && s == &route && m.contains("refused a step message")),
         "the worker said why: {log:?}"
     );
+    let kept = wait_for(PATIENCE, || async { system.queue_depth("aegir.dead-letters").await > dead_before + 1 }).await;
+    assert!(kept, "the broken step message is kept with the dead letters");
 
     // The worker is still consuming: a real task on it succeeds.
     let ok = system.post_task(&format!("@{}", system.server), "verify").await;

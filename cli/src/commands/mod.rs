@@ -4,6 +4,7 @@ pub mod backups;
 pub mod batch;
 pub mod client;
 pub mod delete;
+pub mod keys;
 pub mod list;
 pub mod run;
 pub mod save;

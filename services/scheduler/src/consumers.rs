@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use aegir_amqp::lapin_types::{AMQPValue, FieldTable};
+use aegir_amqp::signing::MasterKey;
 use aegir_amqp::topology::{QueueName, TASK_CANCEL_KEY};
 use aegir_amqp::{Broker, Delivery, extract_trace_context};
 use aegir_contract::{LogLevel, LogLine, Message, Route, StepResult, TaskCancelRequested, TaskRef, TaskRequested};
@@ -24,6 +25,9 @@ use crate::tasks::{TaskError, Tasks};
 pub struct Consumers {
     pub tasks: Tasks,
     pub broker: Broker,
+    /// Checks the signatures of requests (control key) and of step results (the key of
+    /// the server whose worker sent it).
+    pub master: MasterKey,
     pub shutdown: CancellationToken,
 }
 
@@ -35,6 +39,10 @@ impl Consumers {
         let span = tracing::info_span!("task requested", task_id = tracing::field::Empty);
         extract_trace_context(delivery.properties.headers().as_ref(), &span);
         async {
+            if let Err(e) = self.master.control().verify_delivery(&delivery) {
+                let why = format!("refused a task request: {e}");
+                return self.refuse(&delivery, "scheduler.tasks", &why).await;
+            }
             let request = match TaskRequested::decode(&delivery.data) {
                 Ok(request) => request,
                 Err(e) => return self.refuse(&delivery, "scheduler.tasks", &e.to_string()).await,
@@ -53,6 +61,10 @@ impl Consumers {
         let span = tracing::info_span!("task cancel", task_id = tracing::field::Empty);
         extract_trace_context(delivery.properties.headers().as_ref(), &span);
         async {
+            if let Err(e) = self.master.control().verify_delivery(&delivery) {
+                let why = format!("refused a cancel: {e}");
+                return self.refuse(&delivery, "scheduler.tasks", &why).await;
+            }
             let cancel = match TaskCancelRequested::decode(&delivery.data) {
                 Ok(cancel) => cancel,
                 Err(e) => return self.refuse(&delivery, "scheduler.tasks", &e.to_string()).await,
@@ -74,6 +86,11 @@ impl Consumers {
                 Ok(result) => result,
                 Err(e) => return self.refuse(&delivery, "scheduler.results", &e.to_string()).await,
             };
+            // Only the workers of the server the result names hold the key it must carry.
+            if let Err(e) = self.master.server(&result.route.server).verify_delivery(&delivery) {
+                let why = format!("refused a step result from {}: {e}", result.route);
+                return self.refuse(&delivery, "scheduler.results", &why).await;
+            }
             tracing::Span::current().record("task_id", tracing::field::display(result.task_id));
             if self.retry(|| self.tasks.record(&result)).await {
                 ack(&delivery).await;
@@ -206,8 +223,9 @@ impl Death {
             Origin::Tasks
         } else if self.queue == QueueName::SchedulerResults.name() {
             Origin::Results
-        } else if let Ok(route) = self.queue.parse() {
-            Origin::Work(route)
+        } else if let Some(route) = QueueName::from_work_key(&self.queue).as_ref().and_then(QueueName::route) {
+            // Both lanes' queues are named after their routing key.
+            Origin::Work(route.clone())
         } else {
             Origin::Other
         }
@@ -217,7 +235,8 @@ impl Death {
         let queue = &self.queue;
         match (self.reason.as_str(), self.origin()) {
             ("rejected", Origin::Work(route)) => format!(
-                "the {} worker of {} refused its step message as invalid; the message was dead-lettered",
+                "the {} worker of {} refused its step message (invalid, unsigned or wrongly signed; the task's log \
+                 says which); the message was dead-lettered",
                 route.service, route.server
             ),
             ("rejected", _) => format!("a message of this task was refused as invalid by `{queue}` and dead-lettered"),

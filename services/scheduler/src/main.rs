@@ -15,9 +15,10 @@ mod tasks;
 
 use std::time::Duration;
 
+use aegir_amqp::signing::{MasterKey, Signer, load_key};
 use aegir_amqp::topology::QueueName;
 use aegir_amqp::{Broker, ConsumerSpec, consume};
-use aegir_config::{CommonArgs, DatabaseArgs, LogFormat};
+use aegir_config::{CommonArgs, DatabaseArgs, LogFormat, SigningKeyArgs};
 use aegir_postgres::Outbox;
 use anyhow::Context;
 use clap::Parser;
@@ -36,6 +37,8 @@ struct Cli {
     common: CommonArgs,
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    signing: SigningKeyArgs,
 
     /// Tries of a step that fails for a reason that may pass (first try included).
     #[arg(long, env = "AEGIR_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
@@ -62,10 +65,16 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _telemetry = aegir_telemetry::init("scheduler", cli.common.log_format == LogFormat::Json)?;
 
+    let master = MasterKey::new(load_key(
+        "master signing key",
+        "AEGIR_SIGNING_KEY",
+        cli.signing.signing_key.as_deref(),
+        cli.signing.signing_key_file.as_deref(),
+    )?);
     let pool = aegir_postgres::connect(&cli.database.database_url, Some(SCHEMA), cli.database.database_pool).await?;
     sqlx::migrate!().run(&pool).await.context("cannot apply the scheduler's database migrations")?;
 
-    let broker = Broker::new(cli.common.amqp_url.clone(), "scheduler");
+    let broker = Broker::signed(cli.common.amqp_url.clone(), "scheduler", Signer::Control(master.clone()));
     broker.ready().await;
 
     let shutdown = CancellationToken::new();
@@ -74,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
     let consumers = Consumers {
         tasks: Tasks::new(pool.clone(), outbox.clone(), retry, Duration::from_secs(cli.step_deadline_secs)),
         broker: broker.clone(),
+        master,
         shutdown: shutdown.clone(),
     };
 

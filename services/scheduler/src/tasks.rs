@@ -220,6 +220,14 @@ impl Tasks {
         let undo = task.failed_step.map(|failed| plan::rollback(&plan, failed as usize)).unwrap_or_default();
         let action =
             if task.phase == "rollback" { undo.get(step - plan.len()) } else { plan.get(step).map(|s| &s.action) };
+        if action.map(StepAction::route).as_ref() != Some(&result.route) {
+            // Only the step's own server may answer for it.
+            tracing::warn!(
+                task_id = %result.task_id, step = result.step, route = %result.route,
+                "result from a server the step was not sent to; ignoring it"
+            );
+            return Ok(());
+        }
         let label = action.map_or("step", StepAction::label);
         match &result.outcome {
             StepOutcome::Failed { reason, transient: true } if result.attempt + 1 < self.retry.max_attempts => {

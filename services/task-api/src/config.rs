@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use aegir_config::{CommonArgs, DatabaseArgs};
+use aegir_config::{CommonArgs, DatabaseArgs, SigningKeyArgs};
 use aegir_contract::{AbsolutePath, NameError};
 
 /// Every setting of task-api; each option can also come from its `AEGIR_*` variable.
@@ -16,6 +16,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub signing: SigningKeyArgs,
 
     /// Address the HTTP API listens on.
     #[arg(long, env = "AEGIR_API_LISTEN", default_value = "127.0.0.1:8090")]

@@ -32,6 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aegir_amqp::Broker;
+use aegir_amqp::signing::{LoadKeyError, MasterKey, Signer, load_key};
 use aegir_postgres::{ConnectError, Outbox};
 use sqlx::migrate::MigrateError;
 use tokio::task::JoinSet;
@@ -49,6 +50,8 @@ pub enum StartError {
     Migrate(#[from] MigrateError),
     #[error("cannot listen on {addr}: {source}; is another process using it?")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    SigningKey(#[from] LoadKeyError),
     #[error("shut down before the service was ready")]
     Cancelled,
 }
@@ -80,6 +83,13 @@ impl Running {
 /// it), applies the migrations, and starts the HTTP API, the event consumer and the
 /// outbox relay. All of them stop when `shutdown` is cancelled.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let signing = &config.signing;
+    let master = load_key(
+        "master signing key",
+        "AEGIR_SIGNING_KEY",
+        signing.signing_key.as_deref(),
+        signing.signing_key_file.as_deref(),
+    )?;
     let pool = tokio::select! {
         pool = db::connect(&config.database) => pool?,
         () = shutdown.cancelled() => return Err(StartError::Cancelled),
@@ -91,7 +101,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .map_err(|source| StartError::Listen { addr: config.listen, source })?;
     let local_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?;
 
-    let broker = Broker::new(config.common.amqp_url.as_str(), format!("task-api {local_addr}"));
+    let signer = Signer::Control(MasterKey::new(master));
+    let broker = Broker::signed(config.common.amqp_url.as_str(), format!("task-api {local_addr}"), signer);
     let state = AppState {
         pool: pool.clone(),
         broker: broker.clone(),

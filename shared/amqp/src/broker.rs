@@ -17,6 +17,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
 use crate::publish::Publishable;
+use crate::signing::Signer;
 use crate::topology::{self, QueueName};
 use crate::trace::inject_trace_context;
 
@@ -56,6 +57,9 @@ struct Inner {
     connected: AtomicBool,
     /// Work queues already declared on the current connection.
     declared: std::sync::Mutex<HashSet<String>>,
+    /// Signs every message published; `None` only for tools and tests that must send
+    /// unsigned messages.
+    signer: Option<Signer>,
 }
 
 /// A cheap, cloneable handle on the process's broker connection.
@@ -68,16 +72,28 @@ const PUBLISH_DEADLINE: Duration = Duration::from_secs(30);
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Broker {
-    /// A handle that connects on first use. `name` shows in RabbitMQ's connection list.
+    /// A handle that connects on first use and signs what it publishes with `signer`.
+    /// `name` shows in RabbitMQ's connection list.
+    pub fn signed(url: impl Into<String>, name: impl Into<String>, signer: Signer) -> Self {
+        Self::with(url.into(), name.into(), Some(signer))
+    }
+
+    /// A handle whose messages carry no signature: consumers that check signatures refuse
+    /// them. For tools and tests.
     pub fn new(url: impl Into<String>, name: impl Into<String>) -> Self {
+        Self::with(url.into(), name.into(), None)
+    }
+
+    fn with(url: String, name: String, signer: Option<Signer>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                url: url.into(),
-                name: name.into(),
+                url,
+                name,
                 live: Mutex::new(None),
                 next_generation: 1.into(),
                 connected: AtomicBool::new(false),
                 declared: Default::default(),
+                signer,
             }),
         }
     }
@@ -218,7 +234,7 @@ impl Broker {
         for message in batch {
             let properties = {
                 let _in_span = message.span.enter();
-                self.properties()
+                self.properties(message.exchange, message.key, message.body)
             };
             let timeout = |_| AmqpError::Timeout { exchange: message.exchange.into(), key: message.key.into() };
             let confirm = tokio::time::timeout(
@@ -249,11 +265,15 @@ impl Broker {
         Ok(())
     }
 
-    /// Persistent JSON, with the current span's trace context and the publisher's name.
-    fn properties(&self) -> BasicProperties {
+    /// Persistent JSON, with the current span's trace context, the publisher's name and
+    /// the message's signature.
+    fn properties(&self, exchange: &str, key: &str, body: &[u8]) -> BasicProperties {
         let mut headers = FieldTable::default();
         inject_trace_context(&mut headers);
         headers.insert("x-aegir-publisher".into(), AMQPValue::LongString(self.inner.name.clone().into()));
+        if let Some(signer) = &self.inner.signer {
+            signer.sign_into(&mut headers, exchange, key, body);
+        }
         BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
@@ -261,7 +281,7 @@ impl Broker {
     }
 
     async fn publish_once(&self, live: &Live, exchange: &str, key: &str, body: &[u8]) -> Result<(), AmqpError> {
-        let properties = self.properties();
+        let properties = self.properties(exchange, key, body);
         let timeout = |_| AmqpError::Timeout { exchange: exchange.into(), key: key.into() };
         let confirm = tokio::time::timeout(
             CONFIRM_TIMEOUT,

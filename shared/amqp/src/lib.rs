@@ -1,10 +1,12 @@
 //! Everything the services know about RabbitMQ lives here: the topology (declared in
 //! one place), a [`Broker`] handle that reconnects by itself, publishing with
-//! confirms, consuming with manual acks, and trace context carried in headers.
+//! confirms, consuming with manual acks, signed messages, and trace context carried
+//! in headers.
 
 mod broker;
 mod consume;
 mod publish;
+pub mod signing;
 pub mod topology;
 mod trace;
 

@@ -96,6 +96,14 @@ impl QueueName {
         }
     }
 
+    /// The route of a work queue.
+    pub fn route(&self) -> Option<&Route> {
+        match self {
+            QueueName::Work(route) | QueueName::BulkWork(route) => Some(route),
+            _ => None,
+        }
+    }
+
     /// The work queue a routing key of the work exchange leads to, if it is one.
     pub fn from_work_key(key: &str) -> Option<Self> {
         match key.strip_suffix(BULK_SUFFIX) {

@@ -3,8 +3,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
-use aegir_amqp::topology::QueueName;
+use aegir_amqp::signing::{Signer, SigningKey, load_key};
+use aegir_amqp::topology::{DEAD_LETTER_EXCHANGE, QueueName};
 use aegir_amqp::{Broker, ConsumerSpec, Delivery, consume, extract_trace_context};
+use aegir_config::WorkerKeyArgs;
 use aegir_contract::{Lane, Message, Route, ServerName, StepAction, StepDispatched, StepOutcome, StepResult, TaskRef};
 use anyhow::Context;
 use chrono::Utc;
@@ -30,6 +32,9 @@ pub struct WorkerArgs {
     #[arg(long, env = "AEGIR_PREFETCH", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
 
+    #[command(flatten)]
+    pub keys: WorkerKeyArgs,
+
     /// A step still running after this many seconds fails.
     #[arg(long, env = "AEGIR_STEP_TIMEOUT_SECS", default_value_t = 3600)]
     pub step_timeout_secs: u64,
@@ -54,7 +59,14 @@ pub async fn run<H: StepHandler>(
     let identity = WorkerIdentity { server: args.server.clone(), service: H::SERVICE, instance: instance_name() };
     let handler = Arc::new(make_handler(identity.clone())?);
     let route = Route::new(args.server.clone(), H::SERVICE);
-    let broker = Broker::new(amqp_url, format!("{route} worker {}", identity.instance));
+    let key = load_key(
+        "server's signing key",
+        "AEGIR_WORKER_KEY",
+        args.keys.worker_key.as_deref(),
+        args.keys.worker_key_file.as_deref(),
+    )?;
+    let signer = Signer::Server(key.clone());
+    let broker = Broker::signed(amqp_url, format!("{route} worker {}", identity.instance), signer);
     let shutdown = CancellationToken::new();
 
     let bound = health::serve(
@@ -76,7 +88,7 @@ pub async fn run<H: StepHandler>(
 
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
     let slots = Slots::new(args.prefetch.into());
-    let ctx = Arc::new(StepContext { broker: broker.clone(), route, identity, args, slots });
+    let ctx = Arc::new(StepContext { broker: broker.clone(), route, identity, args, slots, key });
     let lane = |lane: Lane| {
         // The bulk lane holds at most all but one slot's worth, so a person's step finds a
         // free slot (or the next one) even while the bulk queue is long.
@@ -111,6 +123,8 @@ struct StepContext {
     identity: WorkerIdentity,
     args: WorkerArgs,
     slots: Arc<Slots>,
+    /// This server's key: steps must be signed with it.
+    key: SigningKey,
 }
 
 impl StepContext {
@@ -119,6 +133,9 @@ impl StepContext {
         let span = tracing::info_span!("step", route = %self.route, %lane, task_id = tracing::field::Empty, step = tracing::field::Empty);
         extract_trace_context(delivery.properties.headers().as_ref(), &span);
         async {
+            if let Err(e) = self.key.verify_delivery(&delivery) {
+                return self.refuse(&delivery, &e.to_string()).await;
+            }
             let step = match StepDispatched::decode(&delivery.data) {
                 Ok(step) if step.route == self.route => step,
                 Ok(step) => {
@@ -198,15 +215,48 @@ impl StepContext {
         }
     }
 
-    /// Dead-letters a message this worker must not act on, telling its task why.
+    /// Refuses a message this worker must not act on. It is kept for operators in the
+    /// dead letters, and its task learns why: a log line, and a failed result for the
+    /// step it names, so the task fails with this reason (a result for a step that is
+    /// not current changes nothing in the scheduler).
     async fn refuse(&self, delivery: &Delivery, why: &str) {
         tracing::warn!(reason = why, "refusing a message; dead-lettering it");
-        if let Some(task) = TaskRef::peek(&delivery.data) {
+        let task = TaskRef::peek(&delivery.data);
+        if let Some(task) = &task {
             let log = StepLog::new(self.broker.clone(), task.task_id, task.step, self.route.to_string());
             log.error(format!("refused a step message: {why}")).await;
         }
-        if let Err(e) = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await {
-            tracing::warn!(error = %e, "could not dead-letter a refused message");
+        let Some((task, step, attempt)) = task.and_then(|t| Some((t.task_id, t.step?, t.attempt?))) else {
+            if let Err(e) = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await {
+                tracing::warn!(error = %e, "could not dead-letter a refused message");
+            }
+            return;
+        };
+        let result = StepResult {
+            task_id: task,
+            step,
+            attempt,
+            route: self.route.clone(),
+            worker: self.identity.instance.clone(),
+            outcome: StepOutcome::Failed { reason: format!("refused its step message: {why}"), transient: false },
+            finished_at: Utc::now(),
+        };
+        // The result first, then the copy for operators: had the broker dead-lettered it,
+        // the scheduler might fail the task on the dead letter, without the reason,
+        // before the result arrived.
+        let reported = self.broker.publish(&result).await;
+        let kept = self.broker.publish_bytes(DEAD_LETTER_EXCHANGE, delivery.routing_key.as_str(), &delivery.data).await;
+        match (reported, kept) {
+            (Ok(()), Ok(())) => {
+                if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                    tracing::warn!(error = %e, "could not ack a refused message");
+                }
+            }
+            (reported, kept) => {
+                let error = reported.err().or(kept.err()).map(|e| e.to_string()).unwrap_or_default();
+                tracing::warn!(%error, "could not report a refused message; dead-lettering it");
+                let _ = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await;
+            }
         }
     }
 }

@@ -5,9 +5,10 @@ use std::future::Future;
 use std::sync::Once;
 use std::time::Duration;
 
+use aegir_amqp::signing::{MasterKey, SigningKey};
 use aegir_amqp::topology::QueueName;
 use aegir_amqp::{Broker, Publishable};
-use aegir_config::{CommonArgs, DatabaseArgs, LogFormat};
+use aegir_config::{CommonArgs, DatabaseArgs, LogFormat, SigningKeyArgs};
 use aegir_contract::{
     ContextName, LogLevel, LogLine, Message, Route, StepFacts, StepOutcome, StepResult, TaskFinished, TaskKind,
     TaskOutcome, TaskRequested, TaskStarted,
@@ -21,6 +22,9 @@ use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection as _, Executor, PgPool};
 use task_api::{Config, PlatformRoots};
+
+/// The master key the tests' task-api signs with.
+const SIGNING_KEY: &str = "1f2e3d4c5b6a79881f2e3d4c5b6a79881f2e3d4c5b6a79881f2e3d4c5b6a7988";
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -82,6 +86,7 @@ impl TestApp {
         let config = Config {
             common: CommonArgs { amqp_url: amqp_url.clone(), log_format: LogFormat::Text },
             database: DatabaseArgs { database_url: database_url.clone(), database_pool: 5 },
+            signing: SigningKeyArgs { signing_key: Some(SIGNING_KEY.into()), signing_key_file: None },
             listen: "127.0.0.1:0".parse().unwrap(),
             platform_roots: "/var/aegir/platforms:/srv/platforms".parse::<PlatformRoots>().unwrap(),
             task_retention_days: 90,
@@ -195,6 +200,9 @@ impl TestApp {
                 Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
                 _ => None,
             });
+            // Every request is signed with the control key the scheduler checks.
+            let master = MasterKey::new(SigningKey::parse(SIGNING_KEY).unwrap());
+            master.control().verify_delivery(&delivery).expect("a task request signed with the control key");
             Some((TaskRequested::decode(&delivery.data).expect("a valid TaskRequested"), traceparent))
         })
         .await
