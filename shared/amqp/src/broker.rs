@@ -60,6 +60,9 @@ struct Inner {
     /// Signs every message published; `None` only for tools and tests that must send
     /// unsigned messages.
     signer: Option<Signer>,
+    /// Whether this connection declares the topology. A worker's broker user may not:
+    /// it only checks that its queues exist.
+    declares: bool,
 }
 
 /// A cheap, cloneable handle on the process's broker connection.
@@ -75,16 +78,23 @@ impl Broker {
     /// A handle that connects on first use and signs what it publishes with `signer`.
     /// `name` shows in RabbitMQ's connection list.
     pub fn signed(url: impl Into<String>, name: impl Into<String>, signer: Signer) -> Self {
-        Self::with(url.into(), name.into(), Some(signer))
+        Self::with(url.into(), name.into(), Some(signer), true)
+    }
+
+    /// Like [`Broker::signed`], for a broker user that may not declare anything (a
+    /// server's workers under `deploy/rabbitmq-users.sh`): the topology is left to the
+    /// control plane, and [`Broker::declare`] only checks that a queue exists.
+    pub fn signed_restricted(url: impl Into<String>, name: impl Into<String>, signer: Signer) -> Self {
+        Self::with(url.into(), name.into(), Some(signer), false)
     }
 
     /// A handle whose messages carry no signature: consumers that check signatures refuse
     /// them. For tools and tests.
     pub fn new(url: impl Into<String>, name: impl Into<String>) -> Self {
-        Self::with(url.into(), name.into(), None)
+        Self::with(url.into(), name.into(), None, true)
     }
 
-    fn with(url: String, name: String, signer: Option<Signer>) -> Self {
+    fn with(url: String, name: String, signer: Option<Signer>, declares: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 url,
@@ -94,6 +104,7 @@ impl Broker {
                 connected: AtomicBool::new(false),
                 declared: Default::default(),
                 signer,
+                declares,
             }),
         }
     }
@@ -140,7 +151,9 @@ impl Broker {
         let connection = Connection::connect(&self.inner.url, props).await?;
         let publisher = connection.create_channel().await?;
         publisher.confirm_select(ConfirmSelectOptions::default()).await?;
-        topology::declare_core(&publisher).await?;
+        if self.inner.declares {
+            topology::declare_core(&publisher).await?;
+        }
         Ok(Live {
             connection: Arc::new(connection),
             publisher,
@@ -154,6 +167,18 @@ impl Broker {
         if guard.as_ref().is_some_and(|l| l.generation == generation) {
             self.inner.connected.store(false, Ordering::Relaxed);
             *guard = None;
+        }
+    }
+
+    /// Like [`Broker::invalidate`], but only when the connection itself is down: a
+    /// channel closed by the broker (a queue missing or refused) leaves it usable.
+    pub(crate) async fn invalidate_if_down(&self, generation: u64) {
+        let down = {
+            let guard = self.inner.live.lock().await;
+            guard.as_ref().is_some_and(|l| l.generation == generation && !l.connection.status().connected())
+        };
+        if down {
+            self.invalidate(generation).await;
         }
     }
 
@@ -172,14 +197,19 @@ impl Broker {
         }
     }
 
-    /// Declares a queue (and its bindings) once per connection.
+    /// Declares a queue (and its bindings) once per connection; on a restricted
+    /// connection, checks that it exists.
     pub async fn declare(&self, queue: &QueueName) -> Result<(), AmqpError> {
         let name = queue.name();
         if self.inner.declared.lock().expect("declared set").contains(&name) {
             return Ok(());
         }
         let live = self.live().await;
-        if let Err(e) = topology::declare_queue(&live.publisher, queue).await {
+        let declared = match self.inner.declares {
+            true => topology::declare_queue(&live.publisher, queue).await,
+            false => topology::check_queue(&live.publisher, queue).await,
+        };
+        if let Err(e) = declared {
             self.invalidate(live.generation).await;
             return Err(e.into());
         }

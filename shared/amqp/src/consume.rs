@@ -53,7 +53,10 @@ where
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(queue, error = %e, "cannot subscribe; retrying");
-                broker.invalidate(generation).await;
+                // A missing or refused queue closes only this channel; the connection
+                // (and the other consumers on it) stays.
+                let _ = channel.close(0, "".into()).await;
+                broker.invalidate_if_down(generation).await;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;

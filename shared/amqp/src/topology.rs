@@ -96,6 +96,11 @@ impl QueueName {
         }
     }
 
+    /// Both lanes' work queues of `route`.
+    pub fn lanes_of(route: &Route) -> [QueueName; 2] {
+        [QueueName::Work(route.clone()), QueueName::BulkWork(route.clone())]
+    }
+
     /// The route of a work queue.
     pub fn route(&self) -> Option<&Route> {
         match self {
@@ -186,6 +191,14 @@ pub async fn declare_queue(channel: &Channel, queue: &QueueName) -> Result<(), l
             .queue_bind(name.clone(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
             .await?;
     }
+    Ok(())
+}
+
+/// Checks that a queue exists (a passive declare, which needs no permission to
+/// configure it).
+pub async fn check_queue(channel: &Channel, queue: &QueueName) -> Result<(), lapin::Error> {
+    let options = QueueDeclareOptions { passive: true, durable: true, ..Default::default() };
+    channel.queue_declare(queue.name().into(), options, FieldTable::default()).await?;
     Ok(())
 }
 

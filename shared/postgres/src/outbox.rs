@@ -181,9 +181,13 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> Result<usize, RelayError
 async fn declare_work_queues(broker: &Broker, rows: &[Row]) -> Result<(), AmqpError> {
     for (_, exchange, key, _, _) in rows {
         if exchange == WORK_EXCHANGE
-            && let Some(queue) = QueueName::from_work_key(key)
+            && let Some(route) = QueueName::from_work_key(key).as_ref().and_then(QueueName::route)
         {
-            broker.declare(&queue).await?;
+            // Both lanes at once, so a server's workers find both queues as soon as the
+            // first step for it is sent (their broker users may not declare them).
+            for queue in QueueName::lanes_of(route) {
+                broker.declare(&queue).await?;
+            }
         }
     }
     Ok(())
@@ -193,9 +197,11 @@ async fn publish(broker: &Broker, exchange: &str, key: &str, body: &[u8]) -> Res
     // A step waits in its server's queue even when that server's worker has never run,
     // so declare the queue before the first step goes to it.
     if exchange == WORK_EXCHANGE
-        && let Some(queue) = QueueName::from_work_key(key)
+        && let Some(route) = QueueName::from_work_key(key).as_ref().and_then(QueueName::route)
     {
-        broker.declare(&queue).await?;
+        for queue in QueueName::lanes_of(route) {
+            broker.declare(&queue).await?;
+        }
     }
     broker.publish_bytes(exchange, key, body).await
 }

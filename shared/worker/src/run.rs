@@ -35,6 +35,11 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub keys: WorkerKeyArgs,
 
+    /// Declare this server's work queues. Turn off when the worker's broker user may not
+    /// (deploy/rabbitmq-users.sh): the scheduler declares them when it first sends work.
+    #[arg(long, env = "AEGIR_DECLARE_QUEUES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub declare_queues: bool,
+
     /// A step still running after this many seconds fails.
     #[arg(long, env = "AEGIR_STEP_TIMEOUT_SECS", default_value_t = 3600)]
     pub step_timeout_secs: u64,
@@ -66,7 +71,11 @@ pub async fn run<H: StepHandler>(
         args.keys.worker_key_file.as_deref(),
     )?;
     let signer = Signer::Server(key.clone());
-    let broker = Broker::signed(amqp_url, format!("{route} worker {}", identity.instance), signer);
+    let name = format!("{route} worker {}", identity.instance);
+    let broker = match args.declare_queues {
+        true => Broker::signed(amqp_url, name, signer),
+        false => Broker::signed_restricted(amqp_url, name, signer),
+    };
     let shutdown = CancellationToken::new();
 
     let bound = health::serve(
@@ -81,9 +90,12 @@ pub async fn run<H: StepHandler>(
     tracing::info!(%route, health = %bound, "worker starting");
 
     broker.ready().await;
-    for lane in [Lane::Interactive, Lane::Bulk] {
-        let queue = QueueName::work(route.clone(), lane);
-        broker.declare(&queue).await.with_context(|| format!("cannot declare the work queue {}", queue.name()))?;
+    // Without the right to declare, the consumers wait until the control plane has.
+    if args.declare_queues {
+        for lane in [Lane::Interactive, Lane::Bulk] {
+            let queue = QueueName::work(route.clone(), lane);
+            broker.declare(&queue).await.with_context(|| format!("cannot declare the work queue {}", queue.name()))?;
+        }
     }
 
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
