@@ -9,15 +9,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use rand::Rng;
 use rand::distr::Alphanumeric;
+use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::db;
-use crate::db::sites::{SiteFilter, SiteRecord};
+use crate::db::sites::{SiteFilter, SiteRecord, Start};
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Fields, JsonObject, Params, PathParam, parse_segment};
 use crate::state::AppState;
-use crate::views::{Page, SiteStatus, SiteView};
+use crate::views::{SiteStatus, SiteView};
 
 /// More aliases than any vhost should carry.
 const MAX_ALIASES: usize = 100;
@@ -396,7 +397,25 @@ pub async fn get(State(state): State<AppState>, PathParam(uri): PathParam) -> Re
     Ok(Json(view))
 }
 
-/// Sites, ordered by uri.
+/// A page of `GET /api/v1/sites`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SitePage {
+    pub items: Vec<SiteView>,
+    /// How many sites match the filters in all, whatever the page. Exact. Without `search`
+    /// it is read from counts kept per platform, client and status, at no cost per site;
+    /// with `search` the matches are counted, which for a text most uris contain takes
+    /// about 15 ms at 100,000 sites.
+    pub total: i64,
+    /// Where the next page starts: give it as `after`, with the same filters. Absent on
+    /// the last page, and when `limit` is 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "www.example.com")]
+    pub next: Option<String>,
+}
+
+/// Sites, ordered by uri. Page through them with `after` (the `next` of the page before),
+/// which costs the same at any depth; `offset` skips that many index entries, so a deep
+/// offset costs more (about 10 ms to skip 100,000 sites).
 #[utoipa::path(
     get, path = "/api/v1/sites", operation_id = "list_sites", tag = "sites",
     params(
@@ -405,15 +424,16 @@ pub async fn get(State(state): State<AppState>, PathParam(uri): PathParam) -> Re
         ("status" = Option<SiteStatus>, Query, description = "Only the sites in this status"),
         ("search" = Option<String>, Query, description = "Only the sites whose uri contains this text (case-insensitive)"),
         ("limit" = Option<i64>, Query, description = "At most this many (default 50, at most 500)"),
-        ("offset" = Option<i64>, Query, description = "Skip this many (default 0)"),
+        ("offset" = Option<i64>, Query, description = "Skip this many (default 0); not with `after`"),
+        ("after" = Option<String>, Query, description = "Start after this uri: the `next` of the page before; not with `offset`"),
     ),
     responses(
-        (status = 200, description = "A page of sites", body = Page<SiteView>),
-        (status = 422, description = "A bad query parameter", body = ErrorBody),
+        (status = 200, description = "A page of sites", body = SitePage),
+        (status = 422, description = "A bad query parameter, or both `after` and `offset`", body = ErrorBody),
     )
 )]
-pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<Page<SiteView>>, ApiError> {
-    params.allow(&["platform", "client", "status", "search", "limit", "offset"])?;
+pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<SitePage>, ApiError> {
+    params.allow(&["platform", "client", "status", "search", "limit", "offset", "after"])?;
     let platform = match params.parsed::<ContextName>("platform")? {
         None => None,
         Some(ContextName::Platform(platform)) => Some(platform),
@@ -429,15 +449,29 @@ pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<
         return Err(ApiError::invalid("search", "`search` is longer than any uri; give at most 253 characters"));
     }
     let filter = SiteFilter { platform, client: params.parsed("client")?, status: params.parsed("status")?, search };
-    let (rows, total) = db::sites::list(&state.pool, &filter, params.page()?).await?;
-    let contexts: Vec<String> = rows.iter().map(|row| format!("@{}", row.uri)).collect();
+    let page = params.page()?;
+    let start = match params.parsed::<String>("after")? {
+        None => Start::Offset(page.offset),
+        Some(_) if params.parsed::<String>("offset")?.is_some() => {
+            return Err(ApiError::invalid(
+                "after",
+                "give `after` or `offset`, not both: `after` already says where the page starts",
+            ));
+        }
+        Some(after) => Start::After(SiteUri::parse(&after).map_err(|e| {
+            ApiError::invalid("after", format!("`after` takes the `next` of a previous page, a site uri; {e}"))
+        })?),
+    };
+    let list = db::sites::list(&state.pool, &filter, page.limit, &start).await?;
+    let contexts: Vec<String> = list.rows.iter().map(|row| format!("@{}", row.uri)).collect();
     let mut packages = db::packages::of_all(&state.pool, &contexts).await?;
-    let items = rows
+    let items = list
+        .rows
         .into_iter()
         .zip(contexts)
         .map(|(row, context)| row.into_view(packages.remove(&context).unwrap_or_default()))
         .collect();
-    Ok(Json(Page { items, total }))
+    Ok(Json(SitePage { items, total: list.total, next: list.next }))
 }
 
 /// Delete the record of a site that is not installed (`new` or `failed`). An installed

@@ -199,6 +199,120 @@ async fn sites_are_saved_read_listed_searched_and_deleted() {
     app.stop().await;
 }
 
+fn uris_of(list: &Value) -> Vec<String> {
+    list["items"].as_array().unwrap().iter().map(|s| s["uri"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Sites per platform, client and status.
+type Counts = Vec<(String, Option<String>, String, i64)>;
+
+/// The counts the list's `total` reads, next to the sites themselves.
+async fn site_counts(app: &TestApp) -> (Counts, Counts) {
+    let kept = sqlx::query_as(
+        "SELECT platform, client, status, sites FROM site_counts WHERE sites <> 0 ORDER BY platform, client, status",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let counted = sqlx::query_as(
+        "SELECT platform, client, status, count(*) FROM sites GROUP BY platform, client, status
+         ORDER BY platform, client, status",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    (kept, counted)
+}
+
+#[tokio::test]
+async fn site_lists_page_by_cursor_and_count_exactly() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let uris: Vec<String> = (0..7).map(|i| format!("a{i}.example.com")).collect();
+    for (i, uri) in uris.iter().enumerate() {
+        let client = if i % 2 == 0 { json!("acme") } else { Value::Null };
+        put_ok(&app, &format!("/api/v1/sites/{uri}"), json!({"platform": "@platform_wp", "client": client})).await;
+    }
+
+    // Following `next` walks every site once, in uri order; the last page has none.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/sites?limit=3".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = app.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        assert_eq!(page["total"], 7, "{path}");
+        seen.extend(uris_of(&page));
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => {
+                assert_eq!(Some(next), seen.last().map(String::as_str), "{page}");
+                path = format!("/api/v1/sites?limit=3&after={next}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!((seen, pages), (uris.clone(), 3));
+
+    for (query, expected, next, total) in [
+        // A page that ends exactly at the last site has no `next`; one short of it has.
+        ("limit=7", &uris.iter().map(String::as_str).collect::<Vec<_>>()[..], None, 7),
+        ("limit=2&offset=5", &["a5.example.com", "a6.example.com"], None, 7),
+        ("limit=2&offset=4", &["a4.example.com", "a5.example.com"], Some("a5.example.com"), 7),
+        ("limit=0", &[], None, 7),
+        // The cursor keeps the filters it is given with.
+        ("client=acme&limit=2", &["a0.example.com", "a2.example.com"], Some("a2.example.com"), 4),
+        ("client=acme&limit=2&after=a2.example.com", &["a4.example.com", "a6.example.com"], None, 4),
+        (
+            "search=example&limit=2&after=a1.example.com",
+            &["a2.example.com", "a3.example.com"],
+            Some("a3.example.com"),
+            7,
+        ),
+        // A cursor need not name a site that exists.
+        ("limit=1&after=0.example.com", &["a0.example.com"], Some("a0.example.com"), 7),
+        ("after=z.example.com", &[], None, 7),
+    ] {
+        let (status, page) = app.get(&format!("/api/v1/sites?{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {page}");
+        assert_eq!(uris_of(&page), expected, "{query}");
+        // The last page reads as before cursors: no `next` at all.
+        assert_eq!(page.get("next").map(|n| n.as_str().unwrap()), next, "{query}: {page}");
+        assert_eq!(page["total"], total, "{query}");
+    }
+
+    for query in ["after=Not%20a%20uri", "after=", "after=www.example.com%2Fx", "after=a0.example.com&offset=0"] {
+        assert_error(&app.get(&format!("/api/v1/sites?{query}")).await, UNPROCESSABLE, "invalid_field", Some("after"));
+    }
+
+    // Totals stay exact as sites change status, owner and existence.
+    sqlx::query("UPDATE sites SET status = 'enabled' WHERE uri IN ('a1.example.com', 'a2.example.com')")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    put_ok(&app, "/api/v1/sites/a1.example.com", json!({"platform": "@platform_wp", "client": "acme"})).await;
+    assert_eq!(app.delete("/api/v1/sites/a3.example.com").await.0, StatusCode::NO_CONTENT);
+    // Updates of other columns leave the counts alone.
+    sqlx::query("UPDATE sites SET cron_next_at = now()").execute(&app.pool).await.unwrap();
+    for (query, total) in [
+        ("", 6),
+        ("status=enabled", 2),
+        ("status=new", 4),
+        ("client=acme", 5),
+        ("client=acme&status=enabled", 2),
+        ("platform=@platform_wp&status=new", 4),
+        ("search=a1.", 1),
+        ("search=example&status=new", 4),
+    ] {
+        let (status, page) = app.get(&format!("/api/v1/sites?limit=1&{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {page}");
+        assert_eq!(page["total"], total, "{query}");
+    }
+    let (kept, counted) = site_counts(&app).await;
+    assert_eq!(kept, counted);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn bad_sites_are_refused_and_nothing_is_stored() {
     let app = TestApp::spawn().await;
