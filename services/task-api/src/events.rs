@@ -1,7 +1,8 @@
 //! The event consumer: persists every task event from the `api.events` queue.
 //!
-//! Events are stored in lanes side by side, each lane one event at a time in queue
-//! order; all events of one task take the same lane, so a task's log keeps its order.
+//! Events are stored in lanes side by side, each lane in queue order (runs of log lines
+//! in one statement); all events of one task take the same lane, so a task's log keeps
+//! its order.
 //! Each is applied idempotently (a redelivered event changes nothing) and acked only
 //! after its transaction committed.
 //! An event that cannot be understood is dead-lettered; one the database refuses is
@@ -37,6 +38,10 @@ const PREFETCH: u16 = 100;
 const EVENT_KEYS: [EventKey; 4] =
     [EventKey::TaskLog, EventKey::StepResult, EventKey::TaskStarted, EventKey::TaskFinished];
 
+/// Events of one lane taken at once: consecutive log lines among them are stored in one
+/// statement.
+const BATCH: usize = 64;
+
 /// Lanes events are stored in, side by side. The events of one task always take the
 /// same lane, so they are stored in the order they were sent.
 const LANES: usize = 8;
@@ -50,8 +55,9 @@ pub async fn run(pool: PgPool, live: LiveLog, broker: Broker, shutdown: Cancella
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Delivery>(usize::from(PREFETCH));
         let consumer = consumer.clone();
         lanes.spawn(async move {
-            while let Some(delivery) = receiver.recv().await {
-                consumer.handle(delivery).await;
+            let mut batch = Vec::with_capacity(BATCH);
+            while receiver.recv_many(&mut batch, BATCH).await > 0 {
+                consumer.handle_batch(std::mem::take(&mut batch)).await;
             }
         });
         senders.push(sender);
@@ -204,6 +210,87 @@ impl EventConsumer {
         }
         .instrument(span)
         .await
+    }
+
+    /// Handles deliveries in their order; runs of log lines are stored together.
+    async fn handle_batch(&self, batch: Vec<Delivery>) {
+        let mut lines: Vec<(Delivery, LogLine)> = Vec::new();
+        for delivery in batch {
+            let is_log = event_key(delivery.routing_key.as_str()) == Some(EventKey::TaskLog);
+            match is_log.then(|| LogLine::decode(&delivery.data)) {
+                Some(Ok(line)) => lines.push((delivery, line)),
+                // Anything else, an undecodable line included, after the lines before it.
+                _ => {
+                    self.store_lines(std::mem::take(&mut lines)).await;
+                    self.handle(delivery).await;
+                }
+            }
+        }
+        self.store_lines(lines).await;
+    }
+
+    /// Stores log lines in one statement and acks them; a line the database refuses
+    /// sends the run back through one-at-a-time handling, which dead-letters just it.
+    async fn store_lines(&self, lines: Vec<(Delivery, LogLine)>) {
+        match lines.len() {
+            0 => return,
+            1 => {
+                let (delivery, _) = lines.into_iter().next().expect("one line");
+                return self.handle(delivery).await;
+            }
+            _ => {}
+        }
+        let mut delay = RETRY_FIRST;
+        let stored = loop {
+            let refs: Vec<&LogLine> = lines.iter().map(|(_, line)| line).collect();
+            match db::task_log::insert_many(&self.pool, &refs).await {
+                Ok(stored) => break stored,
+                Err(e) if is_unavailable(&e) => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot store log lines; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = self.shutdown.cancelled() => {
+                            for (delivery, _) in &lines {
+                                let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                            }
+                            return;
+                        }
+                    }
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a run of log lines was refused; storing them one at a time");
+                    for (delivery, _) in lines {
+                        self.handle(delivery).await;
+                    }
+                    return;
+                }
+            }
+        };
+        let mut stored = stored;
+        stored.sort_by_key(|s| s.row.seq);
+        let applied: std::collections::HashSet<Uuid> = stored.iter().map(|s| s.line_id).collect();
+        for line in stored {
+            let task_id = lines.iter().find(|(_, l)| l.id == line.line_id).map(|(_, l)| l.task_id);
+            if let Some(task_id) = task_id {
+                self.live.announce(LiveEvent::Line { task_id, entry: line.row.into() });
+            }
+        }
+        for (delivery, line) in &lines {
+            let effect = match applied.contains(&line.id) {
+                true => Effect::Applied,
+                false => match self.unchanged_or_unknown(line.task_id).await {
+                    Ok(effect) => effect,
+                    Err(_) => Effect::Unchanged,
+                },
+            };
+            metrics::counter!(EVENTS_CONSUMED, "kind" => EventKey::TaskLog.as_str(), "outcome" => effect.as_str())
+                .increment(1);
+            if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                // The lines are stored; a redelivery will change nothing.
+                tracing::warn!(error = %e, "could not ack an event");
+            }
+        }
     }
 
     async fn dead_letter(&self, delivery: &Delivery, outcome: &'static str, reason: &str) {

@@ -84,6 +84,45 @@ pub async fn insert(db: impl PgExecutor<'_>, line: &LogLine) -> sqlx::Result<Opt
     .await
 }
 
+/// A stored line with the id it came with.
+#[derive(Debug, FromRow)]
+pub struct StoredLine {
+    pub line_id: Uuid,
+    #[sqlx(flatten)]
+    pub row: LogRow,
+}
+
+/// Stores many lines in one statement, numbered in the order given. Lines already
+/// stored (redeliveries) and lines of unknown tasks are left out of the answer.
+pub async fn insert_many(db: impl PgExecutor<'_>, lines: &[&LogLine]) -> sqlx::Result<Vec<StoredLine>> {
+    let ids: Vec<Uuid> = lines.iter().map(|l| l.id).collect();
+    let tasks: Vec<Uuid> = lines.iter().map(|l| l.task_id).collect();
+    let ats: Vec<DateTime<Utc>> = lines.iter().map(|l| l.at).collect();
+    let levels: Vec<&str> = lines.iter().map(|l| level_str(l.level)).collect();
+    let sources: Vec<String> = lines.iter().map(|l| storable(&l.source).into_owned()).collect();
+    let steps: Vec<Option<i32>> = lines.iter().map(|l| l.step.and_then(|s| i32::try_from(s).ok())).collect();
+    let messages: Vec<String> = lines.iter().map(|l| storable(&l.message).into_owned()).collect();
+    sqlx::query_as(
+        "INSERT INTO task_log (line_id, task_id, at, level, source, step, message)
+         SELECT l.line_id, t.id, l.at, l.level, l.source, l.step, l.message
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::int[], $7::text[])
+              WITH ORDINALITY AS l(line_id, task_id, at, level, source, step, message, n)
+         JOIN tasks t ON t.id = l.task_id
+         ORDER BY l.n
+         ON CONFLICT (line_id) DO NOTHING
+         RETURNING line_id, seq, at, level, source, step, message",
+    )
+    .bind(ids)
+    .bind(tasks)
+    .bind(ats)
+    .bind(levels)
+    .bind(sources)
+    .bind(steps)
+    .bind(messages)
+    .fetch_all(db)
+    .await
+}
+
 /// Up to `limit` lines of `task_id` after `after_seq`, in order.
 pub async fn after(db: impl PgExecutor<'_>, task_id: Uuid, after_seq: i64, limit: i64) -> sqlx::Result<Vec<LogRow>> {
     sqlx::query_as(
