@@ -1,11 +1,14 @@
 //! Writing the files a site is made of: atomically, with the mode and owner they must
 //! have, and telling whether anything changed (so a verify reloads only when needed).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use aegir_worker::StepError;
+
+use crate::coalesced::Coalesced;
 
 /// Owner and group a file gets; `None` leaves it as created (the worker is not root).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,24 +31,47 @@ pub fn temp_sibling(path: &Path) -> std::path::PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
+/// Whether `path` already is a regular file holding `contents` with `mode` and `owner`.
+pub fn is_same(path: &Path, contents: &[u8], mode: u32, owner: Ownership) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| {
+        meta.is_file()
+            && meta.len() == contents.len() as u64
+            && meta.permissions().mode() & 0o7777 == mode
+            && owner.uid.is_none_or(|u| u == meta.uid())
+            && owner.gid.is_none_or(|g| g == meta.gid())
+            && std::fs::read(path).is_ok_and(|old| old == contents)
+    })
+}
+
 /// Writes `contents` to `path` through a temporary sibling and a rename, with `mode`
-/// and `owner` set before the rename so the file is never visible with looser rights.
-/// Returns whether the content, mode or owner changed.
+/// and `owner` set before the rename so the file is never visible with looser rights,
+/// and on disk before it returns. Returns whether the content, mode or owner changed.
 pub fn write(path: &Path, contents: &[u8], mode: u32, owner: Ownership) -> Result<bool, StepError> {
-    if let Ok(meta) = std::fs::symlink_metadata(path)
-        && meta.is_file()
-        && meta.permissions().mode() & 0o7777 == mode
-        && owner.uid.is_none_or(|u| u == meta.uid())
-        && owner.gid.is_none_or(|g| g == meta.gid())
-        && std::fs::read(path).is_ok_and(|old| old == contents)
-    {
+    write_file(path, contents, mode, owner, true)
+}
+
+/// [`write`] without waiting for the disk: the file is on disk once a [`flush`] that
+/// began after this call has returned. Many steps writing at once share one flush
+/// instead of each waiting for its own (a few milliseconds per file).
+pub fn write_deferred(path: &Path, contents: &[u8], mode: u32, owner: Ownership) -> Result<bool, StepError> {
+    let changed = write_file(path, contents, mode, owner, false)?;
+    if changed {
+        note_unflushed(path);
+    }
+    Ok(changed)
+}
+
+fn write_file(path: &Path, contents: &[u8], mode: u32, owner: Ownership, sync: bool) -> Result<bool, StepError> {
+    if is_same(path, contents, mode, owner) {
         return Ok(false);
     }
     let tmp = temp_sibling(path);
     let result = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         file.write_all(contents)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         if owner.uid.is_some() || owner.gid.is_some() {
             std::os::unix::fs::fchown(&file, owner.uid, owner.gid)?;
         }
@@ -57,6 +83,51 @@ pub fn write(path: &Path, contents: &[u8], mode: u32, owner: Ownership) -> Resul
         return Err(io_error("write", path, e));
     }
     Ok(true)
+}
+
+/// An open directory on each file system written to by [`write_deferred`] (or whose
+/// entries changed) since the last [`flush`] began, by device. Open, so a directory
+/// removed meanwhile still names its file system.
+static UNFLUSHED: std::sync::Mutex<BTreeMap<u64, std::fs::File>> = std::sync::Mutex::new(BTreeMap::new());
+
+static FLUSHES: Coalesced = Coalesced::new();
+
+/// Notes that the entry `path` (a file or directory) changed and is not on disk yet.
+pub fn note_unflushed(path: &Path) {
+    let dir = path.parent().unwrap_or(path);
+    let Ok(meta) = std::fs::metadata(dir) else { return };
+    let mut unflushed = UNFLUSHED.lock().expect("unflushed lock");
+    if !unflushed.contains_key(&meta.dev())
+        && let Ok(handle) = std::fs::File::open(dir)
+    {
+        unflushed.insert(meta.dev(), handle);
+    }
+}
+
+/// Puts on disk everything [`write_deferred`] wrote before this call: one `syncfs` per
+/// file system written to, shared by every step that asks while one runs.
+pub async fn flush() -> Result<(), StepError> {
+    FLUSHES
+        .run(|| async {
+            let dirs = std::mem::take(&mut *UNFLUSHED.lock().expect("unflushed lock"));
+            tokio::task::spawn_blocking(move || {
+                let mut failed = Ok(());
+                for (dev, dir) in dirs {
+                    if let Err(e) = nix::unistd::syncfs(&dir) {
+                        // Noted again, so the next flush tries it again.
+                        UNFLUSHED.lock().expect("unflushed lock").insert(dev, dir);
+                        failed = Err(StepError::transient(format!(
+                            "cannot flush the files just written to disk: {e}; run the task again"
+                        )));
+                    }
+                }
+                failed
+            })
+            .await
+            .map_err(|e| StepError::transient(format!("flushing files to disk crashed: {e}")))?
+        })
+        .await
+        .map(|_| ())
 }
 
 /// Creates `path` (and missing parents) and gives it `mode` and `owner`. Returns
@@ -127,6 +198,19 @@ mod tests {
         assert!(write(&path, b"two", 0o400, Ownership::default()).unwrap());
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+
+    #[tokio::test]
+    async fn a_deferred_write_is_flushed_even_after_its_directory_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        std::fs::create_dir(&gone).unwrap();
+        assert!(write_deferred(&gone.join("settings.php"), b"one", 0o440, Ownership::default()).unwrap());
+        assert!(!write_deferred(&gone.join("settings.php"), b"one", 0o440, Ownership::default()).unwrap());
+        remove_tree(&gone).unwrap();
+        assert!(write_deferred(&dir.path().join("vhost.conf"), b"two", 0o600, Ownership::default()).unwrap());
+        flush().await.expect("the file system is flushed through a directory held open");
+        assert_eq!(std::fs::read(dir.path().join("vhost.conf")).unwrap(), b"two");
     }
 
     #[test]

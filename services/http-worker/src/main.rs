@@ -1,7 +1,10 @@
 //! http-worker: the web service of one server.
 
+mod coalesced;
 mod config;
+mod config_queue;
 mod files;
+mod nginx_master;
 mod permissions;
 mod php;
 mod platforms;

@@ -7,6 +7,7 @@ use aegir_contract::{HttpService, Package, PlatformType, Secret, SiteContext, Si
 use aegir_worker::{StepError, StepLog};
 
 use crate::config::HttpConfig;
+use crate::config_queue::Reload;
 use crate::files::{self, Ownership};
 use crate::permissions::{self, Owner};
 use crate::platforms::{self, Platform, SiteFiles, WRITTEN_BY};
@@ -141,7 +142,7 @@ impl<'a> SiteWork<'a> {
             }
         }
         for rendered in self.platform.settings(&self.files) {
-            if files::write(&rendered.path, rendered.contents.as_bytes(), 0o440, self.shared)? {
+            if files::write_deferred(&rendered.path, rendered.contents.as_bytes(), 0o440, self.shared)? {
                 log.info(format!(
                     "wrote settings {} (no password in it: the web server passes it)",
                     rendered.path.display()
@@ -170,6 +171,11 @@ impl<'a> SiteWork<'a> {
         }
         if self.platform.uses_sites_php() {
             changed |= self.update_sites_php(Some(&self.site.aliases), log).await?;
+        }
+        if changed {
+            // The settings were written without waiting for the disk: one flush for
+            // every step that wrote at the same time.
+            files::flush().await?;
         }
         Ok(changed)
     }
@@ -280,8 +286,9 @@ impl<'a> SiteWork<'a> {
     }
 
     /// Writes the site's vhost (serving the site or the disabled page), tested with the
-    /// rest of the config. Returns whether it changed.
-    pub async fn apply_vhost(&self, enabled: bool, log: &StepLog) -> Result<bool, StepError> {
+    /// rest of the config, and returns once the web server serves it (`Reload::Always`:
+    /// reloads even when the vhost was already written). Returns whether it changed.
+    pub async fn apply_vhost(&self, enabled: bool, reload: Reload, log: &StepLog) -> Result<bool, StepError> {
         let socket = self.config.php_fpm_socket().ok_or_else(|| {
             StepError::permanent(
                 "no php-fpm socket found in /run/php; install and start php-fpm, or set AEGIR_PHP_FPM_SOCKET",
@@ -305,23 +312,35 @@ impl<'a> SiteWork<'a> {
         let dir = self.web.vhost_dir();
         files::ensure_dir(&dir, 0o755, Ownership::default())?;
         let path = self.vhost_path();
-        let changed = self.web.apply_vhost(&path, &text).await.map_err(|e| StepError {
-            reason: format!(
-                "the vhost of {} was not kept because the config test failed:\n{}",
-                self.site.uri, e.reason
-            ),
-            ..e
+        let kind = self.http.service_type;
+        let applied = self.web.apply_vhost(&path, &text, reload).await.map_err(|e| {
+            if e.reason.starts_with(&format!("{kind} config test failed")) {
+                StepError {
+                    reason: format!(
+                        "the vhost of {} was not kept because the config test failed:\n{}",
+                        self.site.uri, e.reason
+                    ),
+                    ..e
+                }
+            } else {
+                e
+            }
         })?;
-        if changed {
+        let together = match applied.together {
+            0 => String::new(),
+            n => format!(" (one test and reload for this and {n} other changes)"),
+        };
+        if applied.changed {
             let state = if enabled { "serving the site" } else { "serving the \"site disabled\" page" };
             log.info(format!(
-                "wrote the vhost {} ({state}); {} config test passed",
-                path.display(),
-                self.http.service_type
+                "wrote the vhost {} ({state}); {kind} config test passed; {kind} reloaded{together}",
+                path.display()
             ))
             .await;
+        } else if reload == Reload::Always {
+            log.info(format!("vhost {} unchanged; {kind} reloaded", path.display())).await;
         }
-        Ok(changed)
+        Ok(applied.changed)
     }
 
     /// Serves the site (`true`) or the "site disabled" page, reloading if that changed.
@@ -332,21 +351,9 @@ impl<'a> SiteWork<'a> {
                 self.site.uri, self.site.platform.name
             )));
         }
-        if self.apply_vhost(enabled, log).await? {
-            self.reload(log).await?;
-        }
+        self.apply_vhost(enabled, Reload::IfChanged, log).await?;
         let state = if enabled { "enabled" } else { "disabled" };
         log.success(format!("{} is {state}", self.site.uri)).await;
-        Ok(())
-    }
-
-    pub async fn reload(&self, log: &StepLog) -> Result<(), StepError> {
-        let message = if self.web.reload().await? {
-            format!("{} reloaded", self.http.service_type)
-        } else {
-            format!("{} reloaded (one reload for this and other changes made at the same time)", self.http.service_type)
-        };
-        log.info(message).await;
         Ok(())
     }
 
@@ -354,9 +361,8 @@ impl<'a> SiteWork<'a> {
     /// directory, alias entries. Safe to repeat, and safe after a half-done install.
     pub async fn remove(&self, log: &StepLog) -> Result<(), StepError> {
         let vhost = self.vhost_path();
-        if files::remove_file(&vhost)? {
-            log.info(format!("removed the vhost {}", vhost.display())).await;
-            self.reload(log).await?;
+        if self.web.remove_vhost(&vhost).await? {
+            log.info(format!("removed the vhost {}; {} reloaded", vhost.display(), self.http.service_type)).await;
         }
         self.remove_files(log).await
     }

@@ -1,8 +1,10 @@
 //! The web servers we drive, behind one interface: version, config test, whether our
-//! base config is included, and reload.
+//! base config is included, and reload. Vhost changes go through one queue per web
+//! server ([`crate::config_queue`]), so changes made at once share a test and a reload.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use aegir_contract::HttpServiceType;
@@ -10,57 +12,28 @@ use aegir_worker::StepError;
 use aegir_worker::command::{self, CommandError, CommandOutput};
 
 use crate::config::HttpConfig;
+use crate::config_queue::{Applied, Change, Queue, Reload, Server};
+use crate::nginx_master::{self, BuildPaths, Master, ReloadError};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Held while a vhost is put in place and tested, and while the server reloads, so
-/// two steps running at once never test (or load) each other's half-done files.
-static CONFIG_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The queue of each web server this worker drives (one, unless its type changes).
+static QUEUES: LazyLock<Mutex<HashMap<String, Queue>>> = LazyLock::new(Mutex::default);
 
-static RELOADS: Coalesced = Coalesced::new();
-
-/// An action many callers ask for at once, run once for all who asked before it began:
-/// one run at a time, and a caller returns only after a run that began after its ask
-/// succeeded (its own, or one that covered it).
-pub struct Coalesced {
-    one_at_a_time: tokio::sync::Mutex<()>,
-    asked: AtomicU64,
-    covered: AtomicU64,
-}
-
-impl Coalesced {
-    pub const fn new() -> Self {
-        Self { one_at_a_time: tokio::sync::Mutex::const_new(()), asked: AtomicU64::new(0), covered: AtomicU64::new(0) }
-    }
-
-    /// Runs `action` unless a run that began after this ask has succeeded meanwhile.
-    /// Returns whether this call ran it. A failed run covers nobody: the next caller
-    /// runs it again.
-    pub async fn run<F, Fut, E>(&self, action: F) -> Result<bool, E>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<(), E>>,
-    {
-        // Taken after the caller's change is in place: a run that starts later covers it.
-        let ticket = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
-        let _turn = self.one_at_a_time.lock().await;
-        if self.covered.load(Ordering::SeqCst) >= ticket {
-            return Ok(false);
-        }
-        let covering = self.asked.load(Ordering::SeqCst);
-        action().await?;
-        self.covered.fetch_max(covering, Ordering::SeqCst);
-        Ok(true)
-    }
-}
-
+#[derive(Clone)]
 pub struct WebServer {
     kind: HttpServiceType,
     program: &'static str,
     /// Arguments that select the main config file, e.g. `-c /etc/nginx/nginx.conf`.
     conf_args: Vec<String>,
+    /// The main config file when not the web server's own.
+    conf: Option<PathBuf>,
     config_dir: PathBuf,
 }
+
+/// Room in nginx's server name hash for the names of many sites: its defaults fit a few
+/// hundred, and beyond that it warns or refuses the config. Bucket 128 fits long names.
+const NGINX_NAME_HASH: &str = "server_names_hash_max_size 131072;\nserver_names_hash_bucket_size 128;\n";
 
 impl WebServer {
     pub fn new(kind: HttpServiceType, config: &HttpConfig) -> Self {
@@ -72,7 +45,7 @@ impl WebServer {
             HttpServiceType::Apache => ("apache2ctl", "-f", &config.apache_conf),
         };
         let conf_args = conf.iter().flat_map(|c| [conf_flag.to_owned(), c.display().to_string()]).collect();
-        Self { kind, program, conf_args, config_dir: config.config_dir.clone() }
+        Self { kind, program, conf_args, conf: conf.clone(), config_dir: config.config_dir.clone() }
     }
 
     /// The file holding our base config, which the main config must include.
@@ -87,8 +60,9 @@ impl WebServer {
         self.config_dir.join("vhost.d")
     }
 
-    /// Our base config: it includes every vhost we write.
-    pub fn base_config(&self, server: &str, port: u16) -> String {
+    /// Our base config: it includes every vhost we write. `name_hash`: nginx gets room
+    /// for many server names (left out when the main config sizes that hash itself).
+    pub fn base_config(&self, server: &str, port: u16, name_hash: bool) -> String {
         let vhosts = self.vhost_dir().join("*.conf");
         // nginx vhosts say `listen` themselves; apache needs one `Listen` per port, and
         // its distribution config (ports.conf) already has 80 and 443.
@@ -97,7 +71,8 @@ impl WebServer {
             HttpServiceType::Nginx => format!(
                 "# Base web server config of {server}, written by Aegir at server verify.\n\
                  # Include it in the http block of nginx.conf. Changes here are overwritten.\n\
-                 include {};\n",
+                 {}include {};\n",
+                if name_hash { NGINX_NAME_HASH } else { "" },
                 vhosts.display()
             ),
             HttpServiceType::Apache => format!(
@@ -156,16 +131,52 @@ impl WebServer {
         Ok(out.success && out.stdout.contains(&file.display().to_string()))
     }
 
-    /// Makes every change written before the call live. Reloads asked for while one
-    /// runs share the next one, so a burst of site changes ends in at most two reloads,
-    /// and no caller returns before a reload that began after its own ask succeeded.
-    /// Returns whether this call ran the reload (`false`: another one covered it).
-    pub async fn reload(&self) -> Result<bool, StepError> {
-        RELOADS.run(|| self.reload_now()).await
+    /// This web server's queue of config changes, started on first use.
+    fn queue(&self) -> Queue {
+        let key = format!("{}|{}|{:?}|{}", self.kind, self.program, self.conf_args, self.config_dir.display());
+        let mut queues = QUEUES.lock().expect("web server queues lock");
+        queues.entry(key).or_insert_with(|| Queue::start(self.clone())).clone()
     }
 
+    /// Puts a vhost in place, tested with the whole config, and returns once the web
+    /// server serves it; vhosts written by other steps at the same time share the test
+    /// and the reload. When the test fails the previous vhost is put back (or the new
+    /// one removed), so one broken site never stops the server from reloading for the
+    /// others; the error carries the web server's own words.
+    pub async fn apply_vhost(&self, path: &Path, contents: &str, reload: Reload) -> Result<Applied, StepError> {
+        self.queue().apply(path, Change::Put(contents.as_bytes().to_vec()), reload).await
+    }
+
+    /// Removes a vhost and returns once the web server no longer serves it. Returns
+    /// whether there was one.
+    pub async fn remove_vhost(&self, path: &Path) -> Result<bool, StepError> {
+        Ok(self.queue().apply(path, Change::Remove, Reload::IfChanged).await?.changed)
+    }
+
+    /// Makes every change written before the call live, sharing the reload with the
+    /// changes other steps make at the same time.
+    pub async fn reload(&self) -> Result<(), StepError> {
+        self.queue().reload().await
+    }
+
+    /// Held while the base config is written and tested, so no reload loads it half done.
+    pub async fn exclusive(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.queue().exclusive().await
+    }
+
+    /// Loads the config on disk and returns once the web server serves it (nginx), or
+    /// once it was told to (apache, whose graceful restart gives no sign of its end).
     async fn reload_now(&self) -> Result<(), StepError> {
-        let _config = CONFIG_LOCK.lock().await;
+        if self.kind == HttpServiceType::Nginx {
+            match self.reload_master().await {
+                Ok(()) => return Ok(()),
+                Err(ReloadError::Unreachable(why)) => {
+                    tracing::debug!(%why, "reloading nginx with `nginx -s reload`");
+                }
+                Err(e @ ReloadError::NoNewWorkers(_)) => return Err(StepError::transient(e.to_string())),
+                Err(e @ ReloadError::Stopped) => return Err(StepError::permanent(e.to_string())),
+            }
+        }
         let args: &[&str] = match (self.kind, self.program) {
             (HttpServiceType::Nginx, _) => &["-s", "reload"],
             (HttpServiceType::Apache, "apache2") => &["-k", "graceful"],
@@ -178,86 +189,21 @@ impl WebServer {
             Err(StepError::permanent(format!("{} did not reload (is it running?):\n{}", self.kind, out.text())))
         }
     }
-}
 
-impl WebServer {
-    /// Puts a vhost in place and tests the whole config with it. When the test fails
-    /// the previous vhost is put back (or the new one removed), so one broken site
-    /// never stops the server from reloading for the others; the error carries the web
-    /// server's own words. Returns whether the file changed.
-    pub async fn apply_vhost(&self, path: &Path, contents: &str) -> Result<bool, StepError> {
-        let _config = CONFIG_LOCK.lock().await;
-        let previous = std::fs::read(path).ok();
-        if !crate::files::write(path, contents.as_bytes(), 0o600, crate::files::Ownership::default())? {
-            return Ok(false);
-        }
-        if let Err(e) = self.config_test().await {
-            match previous {
-                Some(old) => {
-                    crate::files::write(path, &old, 0o600, crate::files::Ownership::default())?;
-                }
-                None => {
-                    crate::files::remove_file(path)?;
-                }
-            }
-            return Err(e);
-        }
-        Ok(true)
+    async fn reload_master(&self) -> Result<(), ReloadError> {
+        let version = command::run(self.program, ["-V"], TIMEOUT).await.map(|out| out.text()).unwrap_or_default();
+        let pid_file = nginx_master::pid_file(self.conf.as_deref(), &BuildPaths::parse(&version))
+            .ok_or_else(|| ReloadError::Unreachable("its pid file is not known".into()))?;
+        Master::from_pid_file(&pid_file)?.reload(TIMEOUT).await
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::Duration;
-
-    use super::Coalesced;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn asks_made_during_a_run_share_the_next_one_and_each_waits_for_a_run_after_it() {
-        let reloads = Arc::new(Coalesced::new());
-        let runs = Arc::new(AtomicU64::new(0));
-        // What a run made live: the highest ask number written before it began.
-        let written = Arc::new(AtomicU64::new(0));
-        let live = Arc::new(AtomicU64::new(0));
-        let slow_run =
-            |reloads: Arc<Coalesced>, runs: Arc<AtomicU64>, written: Arc<AtomicU64>, live: Arc<AtomicU64>| async move {
-                reloads
-                    .run(|| async {
-                        let seen = written.load(Ordering::SeqCst);
-                        runs.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        live.fetch_max(seen, Ordering::SeqCst);
-                        Ok::<(), ()>(())
-                    })
-                    .await
-                    .unwrap()
-            };
-        let first = tokio::spawn(slow_run(reloads.clone(), runs.clone(), written.clone(), live.clone()));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // Ten changes while the first run is under way.
-        let mut asks = Vec::new();
-        for n in 1..=10 {
-            written.store(n, Ordering::SeqCst);
-            let (reloads, runs, written, live) = (reloads.clone(), runs.clone(), written.clone(), live.clone());
-            asks.push(tokio::spawn(async move {
-                slow_run(reloads, runs, written, live.clone()).await;
-                // Back only once its own change is live.
-                assert!(live.load(Ordering::SeqCst) >= n, "ask {n} returned before its change was live");
-            }));
-        }
-        assert!(first.await.unwrap(), "the first ask runs");
-        for ask in asks {
-            ask.await.unwrap();
-        }
-        assert_eq!(runs.load(Ordering::SeqCst), 2, "eleven asks, two runs: the first and one for all the others");
+impl Server for WebServer {
+    async fn test(&self) -> Result<(), StepError> {
+        self.config_test().await
     }
 
-    #[tokio::test]
-    async fn a_failed_run_covers_nobody() {
-        let reloads = Coalesced::new();
-        assert_eq!(reloads.run(|| async { Err::<(), &str>("config test failed") }).await, Err("config test failed"));
-        assert_eq!(reloads.run(|| async { Ok::<(), &str>(()) }).await, Ok(true), "the next ask runs again");
+    async fn reload(&self) -> Result<(), StepError> {
+        self.reload_now().await
     }
 }

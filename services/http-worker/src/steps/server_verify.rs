@@ -2,7 +2,7 @@
 //! writable, our base config is in place and included, the config tests clean, and
 //! the server reloads.
 
-use aegir_contract::{ServerContext, StepFacts};
+use aegir_contract::{HttpServiceType, ServerContext, StepFacts};
 use aegir_worker::{StepError, StepLog};
 
 use crate::config::HttpConfig;
@@ -37,11 +37,27 @@ pub async fn run(config: &HttpConfig, server: &ServerContext, log: &StepLog) -> 
     log.info(format!("config directory {} is writable", config.config_dir.display())).await;
 
     let base = web.base_config_path();
-    write_atomically(&base, web.base_config(server.name.as_str(), http.port).as_bytes()).await?;
-    log.info(format!("wrote the base config {}", base.display())).await;
-
-    web.config_test().await?;
-    log.info(format!("{} config test passed", http.service_type)).await;
+    {
+        // No reload may load the base config half written or untested.
+        let _config = web.exclusive().await;
+        write_atomically(&base, web.base_config(server.name.as_str(), http.port, true).as_bytes()).await?;
+        log.info(format!("wrote the base config {}", base.display())).await;
+        match web.config_test().await {
+            Ok(()) => {}
+            // The main config sizes the server name hash itself: it keeps its own.
+            Err(e) if http.service_type == HttpServiceType::Nginx && names_hash_is_set(&e.reason) => {
+                log.warning(
+                    "the main nginx config sets server_names_hash_max_size or server_names_hash_bucket_size; \
+                     keeping its values (with thousands of sites, raise them to 131072 and 128)",
+                )
+                .await;
+                write_atomically(&base, web.base_config(server.name.as_str(), http.port, false).as_bytes()).await?;
+                web.config_test().await?;
+            }
+            Err(e) => return Err(e),
+        }
+        log.info(format!("{} config test passed", http.service_type)).await;
+    }
 
     if !web.includes(&base).await? {
         return Err(StepError::permanent(format!(
@@ -56,6 +72,11 @@ pub async fn run(config: &HttpConfig, server: &ServerContext, log: &StepLog) -> 
     web.reload().await?;
     log.info(format!("{} reloaded", http.service_type)).await;
     Ok(StepFacts { service_version: Some(version), ..Default::default() })
+}
+
+/// Whether nginx refused our server name hash settings because the main config has them.
+fn names_hash_is_set(reason: &str) -> bool {
+    reason.contains("server_names_hash_") && reason.contains("is duplicate")
 }
 
 /// Writes a file through a temporary sibling and a rename, so readers (and a crash)

@@ -9,6 +9,7 @@ use aegir_contract::{SiteContext, SiteUri, StepFacts};
 use aegir_worker::{StepError, StepLog};
 
 use crate::config::HttpConfig;
+use crate::config_queue::Reload;
 use crate::site::SiteWork;
 
 pub async fn run(
@@ -42,10 +43,9 @@ pub async fn run(
     work.mark_installed()?;
     // A site that was disabled stays disabled.
     let enabled = !work.is_disabled();
-    work.apply_vhost(enabled, log).await?;
-    // Always: a redelivered step may find the vhost written by a try that stopped
-    // before reloading.
-    work.reload(log).await?;
+    // Always reloads: a redelivered step may find the vhost written by a try that
+    // stopped before reloading.
+    work.apply_vhost(enabled, Reload::Always, log).await?;
     let packages = work.packages().await;
     log.success(format!(
         "{} is served from {} at {} ({} packages)",

@@ -6,6 +6,7 @@ use aegir_contract::{SiteContext, StepFacts};
 use aegir_worker::{StepError, StepLog};
 
 use crate::config::HttpConfig;
+use crate::config_queue::Reload;
 use crate::site::SiteWork;
 
 pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Result<StepFacts, StepError> {
@@ -17,8 +18,9 @@ pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Resu
     work.run_installer(log).await?;
     // A repeated install keeps a disabled site disabled.
     let enabled = !work.is_disabled();
-    work.apply_vhost(enabled, log).await?;
-    work.reload(log).await?;
+    // Always reloads: a step run again may find the vhost written by a try that
+    // stopped before the reload.
+    work.apply_vhost(enabled, Reload::Always, log).await?;
     log.success(format!("{} is installed at {}", site.uri, work.files.url)).await;
     Ok(StepFacts { packages: Some(work.packages().await), ..Default::default() })
 }

@@ -5,6 +5,7 @@ use aegir_contract::{SiteContext, StepFacts};
 use aegir_worker::{StepError, StepLog};
 
 use crate::config::HttpConfig;
+use crate::config_queue::Reload;
 use crate::site::SiteWork;
 
 pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Result<StepFacts, StepError> {
@@ -21,10 +22,8 @@ pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Resu
     let files_changed = work.render_files(log).await?;
     let perms_changed = work.fix_permissions(log).await?;
     let enabled = !work.is_disabled();
-    let vhost_changed = work.apply_vhost(enabled, log).await?;
-    if vhost_changed {
-        work.reload(log).await?;
-    } else {
+    let vhost_changed = work.apply_vhost(enabled, Reload::IfChanged, log).await?;
+    if !vhost_changed {
         log.info("vhost unchanged; no reload needed").await;
     }
     if !files_changed && !perms_changed && !vhost_changed {
