@@ -54,10 +54,12 @@ pub struct HttpConfig {
     pub script_user: String,
     pub php_fpm_socket: Option<PathBuf>,
     pub php: String,
+    /// Steps this worker runs at once (`AEGIR_PREFETCH`).
+    pub steps_at_once: usize,
 }
 
 impl HttpArgs {
-    pub fn resolve(self, server: &ServerName) -> anyhow::Result<HttpConfig> {
+    pub fn resolve(self, server: &ServerName, steps_at_once: usize) -> anyhow::Result<HttpConfig> {
         let platform_roots = self
             .platform_roots
             .split(':')
@@ -75,6 +77,7 @@ impl HttpArgs {
             script_user: self.script_user,
             php_fpm_socket: self.php_fpm_socket,
             php: self.php,
+            steps_at_once,
         })
     }
 }

@@ -58,28 +58,35 @@ pub struct Applied {
 }
 
 /// How long a cycle collects changes before it tests and reloads: at least `shortest`,
-/// then until none has come for `quiet`, and at most `longest` after the first.
+/// then until none has come for `quiet`, and at most `longest` after the first; at once
+/// when as many changes wait as a fleet operation can have steps running on the worker.
 ///
 /// A change that misses a window costs a test and a reload of its own, which with
 /// thousands of vhosts take seconds. So a window stays open at least as long as the
 /// last test and reload took (at most doubling a change's time to live): changes that
 /// arrived during that cycle do not go alone while the next ones are on their way (the
-/// tasks a batch starts as the last ones end). A steady stream of changes is told from
-/// its end by a lull several times its usual gap, and cut after four times the last test
-/// and reload, at least 10 s (a batch's thousand tasks reach the worker at the rate the
-/// system sustains, about a hundred a second on a small machine) and at most 20 s.
-/// A lone change on a quiet server waits `QUIET_MIN` only, then its test and reload
+/// tasks a batch starts as the last ones end). A stream of changes is told from its end
+/// by a lull several times its usual gap, or, while a fleet operation goes on, as long
+/// as the longest lull within its last window (its tasks come in bursts, as the batch
+/// starts them). A steady stream is cut after four times the last test and reload, at
+/// least 10 s (a batch's thousand tasks reach the worker at the rate the system
+/// sustains, about a hundred a second on a small machine) and at most 20 s. A lone
+/// change on a quiet server waits `QUIET_MIN` only, then its test and reload
 /// (milliseconds with few vhosts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     /// Test and reload of the last cycle that did both; zero before the first.
     last_cost: Duration,
+    /// The longest gap between two changes within the last window.
+    last_lull: Duration,
+    /// Changes that can wait at once.
+    room: usize,
     longest_min: Duration,
 }
 
 impl Default for Window {
     fn default() -> Self {
-        Self { last_cost: Duration::ZERO, longest_min: Self::LONGEST_MIN }
+        Self { last_cost: Duration::ZERO, last_lull: Duration::ZERO, room: usize::MAX, longest_min: Self::LONGEST_MIN }
     }
 }
 
@@ -91,15 +98,33 @@ impl Window {
     /// A lull this many times the usual gap between changes ends a stream of them.
     const LULL: u32 = 8;
 
-    /// This window after a cycle whose test and reload took `cost`.
-    pub fn after(self, cost: Duration) -> Self {
-        Self { last_cost: cost, ..self }
+    /// Windows for a worker that runs `steps` at once. Fleet operations and scheduled
+    /// queues get all but one of them (the other is kept for people's steps), so that
+    /// many changes waiting is a full window.
+    pub fn for_steps(steps: usize) -> Self {
+        Self { room: steps.saturating_sub(1).max(1), ..Self::default() }
+    }
+
+    /// This window after a cycle whose test and reload took `cost`, whose changes came
+    /// with at most `lull` between two of them.
+    pub fn after(self, cost: Duration, lull: Duration) -> Self {
+        Self { last_cost: cost, last_lull: lull, ..self }
+    }
+
+    /// This window when the last one ended long ago: no stream goes on.
+    pub fn after_a_while(self) -> Self {
+        Self { last_lull: Duration::ZERO, ..self }
     }
 
     /// Streams are cut after `min` at least (instead of [`Self::LONGEST_MIN`]).
     #[cfg(test)]
     fn cut_after(self, min: Duration) -> Self {
         Self { longest_min: min, ..self }
+    }
+
+    /// Whether `waiting` changes are all that can come.
+    pub fn is_full(&self, waiting: usize) -> bool {
+        waiting >= self.room
     }
 
     /// A lull this long closes the window, once `arrived` changes came over `span`
@@ -109,7 +134,8 @@ impl Window {
             0 | 1 => Duration::ZERO,
             n => span / (n as u32 - 1),
         };
-        (self.last_cost / 8).max(usual_gap * Self::LULL).clamp(Self::QUIET_MIN, Self::QUIET_MAX)
+        let stream = (self.last_cost / 8).max(usual_gap * Self::LULL).clamp(Self::QUIET_MIN, Self::QUIET_MAX);
+        stream.max(self.last_lull.min(self.longest() / 4))
     }
 
     /// The window stays open this long after its first change at least.
@@ -147,9 +173,10 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Starts the queue's cycles on the current runtime.
-    pub fn start<S: Server>(server: S) -> Self {
-        Self::start_with(server, Window::default())
+    /// Starts the queue's cycles on the current runtime, for a worker that runs `steps`
+    /// at once.
+    pub fn start<S: Server>(server: S, steps: usize) -> Self {
+        Self::start_with(server, Window::for_steps(steps))
     }
 
     fn start_with<S: Server>(server: S, window: Window) -> Self {
@@ -230,6 +257,7 @@ async fn cycles<S: Server>(
 ) {
     // Second changes to a file already in a batch wait for the next one.
     let mut carried: VecDeque<Request> = VecDeque::new();
+    let mut ended = Instant::now();
     loop {
         let first = match carried.pop_front() {
             Some(request) => request,
@@ -239,16 +267,20 @@ async fn cycles<S: Server>(
             },
         };
         let opened = Instant::now();
+        if opened - ended > window.longest() {
+            window = window.after_a_while();
+        }
         let mut batch = vec![first];
         batch.extend(carried.drain(..));
         let (open_until, close) = (opened + window.shortest(), opened + window.longest());
-        let mut last = opened;
+        let (mut last, mut lull) = (opened, Duration::ZERO);
         // Checked before waiting: changes that are ready at once would keep it open.
-        while Instant::now() < close {
+        while Instant::now() < close && !window.is_full(batch.len()) {
             let until = close.min(open_until.max(last + window.quiet(batch.len(), last - opened)));
             match tokio::time::timeout_at(until, requests.recv()).await {
                 Ok(Some(request)) => {
                     batch.push(request);
+                    lull = lull.max(last.elapsed());
                     last = Instant::now();
                 }
                 Ok(None) | Err(_) => break,
@@ -268,14 +300,16 @@ async fn cycles<S: Server>(
             tests = report.tests,
             reloaded = report.reloaded,
             waited_ms = waited.as_millis() as u64,
+            lull_ms = lull.as_millis() as u64,
             test_ms = report.testing.as_millis() as u64,
             flush_ms = report.flushing.as_millis() as u64,
             reload_ms = report.reloading.as_millis() as u64,
             "web server config applied"
         );
         if report.reloaded && report.tests > 0 {
-            window = window.after(report.testing + report.flushing + report.reloading);
+            window = window.after(report.testing + report.flushing + report.reloading, lull);
         }
+        ended = Instant::now();
     }
 }
 
@@ -615,7 +649,7 @@ mod tests {
 
     #[test]
     fn the_window_follows_the_last_test_and_reload_and_the_stream_of_changes() {
-        let after = |cost_ms: u64| Window::default().after(Duration::from_millis(cost_ms));
+        let after = |cost_ms: u64| Window::default().after(Duration::from_millis(cost_ms), Duration::ZERO);
         let ms = Duration::from_millis;
         let new_server = Window::default();
         assert_eq!(new_server.quiet(1, Duration::ZERO), Window::QUIET_MIN, "a lone change waits a moment only");
@@ -636,6 +670,17 @@ mod tests {
         assert_eq!(large.longest(), Duration::from_secs(16), "a stream is cut after four cycles");
         assert_eq!(after(600_000).longest(), Window::LONGEST_MAX);
         assert_eq!(after(600_000).shortest(), Window::LONGEST_MAX);
+
+        // A fleet operation's tasks come in bursts: the next window waits out a lull as
+        // long as the longest in the last one, up to a quarter of its longest.
+        let fleet = large.after(ms(1_000), ms(1_500));
+        assert_eq!(fleet.quiet(1, Duration::ZERO), ms(1_500));
+        assert_eq!(large.after(ms(1_000), Duration::from_secs(30)).quiet(1, Duration::ZERO), ms(2_500));
+        assert_eq!(fleet.after_a_while().quiet(1, Duration::ZERO), ms(125), "once the stream is over, it is over");
+
+        let four_steps = Window::for_steps(4);
+        assert!(!four_steps.is_full(2) && four_steps.is_full(3), "a fleet operation runs three steps at most");
+        assert!(Window::for_steps(1).is_full(1));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -665,7 +710,7 @@ mod tests {
     async fn a_burst_of_changes_is_one_test_and_one_reload_and_each_answer_comes_once_it_is_live() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(dir.path(), Duration::from_millis(30));
-        let queue = Queue::start(fake.clone());
+        let queue = Queue::start(fake.clone(), usize::MAX);
         let changes = (0..200).map(|n| (vhost(dir.path(), n), format!("server {n}").into_bytes())).collect();
         let results = burst(&queue, &fake, changes).await;
         assert!(results.iter().all(|r| r.as_ref().is_ok_and(|a| a.changed && a.together == 199)), "{results:?}");
@@ -676,7 +721,7 @@ mod tests {
     async fn changes_made_while_a_cycle_runs_share_the_next_one() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(dir.path(), Duration::from_millis(100));
-        let queue = Queue::start(fake.clone());
+        let queue = Queue::start(fake.clone(), usize::MAX);
         let first = tokio::spawn({
             let (queue, fake, path) = (queue.clone(), fake.clone(), vhost(dir.path(), 0));
             async move { burst(&queue, &fake, vec![(path, b"first".to_vec())]).await }
@@ -694,7 +739,7 @@ mod tests {
     async fn changes_that_come_during_a_long_cycle_wait_for_the_next_wave() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(dir.path(), Duration::from_millis(200));
-        let queue = Queue::start(fake.clone());
+        let queue = Queue::start(fake.clone(), usize::MAX);
         let wave = |from: usize| -> Vec<(PathBuf, Vec<u8>)> {
             (from..from + 50).map(|n| (vhost(dir.path(), n), b"server".to_vec())).collect()
         };
@@ -717,10 +762,25 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_window_closes_at_once_when_no_more_changes_can_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Fake::new(dir.path(), Duration::from_millis(5));
+        // A fleet operation is under way (its last window had a lull of 2 s), and the
+        // worker runs 11 steps at once: 10 for fleet operations.
+        let window = Window::for_steps(11).after(Duration::ZERO, Duration::from_secs(2));
+        let queue = Queue::start_with(fake.clone(), window);
+        let started = Instant::now();
+        let changes = (0..10).map(|n| (vhost(dir.path(), n), b"server".to_vec())).collect();
+        assert!(burst(&queue, &fake, changes).await.iter().all(Result::is_ok));
+        assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+        assert_eq!(fake.reloads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_change_on_a_quiet_server_is_live_in_well_under_a_second() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(dir.path(), Duration::from_millis(5));
-        let queue = Queue::start(fake.clone());
+        let queue = Queue::start(fake.clone(), usize::MAX);
         let started = Instant::now();
         let results = burst(&queue, &fake, vec![(vhost(dir.path(), 1), b"server".to_vec())]).await;
         assert!(results[0].is_ok());
@@ -731,7 +791,7 @@ mod tests {
     async fn an_unchanged_file_neither_tests_nor_reloads_unless_asked() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(dir.path(), Duration::from_millis(1));
-        let queue = Queue::start(fake.clone());
+        let queue = Queue::start(fake.clone(), usize::MAX);
         let path = vhost(dir.path(), 1);
         assert!(queue.apply(&path, Change::Put(b"same".to_vec()), Reload::IfChanged).await.unwrap().changed);
         let again = queue.apply(&path, Change::Put(b"same".to_vec()), Reload::IfChanged).await.unwrap();
@@ -747,7 +807,7 @@ mod tests {
     async fn a_change_that_fails_the_test_is_put_back_and_the_others_go_live() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(dir.path(), Duration::from_millis(5));
-        let queue = Queue::start(fake.clone());
+        let queue = Queue::start(fake.clone(), usize::MAX);
         let old = vhost(dir.path(), 7);
         std::fs::write(&old, b"server 7 as it was").unwrap();
         let mut changes: Vec<_> = (0..64).map(|n| (vhost(dir.path(), n), format!("server {n}").into_bytes())).collect();
@@ -774,7 +834,7 @@ mod tests {
     async fn a_change_the_server_does_not_name_is_found_by_halving() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(dir.path(), Duration::from_millis(1));
-        let queue = Queue::start(fake.clone());
+        let queue = Queue::start(fake.clone(), usize::MAX);
         let mut changes: Vec<_> = (0..64).map(|n| (vhost(dir.path(), n), format!("server {n}").into_bytes())).collect();
         changes[41].1 = b"hidden-bad server".to_vec();
         let results = burst(&queue, &fake, changes).await;
@@ -790,7 +850,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(dir.path(), Duration::from_millis(1));
         fake.broken.store(true, Ordering::SeqCst);
-        let queue = Queue::start(fake.clone());
+        let queue = Queue::start(fake.clone(), usize::MAX);
         let changes = (0..10).map(|n| (vhost(dir.path(), n), b"server".to_vec())).collect();
         let results = burst(&queue, &fake, changes).await;
         assert!(results.iter().all(|r| r.as_ref().is_err_and(|e| e.reason.contains("main config is broken"))));
@@ -803,7 +863,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(dir.path(), Duration::from_millis(1));
         fake.test_times_out.store(true, Ordering::SeqCst);
-        let queue = Queue::start(fake.clone());
+        let queue = Queue::start(fake.clone(), usize::MAX);
         let changes = (0..10).map(|n| (vhost(dir.path(), n), b"server".to_vec())).collect();
         let results = burst(&queue, &fake, changes).await;
         assert!(results.iter().all(|r| r.as_ref().is_err_and(|e| e.transient)), "{results:?}");
@@ -815,7 +875,7 @@ mod tests {
     async fn after_a_failed_reload_an_unchanged_file_still_waits_for_a_reload() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(dir.path(), Duration::from_millis(1));
-        let queue = Queue::start(fake.clone());
+        let queue = Queue::start(fake.clone(), usize::MAX);
         let path = vhost(dir.path(), 1);
         fake.reload_fails.store(true, Ordering::SeqCst);
         let failed = queue.apply(&path, Change::Put(b"server".to_vec()), Reload::IfChanged).await;

@@ -71,6 +71,6 @@ impl StepHandler for HttpWorker {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _telemetry = aegir_telemetry::init("http-worker", cli.common.log_format == LogFormat::Json)?;
-    let config = cli.http.resolve(&cli.worker.server)?;
+    let config = cli.http.resolve(&cli.worker.server, cli.worker.prefetch.into())?;
     aegir_worker::run(&cli.common.amqp_url, cli.worker, |identity| Ok(HttpWorker { identity, config })).await
 }

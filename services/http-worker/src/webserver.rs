@@ -29,6 +29,8 @@ pub struct WebServer {
     /// The main config file when not the web server's own.
     conf: Option<PathBuf>,
     config_dir: PathBuf,
+    /// Steps the worker runs at once: at most this many changes can wait for a reload.
+    steps_at_once: usize,
 }
 
 /// Room in nginx's server name hash for the names of many sites: its defaults fit a few
@@ -45,7 +47,14 @@ impl WebServer {
             HttpServiceType::Apache => ("apache2ctl", "-f", &config.apache_conf),
         };
         let conf_args = conf.iter().flat_map(|c| [conf_flag.to_owned(), c.display().to_string()]).collect();
-        Self { kind, program, conf_args, conf: conf.clone(), config_dir: config.config_dir.clone() }
+        Self {
+            kind,
+            program,
+            conf_args,
+            conf: conf.clone(),
+            config_dir: config.config_dir.clone(),
+            steps_at_once: config.steps_at_once,
+        }
     }
 
     /// The file holding our base config, which the main config must include.
@@ -135,7 +144,7 @@ impl WebServer {
     fn queue(&self) -> Queue {
         let key = format!("{}|{}|{:?}|{}", self.kind, self.program, self.conf_args, self.config_dir.display());
         let mut queues = QUEUES.lock().expect("web server queues lock");
-        queues.entry(key).or_insert_with(|| Queue::start(self.clone())).clone()
+        queues.entry(key).or_insert_with(|| Queue::start(self.clone(), self.steps_at_once)).clone()
     }
 
     /// Puts a vhost in place, tested with the whole config, and returns once the web
