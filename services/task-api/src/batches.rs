@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use aegir_contract::{ContextName, PlatformName, SiteUri, TaskKind};
+use aegir_postgres::Outbox;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -258,9 +259,14 @@ pub async fn task_finished(
     Ok(done.rows_affected() > 0)
 }
 
+/// Tasks of a batch queued per transaction: each chunk is committed, and its tasks
+/// start, while the next is queued (a thousand take a couple of seconds to queue).
+const CHUNK: i64 = 100;
+
 /// One round over the running batches: stop those past their failures, finish those
-/// with nothing left, and queue the next sites of the others. Returns the tasks queued.
-pub async fn advance(pool: &PgPool) -> Result<usize, ApiError> {
+/// with nothing left, and queue the next sites of the others, a chunk per transaction;
+/// `outbox` is woken after each. Returns the tasks queued.
+pub async fn advance(pool: &PgPool, outbox: &Outbox) -> Result<usize, ApiError> {
     let running: Vec<BatchRow> = sqlx::query_as(
         "SELECT id, task, platform, to_platform, max_failures, parallel, status, created_at, finished_at
          FROM batches WHERE status = 'running' ORDER BY created_at",
@@ -269,58 +275,86 @@ pub async fn advance(pool: &PgPool) -> Result<usize, ApiError> {
     .await?;
     let mut queued = 0;
     for batch in running {
-        let mut tx = pool.begin().await?;
-        // One runner at a time per batch.
-        let locked: Option<(String,)> =
-            sqlx::query_as("SELECT status FROM batches WHERE id = $1 AND status = 'running' FOR UPDATE SKIP LOCKED")
-                .bind(batch.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if locked.is_none() {
-            continue;
-        }
-        let (failed, in_flight, waiting): (i64, i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'queued'),
-                    count(*) FILTER (WHERE status = 'waiting')
-             FROM batch_items WHERE batch_id = $1",
-        )
-        .bind(batch.id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if failed > i64::from(batch.max_failures) {
-            // No new task; those running finish on their own.
-            sqlx::query("UPDATE batch_items SET status = 'skipped' WHERE batch_id = $1 AND status = 'waiting'")
-                .bind(batch.id)
-                .execute(&mut *tx)
-                .await?;
-            if in_flight == 0 {
-                finish(&mut tx, batch.id, "stopped").await?;
-                tracing::warn!(batch = %batch.id, failed, "batch stopped: too many failures");
+        loop {
+            let chunk = advance_batch(pool, &batch).await?;
+            queued += chunk.queued;
+            if chunk.queued > 0 {
+                outbox.wake();
             }
-            tx.commit().await?;
-            continue;
-        }
-        if waiting == 0 && in_flight == 0 {
-            finish(&mut tx, batch.id, "done").await?;
-            tx.commit().await?;
-            continue;
-        }
-        let room = i64::from(batch.parallel) - in_flight;
-        if room > 0 {
-            let next: Vec<(String,)> = sqlx::query_as(
-                "SELECT site FROM batch_items WHERE batch_id = $1 AND status = 'waiting' ORDER BY position LIMIT $2",
-            )
-            .bind(batch.id)
-            .bind(room)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (site,) in next {
-                queued += queue_item(&mut tx, &batch, &site).await?;
+            if !chunk.more {
+                break;
             }
         }
-        tx.commit().await?;
     }
     Ok(queued)
+}
+
+struct Chunk {
+    queued: usize,
+    /// Whether there may be room and sites for another chunk.
+    more: bool,
+}
+
+/// Stops, finishes or queues the next chunk of one batch, in one transaction.
+async fn advance_batch(pool: &PgPool, batch: &BatchRow) -> Result<Chunk, ApiError> {
+    let none = Chunk { queued: 0, more: false };
+    let mut tx = pool.begin().await?;
+    // One runner at a time per batch.
+    let locked: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM batches WHERE id = $1 AND status = 'running' FOR UPDATE SKIP LOCKED")
+            .bind(batch.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if locked.is_none() {
+        return Ok(none);
+    }
+    let (failed, in_flight, waiting): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'queued'),
+                count(*) FILTER (WHERE status = 'waiting')
+         FROM batch_items WHERE batch_id = $1",
+    )
+    .bind(batch.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if failed > i64::from(batch.max_failures) {
+        // No new task; those running finish on their own.
+        sqlx::query("UPDATE batch_items SET status = 'skipped' WHERE batch_id = $1 AND status = 'waiting'")
+            .bind(batch.id)
+            .execute(&mut *tx)
+            .await?;
+        if in_flight == 0 {
+            finish(&mut tx, batch.id, "stopped").await?;
+            tracing::warn!(batch = %batch.id, failed, "batch stopped: too many failures");
+        }
+        tx.commit().await?;
+        return Ok(none);
+    }
+    if waiting == 0 && in_flight == 0 {
+        finish(&mut tx, batch.id, "done").await?;
+        tx.commit().await?;
+        return Ok(none);
+    }
+    let room = i64::from(batch.parallel) - in_flight;
+    if room <= 0 || waiting == 0 {
+        tx.commit().await?;
+        return Ok(none);
+    }
+    let limit = room.min(CHUNK);
+    let next: Vec<(String,)> = sqlx::query_as(
+        "SELECT site FROM batch_items WHERE batch_id = $1 AND status = 'waiting' ORDER BY position LIMIT $2",
+    )
+    .bind(batch.id)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut queued = 0;
+    for (site,) in &next {
+        queued += queue_item(&mut tx, batch, site).await?;
+    }
+    tx.commit().await?;
+    // Sites busy with another task stay waiting: another chunk only after progress.
+    let more = queued > 0 && next.len() as i64 == limit && room > limit;
+    Ok(Chunk { queued, more })
 }
 
 /// Queues the task of one site; a site busy with another task stays waiting, and one
@@ -368,12 +402,9 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             _ = state.batches_wake.notified() => {}
             _ = shutdown.cancelled() => return,
         }
-        match advance(&state.pool).await {
+        match advance(&state.pool, &state.outbox).await {
             Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(tasks = n, "batch tasks queued");
-                state.outbox.wake();
-            }
+            Ok(n) => tracing::info!(tasks = n, "batch tasks queued"),
             Err(e) => tracing::warn!(error = %e, "could not advance the batches; trying again"),
         }
     }
