@@ -66,19 +66,22 @@ pub struct Applied {
 /// last test and reload took (at most doubling a change's time to live): changes that
 /// arrived during that cycle do not go alone while the next ones are on their way (the
 /// tasks a batch starts as the last ones end). A stream of changes is told from its end
-/// by a lull several times its usual gap, or, while a fleet operation goes on, as long
-/// as the longest lull within its last window (its tasks come in bursts, as the batch
-/// starts them). A steady stream is cut after four times the last test and reload, at
-/// least 10 s (a batch's thousand tasks reach the worker at the rate the system
-/// sustains, about a hundred a second on a small machine) and at most 20 s. A lone
-/// change on a quiet server waits `QUIET_MIN` only, then its test and reload
-/// (milliseconds with few vhosts).
+/// by a lull several times its usual gap (at least 100 ms, which a lone change on a
+/// quiet server waits before its test and reload), or, while a fleet operation goes on,
+/// as long as the longest lull within its last window; after a full window, at least a
+/// second (the operation's next tasks start as the results of the last go round, the
+/// first of them a second or two later and not all at once). A steady stream is cut
+/// after four times the last test and reload, at least 10 s (a batch's thousand tasks
+/// reach the worker at the rate the system sustains, about a hundred a second on a
+/// small machine) and at most 20 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     /// Test and reload of the last cycle that did both; zero before the first.
     last_cost: Duration,
     /// The longest gap between two changes within the last window.
     last_lull: Duration,
+    /// Whether the last window was full.
+    last_full: bool,
     /// Changes that can wait at once.
     room: usize,
     longest_min: Duration,
@@ -86,17 +89,25 @@ pub struct Window {
 
 impl Default for Window {
     fn default() -> Self {
-        Self { last_cost: Duration::ZERO, last_lull: Duration::ZERO, room: usize::MAX, longest_min: Self::LONGEST_MIN }
+        Self {
+            last_cost: Duration::ZERO,
+            last_lull: Duration::ZERO,
+            last_full: false,
+            room: usize::MAX,
+            longest_min: Self::LONGEST_MIN,
+        }
     }
 }
 
 impl Window {
-    pub const QUIET_MIN: Duration = Duration::from_millis(20);
+    pub const QUIET_MIN: Duration = Duration::from_millis(100);
     pub const QUIET_MAX: Duration = Duration::from_millis(250);
     pub const LONGEST_MIN: Duration = Duration::from_secs(10);
     pub const LONGEST_MAX: Duration = Duration::from_secs(20);
     /// A lull this many times the usual gap between changes ends a stream of them.
     const LULL: u32 = 8;
+    /// After a full window, a lull this long at least ends the next.
+    const LULL_AFTER_FULL: Duration = Duration::from_secs(1);
 
     /// Windows for a worker that runs `steps` at once. Fleet operations and scheduled
     /// queues get all but one of them (the other is kept for people's steps), so that
@@ -106,14 +117,14 @@ impl Window {
     }
 
     /// This window after a cycle whose test and reload took `cost`, whose changes came
-    /// with at most `lull` between two of them.
-    pub fn after(self, cost: Duration, lull: Duration) -> Self {
-        Self { last_cost: cost, last_lull: lull, ..self }
+    /// with at most `lull` between two of them, and filled its window or not.
+    pub fn after(self, cost: Duration, lull: Duration, full: bool) -> Self {
+        Self { last_cost: cost, last_lull: lull, last_full: full, ..self }
     }
 
     /// This window when the last one ended long ago: no stream goes on.
     pub fn after_a_while(self) -> Self {
-        Self { last_lull: Duration::ZERO, ..self }
+        Self { last_lull: Duration::ZERO, last_full: false, ..self }
     }
 
     /// Streams are cut after `min` at least (instead of [`Self::LONGEST_MIN`]).
@@ -135,7 +146,8 @@ impl Window {
             n => span / (n as u32 - 1),
         };
         let stream = (self.last_cost / 8).max(usual_gap * Self::LULL).clamp(Self::QUIET_MIN, Self::QUIET_MAX);
-        stream.max(self.last_lull.min(self.longest() / 4))
+        let fleet = if self.last_full { self.last_lull.max(Self::LULL_AFTER_FULL) } else { self.last_lull };
+        stream.max(fleet.min(self.longest() / 4))
     }
 
     /// The window stays open this long after its first change at least.
@@ -287,6 +299,7 @@ async fn cycles<S: Server>(
             }
         }
         let waited = opened.elapsed();
+        let full = window.is_full(batch.len());
         let mut files = HashSet::new();
         let (now, later): (Vec<Request>, Vec<Request>) =
             batch.into_iter().partition(|r| r.file.as_ref().is_none_or(|(path, _)| files.insert(path.clone())));
@@ -307,7 +320,7 @@ async fn cycles<S: Server>(
             "web server config applied"
         );
         if report.reloaded && report.tests > 0 {
-            window = window.after(report.testing + report.flushing + report.reloading, lull);
+            window = window.after(report.testing + report.flushing + report.reloading, lull, full);
         }
         ended = Instant::now();
     }
@@ -649,7 +662,7 @@ mod tests {
 
     #[test]
     fn the_window_follows_the_last_test_and_reload_and_the_stream_of_changes() {
-        let after = |cost_ms: u64| Window::default().after(Duration::from_millis(cost_ms), Duration::ZERO);
+        let after = |cost_ms: u64| Window::default().after(Duration::from_millis(cost_ms), Duration::ZERO, false);
         let ms = Duration::from_millis;
         let new_server = Window::default();
         assert_eq!(new_server.quiet(1, Duration::ZERO), Window::QUIET_MIN, "a lone change waits a moment only");
@@ -659,10 +672,10 @@ mod tests {
         let small = after(30);
         assert_eq!(small.quiet(1, Duration::ZERO), Window::QUIET_MIN);
         assert_eq!(small.shortest(), ms(30));
-        assert_eq!(small.quiet(101, Duration::from_secs(1)), ms(80), "8 gaps of a stream of 100 a second");
+        assert_eq!(small.quiet(101, Duration::from_secs(2)), ms(160), "8 gaps of a stream of 50 a second");
         assert_eq!(small.quiet(3, Duration::from_secs(10)), Window::QUIET_MAX, "a slow trickle is no stream");
 
-        assert_eq!(after(800).quiet(1, Duration::ZERO), ms(100));
+        assert_eq!(after(1_600).quiet(1, Duration::ZERO), ms(200));
         assert_eq!(after(3_000).longest(), Duration::from_secs(12));
         let large = after(4_000);
         assert_eq!(large.quiet(1, Duration::ZERO), Window::QUIET_MAX, "a quarter second ends a burst");
@@ -672,10 +685,12 @@ mod tests {
         assert_eq!(after(600_000).shortest(), Window::LONGEST_MAX);
 
         // A fleet operation's tasks come in bursts: the next window waits out a lull as
-        // long as the longest in the last one, up to a quarter of its longest.
-        let fleet = large.after(ms(1_000), ms(1_500));
+        // long as the longest in the last one (a second at least after a full one), up to
+        // a quarter of its longest.
+        let fleet = large.after(ms(1_000), ms(1_500), false);
         assert_eq!(fleet.quiet(1, Duration::ZERO), ms(1_500));
-        assert_eq!(large.after(ms(1_000), Duration::from_secs(30)).quiet(1, Duration::ZERO), ms(2_500));
+        assert_eq!(large.after(ms(1_000), ms(300), true).quiet(1, Duration::ZERO), ms(1_000));
+        assert_eq!(large.after(ms(1_000), Duration::from_secs(30), true).quiet(1, Duration::ZERO), ms(2_500));
         assert_eq!(fleet.after_a_while().quiet(1, Duration::ZERO), ms(125), "once the stream is over, it is over");
 
         let four_steps = Window::for_steps(4);
@@ -726,8 +741,9 @@ mod tests {
             let (queue, fake, path) = (queue.clone(), fake.clone(), vhost(dir.path(), 0));
             async move { burst(&queue, &fake, vec![(path, b"first".to_vec())]).await }
         });
-        // While the first change is being tested and loaded, 50 more arrive.
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        // While the first change is being tested and loaded (its window closed 100 ms
+        // after it came), 50 more arrive.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let changes = (1..=50).map(|n| (vhost(dir.path(), n), format!("server {n}").into_bytes())).collect();
         let results = burst(&queue, &fake, changes).await;
         assert!(results.iter().all(Result::is_ok));
@@ -767,7 +783,7 @@ mod tests {
         let fake = Fake::new(dir.path(), Duration::from_millis(5));
         // A fleet operation is under way (its last window had a lull of 2 s), and the
         // worker runs 11 steps at once: 10 for fleet operations.
-        let window = Window::for_steps(11).after(Duration::ZERO, Duration::from_secs(2));
+        let window = Window::for_steps(11).after(Duration::ZERO, Duration::from_secs(2), true);
         let queue = Queue::start_with(fake.clone(), window);
         let started = Instant::now();
         let changes = (0..10).map(|n| (vhost(dir.path(), n), b"server".to_vec())).collect();
@@ -784,7 +800,7 @@ mod tests {
         let started = Instant::now();
         let results = burst(&queue, &fake, vec![(vhost(dir.path(), 1), b"server".to_vec())]).await;
         assert!(results[0].is_ok());
-        assert!(started.elapsed() < Duration::from_millis(150), "took {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
