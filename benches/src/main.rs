@@ -7,6 +7,7 @@ mod api_list;
 mod backup;
 mod broker;
 mod dispatch;
+mod fleet_verify;
 mod memory;
 mod setup;
 mod site_install;
@@ -34,6 +35,9 @@ enum Bench {
     SiteInstall(site_install::Args),
     /// A site's backup and restore through the system, next to tar | zstd, mysqldump and mysql.
     Backup(backup::Args),
+    /// A batch verify of every site of a platform on one web server: wall time and reloads,
+    /// next to one config test and one reload with that many vhosts.
+    FleetVerify(fleet_verify::Args),
     /// Every benchmark in turn.
     All(AllArgs),
 }
@@ -61,6 +65,9 @@ struct AllArgs {
     /// MiB of database rows for `backup`.
     #[arg(long, default_value_t = 200)]
     backup_db_mib: u64,
+    /// Sites verified by `fleet-verify`.
+    #[arg(long, alias = "fleet_sites", default_value_t = 10_000)]
+    fleet_sites: usize,
 }
 
 #[tokio::main]
@@ -71,13 +78,22 @@ async fn main() -> anyhow::Result<()> {
         Bench::ApiList(args) => api_list::run(args).await,
         Bench::SiteInstall(args) => site_install::run(args).await,
         Bench::Backup(args) => backup::run(args).await,
+        Bench::FleetVerify(args) => fleet_verify::run(args).await,
         Bench::All(all) => {
             dispatch::run(dispatch::Args { tasks: all.dispatch_tasks }).await?;
             throughput::run(throughput::Args { tasks: all.throughput_tasks, platforms: all.platforms, in_flight: 64 })
                 .await?;
             api_list::run(api_list::Args { sites: all.sites, requests: 500 }).await?;
             site_install::run(site_install::Args { sites: all.install_sites }).await?;
-            backup::run(backup::Args { files_mib: all.backup_files_mib, db_mib: all.backup_db_mib }).await
+            backup::run(backup::Args { files_mib: all.backup_files_mib, db_mib: all.backup_db_mib }).await?;
+            fleet_verify::run(fleet_verify::Args {
+                sites: all.fleet_sites,
+                parallel: 1000,
+                worker_steps: 1001,
+                http_sample: 50,
+                logs: None,
+            })
+            .await
         }
     }
 }

@@ -24,6 +24,23 @@ pub async fn put(system: &System, path: &str, body: Value) -> anyhow::Result<Val
     Ok(body)
 }
 
+/// `POST` a JSON body; anything but a 2xx is an error carrying the API's answer.
+pub async fn post(system: &System, path: &str, body: Value) -> anyhow::Result<Value> {
+    let response = system
+        .http
+        .post(format!("{}{path}", system.api))
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("POST {path}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("POST {path} answered {status}: {body}");
+    }
+    Ok(body)
+}
+
 pub async fn get(system: &System, path: &str) -> anyhow::Result<Value> {
     let response =
         system.http.get(format!("{}{path}", system.api)).send().await.with_context(|| format!("GET {path}"))?;
