@@ -125,6 +125,8 @@ async fn worker_reports_healthy_and_consumes_its_servers_backup_queue() {
     let child = Command::new(env!("CARGO_BIN_EXE_backup-worker"))
         .env("AEGIR_AMQP_URL", &amqp_url)
         .env("AEGIR_SERVER", &server)
+        // Any well-formed key: this test sends the worker no step.
+        .env("AEGIR_WORKER_KEY", "5a".repeat(32))
         .env("AEGIR_HEALTH_LISTEN", &health_addr)
         .env("AEGIR_BACKUP_STORE", format!("file://{}", backups.path().join("store").display()))
         .env("RUST_LOG", "warn")
