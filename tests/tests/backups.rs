@@ -322,7 +322,8 @@ async fn a_backup_worker_killed_while_writing_an_archive_leaves_nothing_and_fini
         StepOutcome::Failed { reason, .. } => panic!("the redelivered archive failed: {reason}"),
     };
     assert!(lines.iter().any(|l| l.level == LogLevel::Warning && l.message.contains("interrupted")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.message.starts_with("archived ") && l.message.contains("so far")), "{lines:?}");
+    // Progress lines come only every few seconds; a fast disk finishes before the first.
+    assert!(lines.iter().any(|l| l.message.starts_with("archive ") && l.message.contains(" written: ")), "{lines:?}");
     assert_eq!(facts.size, std::fs::metadata(&archive).unwrap().len());
     assert!(facts.files_bytes >= 300 * 1024 * 1024);
     assert!(manifest.is_file());
