@@ -7,47 +7,31 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-/// `PUT` a record; anything but 200/201 is an error carrying the API's answer.
+/// `PUT` a record; anything but a 2xx is an error carrying the API's answer.
 pub async fn put(system: &System, path: &str, body: Value) -> anyhow::Result<Value> {
-    let response = system
-        .http
-        .put(format!("{}{path}", system.api))
-        .json(&body)
-        .send()
-        .await
-        .with_context(|| format!("PUT {path}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("PUT {path} answered {status}: {body}");
-    }
-    Ok(body)
+    send(system, reqwest::Method::PUT, path, Some(body)).await
 }
 
 /// `POST` a JSON body; anything but a 2xx is an error carrying the API's answer.
 pub async fn post(system: &System, path: &str, body: Value) -> anyhow::Result<Value> {
-    let response = system
-        .http
-        .post(format!("{}{path}", system.api))
-        .json(&body)
-        .send()
-        .await
-        .with_context(|| format!("POST {path}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("POST {path} answered {status}: {body}");
-    }
-    Ok(body)
+    send(system, reqwest::Method::POST, path, Some(body)).await
 }
 
 pub async fn get(system: &System, path: &str) -> anyhow::Result<Value> {
-    let response =
-        system.http.get(format!("{}{path}", system.api)).send().await.with_context(|| format!("GET {path}"))?;
+    send(system, reqwest::Method::GET, path, None).await
+}
+
+/// One request to the API, its JSON answer, and its status judged.
+async fn send(system: &System, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    let mut request = system.http.request(method.clone(), format!("{}{path}", system.api));
+    if let Some(body) = &body {
+        request = request.json(body);
+    }
+    let response = request.send().await.with_context(|| format!("{method} {path}"))?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        bail!("GET {path} answered {status}: {body}");
+        bail!("{method} {path} answered {status}: {body}");
     }
     Ok(body)
 }
