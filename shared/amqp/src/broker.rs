@@ -73,6 +73,8 @@ pub struct Broker {
 
 const PUBLISH_DEADLINE: Duration = Duration::from_secs(30);
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed to connect, open the publishing channel and declare the topology.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Broker {
     /// A handle that connects on first use and signs what it publishes with `signer`.
@@ -129,7 +131,12 @@ impl Broker {
         }
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.connect_once().await {
+            // A broker stopping or starting can leave a handshake unanswered; without a
+            // limit that would hold the connection lock, and every user of it, forever.
+            let attempt = tokio::time::timeout(CONNECT_TIMEOUT, self.connect_once()).await;
+            match attempt
+                .unwrap_or_else(|_| Err(lapin::Error::from(std::io::Error::from(std::io::ErrorKind::TimedOut))))
+            {
                 Ok(live) => {
                     tracing::info!(broker = %redact_url(&self.inner.url), generation = live.generation, "connected to RabbitMQ");
                     self.inner.connected.store(true, Ordering::Relaxed);
