@@ -11,6 +11,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use sqlx::PgConnection;
 use utoipa::ToSchema;
 
 use crate::db;
@@ -226,14 +227,26 @@ pub async fn save(
 ) -> Result<(StatusCode, Json<SiteView>), ApiError> {
     let uri: SiteUri = parse_segment("uri", &uri)?;
     let input = SiteInput::parse(body, &uri)?;
-    let context = format!("@{uri}");
-
     let mut tx = state.pool.begin().await?;
-    db::sites::lock_names(&mut tx).await?;
-    let current = db::sites::lock(&mut tx, &uri).await?;
+    let (created, view) = save_in(&mut tx, &uri, &input).await?;
+    tx.commit().await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(view)))
+}
+
+/// Saves a site record in `tx` with every check of `PUT /api/v1/sites/{uri}`; true when
+/// it was created. The API and the command interface both come through here.
+pub(crate) async fn save_in(
+    tx: &mut PgConnection,
+    uri: &SiteUri,
+    input: &SiteInput,
+) -> Result<(bool, SiteView), ApiError> {
+    let context = format!("@{uri}");
+    db::sites::lock_names(&mut *tx).await?;
+    let current = db::sites::lock(&mut *tx, uri).await?;
 
     let platform_name = &input.platform;
-    let platform = db::platforms::lock(&mut tx, platform_name, false).await?.ok_or_else(|| {
+    let platform = db::platforms::lock(&mut *tx, platform_name, false).await?.ok_or_else(|| {
         ApiError::not_found_in(
             "platform",
             format!("platform `@{platform_name}` does not exist; create it with PUT /api/v1/platforms/{platform_name}"),
@@ -270,7 +283,7 @@ pub async fn save(
         Some(server) => server.clone(),
         None => db::stored("server name", platform.web_server.clone())?,
     };
-    let server = db::servers::lock(&mut tx, &db_server, false).await?.ok_or_else(|| {
+    let server = db::servers::lock(&mut *tx, &db_server, false).await?.ok_or_else(|| {
         ApiError::not_found_in(
             "db_server",
             format!("server `@{db_server}` does not exist; create it with PUT /api/v1/servers/{db_server} first"),
@@ -302,7 +315,7 @@ pub async fn save(
     };
     let admin_email = match input.admin_email.clone() {
         Some(email) => email,
-        None => default_admin_email(&uri, client)?,
+        None => default_admin_email(uri, client)?,
     };
 
     if let Some(current) = &current {
@@ -320,7 +333,7 @@ pub async fn save(
             ));
         }
         if (moved_platform || moved_db)
-            && let Some((id, kind)) = db::tasks::pending(&mut tx, &context).await?
+            && let Some((id, kind)) = db::tasks::pending(&mut *tx, &context).await?
         {
             return Err(ApiError::conflict(
                 Some(if moved_platform { "platform" } else { "db_server" }),
@@ -329,14 +342,14 @@ pub async fn save(
         }
     }
 
-    if let Some(holder) = db::sites::holder_of_name(&mut tx, uri.as_str(), &uri).await? {
+    if let Some(holder) = db::sites::holder_of_name(&mut *tx, uri.as_str(), uri).await? {
         return Err(ApiError::conflict(
             Some("uri"),
             format!("`{uri}` is an alias of `@{holder}`; remove it from that site's aliases first"),
         ));
     }
     for alias in &input.aliases {
-        if let Some(holder) = db::sites::holder_of_name(&mut tx, alias.as_str(), &uri).await? {
+        if let Some(holder) = db::sites::holder_of_name(&mut *tx, alias.as_str(), uri).await? {
             return Err(ApiError::conflict(
                 Some("aliases"),
                 format!("`{alias}` already names `@{holder}`; an alias can belong to one site only"),
@@ -345,10 +358,10 @@ pub async fn save(
     }
 
     // Generated once, on create; an update keeps the stored account.
-    let db_ident = DbIdent::for_site(&uri, &random_lower_alphanumeric(6));
+    let db_ident = DbIdent::for_site(uri, &random_lower_alphanumeric(6));
     let password = random_password();
     let record = SiteRecord {
-        uri: &uri,
+        uri,
         platform: platform_name,
         db_server: &db_server,
         profile: input.profile.as_ref().map(ProfileName::as_str),
@@ -359,14 +372,11 @@ pub async fn save(
         admin_email: admin_email.as_str(),
         cron_interval: input.cron_interval,
     };
-    let created = db::sites::save(&mut tx, &record, (&db_ident, &db_ident, &password)).await?;
-    db::sites::set_aliases(&mut tx, &uri, &input.aliases).await?;
-    let row = db::sites::get(&mut *tx, &uri).await?.ok_or_else(|| ApiError::internal("a saved site vanished"))?;
+    let created = db::sites::save(&mut *tx, &record, (&db_ident, &db_ident, &password)).await?;
+    db::sites::set_aliases(&mut *tx, uri, &input.aliases).await?;
+    let row = db::sites::get(&mut *tx, uri).await?.ok_or_else(|| ApiError::internal("a saved site vanished"))?;
     let packages = db::packages::of(&mut *tx, &context).await?;
-    tx.commit().await?;
-
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(row.into_view(packages))))
+    Ok((created, row.into_view(packages)))
 }
 
 /// `/api/v1/sites/www.example.com/x`: a uri is a host name, never a path.
