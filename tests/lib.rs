@@ -941,6 +941,7 @@ pub fn new_site(
         title: SiteTitle::parse(&format!("Aegir {label} {suffix}")).unwrap(),
         admin_email: Email::parse("admin@example.com").unwrap(),
         client: None,
+        php_version: None,
         uri,
     }
 }

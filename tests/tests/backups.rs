@@ -52,6 +52,7 @@ fn site(system: &System) -> SiteContext {
         title: SiteTitle::parse("Backups").unwrap(),
         admin_email: Email::parse("admin@example.com").unwrap(),
         client: None,
+        php_version: None,
         uri,
     }
 }

@@ -35,6 +35,7 @@ fn site(server: &str) -> SiteContext {
         title: SiteTitle::parse("Example").unwrap(),
         admin_email: Email::parse("admin@example.com").unwrap(),
         client: None,
+        php_version: None,
         uri,
     }
 }

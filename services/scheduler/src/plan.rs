@@ -295,6 +295,7 @@ mod tests {
             title: SiteTitle::parse("Example").unwrap(),
             admin_email: Email::parse("admin@example.com").unwrap(),
             client: None,
+            php_version: None,
         }
     }
 

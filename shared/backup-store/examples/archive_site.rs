@@ -51,6 +51,7 @@ async fn main() {
         title: SiteTitle::parse("Bench").unwrap(),
         admin_email: Email::parse("admin@example.com").unwrap(),
         client: None,
+        php_version: None,
     };
     // With a backup id given, only that archive is checked (or unpacked) again, in a
     // process of its own.

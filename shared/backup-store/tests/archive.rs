@@ -43,6 +43,7 @@ fn site(root: &Path) -> SiteContext {
         title: SiteTitle::parse("Example").unwrap(),
         admin_email: Email::parse("admin@example.com").unwrap(),
         client: None,
+        php_version: None,
         uri,
     }
 }

@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::names::{
-    AbsolutePath, ClientName, DbIdent, Email, HostName, LanguageCode, PlatformName, ProfileName, ServerName, SiteTitle,
-    SiteUri,
+    AbsolutePath, ClientName, DbIdent, Email, HostName, LanguageCode, PhpVersion, PlatformName, ProfileName,
+    ServerName, SiteTitle, SiteUri,
 };
 use crate::secret::Secret;
 
@@ -159,6 +159,10 @@ pub struct SiteContext {
     pub admin_email: Email,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientName>,
+    /// The PHP version the site's php-fpm pool runs, one installed on its web server;
+    /// absent: the web server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub php_version: Option<PhpVersion>,
 }
 
 impl SiteContext {

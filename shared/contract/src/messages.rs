@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::backup::{BackupFacts, BackupRef};
 use crate::context::{FoundSite, Package, PlatformContext, PlatformType, ServerContext, SiteContext};
-use crate::names::{ContextName, ContextType, ProfileName, SiteUri};
+use crate::names::{ContextName, ContextType, PhpVersion, ProfileName, SiteUri};
 use crate::routing::{Lane, Route, ServiceKind};
 
 /// A message of the contract: its schema name and its checks beyond types.
@@ -484,6 +484,12 @@ pub struct StepFacts {
     /// What a stats step measured; each step fills its own part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<SiteStats>,
+    /// The PHP versions whose php-fpm a server verify found installed, oldest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub php_versions: Option<Vec<PhpVersion>>,
+    /// The version sites without one of their own run, found by the same verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub php_default_version: Option<PhpVersion>,
 }
 
 /// Figures about a site. Absent fields were not measured by the step that reports them.

@@ -169,6 +169,14 @@ validated_name!(
 );
 
 validated_name!(
+    /// A PHP version as Debian's php-fpm packages name it: `8.2` (major.minor).
+    PhpVersion,
+    kind = "PHP version",
+    pattern = "^[5-9]\\.[0-9]{1,2}$",
+    rule = "use a major.minor version such as `8.2`"
+);
+
+validated_name!(
     /// A language code such as `en` or `pt-br`.
     LanguageCode,
     kind = "language",
@@ -423,6 +431,8 @@ mod tests {
         assert!(Email::parse("admin@localhost").is_err());
         assert!(ProfileName::parse("standard").is_ok() && ProfileName::parse("../x").is_err());
         assert!(LanguageCode::parse("pt-br").is_ok() && LanguageCode::parse("EN").is_err());
+        assert!(PhpVersion::parse("8.2").is_ok() && PhpVersion::parse("8").is_err());
+        assert!(PhpVersion::parse("8.2; x").is_err() && PhpVersion::parse("../8.2").is_err());
     }
 
     #[test]

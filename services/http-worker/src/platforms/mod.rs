@@ -238,6 +238,7 @@ mod tests {
             title: SiteTitle::parse("Example site").unwrap(),
             admin_email: Email::parse("admin@example.com").unwrap(),
             client: None,
+            php_version: None,
             uri,
         }
     }
