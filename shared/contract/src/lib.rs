@@ -5,6 +5,7 @@
 //! path component, a routing key part or a label in a log line.
 
 pub mod backup;
+pub mod commands;
 pub mod context;
 pub mod messages;
 pub mod names;
@@ -13,6 +14,7 @@ pub mod schema;
 pub mod secret;
 
 pub use backup::*;
+pub use commands::*;
 pub use context::*;
 pub use messages::*;
 pub use names::*;

@@ -123,6 +123,24 @@ validated_name!(
 );
 
 validated_name!(
+    /// The name of a partner (a billing or other system sending commands). It begins the
+    /// routing keys of the events sent to the partner and the names of its queues, so it
+    /// holds no dots.
+    PartnerName,
+    kind = "partner name",
+    pattern = "^[a-z][a-z0-9_]{0,31}$",
+    rule = "use 1 to 32 lower-case letters, digits or underscores, starting with a letter"
+);
+
+validated_name!(
+    /// A partner's key for one command: the same key again is the same command.
+    IdempotencyKey,
+    kind = "idempotency key",
+    pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+    rule = "use 1 to 128 letters, digits, `.`, `_`, `:` or `-`, starting with a letter or digit (a UUID will do)"
+);
+
+validated_name!(
     /// A site's uri: a lower-case DNS name with no scheme, port or path. It names the
     /// site's directory, database and vhost, so nothing else is allowed.
     SiteUri,
