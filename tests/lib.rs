@@ -932,6 +932,7 @@ pub fn new_site(
             name: PlatformName::parse(&format!("platform_{label}")).unwrap(),
             root: AbsolutePath::parse(root.to_str().unwrap()).unwrap(),
             web_server: server.clone(),
+            source: None,
         },
         platform_type: kind,
         db_server: server.clone(),

@@ -39,6 +39,7 @@ fn site(system: &System) -> SiteContext {
             name: PlatformName::parse("platform_app").unwrap(),
             root: AbsolutePath::parse(root.to_str().unwrap()).unwrap(),
             web_server: server.clone(),
+            source: None,
         },
         platform_type: PlatformType::Php,
         db_server: server,

@@ -26,6 +26,7 @@ fn site(server: &str) -> SiteContext {
             name: PlatformName::parse("platform_any").unwrap(),
             root: AbsolutePath::parse("/var/aegir/platforms/any").unwrap(),
             web_server: context.clone(),
+            source: None,
         },
         platform_type: PlatformType::Php,
         db_server: context,

@@ -347,6 +347,7 @@ async fn drupal7_installer_gets_the_call_drush_makes() {
         name: PlatformName::parse("platform_d7").unwrap(),
         root: AbsolutePath::parse(root.to_str().unwrap()).unwrap(),
         web_server: server.clone(),
+        source: None,
     };
     let (facts, _) = system.step_ok(StepAction::PlatformVerify { platform }, "platform verify").await;
     assert_eq!(facts.profiles.unwrap(), vec![ProfileName::parse("standard").unwrap()]);
@@ -424,6 +425,7 @@ async fn drupal10_without_drush_installs_with_the_call_drush_makes() {
         name: PlatformName::parse("platform_d10").unwrap(),
         root: AbsolutePath::parse(root.to_str().unwrap()).unwrap(),
         web_server: server.clone(),
+        source: None,
     };
     let (facts, _) = system.step_ok(StepAction::PlatformVerify { platform }, "platform verify").await;
     assert_eq!(facts.platform_type, Some(PlatformType::Drupal));

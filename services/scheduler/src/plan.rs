@@ -274,6 +274,7 @@ mod tests {
             name: PlatformName::parse("platform_wp").unwrap(),
             root: AbsolutePath::parse("/var/aegir/platforms/wp").unwrap(),
             web_server: server(true, false),
+            source: None,
         }
     }
 

@@ -126,7 +126,10 @@ async fn platform_for(
     }
     let web_server: ServerName = db::stored("server name", row.web_server)?;
     let web_server = server_context(conn, &web_server, "platform").await?;
-    Ok((PlatformContext { name: name.clone(), root: db::stored("path", row.root)?, web_server }, platform_type))
+    // Sites never need their platform's source: only platform tasks build it.
+    let platform =
+        PlatformContext { name: name.clone(), root: db::stored("path", row.root)?, web_server, source: None };
+    Ok((platform, platform_type))
 }
 
 async fn server_context(conn: &mut PgConnection, name: &ServerName, field: &str) -> Result<ServerContext, ApiError> {

@@ -38,6 +38,7 @@ async fn main() {
             name: PlatformName::parse("platform_bench").unwrap(),
             root: AbsolutePath::parse("/var/aegir/platforms/bench").unwrap(),
             web_server: server.clone(),
+            source: None,
         },
         platform_type: PlatformType::Php,
         db_server: server,

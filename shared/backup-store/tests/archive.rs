@@ -30,6 +30,7 @@ fn site(root: &Path) -> SiteContext {
             name: PlatformName::parse("platform_wp").unwrap(),
             root: AbsolutePath::parse(root.to_str().unwrap()).unwrap(),
             web_server: server.clone(),
+            source: None,
         },
         platform_type: PlatformType::Wordpress,
         db_server: server,

@@ -9,6 +9,7 @@ use crate::names::{
     ServerName, SiteTitle, SiteUri,
 };
 use crate::secret::Secret;
+use crate::source::PlatformSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -121,6 +122,10 @@ pub struct PlatformContext {
     pub name: PlatformName,
     pub root: AbsolutePath,
     pub web_server: ServerContext,
+    /// Where its code comes from when it is built on the web server; absent for a
+    /// platform whose root is put there by other means. Only platform tasks carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PlatformSource>,
 }
 
 /// A site's own database and the account its application uses, generated when the site

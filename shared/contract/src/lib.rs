@@ -12,6 +12,7 @@ pub mod names;
 pub mod routing;
 pub mod schema;
 pub mod secret;
+pub mod source;
 
 pub use backup::*;
 pub use commands::*;
@@ -20,3 +21,4 @@ pub use messages::*;
 pub use names::*;
 pub use routing::*;
 pub use secret::Secret;
+pub use source::*;

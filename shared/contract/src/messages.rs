@@ -290,6 +290,13 @@ pub enum StepAction {
     /// Remove the platform's root, refusing while it still holds site directories.
     /// Idempotent: a root already gone is success.
     PlatformDelete { platform: PlatformContext },
+    /// Put the platform's code at its root from its `source` when the root is missing:
+    /// built in a temporary directory beside it, then renamed into place, so no half
+    /// platform is ever at the root. A root already there is kept as it is.
+    PlatformBuild { platform: PlatformContext },
+    /// Undo of [`StepAction::PlatformBuild`]: remove the root that build made in this
+    /// task. A root this task did not build is left alone.
+    PlatformBuildRemove { platform: PlatformContext },
     /// Create the site's database and its user, with grants on that database only.
     /// Idempotent: what exists already is kept.
     SiteDatabaseCreate { site: SiteContext },
@@ -362,6 +369,11 @@ impl StepAction {
             | StepAction::PlatformDelete { platform } => {
                 Route::new(platform.web_server.name.clone(), ServiceKind::Http)
             }
+            // The backup-worker of the web server builds: it reaches both the platform
+            // roots and the backup store, so both kinds of source are built in one place.
+            StepAction::PlatformBuild { platform } | StepAction::PlatformBuildRemove { platform } => {
+                Route::new(platform.web_server.name.clone(), ServiceKind::Backup)
+            }
             StepAction::SiteDatabaseCreate { site } | StepAction::SiteDatabaseDrop { site } => {
                 Route::new(site.db_server.name.clone(), ServiceKind::Db)
             }
@@ -400,6 +412,8 @@ impl StepAction {
             StepAction::PlatformVerify { .. } => "platform verify",
             StepAction::PlatformImport { .. } => "platform import",
             StepAction::PlatformDelete { .. } => "platform delete",
+            StepAction::PlatformBuild { .. } => "platform build",
+            StepAction::PlatformBuildRemove { .. } => "platform build remove",
             StepAction::SiteDatabaseCreate { .. } => "site database create",
             StepAction::SiteDatabaseDrop { .. } => "site database drop",
             StepAction::SiteInstall { .. } => "site install",
@@ -451,6 +465,14 @@ impl Message for StepDispatched {
             return Err(ContractError::Invalid {
                 message: Self::NAME,
                 reason: format!("route `{}` does not match the action, which belongs on `{expected}`", self.route),
+            });
+        }
+        if let StepAction::PlatformBuild { platform } = &self.action
+            && platform.source.is_none()
+        {
+            return Err(ContractError::Invalid {
+                message: Self::NAME,
+                reason: format!("platform build of `@{}` names no source to build from", platform.name),
             });
         }
         Ok(())

@@ -225,6 +225,7 @@ mod tests {
                 name: PlatformName::parse("platform_x").unwrap(),
                 root: AbsolutePath::parse(root).unwrap(),
                 web_server: server.clone(),
+                source: None,
             },
             platform_type: kind,
             db_server: server,

@@ -158,6 +158,7 @@ async fn snapshot(conn: &mut PgConnection, context: &ContextName, task: TaskKind
                     name: name.clone(),
                     root: db::stored("path", platform.root)?,
                     web_server: server.try_into()?,
+                    source: None,
                 },
             })
         }
@@ -236,6 +237,7 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
             name: platform_name,
             root: db::stored("path", platform.root)?,
             web_server: web_server.try_into()?,
+            source: None,
         },
         platform_type: db::stored("platform type", platform_type)?,
         db_server: db_server.try_into()?,
