@@ -2,11 +2,13 @@
 //! the message itself, never written out at call sites.
 
 use aegir_contract::{
-    LogLine, Message, StepDispatched, StepResult, TaskCancelRequested, TaskFinished, TaskRequested, TaskStarted,
+    Command, CommandAccepted, CommandRejected, LogLine, Message, PartnerTaskFinished, PartnerTaskStarted,
+    StepDispatched, StepResult, TaskCancelRequested, TaskFinished, TaskRequested, TaskStarted,
 };
 
 use crate::topology::{
-    EVENTS_EXCHANGE, EventKey, QueueName, TASK_CANCEL_KEY, TASK_REQUESTED_KEY, TASKS_EXCHANGE, WORK_EXCHANGE,
+    COMMAND_KEY, COMMANDS_EXCHANGE, EVENTS_EXCHANGE, EventKey, PARTNER_EVENTS_EXCHANGE, PartnerEventKey, QueueName,
+    TASK_CANCEL_KEY, TASK_REQUESTED_KEY, TASKS_EXCHANGE, WORK_EXCHANGE,
 };
 
 pub trait Publishable: Message {
@@ -46,3 +48,24 @@ event!(StepResult, EventKey::StepResult);
 event!(LogLine, EventKey::TaskLog);
 event!(TaskStarted, EventKey::TaskStarted);
 event!(TaskFinished, EventKey::TaskFinished);
+
+impl Publishable for Command {
+    fn destination(&self) -> (&'static str, String) {
+        (COMMANDS_EXCHANGE, COMMAND_KEY.into())
+    }
+}
+
+macro_rules! partner_event {
+    ($ty:ty, $key:expr) => {
+        impl Publishable for $ty {
+            fn destination(&self) -> (&'static str, String) {
+                (PARTNER_EVENTS_EXCHANGE, $key.key(&self.partner))
+            }
+        }
+    };
+}
+
+partner_event!(CommandAccepted, PartnerEventKey::CommandAccepted);
+partner_event!(CommandRejected, PartnerEventKey::CommandRejected);
+partner_event!(PartnerTaskStarted, PartnerEventKey::TaskStarted);
+partner_event!(PartnerTaskFinished, PartnerEventKey::TaskFinished);

@@ -11,17 +11,21 @@
 //!   server (checked by its workers) and what its workers publish (their step results
 //!   are checked by the scheduler).
 //!
+//! - each partner's key (a billing or other system), `HMAC(master, "partner " + name)`,
+//!   signs its commands (checked by task-api) and what task-api tells it (which the
+//!   partner may check).
+//!
 //! A worker holds only its own server's key: it can neither forge work for another
-//! server nor pass off results as another server's.
+//! server nor pass off results as another server's. A partner holds only its own key.
 
 use std::fmt;
 
-use aegir_contract::ServerName;
+use aegir_contract::{PartnerName, ServerName};
 use hmac::{KeyInit, Mac};
 use lapin::types::{AMQPValue, FieldTable};
 use sha2::Sha256;
 
-use crate::topology::{QueueName, WORK_EXCHANGE};
+use crate::topology::{PARTNER_EVENTS_EXCHANGE, PartnerEventKey, QueueName, WORK_EXCHANGE};
 
 /// The header a message's signature travels in.
 pub const SIGNATURE_HEADER: &str = "x-aegir-signature";
@@ -174,6 +178,11 @@ impl MasterKey {
     pub fn server(&self, server: &ServerName) -> SigningKey {
         self.0.derive(&format!("server {server}"))
     }
+
+    /// Signs one partner's commands and what task-api tells that partner.
+    pub fn partner(&self, partner: &PartnerName) -> SigningKey {
+        self.0.derive(&format!("partner {partner}"))
+    }
 }
 
 /// What a process signs the messages it publishes with.
@@ -184,6 +193,8 @@ pub enum Signer {
     Control(MasterKey),
     /// One server's workers: everything with the server's key.
     Server(SigningKey),
+    /// A partner: its commands with its own key.
+    Partner(SigningKey),
 }
 
 impl Signer {
@@ -191,12 +202,14 @@ impl Signer {
         match self {
             Signer::Control(master) => {
                 let work = (exchange == WORK_EXCHANGE).then(|| QueueName::from_work_key(key)).flatten();
-                match work.as_ref().and_then(QueueName::route) {
-                    Some(route) => master.server(&route.server).sign(exchange, key, body),
-                    None => master.control().sign(exchange, key, body),
+                let partner = (exchange == PARTNER_EVENTS_EXCHANGE).then(|| PartnerEventKey::partner_of(key)).flatten();
+                match (work.as_ref().and_then(QueueName::route), partner) {
+                    (Some(route), _) => master.server(&route.server).sign(exchange, key, body),
+                    (None, Some(partner)) => master.partner(&partner).sign(exchange, key, body),
+                    (None, None) => master.control().sign(exchange, key, body),
                 }
             }
-            Signer::Server(server) => server.sign(exchange, key, body),
+            Signer::Server(key_of) | Signer::Partner(key_of) => key_of.sign(exchange, key, body),
         }
     }
 
@@ -263,5 +276,22 @@ mod tests {
         );
         assert_ne!(master.server(&web1), master.server(&web2));
         assert_ne!(master.server(&web1), master.control());
+    }
+
+    #[test]
+    fn a_partner_has_its_own_key_and_its_events_are_signed_with_it() {
+        let master = master();
+        let billing = PartnerName::parse("billing").unwrap();
+        let other = PartnerName::parse("other").unwrap();
+        assert_ne!(master.partner(&billing), master.partner(&other));
+        assert_ne!(
+            master.partner(&billing).to_hex(),
+            master.server(&ServerName::parse("server_billing").unwrap()).to_hex()
+        );
+        let control = Signer::Control(master.clone());
+        let key = "billing.task.finished";
+        let signature = control.sign(PARTNER_EVENTS_EXCHANGE, key, b"e");
+        assert_eq!(master.partner(&billing).verify(PARTNER_EVENTS_EXCHANGE, key, b"e", Some(&signature)), Ok(()));
+        assert!(master.partner(&other).verify(PARTNER_EVENTS_EXCHANGE, key, b"e", Some(&signature)).is_err());
     }
 }

@@ -7,6 +7,9 @@
 //!                        <server>.<service>.bulk ────▶ <server>.<service>.bulk   (scheduled and batch steps)
 //! aegir.events (topic)   step.result ────────────────▶ scheduler.results
 //!                        #  (every event) ───────────▶ api.events
+//! aegir.commands (direct) command ────────────────▶ api.commands   (partners' commands, signed)
+//! aegir.partner-events (topic)  <partner>.command.accepted|rejected, <partner>.task.started|finished
+//!                                  ──────────────▶ billing.<partner>.*  (queues each partner declares)
 //! aegir.dead   (fanout)  rejected / over the delivery limit
 //!                                         ├─────────▶ aegir.dead-letters   (kept for operators)
 //!                                         └─────────▶ scheduler.dead       (fails the task it belongs to)
@@ -16,7 +19,7 @@
 //! `aegir.dead` and have a delivery limit, so a message that kills its consumer over
 //! and over ends up dead-lettered instead of looping forever.
 
-use aegir_contract::{Lane, Route};
+use aegir_contract::{Lane, PartnerName, Route};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
@@ -25,6 +28,12 @@ pub const TASKS_EXCHANGE: &str = "aegir.tasks";
 pub const WORK_EXCHANGE: &str = "aegir.work";
 pub const EVENTS_EXCHANGE: &str = "aegir.events";
 pub const DEAD_LETTER_EXCHANGE: &str = "aegir.dead";
+/// Where partners (billing and other systems) publish their commands.
+pub const COMMANDS_EXCHANGE: &str = "aegir.commands";
+/// Where partners read the answers to their commands and the events of their tasks: only
+/// these, never the step logs of every client that `aegir.events` carries.
+pub const PARTNER_EVENTS_EXCHANGE: &str = "aegir.partner-events";
+pub const COMMAND_KEY: &str = "command";
 
 /// Times a message may be delivered before it is dead-lettered.
 pub const DELIVERY_LIMIT: i64 = 5;
@@ -49,6 +58,45 @@ impl EventKey {
     }
 }
 
+/// What task-api tells a partner; the routing key is `<partner>.<event>`, so a partner
+/// binds its queues with `<partner>.#`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartnerEventKey {
+    CommandAccepted,
+    CommandRejected,
+    TaskStarted,
+    TaskFinished,
+}
+
+impl PartnerEventKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartnerEventKey::CommandAccepted => "command.accepted",
+            PartnerEventKey::CommandRejected => "command.rejected",
+            PartnerEventKey::TaskStarted => "task.started",
+            PartnerEventKey::TaskFinished => "task.finished",
+        }
+    }
+
+    /// The routing key of this event for `partner`.
+    pub fn key(self, partner: &PartnerName) -> String {
+        format!("{partner}.{}", self.as_str())
+    }
+
+    const ALL: [PartnerEventKey; 4] = [
+        PartnerEventKey::CommandAccepted,
+        PartnerEventKey::CommandRejected,
+        PartnerEventKey::TaskStarted,
+        PartnerEventKey::TaskFinished,
+    ];
+
+    /// The partner a routing key of the partner events exchange is addressed to.
+    pub fn partner_of(key: &str) -> Option<PartnerName> {
+        let (partner, event) = key.split_once('.')?;
+        Self::ALL.iter().any(|k| k.as_str() == event).then(|| PartnerName::parse(partner).ok()).flatten()
+    }
+}
+
 pub const TASK_REQUESTED_KEY: &str = "task.requested";
 pub const TASK_CANCEL_KEY: &str = "task.cancel";
 
@@ -65,6 +113,8 @@ pub enum QueueName {
     ApiEvents,
     /// Dead letters kept for inspection.
     DeadLetters,
+    /// Partners' commands, consumed by task-api.
+    ApiCommands,
     /// The work people asked for, of one service on one server.
     Work(Route),
     /// The scheduled queues' and batches' work of one service on one server; its worker
@@ -83,6 +133,7 @@ impl QueueName {
             QueueName::SchedulerDead => "scheduler.dead".into(),
             QueueName::ApiEvents => "api.events".into(),
             QueueName::DeadLetters => "aegir.dead-letters".into(),
+            QueueName::ApiCommands => "api.commands".into(),
             QueueName::Work(route) => route.to_string(),
             QueueName::BulkWork(route) => format!("{route}{BULK_SUFFIX}"),
         }
@@ -141,18 +192,20 @@ impl QueueName {
             QueueName::SchedulerResults => vec![(EVENTS_EXCHANGE, EventKey::StepResult.as_str().into())],
             QueueName::SchedulerDead | QueueName::DeadLetters => vec![(DEAD_LETTER_EXCHANGE, String::new())],
             QueueName::ApiEvents => vec![(EVENTS_EXCHANGE, "#".into())],
+            QueueName::ApiCommands => vec![(COMMANDS_EXCHANGE, COMMAND_KEY.into())],
             QueueName::Work(_) | QueueName::BulkWork(_) => vec![(WORK_EXCHANGE, self.name())],
         }
     }
 }
 
 /// The queues every deployment has, whichever services run.
-pub const CORE_QUEUES: [QueueName; 5] = [
+pub const CORE_QUEUES: [QueueName; 6] = [
     QueueName::SchedulerTasks,
     QueueName::SchedulerResults,
     QueueName::SchedulerDead,
     QueueName::ApiEvents,
     QueueName::DeadLetters,
+    QueueName::ApiCommands,
 ];
 
 /// Declares the exchanges and the core queues. Safe to repeat: every service does it
@@ -163,6 +216,8 @@ pub async fn declare_core(channel: &Channel) -> Result<(), lapin::Error> {
         (WORK_EXCHANGE, ExchangeKind::Direct),
         (EVENTS_EXCHANGE, ExchangeKind::Topic),
         (DEAD_LETTER_EXCHANGE, ExchangeKind::Fanout),
+        (COMMANDS_EXCHANGE, ExchangeKind::Direct),
+        (PARTNER_EVENTS_EXCHANGE, ExchangeKind::Topic),
     ];
     for (name, kind) in exchanges {
         channel
@@ -217,5 +272,15 @@ mod tests {
         assert_eq!(QueueName::BulkWork(route).name(), "server_web2.http.bulk");
         assert_eq!(QueueName::from_work_key("scheduler.tasks"), None);
         assert_eq!(QueueName::from_work_key("server_web2.http.other"), None);
+    }
+
+    #[test]
+    fn partner_events_are_addressed_by_partner() {
+        let billing = PartnerName::parse("billing").unwrap();
+        let key = PartnerEventKey::TaskFinished.key(&billing);
+        assert_eq!(key, "billing.task.finished");
+        assert_eq!(PartnerEventKey::partner_of(&key), Some(billing));
+        assert_eq!(PartnerEventKey::partner_of("task.finished"), None);
+        assert_eq!(PartnerEventKey::partner_of("Billing.task.finished"), None);
     }
 }
