@@ -91,6 +91,18 @@ pub enum KeysCommand {
     New,
     /// Print the key of one server's workers (their AEGIR_WORKER_KEY_FILE), derived from the master key
     Server(ServerKeyArgs),
+    /// Print the key a partner (a billing or other system) signs its commands with, derived from the master key
+    Partner(PartnerKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PartnerKeyArgs {
+    /// The partner's name, as its commands give it in `partner`, e.g. billing
+    #[arg(value_name = "NAME")]
+    pub partner: aegir_contract::PartnerName,
+
+    #[command(flatten)]
+    pub master: aegir_config::SigningKeyArgs,
 }
 
 #[derive(Debug, Args)]

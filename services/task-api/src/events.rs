@@ -19,6 +19,7 @@ use aegir_contract::{
     ContextName, LogLine, Message, PlatformName, ServerName, SiteUri, StepOutcome, StepResult, TaskFinished, TaskKind,
     TaskOutcome, TaskRef, TaskStarted,
 };
+use aegir_postgres::Outbox;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -47,8 +48,8 @@ const BATCH: usize = 64;
 const LANES: usize = 8;
 
 /// Consumes `api.events` until `shutdown`, finishing the events in hand.
-pub async fn run(pool: PgPool, live: LiveLog, broker: Broker, shutdown: CancellationToken) {
-    let consumer = Arc::new(EventConsumer { pool, live, shutdown: shutdown.clone() });
+pub async fn run(pool: PgPool, live: LiveLog, outbox: Outbox, broker: Broker, shutdown: CancellationToken) {
+    let consumer = Arc::new(EventConsumer { pool, live, outbox, shutdown: shutdown.clone() });
     let mut lanes = tokio::task::JoinSet::new();
     let mut senders = Vec::with_capacity(LANES);
     for _ in 0..LANES {
@@ -160,6 +161,8 @@ impl Effect {
 struct EventConsumer {
     pool: PgPool,
     live: LiveLog,
+    /// Woken after a commit that wrote a partner's task event.
+    outbox: Outbox,
     shutdown: CancellationToken,
 }
 
@@ -327,9 +330,17 @@ impl EventConsumer {
     }
 
     async fn task_started(&self, started: &TaskStarted) -> sqlx::Result<Effect> {
-        if db::tasks::mark_started(&self.pool, started.task_id, started.at).await? {
+        let mut tx = self.pool.begin().await?;
+        if db::tasks::mark_started(&mut *tx, started.task_id, started.at).await? {
+            // A task a partner's command made: the partner hears of it too.
+            let told = crate::commands::task_started(&mut tx, started).await?;
+            tx.commit().await?;
+            if told {
+                self.outbox.wake();
+            }
             Ok(Effect::Applied)
         } else {
+            drop(tx);
             self.unchanged_or_unknown(started.task_id).await
         }
     }
@@ -460,7 +471,15 @@ impl EventConsumer {
             }
             _ => {}
         }
+        let kind = finished.kind.or_else(|| task.kind.parse().ok());
+        let told = match kind {
+            Some(kind) => crate::commands::task_finished(&mut tx, finished, kind).await?,
+            None => false,
+        };
         tx.commit().await?;
+        if told {
+            self.outbox.wake();
+        }
         self.live.announce(LiveEvent::Finished { task_id: finished.task_id });
         Ok(Effect::Applied)
     }

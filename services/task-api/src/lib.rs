@@ -9,6 +9,7 @@
 
 mod backup_queue;
 mod batches;
+mod commands;
 pub mod config;
 mod cron;
 pub mod db;
@@ -101,7 +102,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .map_err(|source| StartError::Listen { addr: config.listen, source })?;
     let local_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?;
 
-    let signer = Signer::Control(MasterKey::new(master));
+    let master = MasterKey::new(master);
+    let signer = Signer::Control(master.clone());
     let broker = Broker::signed(config.common.amqp_url.as_str(), format!("task-api {local_addr}"), signer);
     let state = AppState {
         pool: pool.clone(),
@@ -116,7 +118,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     let mut tasks = JoinSet::new();
     tasks.spawn(state.outbox.clone().relay(pool.clone(), broker.clone(), shutdown.clone()));
-    tasks.spawn(events::run(pool, state.live.clone(), broker, shutdown.clone()));
+    tasks.spawn(events::run(pool, state.live.clone(), state.outbox.clone(), broker, shutdown.clone()));
+    tasks.spawn(commands::run(state.clone(), master, shutdown.clone()));
     tasks.spawn(metrics::upkeep(state.metrics.clone(), shutdown.clone()));
     let keep = std::time::Duration::from_secs(u64::from(config.task_retention_days) * 86_400);
     tasks.spawn(retention::run(state.pool.clone(), keep, shutdown.clone()));
