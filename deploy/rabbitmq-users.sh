@@ -4,7 +4,7 @@
 #
 #   deploy/rabbitmq-users.sh [--vhost VHOST] control USER         task-api and the scheduler
 #   deploy/rabbitmq-users.sh [--vhost VHOST] server SERVER USER   one server's workers
-#   deploy/rabbitmq-users.sh [--vhost VHOST] billing USER         a billing or other integration
+#   deploy/rabbitmq-users.sh [--vhost VHOST] billing PARTNER USER a billing or other integration
 #
 # Run it on the broker's host as root. The password is taken from
 # AEGIR_BROKER_PASSWORD, or made and printed on stdout (keep it: RabbitMQ
@@ -19,8 +19,12 @@
 #            aegir.dead (refused messages kept for operators); read only its own
 #            server's queues. It cannot read, bind or publish another server's work.
 #            Its workers run with AEGIR_DECLARE_QUEUES=false.
-#   billing  publish commands (aegir.commands) and read events through queues of its
-#            own named billing.*, bound to aegir.events.
+#   billing  publish commands (aegir.commands) and read what task-api tells PARTNER
+#            through queues of its own, named billing.PARTNER.*, bound to
+#            aegir.partner-events with PARTNER.# (RabbitMQ's topic permissions refuse
+#            it any other partner's routing keys). It cannot read aegir.events, which
+#            carries every step log of every client. Its commands must also be signed
+#            with the partner's key (`aegir keys partner PARTNER`).
 #
 # Messages are also signed (see README, "Signed messages"): a user that may publish
 # somewhere still cannot make a worker act without the right key.
@@ -44,9 +48,16 @@ fi
 
 ROLE="${1:-}"
 case "${ROLE}" in
-control | billing)
+control)
     [[ $# -eq 2 ]] || usage
     USER_NAME="$2"
+    ;;
+billing)
+    [[ $# -eq 3 ]] || usage
+    PARTNER="$2"
+    USER_NAME="$3"
+    [[ "${PARTNER}" =~ ^[a-z][a-z0-9_]{0,31}$ ]] ||
+        aegir_die "billing: '${PARTNER}' is not a partner name (1 to 32 lowercase letters, digits and _, starting with a letter)"
     ;;
 server)
     [[ $# -eq 3 ]] || usage
@@ -73,9 +84,9 @@ server)
     READ="^${SERVER}\\.(http|db|backup)(\\.bulk)?\$"
     ;;
 billing)
-    CONFIGURE='^billing\..*$'
-    WRITE='^(aegir\.commands|billing\..*)$'
-    READ='^(aegir\.events|billing\..*)$'
+    CONFIGURE="^billing\\.${PARTNER}\\..*\$"
+    WRITE="^(aegir\\.commands|billing\\.${PARTNER}\\..*)\$"
+    READ="^(aegir\\.partner-events|billing\\.${PARTNER}\\..*)\$"
     ;;
 esac
 
@@ -92,7 +103,12 @@ else
     rabbitmqctl --quiet add_user -- "${USER_NAME}" "${PASSWORD}" >/dev/null
 fi
 rabbitmqctl --quiet set_permissions -p "${VHOST}" -- "${USER_NAME}" "${CONFIGURE}" "${WRITE}" "${READ}" >/dev/null
-aegir_log "rabbitmq: ${USER_NAME} (${ROLE}${SERVER:+ ${SERVER}}) on vhost ${VHOST}: configure ${CONFIGURE}, write ${WRITE}, read ${READ}" >&2
+if [[ "${ROLE}" == billing ]]; then
+    # Binding to a topic exchange is checked against these: only the partner's own keys.
+    rabbitmqctl --quiet set_topic_permissions -p "${VHOST}" -- "${USER_NAME}" aegir.partner-events \
+        '^$' "^${PARTNER}\\..*\$" >/dev/null
+fi
+aegir_log "rabbitmq: ${USER_NAME} (${ROLE}${SERVER:+ ${SERVER}}${PARTNER:+ ${PARTNER}}) on vhost ${VHOST}: configure ${CONFIGURE}, write ${WRITE}, read ${READ}" >&2
 if [[ "${MADE_PASSWORD}" == true ]]; then
     printf '%s\n' "${PASSWORD}"
 fi

@@ -1,12 +1,22 @@
 //! Broker users with least privilege (deploy/rabbitmq-users.sh): a server's workers run
 //! with a user that can read only its own server's queues and publish only results and
-//! logs, and RabbitMQ itself refuses that user another server's work.
+//! logs, and RabbitMQ itself refuses that user another server's work. A billing system's
+//! user sends commands and reads only its own partner's events.
 
 use std::path::Path;
 use std::process::Command;
 
+use aegir_amqp::Broker;
+use aegir_amqp::signing::Signer;
+use aegir_amqp::topology::{COMMAND_KEY, COMMANDS_EXCHANGE, EVENTS_EXCHANGE, PARTNER_EVENTS_EXCHANGE};
+use aegir_contract::PartnerName;
 use aegir_e2e::{System, amqp_base, mariadb_url, random_suffix};
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 /// Makes a worker user for `server` on the test's vhost with `password`.
@@ -19,6 +29,24 @@ fn server_user(vhost: &str, server: &str, user: &str, password: &str) {
         .output()
         .expect("bash runs");
     assert!(out.status.success(), "rabbitmq-users.sh: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Makes a billing user for `partner` on the test's vhost with `password`.
+fn billing_user(vhost: &str, partner: &str, user: &str, password: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rabbitmq-users.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(["--vhost", vhost, "billing", partner, user])
+        .env("AEGIR_BROKER_PASSWORD", password)
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "rabbitmq-users.sh: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Asserts that RabbitMQ refused an operation for lack of permission.
+fn assert_refused<T>(what: &str, result: Result<T, lapin::Error>) {
+    let refused = result.err().unwrap_or_else(|| panic!("the billing user was allowed to {what}"));
+    assert!(refused.to_string().contains("ACCESS_REFUSED"), "{what}: {refused}");
 }
 
 /// `amqp://user:password@host:port/vhost`, the harness's broker with other credentials.
@@ -113,4 +141,76 @@ async fn a_servers_workers_run_with_their_own_broker_user_which_cannot_touch_ano
         .basic_consume(own_queue.into(), "".into(), BasicConsumeOptions::default(), Default::default())
         .await
         .expect("a server's user consumes its own queue");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_billing_user_sends_commands_and_reads_only_its_own_partners_events() {
+    let system = System::start().await;
+    let suffix = random_suffix();
+    let user = format!("aegir-billing-{suffix}");
+    let _users = Users(vec![user.clone()]);
+    let password = format!("pw{suffix}");
+    billing_user(&system.vhost, "acme", &user, &password);
+    let url = url_as(&user, &password, &system.vhost);
+    let conn = Connection::connect(&url, ConnectionProperties::default()).await.expect("the billing user logs in");
+
+    // Its own queue, bound to its own partner's events.
+    let queue = "billing.acme.events";
+    let channel = conn.create_channel().await.unwrap();
+    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    channel.queue_declare(queue.into(), durable, FieldTable::default()).await.expect("it declares its own queue");
+    let bind = |channel: lapin::Channel, exchange: &'static str, key: &'static str| async move {
+        channel
+            .queue_bind(queue.into(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+    };
+    bind(channel.clone(), PARTNER_EVENTS_EXCHANGE, "acme.#").await.expect("it binds its queue to its own events");
+
+    // A refusal closes the channel: each try on a fresh one.
+    let fresh = || async { conn.create_channel().await.unwrap() };
+    assert_refused("read another partner's events", bind(fresh().await, PARTNER_EVENTS_EXCHANGE, "other.#").await);
+    assert_refused("read every step log", bind(fresh().await, EVENTS_EXCHANGE, "#").await);
+    let other_queue = fresh().await.queue_declare("billing.other.events".into(), durable, FieldTable::default()).await;
+    assert_refused("declare another partner's queue", other_queue);
+    let consume = |queue: &'static str| async move {
+        fresh()
+            .await
+            .basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+    };
+    assert_refused("consume task-api's events", consume("api.events").await);
+    assert_refused("consume the commands", consume("api.commands").await);
+    let channel = fresh().await;
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let work = async {
+        let key = format!("{}.http", system.server);
+        let props = BasicProperties::default();
+        channel
+            .basic_publish("aegir.work".into(), key.as_str().into(), BasicPublishOptions::default(), b"{}", props)
+            .await?
+            .await
+    };
+    assert_refused("publish work", work.await);
+
+    // Commands go through, signed with the partner's key, and the answer comes back on
+    // its own queue.
+    let signer = Signer::Partner(system.master_key.partner(&PartnerName::parse("acme").unwrap()));
+    let billing = Broker::signed_restricted(url.clone(), "billing", signer);
+    let command =
+        br#"{"partner":"acme","idempotency_key":"c1","command":{"action":"create_client","client":"shopper"}}"#;
+    billing.publish_bytes(COMMANDS_EXCHANGE, COMMAND_KEY, command).await.expect("the billing user sends a command");
+    let mut answers = fresh()
+        .await
+        .basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .expect("it consumes its own queue");
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(60), answers.next())
+        .await
+        .expect("an answer within a minute")
+        .expect("the consumer is open")
+        .expect("a delivery");
+    answer.ack(BasicAckOptions::default()).await.unwrap();
+    assert_eq!(answer.routing_key.as_str(), "acme.command.accepted", "{}", String::from_utf8_lossy(&answer.data));
+    let (status, client) = system.get("/api/v1/clients/shopper").await;
+    assert_eq!(status, 200, "{client}");
 }
