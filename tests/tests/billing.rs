@@ -9,7 +9,7 @@ use aegir_amqp::Broker;
 use aegir_amqp::signing::Signer;
 use aegir_amqp::topology::{COMMAND_KEY, COMMANDS_EXCHANGE, PARTNER_EVENTS_EXCHANGE};
 use aegir_contract::PartnerName;
-use aegir_e2e::{INSTALL_PATIENCE, Options, System, fetch_showing, random_suffix, start_with_php};
+use aegir_e2e::{INSTALL_PATIENCE, Options, System, fetch_showing, random_suffix, start_with_php, wait_for};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -247,6 +247,14 @@ async fn malformed_unsigned_and_foreign_commands_are_rejected_with_the_reason_an
     assert_eq!(forbidden["code"], "forbidden", "{forbidden}");
     other.send("customer-1", json!({ "action": "create_client", "client": "acme", "title": "Taken" })).await;
     assert_eq!(other.rejected("customer-1").await["code"], "forbidden");
+
+    // A command that names no partner cannot be answered: it is kept for operators.
+    billing
+        .send_raw(br#"{"idempotency_key":"anonymous-1","command":{"action":"backup","site":"a.example.com"}}"#)
+        .await;
+    let kept =
+        wait_for(Duration::from_secs(60), || async { system.queue_depth("aegir.dead-letters").await >= 1 }).await;
+    assert!(kept, "the anonymous command is in aegir.dead-letters");
 
     // Nothing was made but billing's one client, which keeps its title.
     assert_eq!(total(&system, "/api/v1/clients").await, 1);

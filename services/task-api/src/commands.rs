@@ -26,7 +26,7 @@
 
 use std::time::Duration;
 
-use aegir_amqp::lapin_options::BasicAckOptions;
+use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use aegir_amqp::signing::MasterKey;
 use aegir_amqp::topology::QueueName;
 use aegir_amqp::{ConsumerSpec, Delivery, consume};
@@ -92,9 +92,13 @@ impl From<sqlx::Error> for Refusal {
 
 async fn handle(state: &AppState, master: &MasterKey, shutdown: &CancellationToken, delivery: Delivery) {
     let Some(sender) = CommandRef::peek(&delivery.data) else {
-        // Without a partner there is no one to answer; the reason stays in our log.
-        tracing::warn!("dropping a command that names no valid partner (`partner`); it cannot be answered");
-        return ack(&delivery).await;
+        // Without a partner there is no one to answer: kept in aegir.dead-letters for
+        // operators instead.
+        tracing::warn!("dead-lettering a command that names no valid partner (`partner`); it cannot be answered");
+        if let Err(e) = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await {
+            tracing::warn!(error = %e, "could not dead-letter a command");
+        }
+        return;
     };
     let span = tracing::info_span!("command", partner = %sender.partner);
     async {
