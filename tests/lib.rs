@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
 
+pub mod fpm;
+
 pub const SERVICES: [&str; 5] = ["task-api", "scheduler", "http-worker", "db-worker", "backup-worker"];
 
 /// How long a test waits for something that should happen in well under a second.
@@ -240,6 +242,14 @@ impl System {
                     env.push(("AEGIR_PLATFORM_ROOTS".into(), platforms.clone()));
                 }
                 if worker == "http-worker" {
+                    // A test that runs no php-fpm masters of its own passes every site to
+                    // the machine's php-fpm, rather than writing pools into its config.
+                    let own_php = self.options.env.get(service).is_some_and(|env| {
+                        env.iter().any(|(k, _)| k == "AEGIR_PHP_FPM_SOCKET" || k == "AEGIR_PHP_FPM_POOL_DIR")
+                    });
+                    if !own_php && let Some(socket) = machine_fpm_socket() {
+                        env.push(("AEGIR_PHP_FPM_SOCKET".into(), socket.display().to_string()));
+                    }
                     env.push(("AEGIR_HTTP_CONFIG_DIR".into(), self.config_dir().display().to_string()));
                     env.push(("AEGIR_NGINX_CONF".into(), self.nginx_conf.display().to_string()));
                     env.push(("AEGIR_PLATFORM_ROOTS".into(), platforms));
@@ -694,6 +704,20 @@ impl PendingStep {
         }
         panic!("the result stream ended");
     }
+}
+
+/// The socket of the machine's own php-fpm, `/run/php/php<version>-fpm.sock`.
+fn machine_fpm_socket() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/run/php")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("php") && n.ends_with("-fpm.sock"))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
 }
 
 /// A php-fpm of the test's own, running PHP as `www-data` like the system's, with a

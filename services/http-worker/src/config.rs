@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 
-use aegir_contract::{AbsolutePath, ServerName};
+use aegir_contract::{AbsolutePath, PhpVersion, ServerName};
 use anyhow::Context;
 use clap::Args;
+
+use crate::fpm::PoolSettings;
 
 #[derive(Debug, Clone, Args)]
 pub struct HttpArgs {
@@ -34,10 +36,39 @@ pub struct HttpArgs {
     #[arg(long, env = "AEGIR_SCRIPT_USER", default_value = "aegir")]
     pub script_user: String,
 
-    /// php-fpm socket the vhosts pass PHP requests to; default: the first
-    /// `/run/php/php*-fpm.sock` found.
+    /// One php-fpm socket every site's PHP requests go to, instead of a pool per site.
     #[arg(long, env = "AEGIR_PHP_FPM_SOCKET")]
     pub php_fpm_socket: Option<PathBuf>,
+
+    /// Directory of the versioned php-fpm binaries (`php-fpm8.2`): each one with its
+    /// config is a PHP version sites may run.
+    #[arg(long, env = "AEGIR_PHP_FPM_BIN_DIR", default_value = "/usr/sbin")]
+    pub php_fpm_bin_dir: PathBuf,
+
+    /// Main config of each version's php-fpm master (`{version}` is the version), tested
+    /// after every pool change.
+    #[arg(long, env = "AEGIR_PHP_FPM_CONF", default_value = "/etc/php/{version}/fpm/php-fpm.conf")]
+    pub php_fpm_conf: String,
+
+    /// Directory each version's master includes pools from; the sites' pools go there.
+    #[arg(long, env = "AEGIR_PHP_FPM_POOL_DIR", default_value = "/etc/php/{version}/fpm/pool.d")]
+    pub php_fpm_pool_dir: String,
+
+    /// Pid file of each version's master, which a pool change reloads (SIGUSR2).
+    #[arg(long, env = "AEGIR_PHP_FPM_PID", default_value = "/run/php/php{version}-fpm.pid")]
+    pub php_fpm_pid: String,
+
+    /// Directory of the sites' pool sockets.
+    #[arg(long, env = "AEGIR_PHP_FPM_RUN_DIR", default_value = "/run/aegir/php-fpm")]
+    pub php_fpm_run_dir: PathBuf,
+
+    /// Directory of each site's own temporary directory (uploads, sessions).
+    #[arg(long, env = "AEGIR_PHP_TMP_DIR", default_value = "/var/aegir/php-tmp")]
+    pub php_tmp_dir: PathBuf,
+
+    /// PHP version of sites without one of their own; default: the newest installed.
+    #[arg(long, env = "AEGIR_PHP_DEFAULT_VERSION")]
+    pub php_default_version: Option<PhpVersion>,
 
     /// PHP command-line interpreter that runs the applications' installers and tools.
     #[arg(long, env = "AEGIR_PHP", default_value = "php")]
@@ -52,7 +83,9 @@ pub struct HttpConfig {
     pub platform_roots: Vec<AbsolutePath>,
     pub web_group: String,
     pub script_user: String,
+    /// One socket for every site (`AEGIR_PHP_FPM_SOCKET`); `None`: a pool per site.
     pub php_fpm_socket: Option<PathBuf>,
+    pub pools: PoolSettings,
     pub php: String,
     /// Steps this worker runs at once (`AEGIR_PREFETCH`).
     pub steps_at_once: usize,
@@ -76,6 +109,15 @@ impl HttpArgs {
             web_group: self.web_group,
             script_user: self.script_user,
             php_fpm_socket: self.php_fpm_socket,
+            pools: PoolSettings {
+                bin_dir: self.php_fpm_bin_dir,
+                conf: self.php_fpm_conf,
+                pool_dir: self.php_fpm_pool_dir,
+                pid_file: self.php_fpm_pid,
+                run_dir: self.php_fpm_run_dir,
+                tmp_dir: self.php_tmp_dir,
+                default_version: self.php_default_version,
+            },
             php: self.php,
             steps_at_once,
         })
@@ -93,22 +135,5 @@ impl HttpConfig {
             "platform root {root} is outside the directories platforms may live in on this server ({})",
             allowed.join(", ")
         )))
-    }
-
-    /// The php-fpm socket to use: the configured one, else the first one found.
-    pub fn php_fpm_socket(&self) -> Option<PathBuf> {
-        if let Some(socket) = &self.php_fpm_socket {
-            return Some(socket.clone());
-        }
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/run/php")
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("php") && n.ends_with("-fpm.sock"))
-            })
-            .collect();
-        found.sort();
-        found.into_iter().next()
     }
 }

@@ -4,6 +4,7 @@ mod coalesced;
 mod config;
 mod config_queue;
 mod files;
+mod fpm;
 mod nginx_master;
 mod permissions;
 mod php;

@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use aegir_contract::{HttpService, Package, PlatformType, Secret, SiteContext, SiteUri};
+use aegir_contract::{HttpService, Package, PhpVersion, PlatformType, Secret, SiteContext, SiteUri};
 use aegir_worker::{StepError, StepLog};
 
 use crate::config::HttpConfig;
 use crate::config_queue::Reload;
 use crate::files::{self, Ownership};
+use crate::fpm::{self, Outcome, Pool};
 use crate::permissions::{self, Owner};
 use crate::platforms::{self, Platform, SiteFiles, WRITTEN_BY};
 use crate::vhost::{self, Vhost};
@@ -30,8 +31,15 @@ pub struct SiteWork<'a> {
     pub http: HttpService,
     /// Owner of the site's directory (the script user).
     pub owner: Ownership,
-    /// Owner of settings and files directories: the script user, group of the web server.
+    /// Owner of settings and files directories: the script user (or, with a pool per
+    /// site, the site's own user), group of the web server.
     pub shared: Ownership,
+    /// Owner and mode of the site's own directory.
+    pub site_dir_owner: Ownership,
+    pub site_dir_mode: u32,
+    /// The system user the site's PHP runs as, in a pool of its own; `None` when every
+    /// site goes to one shared php-fpm socket.
+    pub php_user: Option<String>,
     /// Why owners are left alone, to say in the log.
     pub owner_warning: Option<String>,
 }
@@ -76,6 +84,7 @@ impl<'a> SiteWork<'a> {
             ))
         })?;
         let (owner, shared, owner_warning) = ownership(config)?;
+        let php_user = config.php_fpm_socket.is_none().then(|| fpm::site_user(&site.uri));
         Ok(Self {
             config,
             site,
@@ -85,8 +94,151 @@ impl<'a> SiteWork<'a> {
             http,
             owner,
             shared,
+            site_dir_owner: owner,
+            site_dir_mode: 0o755,
+            php_user,
             owner_warning,
         })
+    }
+
+    /// With a pool per site: creates the site's system user (unless it exists) and its
+    /// temporary directory, and has the site's directory, settings and files belong to
+    /// that user with the web server's group. Before rendering the site's files.
+    pub async fn prepare_php_user(&mut self, log: &StepLog) -> Result<(), StepError> {
+        let Some(user) = self.php_user.clone() else {
+            if let Some(version) = &self.site.php_version {
+                log.warning(format!(
+                    "every site on this server goes to one php-fpm ({}); PHP {version} chosen for the site is not \
+                     applied (unset AEGIR_PHP_FPM_SOCKET for a pool per site)",
+                    self.config.php_fpm_socket.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+                ))
+                .await;
+            }
+            return Ok(());
+        };
+        if !nix::unistd::Uid::effective().is_root() {
+            return Err(StepError::permanent(
+                "a php-fpm pool per site needs the http-worker to run as root (it creates each site's system user); \
+                 run it as root, or set AEGIR_PHP_FPM_SOCKET to pass every site to one shared php-fpm",
+            ));
+        }
+        let web_gid = permissions::group_id(&self.config.web_group).ok_or_else(|| {
+            StepError::permanent(format!(
+                "the web server group `{}` does not exist on this server; set AEGIR_WEB_GROUP to the group the web \
+                 server runs as",
+                self.config.web_group
+            ))
+        })?;
+        let (uid, gid, created) = fpm::ensure_user(&user).await?;
+        if created {
+            log.info(format!("created the system user `{user}` the PHP of {} runs as", self.site.uri)).await;
+        }
+        let pools = &self.config.pools;
+        files::ensure_dir(&pools.tmp_dir, 0o711, Ownership { uid: Some(0), gid: Some(0) })?;
+        let tmp = pools.site_tmp(&user);
+        if files::ensure_dir(&tmp, 0o700, Ownership { uid: Some(uid), gid: Some(gid) })? {
+            log.info(format!("temporary directory {} (uploads, sessions) is the site's own", tmp.display())).await;
+        }
+        let site = Ownership { uid: Some(uid), gid: Some(web_gid.as_raw()) };
+        self.shared = site;
+        self.site_dir_owner = site;
+        // Only the site's user and the web server reach into the site's directory.
+        self.site_dir_mode = 0o750;
+        self.owner_warning = None;
+        Ok(())
+    }
+
+    /// The PHP version the site runs with a pool of its own.
+    pub fn php_version(&self) -> Result<PhpVersion, StepError> {
+        self.config.pools.version_for(self.site.php_version.as_ref())
+    }
+
+    /// The socket the vhost passes PHP requests to.
+    fn php_socket(&self) -> Result<PathBuf, StepError> {
+        match (&self.php_user, &self.config.php_fpm_socket) {
+            (Some(user), _) => Ok(self.config.pools.socket(user, &self.php_version()?)),
+            (None, Some(socket)) => Ok(socket.clone()),
+            (None, None) => Err(StepError::permanent("no php-fpm socket: set AEGIR_PHP_FPM_SOCKET")),
+        }
+    }
+
+    /// With a pool per site: writes the site's pool for its PHP version, tested with that
+    /// version's whole php-fpm config, and returns once the pool takes requests.
+    pub async fn apply_php_pool(&self, log: &StepLog) -> Result<(), StepError> {
+        let Some(user) = &self.php_user else { return Ok(()) };
+        let version = self.php_version()?;
+        let pools = &self.config.pools;
+        files::ensure_dir(&pools.run_dir, 0o755, Ownership::default())?;
+        let socket = pools.socket(user, &version);
+        let tmp = pools.site_tmp(user);
+        let text = fpm::render(&Pool {
+            uri: &self.site.uri,
+            user,
+            web_group: &self.config.web_group,
+            socket: &socket,
+            root: &self.files.root,
+            files_dir: &self.files.files_dir(),
+            tmp: &tmp,
+        })?;
+        let path = pools.pool_file(user, &version);
+        let outcome = pools.put(&version, &path, &text, &socket).await.map_err(|e| StepError {
+            reason: format!("the php-fpm pool of {} was not kept: {}", self.site.uri, e.reason),
+            ..e
+        })?;
+        match outcome {
+            Outcome::Reloaded => {
+                log.info(format!(
+                    "wrote the php-fpm pool {} (PHP {version}, user `{user}`, open_basedir: the platform, the site's \
+                     files and {}); php-fpm {version} config test passed; php-fpm {version} reloaded",
+                    path.display(),
+                    tmp.display()
+                ))
+                .await
+            }
+            Outcome::Unchanged => log.info(format!("php-fpm pool {} unchanged (PHP {version})", path.display())).await,
+        }
+        Ok(())
+    }
+
+    /// With a pool per site: takes the site's pools off the masters of the other
+    /// versions, once the vhost passes requests to its own version's pool.
+    pub async fn retire_other_php_pools(&self, log: &StepLog) -> Result<(), StepError> {
+        let Some(user) = &self.php_user else { return Ok(()) };
+        let keep = self.php_version()?;
+        let pools = &self.config.pools;
+        for version in pools.installed().into_iter().filter(|v| *v != keep) {
+            let path = pools.pool_file(user, &version);
+            if pools.remove(&version, &path, &pools.socket(user, &version)).await? {
+                log.info(format!(
+                    "{} moved from PHP {version} to PHP {keep}: removed its pool {}; php-fpm {version} reloaded",
+                    self.site.uri,
+                    path.display()
+                ))
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// With a pool per site: removes the site's pools, its temporary directory and its
+    /// system user.
+    async fn remove_php(&self, log: &StepLog) -> Result<(), StepError> {
+        let Some(user) = &self.php_user else { return Ok(()) };
+        let pools = &self.config.pools;
+        for version in pools.installed() {
+            let path = pools.pool_file(user, &version);
+            if pools.remove(&version, &path, &pools.socket(user, &version)).await? {
+                log.info(format!("removed the php-fpm pool {}; php-fpm {version} reloaded", path.display())).await;
+            }
+        }
+        let tmp = pools.site_tmp(user);
+        if files::remove_tree(&tmp)? {
+            log.info(format!("removed the site's temporary directory {}", tmp.display())).await;
+        }
+        if nix::unistd::Uid::effective().is_root() && fpm::remove_user(user).await? {
+            log.info(format!("removed the system user `{user}`")).await;
+        }
+        Ok(())
     }
 
     pub fn site_dir(&self) -> &Path {
@@ -125,7 +277,7 @@ impl<'a> SiteWork<'a> {
     pub async fn render_files(&self, log: &StepLog) -> Result<bool, StepError> {
         let mut changed = false;
         let site_dir = self.site_dir();
-        if files::ensure_dir(site_dir, 0o755, self.owner)? {
+        if files::ensure_dir(site_dir, self.site_dir_mode, self.site_dir_owner)? {
             log.info(format!("site directory {} is in place", site_dir.display())).await;
             changed = true;
         }
@@ -225,7 +377,7 @@ impl<'a> SiteWork<'a> {
 
     /// Gives the site's directory, settings and files directory Aegir's owners and modes.
     pub async fn fix_permissions(&self, log: &StepLog) -> Result<bool, StepError> {
-        let mut changed = files::set_mode_owner(self.site_dir(), 0o755, self.owner)?;
+        let mut changed = files::set_mode_owner(self.site_dir(), self.site_dir_mode, self.site_dir_owner)?;
         changed |= files::set_mode_owner(&self.files.files_dir(), 0o2775, self.shared)?;
         for rendered in self.platform.settings(&self.files) {
             if rendered.path.exists() {
@@ -289,11 +441,7 @@ impl<'a> SiteWork<'a> {
     /// rest of the config, and returns once the web server serves it (`Reload::Always`:
     /// reloads even when the vhost was already written). Returns whether it changed.
     pub async fn apply_vhost(&self, enabled: bool, reload: Reload, log: &StepLog) -> Result<bool, StepError> {
-        let socket = self.config.php_fpm_socket().ok_or_else(|| {
-            StepError::permanent(
-                "no php-fpm socket found in /run/php; install and start php-fpm, or set AEGIR_PHP_FPM_SOCKET",
-            )
-        })?;
+        let socket = self.php_socket()?;
         let env = self.files.app_env()?;
         let text = vhost::render(
             self.http.service_type,
@@ -364,6 +512,7 @@ impl<'a> SiteWork<'a> {
         if self.web.remove_vhost(&vhost).await? {
             log.info(format!("removed the vhost {}; {} reloaded", vhost.display(), self.http.service_type)).await;
         }
+        self.remove_php(log).await?;
         self.remove_files(log).await
     }
 

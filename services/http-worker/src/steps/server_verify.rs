@@ -2,7 +2,7 @@
 //! writable, our base config is in place and included, the config tests clean, and
 //! the server reloads.
 
-use aegir_contract::{HttpServiceType, ServerContext, StepFacts};
+use aegir_contract::{HttpServiceType, PhpVersion, ServerContext, StepFacts};
 use aegir_worker::{StepError, StepLog};
 
 use crate::config::HttpConfig;
@@ -71,7 +71,59 @@ pub async fn run(config: &HttpConfig, server: &ServerContext, log: &StepLog) -> 
 
     web.reload().await?;
     log.info(format!("{} reloaded", http.service_type)).await;
-    Ok(StepFacts { service_version: Some(version), ..Default::default() })
+    let (php_versions, php_default_version) = php_versions(config, log).await;
+    Ok(StepFacts {
+        service_version: Some(version),
+        php_versions: Some(php_versions),
+        php_default_version,
+        ..Default::default()
+    })
+}
+
+/// The PHP versions whose php-fpm is installed (a versioned binary with its config), and
+/// the one sites without their own run. With a pool per site, says which masters run.
+async fn php_versions(config: &HttpConfig, log: &StepLog) -> (Vec<PhpVersion>, Option<PhpVersion>) {
+    let pools = &config.pools;
+    let installed = pools.installed();
+    let default = pools.default_among(&installed);
+    if installed.is_empty() {
+        log.warning(format!(
+            "no php-fpm is installed ({}/php-fpm<version> with its config); sites cannot run PHP until one is",
+            pools.bin_dir.display()
+        ))
+        .await;
+        return (installed, default);
+    }
+    let list: Vec<&str> = installed.iter().map(PhpVersion::as_str).collect();
+    let default_text = default.as_ref().map_or("none".to_owned(), |v| v.to_string());
+    log.info(format!("PHP versions installed: {}; sites without their own run {default_text}", list.join(", "))).await;
+    if let Some(wanted) = pools.default_version.as_ref().filter(|v| !installed.contains(v)) {
+        log.warning(format!("the default PHP version {wanted} (AEGIR_PHP_DEFAULT_VERSION) is not installed")).await;
+    }
+    if let Some(socket) = &config.php_fpm_socket {
+        log.info(format!("every site's PHP goes to one php-fpm at {}", socket.display())).await;
+        return (installed, default);
+    }
+    for version in &installed {
+        let pid_file = pools.pid_file(version);
+        let pool_dir = pools.pool_dir(version);
+        if !pool_dir.is_dir() {
+            log.warning(format!(
+                "php-fpm {version} has no pool directory {}; sites on PHP {version} cannot get their pools",
+                pool_dir.display()
+            ))
+            .await;
+        } else if !pid_file.is_file() {
+            log.warning(format!(
+                "php-fpm {version} is not running (no {}); start it before sites use PHP {version}",
+                pid_file.display()
+            ))
+            .await;
+        } else {
+            log.info(format!("php-fpm {version} runs; site pools go to {}", pool_dir.display())).await;
+        }
+    }
+    (installed, default)
 }
 
 /// Whether nginx refused our server name hash settings because the main config has them.

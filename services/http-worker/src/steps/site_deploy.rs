@@ -18,7 +18,7 @@ pub async fn run(
     renamed_from: Option<&SiteUri>,
     log: &StepLog,
 ) -> Result<StepFacts, StepError> {
-    let work = SiteWork::new(config, site)?;
+    let mut work = SiteWork::new(config, site)?;
     if !work.site_dir().is_dir() {
         return Err(StepError::permanent(format!(
             "the files of {} are not on {} ({} does not exist); unpack the site's archive there first",
@@ -32,6 +32,7 @@ pub async fn run(
     if let Some(old) = renamed_from.filter(|old| **old != site.uri) {
         log.info(format!("{} was {old}: its settings are rendered for the new address", site.uri)).await;
     }
+    work.prepare_php_user(log).await?;
     work.render_files(log).await?;
     work.fix_permissions(log).await?;
     let fixed = work.fix_file_tree().await?;
@@ -43,9 +44,11 @@ pub async fn run(
     work.mark_installed()?;
     // A site that was disabled stays disabled.
     let enabled = !work.is_disabled();
+    work.apply_php_pool(log).await?;
     // Always reloads: a redelivered step may find the vhost written by a try that
     // stopped before reloading.
     work.apply_vhost(enabled, Reload::Always, log).await?;
+    work.retire_other_php_pools(log).await?;
     let packages = work.packages().await;
     log.success(format!(
         "{} is served from {} at {} ({} packages)",

@@ -9,7 +9,7 @@ use crate::config_queue::Reload;
 use crate::site::SiteWork;
 
 pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Result<StepFacts, StepError> {
-    let work = SiteWork::new(config, site)?;
+    let mut work = SiteWork::new(config, site)?;
     if !work.site_dir().is_dir() {
         return Err(StepError::permanent(format!(
             "{} is not installed on {} ({} does not exist); run install first",
@@ -19,10 +19,13 @@ pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Resu
         )));
     }
     work.warn_about_owners(log).await;
+    work.prepare_php_user(log).await?;
     let files_changed = work.render_files(log).await?;
     let perms_changed = work.fix_permissions(log).await?;
     let enabled = !work.is_disabled();
+    work.apply_php_pool(log).await?;
     let vhost_changed = work.apply_vhost(enabled, Reload::IfChanged, log).await?;
+    work.retire_other_php_pools(log).await?;
     if !vhost_changed {
         log.info("vhost unchanged; no reload needed").await;
     }
