@@ -66,6 +66,8 @@ pub struct PlatformBody {
     pub root: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub web_server: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<aegir_contract::PlatformSource>,
 }
 
 /// A site as `PUT /api/v1/sites/{uri}` takes it. The API fills in what is left out.
@@ -151,6 +153,8 @@ pub struct PlatformView {
     pub name: String,
     pub root: String,
     pub web_server: String,
+    #[serde(default)]
+    pub source: Option<aegir_contract::PlatformSource>,
     pub platform_type: Option<String>,
     pub app_version: Option<String>,
     #[serde(default)]

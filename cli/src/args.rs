@@ -216,6 +216,18 @@ pub struct SaveArgs {
     #[arg(long = "web_server", alias = "web-server", value_name = "@SERVER", help_heading = "Platform options")]
     pub web_server: Option<ContextName>,
 
+    /// Git repository a verify builds the platform from when its root is missing (no passwords in it)
+    #[arg(long = "source_git", alias = "source-git", value_name = "URL", help_heading = "Platform options")]
+    pub source_git: Option<aegir_contract::GitUrl>,
+
+    /// Branch, tag or commit of --source_git [default: the repository's default branch]
+    #[arg(long = "source_ref", alias = "source-ref", value_name = "REF", help_heading = "Platform options")]
+    pub source_ref: Option<aegir_contract::GitRef>,
+
+    /// .tar.gz in the backup store a verify builds the platform from when its root is missing
+    #[arg(long = "source_archive", alias = "source-archive", value_name = "KEY", help_heading = "Platform options")]
+    pub source_archive: Option<aegir_contract::StoreKey>,
+
     /// The (verified) platform whose code serves the site
     #[arg(long, value_name = "@PLATFORM", help_heading = "Site options")]
     pub platform: Option<ContextName>,

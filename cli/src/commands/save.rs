@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use aegir_contract::{ContextName, ContextType, PlatformName, ServerName, SiteUri};
+use aegir_contract::{ContextName, ContextType, PlatformName, PlatformSource, ServerName, SiteUri};
 
 use crate::api::{Api, DbBody, HttpBody, PlatformBody, Saved, ServerBody, SiteBody};
 use crate::args::SaveArgs;
@@ -29,8 +29,14 @@ fn server_options(args: &SaveArgs) -> [(&'static str, bool); 5] {
     ]
 }
 
-fn platform_options(args: &SaveArgs) -> [(&'static str, bool); 2] {
-    [("--root", args.root.is_some()), ("--web_server", args.web_server.is_some())]
+fn platform_options(args: &SaveArgs) -> [(&'static str, bool); 5] {
+    [
+        ("--root", args.root.is_some()),
+        ("--web_server", args.web_server.is_some()),
+        ("--source_git", args.source_git.is_some()),
+        ("--source_ref", args.source_ref.is_some()),
+        ("--source_archive", args.source_archive.is_some()),
+    ]
 }
 
 fn site_options(args: &SaveArgs) -> [(&'static str, bool); 10] {
@@ -160,7 +166,21 @@ fn platform_body(args: SaveArgs) -> Result<PlatformBody, CliError> {
             ));
         }
     };
-    Ok(PlatformBody { root: root.to_string(), web_server })
+    let source = match (args.source_git, args.source_ref, args.source_archive) {
+        (None, None, None) => None,
+        (Some(url), git_ref, None) => Some(PlatformSource::Git { url, git_ref }),
+        (None, None, Some(key)) => Some(PlatformSource::Archive { key }),
+        (None, Some(_), _) => {
+            return Err(CliError::usage("--source_ref", "a ref is of a git source; give --source_git=URL too"));
+        }
+        (Some(_), _, Some(_)) => {
+            return Err(CliError::usage(
+                "--source_archive",
+                "a platform has one source: give --source_git=URL or --source_archive=KEY, not both",
+            ));
+        }
+    };
+    Ok(PlatformBody { root: root.to_string(), web_server, source })
 }
 
 fn site_body(uri: &SiteUri, args: SaveArgs) -> Result<SiteBody, CliError> {
@@ -303,6 +323,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("AEGIR_MASTER_DB: ") && !e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn a_platform_save_takes_one_source() {
+        let root = "--root=/var/aegir/platforms/wp";
+        let plan =
+            plan_of(&["@platform_wp", root, "--source_git=https://git.example.com/wp.git", "--source_ref=v6.4"], &[])
+                .unwrap();
+        assert_eq!(
+            body_json(&plan),
+            serde_json::json!({"root": "/var/aegir/platforms/wp",
+                "source": {"kind": "git", "url": "https://git.example.com/wp.git", "ref": "v6.4"}})
+        );
+        let plan = plan_of(&["@platform_wp", root, "--source_archive=platforms/wp.tar.gz"], &[]).unwrap();
+        assert_eq!(body_json(&plan)["source"], serde_json::json!({"kind": "archive", "key": "platforms/wp.tar.gz"}));
+        for (args, error) in [
+            (&["@platform_wp", root, "--source_ref=main"][..], "--source_ref: "),
+            (&["@platform_wp", root, "--source_git=/srv/wp.git", "--source_archive=wp.tar.gz"], "--source_archive: "),
+            (&["@example.com", "--source_git=/srv/wp.git"], "--source_git: applies to platforms only"),
+        ] {
+            let e = plan_of(args, &[]).unwrap_err().to_string();
+            assert!(e.starts_with(error), "{e}");
+        }
     }
 
     #[test]

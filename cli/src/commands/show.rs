@@ -75,6 +75,7 @@ pub fn platform_summary(p: &PlatformView) -> String {
         &[
             ("root", p.root.clone()),
             ("web server", p.web_server.clone()),
+            ("source", p.source.as_ref().map_or_else(|| "-".to_owned(), |s| s.to_string())),
             ("type", kind),
             ("profiles", profiles),
             ("status", p.status.clone()),

@@ -3,7 +3,9 @@
 //! It consumes `<server>.backup` like every worker and runs the steps that need a site's
 //! files: writing a site's archive (its files around the database dump the db-worker
 //! staged), checking an archive, unpacking an archive's files in place of the site's
-//! directory, and removing an archive. Archives live in the backup store
+//! directory, and removing an archive. It also builds platforms from their source (a
+//! git repository or a `.tar.gz` in the store), since it reaches both the platform roots
+//! and the store. Archives live in the backup store
 //! (`--backup-store`), which the db-worker of the site's database server shares.
 
 mod steps;
@@ -45,6 +47,12 @@ impl StepHandler for BackupWorker {
             StepAction::SiteArchiveCheck { backup, .. } => steps::archive_check::run(self, backup, log).await,
             StepAction::SiteFilesUnpack { site, backup } => steps::files_unpack::run(self, site, backup, log).await,
             StepAction::BackupDelete { backup, .. } => steps::backup_delete::run(self, backup, log).await,
+            StepAction::PlatformBuild { platform } => {
+                steps::platform_build::run(self, platform, &step.task_id.to_string(), log).await
+            }
+            StepAction::PlatformBuildRemove { platform } => {
+                steps::platform_build::remove(self, platform, &step.task_id.to_string(), log).await
+            }
             other => Err(StepError::permanent(format!(
                 "{} is not a backup step; {} cannot run it",
                 other.label(),

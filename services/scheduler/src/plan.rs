@@ -39,8 +39,18 @@ pub fn steps(request: &TaskRequested) -> Vec<PlannedStep> {
             }
             steps
         }
+        // A platform with a source is built first when its root is missing; a failed
+        // verify then removes what the build made, and only that.
         (TaskKind::Verify, TaskTarget::Platform { platform }) => {
-            vec![step(StepAction::PlatformVerify { platform: platform.clone() })]
+            let mut plan = Vec::new();
+            if platform.source.is_some() {
+                plan.push(undoable(
+                    StepAction::PlatformBuild { platform: platform.clone() },
+                    StepAction::PlatformBuildRemove { platform: platform.clone() },
+                ));
+            }
+            plan.push(step(StepAction::PlatformVerify { platform: platform.clone() }));
+            plan
         }
         // Import only reads the platform; task-api creates the records from what it found.
         (TaskKind::Import, TaskTarget::Platform { platform }) => {
@@ -343,6 +353,20 @@ mod tests {
         let plan = steps(&task(TaskKind::Verify, TaskTarget::Platform { platform: platform() }));
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].action.route().to_string(), "server_master.http");
+    }
+
+    #[test]
+    fn a_platform_with_a_source_is_built_by_the_backup_worker_before_its_verify() {
+        let mut built = platform();
+        built.source = Some(PlatformSource::Archive { key: StoreKey::parse("platforms/wp.tar.gz").unwrap() });
+        let plan = steps(&task(TaskKind::Verify, TaskTarget::Platform { platform: built }));
+        assert_eq!(plan_labels(&plan), ["platform build", "platform verify"]);
+        let routes: Vec<String> = plan.iter().map(|s| s.action.route().to_string()).collect();
+        assert_eq!(routes, ["server_master.backup", "server_master.http"]);
+        // A verify that fails removes what the build made; a failed build has its own undo
+        // too, which finds nothing of this task's to remove.
+        assert_eq!(labels(rollback(&plan, 1)), ["platform build remove"]);
+        assert_eq!(labels(rollback(&plan, 0)), ["platform build remove"]);
     }
 
     #[test]

@@ -179,6 +179,10 @@ pub struct PlatformView {
     pub root: String,
     #[schema(example = "@server_master")]
     pub web_server: String,
+    /// Where a verify builds its code from when the root is missing: `{"kind": "git", "url": …, "ref": …}`
+    /// or `{"kind": "archive", "key": …}`; null when the root is put there by other means.
+    #[schema(value_type = Option<Object>, example = json!({"kind": "git", "url": "https://git.example.com/wp.git", "ref": "6.4.2"}))]
+    pub source: Option<serde_json::Value>,
     /// Found by the last successful verify: `drupal7`, `drupal`, `wordpress`, `mediawiki` or `php`.
     #[schema(example = "wordpress")]
     pub platform_type: Option<String>,

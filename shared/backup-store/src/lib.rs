@@ -20,6 +20,7 @@ mod bridge;
 pub mod dump;
 mod error;
 pub mod manifest;
+pub mod platform;
 mod progress;
 mod store;
 

@@ -4,6 +4,7 @@ pub mod archive_check;
 pub mod archive_create;
 pub mod backup_delete;
 pub mod files_unpack;
+pub mod platform_build;
 
 use std::path::PathBuf;
 

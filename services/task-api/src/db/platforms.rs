@@ -1,7 +1,8 @@
 //! The `platforms` table.
 
-use aegir_contract::{AbsolutePath, PlatformName, PlatformType, ProfileName, ServerName};
+use aegir_contract::{AbsolutePath, PlatformName, PlatformSource, PlatformType, ProfileName, ServerName};
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
 use super::Saved;
@@ -10,7 +11,7 @@ use crate::views::{ContextStatus, PackageView, PlatformView};
 
 macro_rules! view_columns {
     () => {
-        "name, root, web_server, platform_type, app_version, profiles, locked, status, verified_at, created_at, updated_at"
+        "name, root, web_server, source, platform_type, app_version, profiles, locked, status, verified_at, created_at, updated_at"
     };
 }
 
@@ -19,6 +20,8 @@ pub struct PlatformRow {
     pub name: String,
     pub root: String,
     pub web_server: String,
+    /// As the API checked it when the platform was saved.
+    pub source: Option<Json<serde_json::Value>>,
     pub platform_type: Option<String>,
     pub app_version: Option<String>,
     pub profiles: Option<Vec<String>>,
@@ -31,12 +34,22 @@ pub struct PlatformRow {
 }
 
 impl PlatformRow {
+    /// The stored source, checked again as the contract's type.
+    pub fn platform_source(&self) -> Result<Option<PlatformSource>, String> {
+        self.source
+            .as_ref()
+            .map(|Json(value)| serde_json::from_value(value.clone()))
+            .transpose()
+            .map_err(|e| format!("the stored source of platform `@{}` is not valid: {e}", self.name))
+    }
+
     pub fn into_view(self, packages: Vec<PackageView>) -> PlatformView {
         PlatformView {
             context: format!("@{}", self.name),
             name: self.name,
             root: self.root,
             web_server: format!("@{}", self.web_server),
+            source: self.source.map(|Json(source)| source),
             platform_type: self.platform_type,
             app_version: self.app_version,
             profiles: self.profiles,
@@ -109,12 +122,14 @@ pub async fn save(
     name: &PlatformName,
     root: &AbsolutePath,
     web_server: &ServerName,
+    source: Option<&PlatformSource>,
 ) -> sqlx::Result<Saved<PlatformRow>> {
     sqlx::query_as(concat!(
-        "INSERT INTO platforms AS p (name, root, web_server) VALUES ($1, $2, $3)
+        "INSERT INTO platforms AS p (name, root, web_server, source) VALUES ($1, $2, $3, $4)
          ON CONFLICT (name) DO UPDATE SET
              root = EXCLUDED.root,
              web_server = EXCLUDED.web_server,
+             source = EXCLUDED.source,
              platform_type = CASE WHEN (EXCLUDED.root, EXCLUDED.web_server) = (p.root, p.web_server)
                                   THEN p.platform_type END,
              app_version = CASE WHEN (EXCLUDED.root, EXCLUDED.web_server) = (p.root, p.web_server)
@@ -133,6 +148,7 @@ pub async fn save(
     .bind(name.as_str())
     .bind(root.as_str())
     .bind(web_server.as_str())
+    .bind(source.map(Json))
     .fetch_one(conn)
     .await
 }

@@ -1,6 +1,6 @@
 //! `/api/v1/platforms`: code bases on web servers.
 
-use aegir_contract::{AbsolutePath, ContextName, PlatformName, ServerName};
+use aegir_contract::{AbsolutePath, ContextName, GitRef, GitUrl, PlatformName, PlatformSource, ServerName, StoreKey};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -24,11 +24,18 @@ pub struct PlatformInput {
     /// The server whose web service serves it.
     #[schema(value_type = String, required = false, default = "@server_master", example = "@server_master")]
     pub web_server: ServerName,
+    /// Where a verify builds the code from when the root is missing: a git repository
+    /// (`{"kind": "git", "url": "https://…", "ref": "main"}`; `ref` is a branch, tag or
+    /// commit, the default branch when absent) or a `.tar.gz` in the backup store
+    /// (`{"kind": "archive", "key": "platforms/wp-6.4.tar.gz"}`). A url may not hold a
+    /// password. Absent or null: the root is put there by other means.
+    #[schema(value_type = Option<Object>, example = json!({"kind": "git", "url": "https://git.example.com/wp.git", "ref": "6.4.2"}))]
+    pub source: Option<PlatformSource>,
 }
 
 impl PlatformInput {
     pub fn parse(body: Map<String, Value>, roots: &PlatformRoots) -> Result<Self, ApiError> {
-        let mut fields = Fields::new(body, &["root", "web_server"])?;
+        let mut fields = Fields::new(body, &["root", "web_server", "source"])?;
         let root = fields.parsed::<AbsolutePath>("root")?;
         let root = fields.require("root", root)?;
         if roots.containing(&root).is_none() {
@@ -52,7 +59,49 @@ impl PlatformInput {
                 ));
             }
         };
-        Ok(Self { root, web_server })
+        let source = match fields.object("source", &["kind", "url", "ref", "key"])? {
+            None => None,
+            Some(source) => Some(parse_source(source)?),
+        };
+        Ok(Self { root, web_server, source })
+    }
+}
+
+/// `source`: each kind takes its own fields only, each checked by the contract's rules
+/// (which never echo a password back).
+fn parse_source(mut source: Fields) -> Result<PlatformSource, ApiError> {
+    let kind = source.string("kind")?;
+    let kind = source.require("kind", kind)?;
+    let refuse_extra = |source: &mut Fields, kind: &str, keys: &[&str]| -> Result<(), ApiError> {
+        for key in keys {
+            if source.string(key)?.is_some() {
+                let field = source.name(key);
+                return Err(ApiError::invalid(&field, format!("a {kind} source takes no `{field}`")));
+            }
+        }
+        Ok(())
+    };
+    match kind.as_str() {
+        "git" => {
+            refuse_extra(&mut source, "git", &["key"])?;
+            let url = source.parsed::<GitUrl>("url")?;
+            let url = source.require("url", url)?;
+            let git_ref = source.parsed::<GitRef>("ref")?;
+            Ok(PlatformSource::Git { url, git_ref })
+        }
+        "archive" => {
+            refuse_extra(&mut source, "archive", &["url", "ref"])?;
+            let key = source.parsed::<StoreKey>("key")?;
+            let key = source.require("key", key)?;
+            Ok(PlatformSource::Archive { key })
+        }
+        other => {
+            let field = source.name("kind");
+            Err(ApiError::invalid(
+                &field,
+                format!("`{field}` `{other}` is not a kind of source; use `git` or `archive`"),
+            ))
+        }
     }
 }
 
@@ -120,7 +169,7 @@ pub async fn save(
             ));
         }
     }
-    let saved = db::platforms::save(&mut tx, &name, &input.root, server).await?;
+    let saved = db::platforms::save(&mut tx, &name, &input.root, server, input.source.as_ref()).await?;
     let packages = db::packages::of(&mut *tx, &context).await?;
     tx.commit().await?;
 
@@ -194,4 +243,67 @@ pub async fn delete(State(state): State<AppState>, PathParam(name): PathParam) -
     db::platforms::delete(&mut tx, &name).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(body: Value) -> Result<PlatformInput, (String, String)> {
+        let roots = PlatformRoots::new(vec![AbsolutePath::parse("/var/aegir/platforms").unwrap()]);
+        let Value::Object(body) = body else { panic!("an object") };
+        PlatformInput::parse(body, &roots).map_err(|e| match e {
+            ApiError::InvalidField { field, message } => (field, message),
+            other => panic!("unexpected {other:?}"),
+        })
+    }
+
+    fn refused(source: Value) -> (String, String) {
+        parse(json!({"root": "/var/aegir/platforms/wp", "source": source})).expect_err("refused")
+    }
+
+    #[test]
+    fn a_git_or_archive_source_is_taken() {
+        let git = parse(json!({"root": "/var/aegir/platforms/wp",
+            "source": {"kind": "git", "url": "https://git.example.com/wp.git", "ref": "6.4.2"}}))
+        .unwrap();
+        assert_eq!(git.source.unwrap().to_string(), "git https://git.example.com/wp.git at 6.4.2");
+        let archive = parse(json!({"root": "/var/aegir/platforms/wp",
+            "source": {"kind": "archive", "key": "platforms/wp.tar.gz"}}))
+        .unwrap();
+        assert_eq!(archive.source.unwrap().to_string(), "archive platforms/wp.tar.gz");
+        assert!(parse(json!({"root": "/var/aegir/platforms/wp", "source": null})).unwrap().source.is_none());
+    }
+
+    #[test]
+    fn bad_sources_are_refused_with_the_field_that_was_wrong() {
+        let cases = [
+            (json!({"kind": "git", "url": "--upload-pack=touch /tmp/x"}), "source.url", "`-`"),
+            (json!({"kind": "git", "url": "https://example.com/x.git", "ref": "--output=/tmp/x"}), "source.ref", "`-`"),
+            (json!({"kind": "git", "url": "ext::sh%20-c%20x"}), "source.url", "not allowed"),
+            (json!({"kind": "git"}), "source.url", "missing"),
+            (json!({"kind": "git", "url": "https://example.com/x.git", "key": "x.tar.gz"}), "source.key", "takes no"),
+            (json!({"kind": "archive", "key": "../x.tar.gz"}), "source.key", "archive key"),
+            (json!({"kind": "archive", "key": "x.zip"}), "source.key", ".tar.gz"),
+            (json!({"kind": "svn", "url": "https://example.com/x"}), "source.kind", "`git` or `archive`"),
+            (json!({"url": "https://example.com/x.git"}), "source.kind", "missing"),
+            (json!({"kind": "git", "url": "https://example.com/x.git", "branch": "main"}), "source.branch", "unknown"),
+            (json!("https://example.com/x.git"), "source", "an object"),
+        ];
+        for (source, field, says) in cases {
+            let (f, message) = refused(source.clone());
+            assert_eq!(f, field, "{source}: {message}");
+            assert!(message.contains(says), "{source}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_password_in_a_url_is_refused_and_not_repeated() {
+        let (field, message) =
+            refused(json!({"kind": "git", "url": "https://deploy:hunter2-secret@git.example.com/wp.git"}));
+        assert_eq!(field, "source.url");
+        assert!(message.contains("password"), "{message}");
+        assert!(!message.contains("hunter2-secret"), "{message}");
+    }
 }

@@ -149,6 +149,7 @@ async fn snapshot(conn: &mut PgConnection, context: &ContextName, task: TaskKind
             if task == TaskKind::Delete {
                 platform_deletable(conn, name, context).await?;
             }
+            let source = platform.platform_source().map_err(ApiError::internal)?;
             let server_name: ServerName = db::stored("server name", platform.web_server)?;
             let server = db::servers::context(conn, &server_name).await?.ok_or_else(|| {
                 ApiError::internal(format!("platform `@{name}` refers to server `@{server_name}`, which is missing"))
@@ -158,7 +159,7 @@ async fn snapshot(conn: &mut PgConnection, context: &ContextName, task: TaskKind
                     name: name.clone(),
                     root: db::stored("path", platform.root)?,
                     web_server: server.try_into()?,
-                    source: None,
+                    source,
                 },
             })
         }
