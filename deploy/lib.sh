@@ -31,6 +31,7 @@ AEGIR_PACKAGES=(
     php-fpm
     php-mysql
     curl
+    git
     # Real PHP applications for sites, their installers' PHP extensions, and apache
     # (driven through php-fpm with proxy_fcgi, rewrite and env).
     php-cli
