@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
 
+pub mod hosts;
+
 pub mod fpm;
 
 pub const SERVICES: [&str; 5] = ["task-api", "scheduler", "http-worker", "db-worker", "backup-worker"];

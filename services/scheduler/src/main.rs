@@ -12,6 +12,7 @@
 mod consumers;
 mod plan;
 mod tasks;
+mod unattended;
 
 use std::time::Duration;
 
@@ -88,9 +89,11 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let mut running = tokio::task::JoinSet::new();
-    running.spawn(outbox.relay(pool.clone(), broker.clone(), shutdown.clone()));
+    running.spawn(outbox.clone().relay(pool.clone(), broker.clone(), shutdown.clone()));
     running.spawn(forget_finished_tasks(pool.clone(), shutdown.clone()));
     running.spawn(expire_overdue_steps(consumers.tasks.clone(), cli.step_deadline_secs, shutdown.clone()));
+    let deadline = Duration::from_secs(cli.step_deadline_secs);
+    running.spawn(unattended::watch(pool.clone(), broker.clone(), outbox.clone(), deadline, shutdown.clone()));
     let queues = [QueueName::SchedulerTasks, QueueName::SchedulerResults, QueueName::SchedulerDead];
     for queue in queues {
         // Requests are taken in the order they were sent, so an entity's tasks run in the

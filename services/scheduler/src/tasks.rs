@@ -577,7 +577,7 @@ async fn dispatch(
     Ok(())
 }
 
-async fn log(
+pub(crate) async fn log(
     tx: &mut PgConnection,
     task_id: Uuid,
     step: Option<u32>,

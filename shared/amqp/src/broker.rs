@@ -31,6 +31,11 @@ pub enum AmqpError {
     Nacked { exchange: String, key: String },
     #[error("no queue is bound for `{exchange}` / `{key}`; the message was returned")]
     Unroutable { exchange: String, key: String },
+    #[error(
+        "queue `{queue}` is not there yet (or this user may not use it): the control plane declares a \
+         server's queues when the server is saved; save it with `aegir save @SERVER ...` ({source})"
+    )]
+    QueueMissing { queue: String, source: lapin::Error },
 }
 
 /// One message of a batch for [`Broker::publish_many`].
@@ -212,16 +217,46 @@ impl Broker {
             return Ok(());
         }
         let live = self.live().await;
-        let declared = match self.inner.declares {
-            true => topology::declare_queue(&live.publisher, queue).await,
-            false => topology::check_queue(&live.publisher, queue).await,
-        };
-        if let Err(e) = declared {
+        if !self.inner.declares {
+            // A queue the control plane has not declared yet closes the channel that
+            // asked: ask on a channel of its own, so the connection and its publisher
+            // stay up while a new server's workers wait for their queues.
+            let checked = async {
+                let channel = live.connection.create_channel().await?;
+                let found = topology::check_queue(&channel, queue).await;
+                if found.is_ok() {
+                    let _ = channel.close(0, "".into()).await;
+                }
+                found.map(|_| ())
+            };
+            if let Err(e) = checked.await {
+                self.invalidate_if_down(live.generation).await;
+                return Err(AmqpError::QueueMissing { queue: name, source: e });
+            }
+            self.inner.declared.lock().expect("declared set").insert(name);
+            return Ok(());
+        }
+        if let Err(e) = topology::declare_queue(&live.publisher, queue).await {
             self.invalidate(live.generation).await;
             return Err(e.into());
         }
         self.inner.declared.lock().expect("declared set").insert(name);
         Ok(())
+    }
+
+    /// How many consumers take from `queue` now (0 when the queue does not exist), asked
+    /// on a channel of its own so a missing queue closes nothing else.
+    pub async fn consumers(&self, queue: &QueueName) -> Result<u32, AmqpError> {
+        let live = self.live().await;
+        let channel = live.connection.create_channel().await?;
+        match topology::check_queue(&channel, queue).await {
+            Ok(count) => {
+                let _ = channel.close(0, "".into()).await;
+                Ok(count)
+            }
+            Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 404) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Publishes a contract message where it belongs, persistent, and waits for the

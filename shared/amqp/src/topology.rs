@@ -250,11 +250,11 @@ pub async fn declare_queue(channel: &Channel, queue: &QueueName) -> Result<(), l
 }
 
 /// Checks that a queue exists (a passive declare, which needs no permission to
-/// configure it).
-pub async fn check_queue(channel: &Channel, queue: &QueueName) -> Result<(), lapin::Error> {
+/// configure it); how many consumers it has.
+pub async fn check_queue(channel: &Channel, queue: &QueueName) -> Result<u32, lapin::Error> {
     let options = QueueDeclareOptions { passive: true, durable: true, ..Default::default() };
-    channel.queue_declare(queue.name().into(), options, FieldTable::default()).await?;
-    Ok(())
+    let found = channel.queue_declare(queue.name().into(), options, FieldTable::default()).await?;
+    Ok(found.consumer_count())
 }
 
 #[cfg(test)]

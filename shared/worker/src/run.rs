@@ -158,6 +158,8 @@ impl StepContext {
             };
             tracing::Span::current().record("task_id", tracing::field::display(step.task_id));
             tracing::Span::current().record("step", step.step);
+            // Which worker ran which step, for the operator reading this server's log.
+            tracing::info!(action = step.action.label(), attempt = step.attempt, "running step");
             let outcome = self.run_step(&step, &delivery, handler).await;
             let result = StepResult {
                 task_id: step.task_id,

@@ -1,6 +1,7 @@
 //! `/api/v1/servers`: machines and the services they offer.
 
-use aegir_contract::{DbServiceType, HostName, HttpServiceType, Secret, ServerName};
+use aegir_amqp::topology::QueueName;
+use aegir_contract::{DbServiceType, HostName, HttpServiceType, Route, Secret, ServerName, ServiceKind};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -177,9 +178,41 @@ pub async fn save(
     }
     let saved = db::servers::save(&mut tx, &name, &input).await?;
     tx.commit().await?;
+    declare_work_queues(&state, &name, &input);
 
     let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(ServerView::try_from(saved.row)?)))
+}
+
+/// Declares the work queues of the server's services. Its workers connect with a broker
+/// user that may consume but not declare, so without this they would wait for the first
+/// step the scheduler sends them; with it, `aegir @server verify` finds them listening.
+/// The scheduler declares the same queues before it sends work, so a broker that is down
+/// now costs nothing but a log line.
+fn declare_work_queues(state: &AppState, name: &ServerName, input: &ServerInput) {
+    let mut services = Vec::new();
+    if input.http.is_some() {
+        // Archives are made and unpacked where the sites' files are.
+        services.extend([ServiceKind::Http, ServiceKind::Backup]);
+    }
+    if input.db.is_some() {
+        services.push(ServiceKind::Db);
+    }
+    let queues: Vec<QueueName> =
+        services.into_iter().flat_map(|service| QueueName::lanes_of(&Route::new(name.clone(), service))).collect();
+    let broker = state.broker.clone();
+    tokio::spawn(async move {
+        for queue in queues {
+            let declared = tokio::time::timeout(std::time::Duration::from_secs(10), broker.declare(&queue)).await;
+            match declared {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(queue = %queue.name(), error = %e, "cannot declare a work queue yet"),
+                Err(_) => {
+                    tracing::warn!(queue = %queue.name(), "the broker is not reachable; the scheduler declares it later")
+                }
+            }
+        }
+    });
 }
 
 /// One server.
