@@ -79,6 +79,11 @@ impl From<ApiError> for Refusal {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::Unavailable(e) => Refusal::Unavailable(e.to_string()),
+            // As the API does: the details go to the log, not to the partner.
+            ApiError::Internal(details) => {
+                tracing::error!(error = %details, "a command failed");
+                Refusal::Rejected(RejectCode::Refused, "internal error; task-api's log has the details".into())
+            }
             other => Refusal::Rejected(RejectCode::Refused, other.to_string()),
         }
     }
@@ -279,6 +284,10 @@ async fn perform(
             .bind(partner.as_str())
             .execute(&mut *tx)
             .await?;
+            // Another partner may have made the same client at the same moment: the first keeps it.
+            if owner_of(tx, client.as_str()).await?.as_deref() != Some(partner.as_str()) {
+                return Err(forbidden_client(partner, client.as_str()));
+            }
             reply.client = Some(client.clone());
         }
         CommandAction::CreateSite { site, client, product, options } => {
