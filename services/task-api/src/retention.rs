@@ -1,6 +1,7 @@
 //! Task history does not grow without bound: finished tasks older than the retention
 //! period are deleted with their logs (in batches, so no long lock is held), once an
 //! hour; successful cron runs go after a day. Unfinished tasks are never touched.
+//! Partners' commands are remembered (for their idempotency keys) as long as tasks.
 
 use std::time::Duration;
 
@@ -52,6 +53,29 @@ pub async fn prune(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
     }
 }
 
+/// Forgets partners' commands received more than `keep` ago: the same idempotency key
+/// after that is a new command. Returns how many went.
+pub async fn prune_commands(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM commands WHERE (partner, idempotency_key) IN (
+                 SELECT partner, idempotency_key FROM commands
+                 WHERE created_at < now() - make_interval(secs => $1)
+                 LIMIT $2)",
+        )
+        .bind(keep.as_secs_f64())
+        .bind(BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
 /// Prunes once an hour until `shutdown`; `keep` of zero keeps everything.
 pub async fn run(pool: PgPool, keep: Duration, shutdown: CancellationToken) {
     if keep.is_zero() {
@@ -62,6 +86,11 @@ pub async fn run(pool: PgPool, keep: Duration, shutdown: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::info!(tasks = n, keep_days = keep.as_secs() / 86_400, "pruned old tasks and their logs"),
             Err(e) => tracing::warn!(error = %e, "could not prune old tasks; trying again in an hour"),
+        }
+        match prune_commands(&pool, keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(commands = n, keep_days = keep.as_secs() / 86_400, "forgot old commands"),
+            Err(e) => tracing::warn!(error = %e, "could not prune old commands; trying again in an hour"),
         }
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}

@@ -58,3 +58,24 @@ async fn finished_tasks_past_retention_go_with_their_logs_and_the_rest_stay() {
     assert_eq!(exists(&app, running).await, (true, 1));
     assert_eq!(task_api::retention::prune(&app.pool, Duration::from_secs(90 * 86_400)).await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partners_commands_are_remembered_as_long_as_tasks() {
+    let app = TestApp::spawn().await;
+    for (key, days_ago) in [("old", 91), ("recent", 10)] {
+        sqlx::query(
+            "INSERT INTO commands (partner, idempotency_key, command, reply, created_at)
+             VALUES ('billing', $1, '{}', '{}', now() - make_interval(days => $2))",
+        )
+        .bind(key)
+        .bind(days_ago)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    let keep = Duration::from_secs(90 * 86_400);
+    assert_eq!(task_api::retention::prune_commands(&app.pool, keep).await.unwrap(), 1);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT idempotency_key FROM commands").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(left, ["recent"]);
+}
