@@ -20,6 +20,9 @@ AEGIR_MARIADB_PORT=3306
 # File where the MariaDB admin URL chosen for the master database server is
 # kept (mode 0600), shared by quickstart.sh and test.sh.
 AEGIR_QUICKSTART_ENV=/etc/aegir/quickstart.env
+# A private CA and RabbitMQ's certificate for amqps:// on loopback (port 5671).
+AEGIR_TLS_DIR="${AEGIR_TLS_DIR:-/etc/aegir/tls}"
+AEGIR_AMQPS_PORT=5671
 
 # Debian packages the deployment needs on the host.
 AEGIR_PACKAGES=(
@@ -218,6 +221,67 @@ aegir__start_rabbitmq() {
         aegir_die "RabbitMQ does not answer (see /var/log/rabbitmq/)"
 }
 
+# A CA of this installation and a certificate it signed for localhost and
+# 127.0.0.1; made once. Services trust the CA through SSL_CERT_FILE.
+aegir_ensure_tls_files() {
+    local dir="${AEGIR_TLS_DIR}"
+    [[ -f "${dir}/ca.pem" && -f "${dir}/server.pem" && -f "${dir}/server-key.pem" ]] && return 0
+    aegir_log "tls: making a CA and a certificate for localhost in ${dir}"
+    install -d -m 0755 "${dir}"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+        -subj "/CN=Aegir local CA" -keyout "${dir}/ca-key.pem" -out "${dir}/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+        -keyout "${dir}/server-key.pem" -out "${dir}/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"${dir}/server.ext"
+    openssl x509 -req -in "${dir}/server.csr" -CA "${dir}/ca.pem" -CAkey "${dir}/ca-key.pem" -CAcreateserial \
+        -days 3650 -extfile "${dir}/server.ext" -out "${dir}/server.pem" 2>/dev/null
+    rm -f "${dir}/server.csr" "${dir}/server.ext"
+    chmod 0600 "${dir}/ca-key.pem"
+    # RabbitMQ reads its key as its own user.
+    if getent group rabbitmq >/dev/null; then
+        chgrp rabbitmq "${dir}/server-key.pem"
+    fi
+    chmod 0640 "${dir}/server-key.pem"
+}
+
+aegir__amqps_listening() {
+    rabbitmq-diagnostics -q listeners 2>/dev/null | grep -q "port: ${AEGIR_AMQPS_PORT}, protocol: amqp/ssl"
+}
+
+# RabbitMQ also listens for amqps:// on 127.0.0.1:5671, with the certificate
+# above. The config file keeps it across restarts; a running broker gets the
+# listener started in place, so nothing connected to it is dropped.
+aegir__ensure_amqps() {
+    local conf=/etc/rabbitmq/rabbitmq.conf dir="${AEGIR_TLS_DIR}"
+    aegir_ensure_tls_files
+    if ! grep -q '^listeners\.ssl\.' "${conf}" 2>/dev/null; then
+        aegir_log "rabbitmq: adding the amqps listener 127.0.0.1:${AEGIR_AMQPS_PORT} to ${conf}"
+        {
+            printf 'listeners.ssl.local = 127.0.0.1:%s\n' "${AEGIR_AMQPS_PORT}"
+            printf 'ssl_options.cacertfile = %s/ca.pem\n' "${dir}"
+            printf 'ssl_options.certfile = %s/server.pem\n' "${dir}"
+            printf 'ssl_options.keyfile = %s/server-key.pem\n' "${dir}"
+            printf 'ssl_options.verify = verify_none\n'
+            printf 'ssl_options.fail_if_no_peer_cert = false\n'
+        } >>"${conf}"
+    fi
+    aegir__amqps_listening && return 0
+    aegir_log "rabbitmq: starting the amqps listener on 127.0.0.1:${AEGIR_AMQPS_PORT}"
+    rabbitmqctl -q eval "{ok, _} = application:ensure_all_started(ssl), \
+        rabbit_networking:start_ssl_listener({\"127.0.0.1\", ${AEGIR_AMQPS_PORT}}, \
+        [{cacertfile, \"${dir}/ca.pem\"}, {certfile, \"${dir}/server.pem\"}, \
+         {keyfile, \"${dir}/server-key.pem\"}, {verify, verify_none}, {fail_if_no_peer_cert, false}], 1, 1)." \
+        >/dev/null 2>&1 || true
+    if ! aegir_wait_for "RabbitMQ's amqps listener" 15 aegir__amqps_listening; then
+        aegir_log "rabbitmq: restarting to read ${conf}"
+        rabbitmqctl -q stop >/dev/null 2>&1 || true
+        rabbitmq-server -detached
+        aegir_wait_for "RabbitMQ" 120 aegir__rabbitmq_ready || aegir_die "RabbitMQ does not answer (see /var/log/rabbitmq/)"
+        aegir_wait_for "RabbitMQ's amqps listener" 60 aegir__amqps_listening ||
+            aegir_die "RabbitMQ does not listen for amqps:// on ${AEGIR_AMQPS_PORT} (see /var/log/rabbitmq/)"
+    fi
+}
+
 # mariadb-admin ping succeeds as soon as the server answers, even when the
 # login itself is refused.
 aegir__mariadb_ready() {
@@ -294,6 +358,7 @@ aegir_start_backing_services() {
     aegir_require_root
     aegir__start_postgresql
     aegir__start_rabbitmq
+    aegir__ensure_amqps
     aegir__start_mariadb
     aegir__start_nginx
     aegir__start_php_fpm

@@ -92,9 +92,25 @@ fn rabbitmqctl(args: &[&str]) {
 pub struct Options {
     /// Extra environment for one service, e.g. a step delay for the http-worker.
     pub env: HashMap<&'static str, Vec<(String, String)>>,
+    /// The services reach RabbitMQ and PostgreSQL over TLS (the test itself does not).
+    pub tls: Option<Tls>,
+}
+
+/// Where the services find TLS: RabbitMQ's amqps:// port and the CA that signed its
+/// certificate, and the root PostgreSQL's certificate chains to.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub amqps_port: u16,
+    pub amqp_ca: PathBuf,
+    pub postgres_root: PathBuf,
 }
 
 impl Options {
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     pub fn env(mut self, service: &'static str, key: &str, value: &str) -> Self {
         self.env.entry(service).or_default().push((key.into(), value.into()));
         self
@@ -210,12 +226,26 @@ impl System {
 
     /// The service's environment: the same settings deploy/quickstart.sh gives it.
     fn env_of(&self, service: &'static str) -> Vec<(String, String)> {
-        let mut env = vec![("AEGIR_AMQP_URL".to_owned(), self.amqp_url.clone()), ("RUST_LOG".into(), "info".into())];
+        let (amqp_url, database_url) = match &self.options.tls {
+            None => (self.amqp_url.clone(), self.database_url.clone()),
+            Some(tls) => (
+                format!("amqps://guest:guest@127.0.0.1:{}/{}", tls.amqps_port, self.vhost),
+                format!(
+                    "{}?sslmode=verify-ca&sslrootcert={}",
+                    self.database_url.replace("localhost", "127.0.0.1"),
+                    tls.postgres_root.display()
+                ),
+            ),
+        };
+        let mut env = vec![("AEGIR_AMQP_URL".to_owned(), amqp_url), ("RUST_LOG".into(), "info".into())];
+        if let Some(tls) = &self.options.tls {
+            env.push(("SSL_CERT_FILE".into(), tls.amqp_ca.display().to_string()));
+        }
         let platforms = self.platforms_dir().display().to_string();
         match service {
             "task-api" => {
                 env.push(("AEGIR_SIGNING_KEY".into(), self.master_key.to_hex()));
-                env.push(("AEGIR_DATABASE_URL".into(), self.database_url.clone()));
+                env.push(("AEGIR_DATABASE_URL".into(), database_url.clone()));
                 env.push(("AEGIR_API_LISTEN".into(), format!("127.0.0.1:{}", self.health["task-api"])));
                 env.push(("AEGIR_PLATFORM_ROOTS".into(), platforms));
                 // Scheduled tasks would mix with the ones each test asks for; a test of
@@ -228,7 +258,7 @@ impl System {
             }
             "scheduler" => {
                 env.push(("AEGIR_SIGNING_KEY".into(), self.master_key.to_hex()));
-                env.push(("AEGIR_DATABASE_URL".into(), self.database_url.clone()));
+                env.push(("AEGIR_DATABASE_URL".into(), database_url.clone()));
                 env.push(("AEGIR_RETRY_DELAY_MS".into(), "200".into()));
             }
             worker => {
