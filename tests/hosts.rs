@@ -143,17 +143,24 @@ impl Machine {
     }
 }
 
-/// What a broker user of a server's workers may do is set by deploy/rabbitmq-users.sh;
-/// this makes one for `server` on `vhost`.
-pub fn broker_server_user(vhost: &str, server: &str, user: &str, password: &str) {
+/// Makes a RabbitMQ user on `vhost` with deploy/rabbitmq-users.sh, which sets what it
+/// may do: `role` is e.g. `["server", "server_web2"]` or `["billing", "acme"]`.
+pub fn broker_user(vhost: &str, role: &[&str], user: &str, password: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rabbitmq-users.sh");
     let out = std::process::Command::new("bash")
         .arg(&script)
-        .args(["--vhost", vhost, "server", server, user])
+        .args(["--vhost", vhost])
+        .args(role)
+        .arg(user)
         .env("AEGIR_BROKER_PASSWORD", password)
         .output()
         .expect("bash runs");
     assert!(out.status.success(), "rabbitmq-users.sh: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A user for `server`'s workers on `vhost`.
+pub fn broker_server_user(vhost: &str, server: &str, user: &str, password: &str) {
+    broker_user(vhost, &["server", server], user, password);
 }
 
 /// Broker users that are deleted when the test ends, however it ends.

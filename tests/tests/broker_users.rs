@@ -3,13 +3,11 @@
 //! logs, and RabbitMQ itself refuses that user another server's work. A billing system's
 //! user sends commands and reads only its own partner's events.
 
-use std::path::Path;
-use std::process::Command;
-
 use aegir_amqp::Broker;
 use aegir_amqp::signing::Signer;
 use aegir_amqp::topology::{COMMAND_KEY, COMMANDS_EXCHANGE, EVENTS_EXCHANGE, PARTNER_EVENTS_EXCHANGE};
 use aegir_contract::PartnerName;
+use aegir_e2e::hosts::{BrokerUsers, broker_server_user, broker_user};
 use aegir_e2e::{System, amqp_base, mariadb_url, random_suffix};
 use futures_util::StreamExt;
 use lapin::options::{
@@ -18,30 +16,6 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-
-/// Makes a worker user for `server` on the test's vhost with `password`.
-fn server_user(vhost: &str, server: &str, user: &str, password: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rabbitmq-users.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .args(["--vhost", vhost, "server", server, user])
-        .env("AEGIR_BROKER_PASSWORD", password)
-        .output()
-        .expect("bash runs");
-    assert!(out.status.success(), "rabbitmq-users.sh: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Makes a billing user for `partner` on the test's vhost with `password`.
-fn billing_user(vhost: &str, partner: &str, user: &str, password: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rabbitmq-users.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .args(["--vhost", vhost, "billing", partner, user])
-        .env("AEGIR_BROKER_PASSWORD", password)
-        .output()
-        .expect("bash runs");
-    assert!(out.status.success(), "rabbitmq-users.sh: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// Asserts that RabbitMQ refused an operation for lack of permission.
 fn assert_refused<T>(what: &str, result: Result<T, lapin::Error>) {
@@ -57,27 +31,16 @@ fn url_as(user: &str, password: &str, vhost: &str) -> String {
     format!("amqp://{user}:{password}@{host}/{vhost}")
 }
 
-/// Deletes the users when the test ends, however it ends.
-struct Users(Vec<String>);
-
-impl Drop for Users {
-    fn drop(&mut self) {
-        for user in &self.0 {
-            let _ = Command::new("rabbitmqctl").args(["delete_user", user]).output();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_servers_workers_run_with_their_own_broker_user_which_cannot_touch_another_servers_work() {
     let mut system = System::start().await;
     system.save_server(&mariadb_url()).await;
     let suffix = random_suffix();
     let (own, other) = (format!("aegir-workers-{suffix}"), format!("aegir-other-{suffix}"));
-    let _users = Users(vec![own.clone(), other.clone()]);
+    let _users = BrokerUsers(vec![own.clone(), other.clone()]);
     let password = format!("pw{suffix}");
-    server_user(&system.vhost, &system.server, &own, &password);
-    server_user(&system.vhost, "server_other", &other, &password);
+    broker_server_user(&system.vhost, &system.server, &own, &password);
+    broker_server_user(&system.vhost, "server_other", &other, &password);
 
     // The workers again, now under their least-privilege user: they declare nothing.
     let url = url_as(&own, &password, &system.vhost);
@@ -148,9 +111,9 @@ async fn a_billing_user_sends_commands_and_reads_only_its_own_partners_events() 
     let system = System::start().await;
     let suffix = random_suffix();
     let user = format!("aegir-billing-{suffix}");
-    let _users = Users(vec![user.clone()]);
+    let _users = BrokerUsers(vec![user.clone()]);
     let password = format!("pw{suffix}");
-    billing_user(&system.vhost, "acme", &user, &password);
+    broker_user(&system.vhost, &["billing", "acme"], &user, &password);
     let url = url_as(&user, &password, &system.vhost);
     let conn = Connection::connect(&url, ConnectionProperties::default()).await.expect("the billing user logs in");
 
