@@ -91,6 +91,8 @@ pub struct SiteBody {
     pub admin_email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cron_interval: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub php_version: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -195,6 +197,8 @@ pub struct SiteView {
     pub packages: Vec<PackageView>,
     #[serde(default)]
     pub cron_interval: Option<u32>,
+    #[serde(default)]
+    pub php_version: Option<String>,
     #[serde(default)]
     pub stats: Option<SiteStatsView>,
     pub created_at: DateTime<Utc>,

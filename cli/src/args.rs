@@ -5,7 +5,7 @@
 
 use aegir_contract::{
     AbsolutePath, ClientName, Compression, ContextName, DbServiceType, Email, HostName, HttpServiceType, LanguageCode,
-    ProfileName, Secret, SiteTitle, SiteUri, TaskKind,
+    PhpVersion, ProfileName, Secret, SiteTitle, SiteUri, TaskKind,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
@@ -281,6 +281,11 @@ pub struct SaveArgs {
         help_heading = "Site options"
     )]
     pub cron_interval: Option<u32>,
+
+    /// The PHP version the site runs, one installed on its web server, e.g. 8.2 (a verify
+    /// of the site applies a change) [API default: the web server's]
+    #[arg(long = "php_version", alias = "php-version", value_name = "VERSION", help_heading = "Site options")]
+    pub php_version: Option<PhpVersion>,
 }
 
 fn parse_cron_interval(value: &str) -> Result<u32, String> {

@@ -190,3 +190,74 @@ async fn two_sites_on_one_platform_run_in_their_own_pools_as_their_own_users_and
         drop_site_database(site).await;
     }
 }
+
+/// `aegir save @<uri>` of a WordPress site on `@platform_wp`, with `extra` options.
+async fn save_site(system: &System, uri: &str, title: &str, extra: &[&str]) -> aegir_e2e::CliOutput {
+    let site = format!("@{uri}");
+    let db = format!("--db_server=@{}", system.server);
+    let title = format!("--title={title}");
+    let mut args = vec!["save", &site, "--context_type=site", "--platform=@platform_wp", &db, &title];
+    args.extend_from_slice(extra);
+    system.cli(&args).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_site_chooses_an_installed_php_version_and_moves_to_another_with_a_verify() {
+    let masters = FpmMasters::start(&["8.2", "8.3"]);
+    let options = masters.options(Options::default()).env("http-worker", "AEGIR_PHP_DEFAULT_VERSION", "8.2");
+    let system = System::start_with(options).await;
+    system.server_ready().await;
+    let port = system.http_port;
+
+    // The server's verify stored the versions its web server has.
+    let (_, server) = system.get(&format!("/api/v1/servers/{}", system.server)).await;
+    assert_eq!(server["http"]["php_versions"], serde_json::json!(["8.2", "8.3"]), "{server}");
+    assert_eq!(server["http"]["php_default_version"], "8.2", "{server}");
+
+    let root = system.wordpress_platform("wp").await;
+    write_tree(&root, &[("aegir-probe.php", PROBE)]);
+    let uri = format!("php-{}.example.com", aegir_e2e::random_suffix());
+    let title = format!("PHP {}", aegir_e2e::random_suffix());
+
+    // A version the server does not have is refused, saying which it has.
+    let out = save_site(&system, &uri, &title, &["--php_version=7.4"]).await;
+    assert_ne!(out.code, Some(0), "{out}");
+    assert!(out.stderr.contains("PHP 7.4 is not installed") && out.stderr.contains("8.2, 8.3"), "{out}");
+    let body = serde_json::json!({"platform": "@platform_wp", "php_version": "7.4"});
+    let answer = system.http.put(format!("{}/api/v1/sites/{uri}", system.api)).json(&body).send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 422);
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(answer["error"]["field"], "php_version", "{answer}");
+
+    // On 8.3 from its install.
+    let out = save_site(&system, &uri, &title, &["--php_version=8.3"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let site = format!("@{uri}");
+    system.cli_ok(&[&site, "install"]).await;
+    let (status, body) = fetch_showing(&uri, port, &title, true).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!(view["php_version"], "8.3", "{view}");
+    let answer = probe_from(&uri, port, masters.master_pid("8.3")).await;
+    assert_eq!(value(&answer, "ppid"), masters.master_pid("8.3").to_string(), "{answer:?}");
+    let pool = masters.pool_of("8.3", &uri).expect("the site's pool is on the 8.3 master");
+    let user = pool_user(&pool);
+    assert_eq!(value(&answer, "user"), user);
+
+    // Saved on 8.2, the site moves there with its next verify; its users do not notice.
+    let out = save_site(&system, &uri, &title, &["--php_version=8.2"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("8.2"), "{out}");
+    let out = system.cli_ok(&[&site, "verify"]).await;
+    assert!(out.contains("moved from PHP 8.3 to PHP 8.2"), "{out}");
+    let answer = probe_from(&uri, port, masters.master_pid("8.2")).await;
+    assert_eq!(value(&answer, "ppid"), masters.master_pid("8.2").to_string(), "{answer:?}");
+    assert!(masters.pool_of("8.3", &uri).is_none() && masters.pool_of("8.2", &uri).is_some());
+    let (status, body) = fetch_showing(&uri, port, &title, true).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Deleting the site takes its pool and its user away.
+    system.cli_ok(&[&site, "delete"]).await;
+    assert!(masters.pool_of("8.2", &uri).is_none());
+    assert!(!user_exists(&user));
+}

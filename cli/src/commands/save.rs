@@ -39,7 +39,7 @@ fn platform_options(args: &SaveArgs) -> [(&'static str, bool); 5] {
     ]
 }
 
-fn site_options(args: &SaveArgs) -> [(&'static str, bool); 10] {
+fn site_options(args: &SaveArgs) -> [(&'static str, bool); 11] {
     [
         ("--platform", args.platform.is_some()),
         ("--db_server", args.db_server.is_some()),
@@ -51,6 +51,7 @@ fn site_options(args: &SaveArgs) -> [(&'static str, bool); 10] {
         ("--title", args.title.is_some()),
         ("--admin_email", args.admin_email.is_some()),
         ("--cron_interval", args.cron_interval.is_some()),
+        ("--php_version", args.php_version.is_some()),
     ]
 }
 
@@ -230,6 +231,7 @@ fn site_body(uri: &SiteUri, args: SaveArgs) -> Result<SiteBody, CliError> {
         title: args.title.map(|t| t.to_string()),
         admin_email: args.admin_email.map(|e| e.to_string()),
         cron_interval: args.cron_interval,
+        php_version: args.php_version.map(|v| v.to_string()),
     })
 }
 

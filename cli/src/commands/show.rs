@@ -117,6 +117,7 @@ pub fn site_summary(s: &SiteView) -> String {
                     Some(secs) => format!("every {secs} s"),
                 },
             ),
+            ("php", s.php_version.clone().unwrap_or_else(|| "the web server's default".to_owned())),
             ("installed", time_or_dash(s.installed_at.as_ref())),
             ("created", time(&s.created_at)),
             ("updated", time(&s.updated_at)),

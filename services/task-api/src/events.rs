@@ -367,6 +367,12 @@ impl EventConsumer {
             },
             _ => false,
         };
+        if let (ContextName::Server(name), Some(php_versions)) = (&context, &facts.php_versions)
+            && result.route.server == *name
+        {
+            let default = facts.php_default_version.as_ref();
+            changed |= db::servers::set_php_versions(&mut *tx, name, php_versions, default).await?;
+        }
         if let (ContextName::Platform(name), Some(profiles)) = (&context, &facts.profiles) {
             changed |= db::platforms::set_profiles(&mut *tx, name, profiles).await?;
         }

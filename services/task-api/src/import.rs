@@ -121,6 +121,7 @@ async fn import_one(
         title: title.as_str(),
         admin_email: email.as_str(),
         cron_interval: None,
+        php_version: None,
     };
     db::sites::save(conn, &record, (&database.name, &database.user, database.password.expose())).await?;
     db::sites::set_aliases(conn, uri, &site.aliases).await?;

@@ -186,6 +186,7 @@ async fn clone_target(conn: &mut PgConnection, site: &SiteContext, args: &TaskAr
         title: site.title.as_str(),
         admin_email: site.admin_email.as_str(),
         cron_interval: None,
+        php_version: site.php_version.as_ref(),
     };
     db::sites::save(conn, &record, (&db_ident, &db_ident, &password)).await?;
     db::sites::set_status(conn, &uri, SiteStatus::Cloning, None).await?;

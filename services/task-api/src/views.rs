@@ -135,6 +135,15 @@ pub struct HttpServiceView {
     /// Reported by the last successful verify.
     #[schema(example = "nginx/1.22.1")]
     pub version: Option<String>,
+    /// The PHP versions (php-fpm) the last successful verify found installed; sites may
+    /// choose among them. Absent before a verify reported them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["8.2"]))]
+    pub php_versions: Option<Vec<String>>,
+    /// The version sites without one of their own run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "8.2")]
+    pub php_default_version: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -243,6 +252,9 @@ pub struct SiteView {
     pub status: SiteStatus,
     /// Seconds between cron runs; `null`: the installation's default; 0: no cron.
     pub cron_interval: Option<i32>,
+    /// The PHP version the site's php-fpm pool runs; `null`: its web server's default.
+    #[schema(example = "8.2")]
+    pub php_version: Option<String>,
     /// What the last verify or install found installed.
     pub packages: Vec<PackageView>,
     /// The latest figures (on `GET /api/v1/sites/{uri}` only).

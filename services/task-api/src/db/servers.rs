@@ -1,6 +1,6 @@
 //! The `servers` table.
 
-use aegir_contract::{DbService, HttpService, Secret, ServerContext, ServerName, ServiceKind};
+use aegir_contract::{DbService, HttpService, PhpVersion, Secret, ServerContext, ServerName, ServiceKind};
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
@@ -14,7 +14,7 @@ macro_rules! view_columns {
     () => {
         "name, remote_host, http_service_type, http_port, http_version, db_service_type, db_host, db_port, \
          db_admin_user, db_admin_password <> '' AS db_admin_password_set, db_version, status, verified_at, \
-         created_at, updated_at"
+         created_at, updated_at, php_versions, php_default_version"
     };
 }
 
@@ -36,6 +36,9 @@ pub struct ServerRow {
     pub verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The PHP versions the last web server verify found installed; `None` before one.
+    pub php_versions: Option<Vec<String>>,
+    pub php_default_version: Option<String>,
 }
 
 impl TryFrom<ServerRow> for ServerView {
@@ -43,9 +46,13 @@ impl TryFrom<ServerRow> for ServerView {
 
     fn try_from(row: ServerRow) -> Result<Self, Self::Error> {
         let http = match (row.http_service_type, row.http_port) {
-            (Some(service_type), Some(port)) => {
-                Some(HttpServiceView { service_type, port: stored_port(port)?, version: row.http_version })
-            }
+            (Some(service_type), Some(port)) => Some(HttpServiceView {
+                service_type,
+                port: stored_port(port)?,
+                version: row.http_version,
+                php_versions: row.php_versions,
+                php_default_version: row.php_default_version,
+            }),
             _ => None,
         };
         let db = match (row.db_service_type, row.db_host, row.db_port, row.db_admin_user) {
@@ -250,6 +257,27 @@ pub async fn set_status(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Records the PHP versions a web server verify found installed, and the default one.
+pub async fn set_php_versions(
+    db: impl PgExecutor<'_>,
+    name: &ServerName,
+    versions: &[PhpVersion],
+    default: Option<&PhpVersion>,
+) -> sqlx::Result<bool> {
+    let versions: Vec<&str> = versions.iter().map(PhpVersion::as_str).collect();
+    let done = sqlx::query(
+        "UPDATE servers SET php_versions = $2, php_default_version = $3
+         WHERE name = $1 AND http_service_type IS NOT NULL
+           AND (php_versions IS DISTINCT FROM $2 OR php_default_version IS DISTINCT FROM $3)",
+    )
+    .bind(name.as_str())
+    .bind(&versions)
+    .bind(default.map(PhpVersion::as_str))
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// Records the version a verify found for one of the server's services.

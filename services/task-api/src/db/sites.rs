@@ -1,6 +1,6 @@
 //! The `sites` and `site_aliases` tables.
 
-use aegir_contract::{ClientName, DbIdent, PlatformName, ServerName, SiteUri};
+use aegir_contract::{ClientName, DbIdent, PhpVersion, PlatformName, ServerName, SiteUri};
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
@@ -10,7 +10,7 @@ use crate::views::{PackageView, SiteStatus, SiteView};
 macro_rules! view_columns {
     () => {
         "s.uri, s.platform, s.db_server, s.profile, s.language, s.redirection, s.client, s.title, s.admin_email, \
-         s.status, s.cron_interval, s.created_at, s.updated_at, s.installed_at, \
+         s.status, s.cron_interval, s.php_version, s.created_at, s.updated_at, s.installed_at, \
          ARRAY(SELECT a.alias FROM site_aliases a WHERE a.site = s.uri ORDER BY a.position) AS aliases"
     };
 }
@@ -30,6 +30,7 @@ pub struct SiteRow {
     #[sqlx(try_from = "String")]
     pub status: SiteStatus,
     pub cron_interval: Option<i32>,
+    pub php_version: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub installed_at: Option<DateTime<Utc>>,
@@ -51,6 +52,7 @@ impl SiteRow {
             admin_email: self.admin_email,
             status: self.status,
             cron_interval: self.cron_interval,
+            php_version: self.php_version,
             packages,
             stats: None,
             created_at: self.created_at,
@@ -81,6 +83,7 @@ pub struct SiteRecord<'a> {
     pub title: &'a str,
     pub admin_email: &'a str,
     pub cron_interval: Option<i32>,
+    pub php_version: Option<&'a PhpVersion>,
 }
 
 /// Which sites a list shows.
@@ -245,9 +248,10 @@ pub async fn save(
     let (db_name, db_user, db_password) = database;
     let created: bool = sqlx::query_scalar(
         "INSERT INTO sites AS s (uri, platform, db_server, profile, language, redirection, client, title, admin_email,
-                                 db_name, db_user, db_password, cron_interval)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                 db_name, db_user, db_password, cron_interval, php_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          ON CONFLICT (uri) DO UPDATE SET
+             php_version = EXCLUDED.php_version,
              cron_interval = EXCLUDED.cron_interval,
              -- A changed interval takes effect from now, spread again.
              cron_next_at = CASE WHEN s.cron_interval IS DISTINCT FROM EXCLUDED.cron_interval THEN NULL
@@ -276,6 +280,7 @@ pub async fn save(
     .bind(db_user.as_str())
     .bind(db_password)
     .bind(site.cron_interval)
+    .bind(site.php_version.map(PhpVersion::as_str))
     .fetch_one(&mut *conn)
     .await?;
     Ok(created)

@@ -2,7 +2,8 @@
 //! task creates it on its servers.
 
 use aegir_contract::{
-    ClientName, ContextName, DbIdent, Email, LanguageCode, PlatformName, ProfileName, ServerName, SiteTitle, SiteUri,
+    ClientName, ContextName, DbIdent, Email, LanguageCode, PhpVersion, PlatformName, ProfileName, ServerName,
+    SiteTitle, SiteUri,
 };
 use axum::Json;
 use axum::extract::State;
@@ -59,6 +60,11 @@ pub struct SiteInput {
     /// to the installation's interval (AEGIR_CRON_INTERVAL_SECS).
     #[schema(example = 3600)]
     pub cron_interval: Option<i32>,
+    /// The PHP version the site's php-fpm pool runs: one the platform's web server's last
+    /// verify found installed. Defaults to that server's default version. Changing it
+    /// takes effect with the site's next `verify`.
+    #[schema(value_type = Option<String>, example = "8.2")]
+    pub php_version: Option<PhpVersion>,
 }
 
 const FIELDS: &[&str] = &[
@@ -72,6 +78,7 @@ const FIELDS: &[&str] = &[
     "title",
     "admin_email",
     "cron_interval",
+    "php_version",
 ];
 
 impl SiteInput {
@@ -134,6 +141,7 @@ impl SiteInput {
                 ));
             }
         };
+        let php_version = fields.parsed::<PhpVersion>("php_version")?;
         Ok(Self {
             platform,
             db_server,
@@ -145,7 +153,34 @@ impl SiteInput {
             title,
             admin_email,
             cron_interval,
+            php_version,
         })
+    }
+}
+
+/// A site's PHP version must be one its web server's last verify found installed.
+async fn check_php_version(conn: &mut PgConnection, server: &ServerName, version: &PhpVersion) -> Result<(), ApiError> {
+    let row = db::servers::get(&mut *conn, server).await?;
+    let installed = row.and_then(|r| r.php_versions);
+    match installed {
+        None => Err(ApiError::invalid(
+            "php_version",
+            format!(
+                "the PHP versions installed on `@{server}` are not known yet; verify `@{server}` first \
+                 (`aegir @{server} verify`), then choose one of them"
+            ),
+        )),
+        Some(installed) if installed.iter().any(|v| v == version.as_str()) => Ok(()),
+        Some(installed) => {
+            let list = if installed.is_empty() { "none".to_owned() } else { installed.join(", ") };
+            Err(ApiError::invalid(
+                "php_version",
+                format!(
+                    "PHP {version} is not installed on `@{server}` (installed: {list}); install its php{version}-fpm \
+                     package there and verify `@{server}`, or choose an installed version"
+                ),
+            ))
+        }
     }
 }
 
@@ -279,6 +314,11 @@ pub(crate) async fn save_in(
         ));
     }
 
+    if let Some(version) = &input.php_version {
+        let web_server = db::stored("server name", platform.web_server.clone())?;
+        check_php_version(&mut *tx, &web_server, version).await?;
+    }
+
     let db_server = match &input.db_server {
         Some(server) => server.clone(),
         None => db::stored("server name", platform.web_server.clone())?,
@@ -371,6 +411,7 @@ pub(crate) async fn save_in(
         title: input.title.as_str(),
         admin_email: admin_email.as_str(),
         cron_interval: input.cron_interval,
+        php_version: input.php_version.as_ref(),
     };
     let created = db::sites::save(&mut *tx, &record, (&db_ident, &db_ident, &password)).await?;
     db::sites::set_aliases(&mut *tx, uri, &input.aliases).await?;

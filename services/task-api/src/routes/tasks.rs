@@ -252,7 +252,7 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
         title: db::stored("site title", site.title)?,
         admin_email: db::stored("e-mail address", site.admin_email)?,
         client: site.client.map(|c| db::stored("client name", c)).transpose()?,
-        php_version: None,
+        php_version: site.php_version.map(|v| db::stored("PHP version", v)).transpose()?,
     };
     if site.db_server.db.is_none() {
         return Err(ApiError::conflict(
