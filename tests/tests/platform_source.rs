@@ -247,6 +247,11 @@ async fn an_archive_in_the_backup_store_is_unpacked_at_the_root() {
         .expect("tar runs");
     assert!(status.success());
 
+    // What a build killed half way left beside a root: it never reached the root, and the
+    // next build removes it.
+    let killed = system.platforms_dir().join(format!(".x-{suffix}.build-01000000-0000-7000-8000-000000000000"));
+    write_tree(&killed, &[("index.php", "<?php // half\n")]);
+
     let mut roots = Vec::new();
     for name in ["x", "y"] {
         let platform = format!("@platform_{name}_{suffix}");
@@ -255,13 +260,17 @@ async fn an_archive_in_the_backup_store_is_unpacked_at_the_root() {
         let source = format!("--source_archive={key}");
         let web = format!("--web_server={server}");
         system.cli_ok(&["save", &platform, "--context_type=platform", &root_arg, &web, &source]).await;
-        system.cli_ok(&[&platform, "verify"]).await;
+        let out = system.cli_ok(&[&platform, "verify"]).await;
+        if name == "x" {
+            assert!(out.contains("left by an interrupted build"), "{out}");
+        }
         roots.push(root);
     }
     let x = files(&roots[0]);
     assert_eq!(x.keys().collect::<Vec<_>>(), ["includes/lib.php", "index.php"], "the top directory became the root");
     assert_eq!(x["index.php"], b"<?php echo 'from the archive';\n");
     assert_eq!(x, files(&roots[1]));
+    assert!(!killed.exists(), "the interrupted build's directory is gone");
     let (_, view) = system.get(&format!("/api/v1/platforms/platform_x_{suffix}")).await;
     assert_eq!((view["status"].as_str(), view["platform_type"].as_str()), (Some("verified"), Some("php")), "{view}");
     assert_eq!(view["source"], json!({"kind": "archive", "key": key}));
