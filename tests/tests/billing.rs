@@ -204,6 +204,26 @@ async fn a_site_ordered_over_amqp_is_installed_and_served_and_the_same_order_twi
     assert!(status != 200 && !body.contains(&title), "a disabled site is not served: {status}");
     let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
     assert_eq!(view["status"], "disabled", "{view}");
+
+    // Paid again, backed up, then cancelled: each command's task reaches the partner.
+    for (key, action) in [("order-1-resume", "enable"), ("order-1-backup", "backup"), ("order-1-cancel", "delete")] {
+        billing.send(key, json!({ "action": action, "site": uri })).await;
+        let accepted = billing.accepted(key).await;
+        let finished = billing.finished(&accepted["task_id"]).await;
+        assert_eq!(finished["outcome"], "success", "{action}: {finished}");
+        if action == "enable" {
+            let (status, body) = fetch_showing(&uri, system.http_port, &title, true).await;
+            assert!(status == 200 && body.contains(&title), "enabled again: {status}");
+        }
+        if action == "backup" {
+            let (_, backups) = system.get(&format!("/api/v1/sites/{uri}/backups")).await;
+            assert_eq!(backups["total"], 1, "the backup's archive is listed: {backups}");
+        }
+    }
+    let (status, _) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!(status, 404, "the cancelled site is gone");
+    let (_, body) = fetch_showing(&uri, system.http_port, &title, false).await;
+    assert!(!body.contains(&title), "the host no longer answers with the site");
 }
 
 #[tokio::test(flavor = "multi_thread")]
