@@ -704,6 +704,7 @@ fn worker_of(action: &aegir_contract::StepAction) -> &'static str {
         aegir_contract::ServiceKind::Db => "db-worker",
         aegir_contract::ServiceKind::Backup => "backup-worker",
         aegir_contract::ServiceKind::Http => "http-worker",
+        aegir_contract::ServiceKind::Dns => "dns-worker",
     }
 }
 
@@ -967,6 +968,7 @@ pub fn web_server(system: &System, kind: aegir_contract::HttpServiceType, port: 
         remote_host: HostName::parse("localhost").unwrap(),
         http: Some(HttpService { service_type: kind, port }),
         db: Some(mariadb_service()),
+        dns: None,
     }
 }
 
@@ -999,6 +1001,7 @@ pub fn new_site(
         admin_email: Email::parse("admin@example.com").unwrap(),
         client: None,
         php_version: None,
+        dns_server: None,
         uri,
     }
 }

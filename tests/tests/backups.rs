@@ -26,6 +26,7 @@ fn site(system: &System) -> SiteContext {
         remote_host: HostName::parse("localhost").unwrap(),
         http: Some(HttpService { service_type: HttpServiceType::Nginx, port: system.http_port }),
         db: Some(mariadb_service()),
+        dns: None,
     };
     let suffix = random_suffix();
     let uri = SiteUri::parse(&format!("backup-{suffix}.test")).unwrap();
@@ -54,6 +55,7 @@ fn site(system: &System) -> SiteContext {
         admin_email: Email::parse("admin@example.com").unwrap(),
         client: None,
         php_version: None,
+        dns_server: None,
         uri,
     }
 }

@@ -16,6 +16,7 @@ fn site(server: &str) -> SiteContext {
         remote_host: HostName::parse("localhost").unwrap(),
         http: Some(HttpService { service_type: HttpServiceType::Nginx, port: 80 }),
         db: Some(mariadb_service()),
+        dns: None,
     };
     let uri = SiteUri::parse(&format!("db-{}.example.com", random_suffix())).unwrap();
     let db = DbIdent::for_site(&uri, &random_suffix());
@@ -37,6 +38,7 @@ fn site(server: &str) -> SiteContext {
         admin_email: Email::parse("admin@example.com").unwrap(),
         client: None,
         php_version: None,
+        dns_server: None,
         uri,
     }
 }

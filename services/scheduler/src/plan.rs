@@ -276,6 +276,7 @@ mod tests {
                 admin_user: "root".into(),
                 admin_password: Secret::new(""),
             }),
+            dns: None,
         }
     }
 
@@ -307,6 +308,7 @@ mod tests {
             admin_email: Email::parse("admin@example.com").unwrap(),
             client: None,
             php_version: None,
+            dns_server: None,
         }
     }
 

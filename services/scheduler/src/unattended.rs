@@ -43,6 +43,7 @@ fn worker_binary(service: ServiceKind) -> &'static str {
         ServiceKind::Http => "http-worker",
         ServiceKind::Db => "db-worker",
         ServiceKind::Backup => "backup-worker",
+        ServiceKind::Dns => "dns-worker",
     }
 }
 

@@ -29,6 +29,7 @@ async fn main() {
         remote_host: HostName::parse("localhost").unwrap(),
         http: None,
         db: None,
+        dns: None,
     };
     let site = SiteContext {
         uri: SiteUri::parse("bench.example.com").unwrap(),
@@ -53,6 +54,7 @@ async fn main() {
         admin_email: Email::parse("admin@example.com").unwrap(),
         client: None,
         php_version: None,
+        dns_server: None,
     };
     // With a backup id given, only that archive is checked (or unpacked) again, in a
     // process of its own.

@@ -21,6 +21,7 @@ fn site(root: &Path) -> SiteContext {
         remote_host: HostName::parse("localhost").unwrap(),
         http: Some(HttpService { service_type: HttpServiceType::Nginx, port: 80 }),
         db: None,
+        dns: None,
     };
     let uri = SiteUri::parse("www.example.com").unwrap();
     SiteContext {
@@ -45,6 +46,7 @@ fn site(root: &Path) -> SiteContext {
         admin_email: Email::parse("admin@example.com").unwrap(),
         client: None,
         php_version: None,
+        dns_server: None,
         uri,
     }
 }

@@ -59,6 +59,18 @@ str_enum!(DbServiceType, "db service type", "use `mariadb` or `mysql`", {
     Mysql => "mysql",
 });
 
+/// The name server software of a dns service; an enum so others (PowerDNS) can follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsServiceType {
+    /// BIND 9: zone files, a `named.conf` include and `rndc reload`.
+    Bind,
+}
+
+str_enum!(DnsServiceType, "dns service type", "use `bind`", {
+    Bind => "bind",
+});
+
 /// The web service of a server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +92,14 @@ pub struct DbService {
     pub admin_password: Secret,
 }
 
+/// The name service of a server: it holds the records of the sites of the web servers
+/// that name it as their dns server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsService {
+    pub service_type: DnsServiceType,
+}
+
 /// A server and the services it offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +111,8 @@ pub struct ServerContext {
     pub http: Option<HttpService>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db: Option<DbService>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsService>,
 }
 
 /// The kind of application a platform holds, found by platform verify.
@@ -168,9 +190,18 @@ pub struct SiteContext {
     /// absent: the web server's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub php_version: Option<PhpVersion>,
+    /// The server whose dns service holds the records of the site's uri and aliases (its
+    /// web server's dns server); absent: the system keeps no records for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_server: Option<ServerContext>,
 }
 
 impl SiteContext {
+    /// The names the site's dns records are for: its uri, then its aliases.
+    pub fn dns_names(&self) -> impl Iterator<Item = &SiteUri> {
+        std::iter::once(&self.uri).chain(self.aliases.iter())
+    }
+
     /// Where the web server reaches the site's database.
     pub fn db_host(&self) -> Option<(&HostName, u16)> {
         self.db_server.db.as_ref().map(|db| (&db.host, db.port))

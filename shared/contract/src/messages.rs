@@ -282,6 +282,15 @@ pub enum StepAction {
     /// Check the web server is installed, its config tests clean, our config directory
     /// is writable, and that it reloads.
     HttpServerVerify { server: ServerContext },
+    /// Check the name server's tools and zone directory, and write the `named.conf`
+    /// include that lists the zones the system keeps.
+    DnsServerVerify { server: ServerContext },
+    /// Add (or put back) the records of the site's uri and aliases on its dns server, then
+    /// reload the name server.
+    SiteDnsAdd { site: SiteContext },
+    /// Remove the site's records from its dns server (and a zone of its own with them),
+    /// then reload the name server.
+    SiteDnsRemove { site: SiteContext },
     /// Check the platform root, detect its type, fix permissions.
     PlatformVerify { platform: PlatformContext },
     /// Find the sites already on the platform (site directories with settings) and
@@ -364,6 +373,12 @@ impl StepAction {
         match self {
             StepAction::DbServerVerify { server } => Route::new(server.name.clone(), ServiceKind::Db),
             StepAction::HttpServerVerify { server } => Route::new(server.name.clone(), ServiceKind::Http),
+            StepAction::DnsServerVerify { server } => Route::new(server.name.clone(), ServiceKind::Dns),
+            // A site without a dns server has no dns steps (`StepDispatched` refuses them);
+            // its web server stands in so that a route always exists.
+            StepAction::SiteDnsAdd { site } | StepAction::SiteDnsRemove { site } => {
+                Route::new(site.dns_server.as_ref().unwrap_or(&site.platform.web_server).name.clone(), ServiceKind::Dns)
+            }
             StepAction::PlatformVerify { platform }
             | StepAction::PlatformImport { platform }
             | StepAction::PlatformDelete { platform } => {
@@ -409,6 +424,9 @@ impl StepAction {
         match self {
             StepAction::DbServerVerify { .. } => "db server verify",
             StepAction::HttpServerVerify { .. } => "web server verify",
+            StepAction::DnsServerVerify { .. } => "dns server verify",
+            StepAction::SiteDnsAdd { .. } => "site dns add",
+            StepAction::SiteDnsRemove { .. } => "site dns remove",
             StepAction::PlatformVerify { .. } => "platform verify",
             StepAction::PlatformImport { .. } => "platform import",
             StepAction::PlatformDelete { .. } => "platform delete",
@@ -473,6 +491,14 @@ impl Message for StepDispatched {
             return Err(ContractError::Invalid {
                 message: Self::NAME,
                 reason: format!("platform build of `@{}` names no source to build from", platform.name),
+            });
+        }
+        if let StepAction::SiteDnsAdd { site } | StepAction::SiteDnsRemove { site } = &self.action
+            && site.dns_server.as_ref().is_none_or(|s| s.dns.is_none())
+        {
+            return Err(ContractError::Invalid {
+                message: Self::NAME,
+                reason: format!("{} of `@{}` names no server with a dns service", self.action.label(), site.uri),
             });
         }
         Ok(())
@@ -690,6 +716,7 @@ mod tests {
             remote_host: HostName::parse("localhost").unwrap(),
             http: None,
             db: None,
+            dns: None,
         }
     }
 

@@ -17,12 +17,14 @@ pub enum ServiceKind {
     Http,
     Db,
     Backup,
+    Dns,
 }
 
-str_enum!(ServiceKind, "service", "use `http`, `db` or `backup`", {
+str_enum!(ServiceKind, "service", "use `http`, `db`, `backup` or `dns`", {
     Http => "http",
     Db => "db",
     Backup => "backup",
+    Dns => "dns",
 });
 
 /// Which of a worker's two queues a step waits in. A worker takes the next step from the
@@ -105,7 +107,7 @@ impl JsonSchema for Route {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^server_[a-z0-9_]{1,48}\\.(http|db|backup)$",
+            "pattern": "^server_[a-z0-9_]{1,48}\\.(http|db|backup|dns)$",
             "description": "`<server>.<service>`: the work queue of one service on one server."
         })
     }

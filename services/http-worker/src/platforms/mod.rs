@@ -216,6 +216,7 @@ mod tests {
                 admin_user: "root".into(),
                 admin_password: Secret::new(""),
             }),
+            dns: None,
         };
         let uri = SiteUri::parse("example.com").unwrap();
         SiteContext {
@@ -240,6 +241,7 @@ mod tests {
             admin_email: Email::parse("admin@example.com").unwrap(),
             client: None,
             php_version: None,
+            dns_server: None,
             uri,
         }
     }

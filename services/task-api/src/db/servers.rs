@@ -119,6 +119,7 @@ impl TryFrom<ServerContextRow> for ServerContext {
             remote_host: stored("host name", row.remote_host)?,
             http,
             db,
+            dns: None,
         })
     }
 }
@@ -290,7 +291,7 @@ pub async fn set_service_version(
     let query = match service {
         ServiceKind::Http => "UPDATE servers SET http_version = $2 WHERE name = $1 AND http_service_type IS NOT NULL",
         ServiceKind::Db => "UPDATE servers SET db_version = $2 WHERE name = $1 AND db_service_type IS NOT NULL",
-        ServiceKind::Backup => return Ok(false),
+        ServiceKind::Backup | ServiceKind::Dns => return Ok(false),
     };
     let done = sqlx::query(query).bind(name.as_str()).bind(version).execute(db).await?;
     Ok(done.rows_affected() > 0)

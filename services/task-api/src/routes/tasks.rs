@@ -253,6 +253,7 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
         admin_email: db::stored("e-mail address", site.admin_email)?,
         client: site.client.map(|c| db::stored("client name", c)).transpose()?,
         php_version: site.php_version.map(|v| db::stored("PHP version", v)).transpose()?,
+        dns_server: None,
     };
     if site.db_server.db.is_none() {
         return Err(ApiError::conflict(
