@@ -217,8 +217,9 @@ pub struct SaveArgs {
     pub web_server: Option<ContextName>,
 
     /// Git repository a verify builds the platform from when its root is missing (no passwords in it)
+    // Checked by `save`, not by clap: clap's refusal would repeat a password the url holds.
     #[arg(long = "source_git", alias = "source-git", value_name = "URL", help_heading = "Platform options")]
-    pub source_git: Option<aegir_contract::GitUrl>,
+    pub source_git: Option<String>,
 
     /// Branch, tag or commit of --source_git [default: the repository's default branch]
     #[arg(long = "source_ref", alias = "source-ref", value_name = "REF", help_heading = "Platform options")]

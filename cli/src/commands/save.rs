@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use aegir_contract::{ContextName, ContextType, PlatformName, PlatformSource, ServerName, SiteUri};
+use aegir_contract::{ContextName, ContextType, GitUrl, PlatformName, PlatformSource, ServerName, SiteUri};
 
 use crate::api::{Api, DbBody, HttpBody, PlatformBody, Saved, ServerBody, SiteBody};
 use crate::args::SaveArgs;
@@ -167,7 +167,11 @@ fn platform_body(args: SaveArgs) -> Result<PlatformBody, CliError> {
             ));
         }
     };
-    let source = match (args.source_git, args.source_ref, args.source_archive) {
+    let source_git = args
+        .source_git
+        .map(|url| GitUrl::parse(&url).map_err(|e| CliError::usage("--source_git", e.to_string())))
+        .transpose()?;
+    let source = match (source_git, args.source_ref, args.source_archive) {
         (None, None, None) => None,
         (Some(url), git_ref, None) => Some(PlatformSource::Git { url, git_ref }),
         (None, None, Some(key)) => Some(PlatformSource::Archive { key }),
@@ -344,10 +348,13 @@ mod tests {
             (&["@platform_wp", root, "--source_ref=main"][..], "--source_ref: "),
             (&["@platform_wp", root, "--source_git=/srv/wp.git", "--source_archive=wp.tar.gz"], "--source_archive: "),
             (&["@example.com", "--source_git=/srv/wp.git"], "--source_git: applies to platforms only"),
+            (&["@platform_wp", root, "--source_git=--upload-pack=x"], "--source_git: "),
         ] {
             let e = plan_of(args, &[]).unwrap_err().to_string();
             assert!(e.starts_with(error), "{e}");
         }
+        let e = plan_of(&["@platform_wp", root, "--source_git=https://u:hunter2@h.example/x.git"], &[]).unwrap_err();
+        assert!(e.to_string().contains("password") && !e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]
