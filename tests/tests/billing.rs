@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use aegir_amqp::Broker;
-use aegir_amqp::signing::Signer;
+use aegir_amqp::signing::{Signer, SigningKey};
 use aegir_amqp::topology::{COMMAND_KEY, COMMANDS_EXCHANGE, PARTNER_EVENTS_EXCHANGE};
 use aegir_contract::PartnerName;
 use aegir_e2e::{INSTALL_PATIENCE, Options, System, fetch_showing, random_suffix, start_with_php, wait_for};
@@ -24,6 +24,8 @@ struct Partner {
     events: Consumer,
     /// Events read but not yet asked for.
     seen: Vec<(String, Value)>,
+    /// The partner's key, which task-api signs the partner's events with.
+    key: SigningKey,
     _connection: Connection,
 }
 
@@ -60,7 +62,8 @@ impl Partner {
             .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
             .await
             .unwrap();
-        Partner { name: name.to_owned(), broker, events, seen: Vec::new(), _connection: connection }
+        let key = system.master_key.partner(&PartnerName::parse(name).unwrap());
+        Partner { name: name.to_owned(), broker, events, seen: Vec::new(), key, _connection: connection }
     }
 
     async fn send(&self, key: &str, command: Value) {
@@ -72,51 +75,45 @@ impl Partner {
         self.broker.publish_bytes(COMMANDS_EXCHANGE, COMMAND_KEY, body).await.expect("the broker takes the command");
     }
 
-    /// The first event `<partner>.<event>` (e.g. `command.accepted`) for which `matches`
+    /// Reads the next event into `seen`, checking it was signed with the partner's key.
+    async fn read(&mut self, deadline: tokio::time::Instant, waiting_for: &str) {
+        let delivery = match tokio::time::timeout_at(deadline, self.events.next()).await {
+            Ok(Some(Ok(delivery))) => delivery,
+            Ok(other) => panic!("the events consumer ended: {other:?}"),
+            Err(_) => panic!("no {waiting_for} in time; seen: {:?}", self.seen),
+        };
+        delivery.ack(BasicAckOptions::default()).await.unwrap();
+        let body: Value = serde_json::from_slice(&delivery.data).expect("events are JSON");
+        assert_eq!(self.key.verify_delivery(&delivery), Ok(()), "an event not signed with the partner's key: {body}");
+        self.seen.push((delivery.routing_key.as_str().to_owned(), body));
+    }
+
+    /// The first event `<partner>.<event>` (e.g. `task.finished`) for which `matches`
     /// holds, waiting up to `patience`.
     async fn event(&mut self, event: &str, patience: Duration, matches: impl Fn(&Value) -> bool) -> Value {
         let key = format!("{}.{event}", self.name);
-        if let Some(i) = self.seen.iter().position(|(k, v)| *k == key && matches(v)) {
-            return self.seen.remove(i).1;
-        }
         let deadline = tokio::time::Instant::now() + patience;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.events.next()).await;
-            let delivery = match next {
-                Ok(Some(Ok(delivery))) => delivery,
-                Ok(other) => panic!("the events consumer ended: {other:?}"),
-                Err(_) => panic!("no {key} matching within {patience:?}; seen: {:?}", self.seen),
-            };
-            delivery.ack(BasicAckOptions::default()).await.unwrap();
-            let body: Value = serde_json::from_slice(&delivery.data).expect("events are JSON");
-            let routing_key = delivery.routing_key.as_str().to_owned();
-            if routing_key == key && matches(&body) {
-                return body;
+            if let Some(i) = self.seen.iter().position(|(k, v)| *k == key && matches(v)) {
+                return self.seen.remove(i).1;
             }
-            self.seen.push((routing_key, body));
+            self.read(deadline, &key).await;
         }
     }
 
+    /// The answer to the command sent under `idempotency_key`: `command.accepted` or
+    /// `command.rejected`, and its body.
     async fn answer(&mut self, idempotency_key: &str) -> (String, Value) {
-        let patience = Duration::from_secs(60);
-        let key = idempotency_key.to_owned();
-        let deadline = tokio::time::Instant::now() + patience;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             for event in ["command.accepted", "command.rejected"] {
-                let full = format!("{}.{event}", self.name);
-                if let Some(i) = self.seen.iter().position(|(k, v)| *k == full && v["idempotency_key"] == key) {
+                let key = format!("{}.{event}", self.name);
+                let position = self.seen.iter().position(|(k, v)| *k == key && v["idempotency_key"] == idempotency_key);
+                if let Some(i) = position {
                     return (event.to_owned(), self.seen.remove(i).1);
                 }
             }
-            let next = tokio::time::timeout_at(deadline, self.events.next()).await;
-            let delivery = match next {
-                Ok(Some(Ok(delivery))) => delivery,
-                Ok(other) => panic!("the events consumer ended: {other:?}"),
-                Err(_) => panic!("no answer to {key} within {patience:?}; seen: {:?}", self.seen),
-            };
-            delivery.ack(BasicAckOptions::default()).await.unwrap();
-            let body: Value = serde_json::from_slice(&delivery.data).expect("events are JSON");
-            self.seen.push((delivery.routing_key.as_str().to_owned(), body));
+            self.read(deadline, &format!("answer to {idempotency_key}")).await;
         }
     }
 
