@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use aegir_contract::{AbsolutePath, PhpVersion, ServerName};
+use aegir_contract::{AbsolutePath, PhpVersion, ServerName, SiteContext};
 use anyhow::Context;
 use clap::Args;
 
@@ -125,6 +125,20 @@ impl HttpArgs {
 }
 
 impl HttpConfig {
+    /// The PHP command-line interpreter for a site's installer and tools: with a pool per
+    /// site and the default `php`, the one of the site's own version (`php8.2`) when it is
+    /// installed, so they run on the PHP the site's pages run on.
+    pub fn php_cli(&self, site: &SiteContext) -> String {
+        if self.php_fpm_socket.is_some() || self.php != "php" {
+            return self.php.clone();
+        }
+        let Ok(version) = self.pools.version_for(site.php_version.as_ref()) else { return self.php.clone() };
+        let versioned = format!("php{version}");
+        let installed = std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(&versioned).is_file()));
+        if installed { versioned } else { self.php.clone() }
+    }
+
     /// Refuses a platform root outside the directories platforms may live in.
     pub fn check_platform_root(&self, root: &AbsolutePath) -> Result<(), aegir_worker::StepError> {
         if self.platform_roots.iter().any(|allowed| root.is_within(allowed)) {

@@ -458,6 +458,39 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_pool_that_fails_the_config_test_is_taken_out_and_the_old_one_put_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        // A php-fpm whose config test fails the way php-fpm's does, naming the bad line.
+        let fake = bin.join("php-fpm8.2");
+        std::fs::write(&fake, "#!/bin/sh\necho 'ERROR: [pool.d/aegir-x.conf:3] unknown entry' >&2\nexit 78\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir_all(dir.path().join("pool.d")).unwrap();
+        std::fs::write(dir.path().join("php-fpm.conf"), "").unwrap();
+        let settings = PoolSettings {
+            bin_dir: bin,
+            conf: format!("{}/php-fpm.conf", dir.path().display()),
+            pool_dir: format!("{}/pool.d", dir.path().display()),
+            pid_file: format!("{}/php-fpm.pid", dir.path().display()),
+            run_dir: dir.path().to_path_buf(),
+            tmp_dir: dir.path().to_path_buf(),
+            default_version: None,
+        };
+        let version = PhpVersion::parse("8.2").unwrap();
+        let socket = dir.path().join("x.sock");
+        let new = dir.path().join("pool.d/aegir-new.conf");
+        let err = settings.put(&version, &new, "[new]\n", &socket).await.unwrap_err();
+        assert!(err.reason.contains("php-fpm 8.2 config test failed") && err.reason.contains("unknown entry"));
+        assert!(!new.exists(), "a new pool that fails the test is removed");
+        let old = dir.path().join("pool.d/aegir-old.conf");
+        std::fs::write(&old, "[old]\n").unwrap();
+        assert!(settings.put(&version, &old, "[old]\nbroken\n", &socket).await.is_err());
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "[old]\n", "a changed pool that fails is put back");
+    }
+
     #[test]
     fn a_pool_limits_php_to_the_platform_the_files_and_its_temporary_directory() {
         let uri = SiteUri::parse("a.example.com").unwrap();

@@ -418,7 +418,7 @@ impl<'a> SiteWork<'a> {
             files::ensure_dir(dir, 0o700, Ownership::default())?;
         }
         log.info(format!("running {what}")).await;
-        let result = crate::php::run(&self.config.php, job).await;
+        let result = crate::php::run(&self.config.php_cli(self.site), job).await;
         if let Some(dir) = &conf {
             // The installer's own LocalSettings.php holds the password; ours does not.
             files::remove_tree(dir)?;
@@ -589,7 +589,7 @@ impl<'a> SiteWork<'a> {
         }
         log.info(format!("running {}", job.what)).await;
         let what = job.what;
-        crate::php::run_logged(&self.config.php, job, log).await?;
+        crate::php::run_logged(&self.config.php_cli(self.site), job, log).await?;
         log.info(format!("{what} finished")).await;
         Ok(())
     }

@@ -21,7 +21,7 @@ pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Resu
         return Ok(StepFacts::default());
     };
     let started = std::time::Instant::now();
-    let out = crate::php::run(&config.php, job).await?;
+    let out = crate::php::run(&config.php_cli(site), job).await?;
     for line in out.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).take(20) {
         log.info(line.to_owned()).await;
     }

@@ -23,7 +23,7 @@ pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Resu
         ))
     })?;
     let marker = job.success_marker;
-    let out = crate::php::run(&config.php, job).await?;
+    let out = crate::php::run(&config.php_cli(site), job).await?;
     let lines: Vec<&str> = out.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let link = match marker {
         Some(m) => lines.iter().skip_while(|l| **l != m).nth(1),

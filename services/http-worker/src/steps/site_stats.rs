@@ -37,7 +37,7 @@ pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Resu
     if !work.is_disabled()
         && let Some(job) = work.platform.figures(&work.files, work.files.app_env()?)
     {
-        let out = crate::php::run(&config.php, job).await?;
+        let out = crate::php::run(&config.php_cli(site), job).await?;
         for line in out.stdout.lines() {
             if let Some((name, value)) = line.trim().split_once('=')
                 && let Ok(value) = value.parse::<u64>()

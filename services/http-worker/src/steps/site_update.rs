@@ -30,7 +30,7 @@ pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Resu
     }
     let what = job.what;
     log.info(format!("running {what} with the PHP of {}", site.platform.name)).await;
-    crate::php::run_logged(&config.php, job, log).await?;
+    crate::php::run_logged(&config.php_cli(site), job, log).await?;
     log.success(format!("{what} finished: {} is up to date with {}", site.uri, site.platform.name)).await;
     Ok(StepFacts::default())
 }
