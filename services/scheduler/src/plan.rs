@@ -3,8 +3,8 @@
 //! it is recomputed rather than stored.
 
 use aegir_contract::{
-    BackupRef, Route, ServerContext, ServiceKind, SiteContext, StepAction, TaskKind, TaskOptions, TaskRequested,
-    TaskTarget,
+    BackupRef, HostName, Route, ServerContext, ServerName, ServiceKind, SiteContext, SiteUri, StepAction, TaskKind,
+    TaskOptions, TaskRequested, TaskTarget,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,9 @@ pub fn steps(request: &TaskRequested) -> Vec<PlannedStep> {
             }
             if server.db.is_some() {
                 steps.push(step(StepAction::DbServerVerify { server: server.clone() }));
+            }
+            if server.dns.is_some() {
+                steps.push(step(StepAction::DnsServerVerify { server: server.clone() }));
             }
             steps
         }
@@ -72,11 +75,25 @@ pub fn steps(request: &TaskRequested) -> Vec<PlannedStep> {
 fn site_steps(kind: TaskKind, site: &SiteContext, options: &TaskOptions) -> Vec<PlannedStep> {
     let s = || site.clone();
     match kind {
-        TaskKind::Install => vec![
-            undoable(StepAction::SiteDatabaseCreate { site: s() }, StepAction::SiteDatabaseDrop { site: s() }),
-            undoable(StepAction::SiteInstall { site: s() }, StepAction::SiteRemove { site: s() }),
-        ],
-        TaskKind::Verify => vec![step(StepAction::SiteVerify { site: s() })],
+        TaskKind::Install => {
+            let mut plan = vec![
+                undoable(StepAction::SiteDatabaseCreate { site: s() }, StepAction::SiteDatabaseDrop { site: s() }),
+                undoable(StepAction::SiteInstall { site: s() }, StepAction::SiteRemove { site: s() }),
+            ];
+            // The name points at the site only once it answers there.
+            if has_dns(site) {
+                plan.push(undoable(StepAction::SiteDnsAdd { site: s() }, StepAction::SiteDnsRemove { site: s() }));
+            }
+            plan
+        }
+        TaskKind::Verify => {
+            let mut plan = vec![step(StepAction::SiteVerify { site: s() })];
+            // The records follow the site's aliases as they are now.
+            if has_dns(site) {
+                plan.push(step(StepAction::SiteDnsAdd { site: s() }));
+            }
+            plan
+        }
         TaskKind::Disable => vec![step(StepAction::SiteDisable { site: s() })],
         TaskKind::Enable => vec![step(StepAction::SiteEnable { site: s() })],
         TaskKind::LoginReset => vec![step(StepAction::SiteLoginReset { site: s() })],
@@ -95,6 +112,9 @@ fn site_steps(kind: TaskKind, site: &SiteContext, options: &TaskOptions) -> Vec<
         // serving the site before its database goes.
         TaskKind::Delete => {
             let mut plan = options.new_backup.as_ref().map(|b| archive(site, b)).unwrap_or_default();
+            if has_dns(site) {
+                plan.push(step(StepAction::SiteDnsRemove { site: s() }));
+            }
             plan.push(step(StepAction::SiteRemove { site: s() }));
             plan.push(step(StepAction::SiteDatabaseDrop { site: s() }));
             plan
@@ -158,6 +178,9 @@ fn clone(site: &SiteContext, backup: &BackupRef, to: &SiteContext) -> Vec<Planne
         StepAction::SiteRemove { site: t() },
     ));
     plan.push(step(StepAction::SiteDeploy { site: t(), renamed_from: Some(site.uri.clone()) }));
+    if has_dns(to) {
+        plan.push(undoable(StepAction::SiteDnsAdd { site: t() }, StepAction::SiteDnsRemove { site: t() }));
+    }
     plan
 }
 
@@ -205,6 +228,16 @@ fn migrate(site: &SiteContext, backup: &BackupRef, to: &SiteContext) -> Vec<Plan
     if platform_changed {
         plan.push(step(StepAction::SiteUpdate { site: new() }));
     }
+    // The records follow the site once it serves where it moved: the new ones are
+    // added (a failure after that puts the old ones back), the old ones go last.
+    let dns_moved = dns_of(site) != dns_of(to);
+    if dns_moved && has_dns(to) {
+        let mut undo = vec![StepAction::SiteDnsRemove { site: new() }];
+        if has_dns(site) {
+            undo.push(StepAction::SiteDnsAdd { site: old() });
+        }
+        plan.push(PlannedStep { action: StepAction::SiteDnsAdd { site: new() }, undo });
+    }
     // The new site serves and is up to date: what is left of the old one goes.
     if !same_dir {
         plan.push(step(if same_vhost {
@@ -216,7 +249,24 @@ fn migrate(site: &SiteContext, backup: &BackupRef, to: &SiteContext) -> Vec<Plan
     if !same_db {
         plan.push(step(StepAction::SiteDatabaseDrop { site: old() }));
     }
+    // The same uri on the same dns server: adding the new records replaced the old ones.
+    let old_dns_server = site.dns_server.as_ref().map(|s| &s.name);
+    let replaced = has_dns(to) && site.uri == to.uri && old_dns_server == to.dns_server.as_ref().map(|s| &s.name);
+    if dns_moved && has_dns(site) && !replaced {
+        plan.push(step(StepAction::SiteDnsRemove { site: old() }));
+    }
     plan
+}
+
+/// Whether the site's records are kept by a dns server.
+fn has_dns(site: &SiteContext) -> bool {
+    site.dns_server.as_ref().is_some_and(|s| s.dns.is_some())
+}
+
+/// What the site's records depend on: its names, its dns server and where they point.
+fn dns_of(site: &SiteContext) -> Option<(&ServerName, &SiteUri, &[SiteUri], &HostName)> {
+    let dns = site.dns_server.as_ref().filter(|s| s.dns.is_some())?;
+    Some((&dns.name, &site.uri, &site.aliases, &site.platform.web_server.remote_host))
 }
 
 /// The workers a context depends on.
@@ -229,15 +279,24 @@ fn ping_routes(target: &TaskTarget) -> Vec<Route> {
         if server.db.is_some() {
             routes.push(Route::new(server.name.clone(), ServiceKind::Db));
         }
+        if server.dns.is_some() {
+            routes.push(Route::new(server.name.clone(), ServiceKind::Dns));
+        }
         routes
     };
     match target {
         TaskTarget::Server { server } => services(server),
         TaskTarget::Platform { platform } => vec![Route::new(platform.web_server.name.clone(), ServiceKind::Http)],
-        TaskTarget::Site { site } => vec![
-            Route::new(site.platform.web_server.name.clone(), ServiceKind::Http),
-            Route::new(site.db_server.name.clone(), ServiceKind::Db),
-        ],
+        TaskTarget::Site { site } => {
+            let mut routes = vec![
+                Route::new(site.platform.web_server.name.clone(), ServiceKind::Http),
+                Route::new(site.db_server.name.clone(), ServiceKind::Db),
+            ];
+            if let Some(dns) = site.dns_server.as_ref().filter(|s| s.dns.is_some()) {
+                routes.push(Route::new(dns.name.clone(), ServiceKind::Dns));
+            }
+            routes
+        }
     }
 }
 
@@ -537,5 +596,113 @@ mod tests {
         );
         assert!(rollback(&plan, 3).is_empty(), "the final backup is kept");
         assert!(notice(&request).is_none());
+    }
+    /// A name server of its own, and the site's web server naming it.
+    fn ns() -> ServerContext {
+        ServerContext {
+            name: ServerName::parse("server_ns1").unwrap(),
+            remote_host: HostName::parse("ns1.example.net").unwrap(),
+            http: None,
+            db: None,
+            dns: Some(DnsService { service_type: DnsServiceType::Bind }),
+        }
+    }
+
+    fn dns_site() -> SiteContext {
+        SiteContext { dns_server: Some(ns()), ..site() }
+    }
+
+    fn dns_task(kind: TaskKind, options: TaskOptions) -> TaskRequested {
+        let request = TaskRequested { options, ..task(kind, TaskTarget::Site { site: dns_site() }) };
+        request.validate().expect("a valid request");
+        request
+    }
+
+    #[test]
+    fn a_server_with_dns_verifies_it_and_answers_pings_on_its_dns_queue() {
+        let server =
+            ServerContext { dns: Some(DnsService { service_type: DnsServiceType::Bind }), ..server(true, false) };
+        let plan = steps(&task(TaskKind::Verify, TaskTarget::Server { server: server.clone() }));
+        assert_eq!(plan_labels(&plan), ["web server verify", "dns server verify"]);
+        assert_eq!(plan[1].action.route().to_string(), "server_master.dns");
+        let pings = steps(&task(TaskKind::Ping, TaskTarget::Site { site: dns_site() }));
+        let routes: Vec<String> = pings.iter().map(|s| s.action.route().to_string()).collect();
+        assert_eq!(routes, ["server_master.http", "server_master.db", "server_ns1.dns"]);
+    }
+
+    #[test]
+    fn an_install_adds_the_records_last_and_a_failure_removes_them_first() {
+        let plan = steps(&dns_task(TaskKind::Install, TaskOptions::default()));
+        assert_eq!(plan_labels(&plan), ["site database create", "site install", "site dns add"]);
+        assert_eq!(plan[2].action.route().to_string(), "server_ns1.dns");
+        assert_eq!(labels(rollback(&plan, 2)), ["site dns remove", "site remove", "site database drop"]);
+        let verify = steps(&dns_task(TaskKind::Verify, TaskOptions::default()));
+        assert_eq!(plan_labels(&verify), ["site verify", "site dns add"]);
+    }
+
+    #[test]
+    fn a_delete_removes_the_records_before_the_site() {
+        let plan = steps(&dns_task(TaskKind::Delete, TaskOptions { new_backup: Some(backup()), ..Default::default() }));
+        assert_eq!(
+            plan_labels(&plan),
+            ["site database dump", "site archive create", "site dns remove", "site remove", "site database drop"]
+        );
+    }
+
+    #[test]
+    fn a_clone_adds_the_new_sites_records_and_removes_them_when_it_fails() {
+        let mut to = dns_site();
+        to.uri = SiteUri::parse("staging.example.com").unwrap();
+        to.database.name = DbIdent::parse("staging_example_com").unwrap();
+        let options = TaskOptions { new_backup: Some(backup()), to: Some(Box::new(to.clone())), ..Default::default() };
+        let plan = steps(&dns_task(TaskKind::Clone, options));
+        assert_eq!(plan_labels(&plan).last(), Some(&"site dns add"));
+        let undo = rollback(&plan, plan.len() - 1);
+        assert!(matches!(&undo[0], StepAction::SiteDnsRemove { site } if site.uri == to.uri));
+    }
+
+    #[test]
+    fn the_records_follow_a_site_migrated_to_another_uri_or_web_server() {
+        // A new uri: the new records once the site serves there, the old ones last.
+        let mut to = dns_site();
+        to.uri = SiteUri::parse("new.example.com").unwrap();
+        let options = TaskOptions { new_backup: Some(backup()), to: Some(Box::new(to.clone())), ..Default::default() };
+        let plan = steps(&dns_task(TaskKind::Migrate, options));
+        assert_eq!(
+            plan_labels(&plan),
+            [
+                "site database dump",
+                "site archive create",
+                "site files unpack",
+                "site deploy",
+                "site dns add",
+                "site remove",
+                "site dns remove"
+            ]
+        );
+        assert!(matches!(&plan[4].action, StepAction::SiteDnsAdd { site } if site.uri == to.uri));
+        assert!(matches!(&plan[6].action, StepAction::SiteDnsRemove { site } if *site == dns_site()));
+        // A failure after the new records puts the old ones back.
+        let undo = rollback(&plan, 5);
+        assert_eq!(labels(undo[..2].to_vec()), ["site dns remove", "site dns add"]);
+        assert!(matches!(&undo[1], StepAction::SiteDnsAdd { site } if *site == dns_site()));
+
+        // The same uri on another web server: the new records replace the old ones.
+        let mut to = dns_site();
+        to.platform.name = PlatformName::parse("platform_wp_web2").unwrap();
+        to.platform.web_server.name = ServerName::parse("server_web2").unwrap();
+        to.platform.web_server.remote_host = HostName::parse("192.0.2.20").unwrap();
+        let options = TaskOptions { new_backup: Some(backup()), to: Some(Box::new(to)), ..Default::default() };
+        let plan = steps(&dns_task(TaskKind::Migrate, options));
+        let labels = plan_labels(&plan);
+        assert_eq!(labels.iter().filter(|l| l.starts_with("site dns")).collect::<Vec<_>>(), [&"site dns add"]);
+
+        // Another platform on the same web server: the records stay as they are.
+        let mut to = dns_site();
+        to.platform.name = PlatformName::parse("platform_wp_next").unwrap();
+        to.platform.root = AbsolutePath::parse("/var/aegir/platforms/wp-next").unwrap();
+        let options = TaskOptions { new_backup: Some(backup()), to: Some(Box::new(to)), ..Default::default() };
+        let plan = steps(&dns_task(TaskKind::Migrate, options));
+        assert!(plan_labels(&plan).iter().all(|l| !l.starts_with("site dns")));
     }
 }
