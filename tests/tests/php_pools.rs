@@ -256,6 +256,27 @@ async fn a_site_chooses_an_installed_php_version_and_moves_to_another_with_a_ver
     let (status, body) = fetch_showing(&uri, port, &title, true).await;
     assert_eq!(status, 200, "{body}");
 
+    // Moved to another platform, the site keeps its pool and user, now limited to the
+    // new platform.
+    let root2 = system.wordpress_platform("wp2").await;
+    write_tree(&root2, &[("aegir-probe.php", PROBE)]);
+    system.cli_ok(&[&site, "migrate", "--platform=@platform_wp2"]).await;
+    let (status, body) = fetch_showing(&uri, port, &title, true).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let answer = loop {
+        let answer = probe(&uri, port, "").await;
+        if value(&answer, "open_basedir").starts_with(&format!("{}/:", root2.display()))
+            || tokio::time::Instant::now() > deadline
+        {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(value(&answer, "open_basedir").starts_with(&format!("{}/:", root2.display())), "{answer:?}");
+    assert_eq!(value(&answer, "user"), user);
+    assert_eq!(value(&answer, "ppid"), masters.master_pid("8.2").to_string());
+
     // Deleting the site takes its pool and its user away.
     system.cli_ok(&[&site, "delete"]).await;
     assert!(masters.pool_of("8.2", &uri).is_none());
