@@ -51,6 +51,9 @@ AEGIR_PACKAGES=(
     python3-venv
     # The backup benchmark's reference archives (`tar | zstd`).
     zstd
+    # The dns service: BIND (named, named-checkzone, rndc) and dig for checking answers.
+    bind9
+    bind9-dnsutils
 )
 
 # Where the tests' moto S3 server is installed, and the moto it installs.

@@ -73,7 +73,7 @@ esac
 
 case "${ROLE}" in
 control)
-    names='(aegir\..*|scheduler\..*|api\..*|server_[a-z0-9_]+\.(http|db|backup)(\.bulk)?)'
+    names='(aegir\..*|scheduler\..*|api\..*|server_[a-z0-9_]+\.(http|db|backup|dns)(\.bulk)?)'
     CONFIGURE="^${names}\$"
     WRITE="^${names}\$"
     READ="^${names}\$"
@@ -81,7 +81,7 @@ control)
 server)
     CONFIGURE='^$'
     WRITE='^aegir\.(events|dead)$'
-    READ="^${SERVER}\\.(http|db|backup)(\\.bulk)?\$"
+    READ="^${SERVER}\\.(http|db|backup|dns)(\\.bulk)?\$"
     ;;
 billing)
     CONFIGURE="^billing\\.${PARTNER}\\..*\$"

@@ -40,6 +40,16 @@ pub struct ServerBody {
     pub http: Option<HttpBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db: Option<DbBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsBody>,
+    /// `@server_ns1`: the server keeping the records of this server's sites.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_server: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DnsBody {
+    pub service_type: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -127,6 +137,10 @@ pub struct ServerView {
     pub remote_host: String,
     pub http: Option<HttpView>,
     pub db: Option<DbView>,
+    #[serde(default)]
+    pub dns: Option<DnsView>,
+    #[serde(default)]
+    pub dns_server: Option<String>,
     pub status: String,
     pub verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -137,6 +151,12 @@ pub struct ServerView {
 pub struct HttpView {
     pub service_type: String,
     pub port: u16,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DnsView {
+    pub service_type: String,
     pub version: Option<String>,
 }
 
@@ -627,6 +647,8 @@ mod tests {
                 admin_user: "root".into(),
                 admin_password: None,
             }),
+            dns: None,
+            dns_server: None,
         };
         assert_eq!(
             serde_json::to_value(&body).unwrap(),

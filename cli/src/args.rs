@@ -4,8 +4,8 @@
 //! before any request.
 
 use aegir_contract::{
-    AbsolutePath, ClientName, Compression, ContextName, DbServiceType, Email, HostName, HttpServiceType, LanguageCode,
-    PhpVersion, ProfileName, Secret, SiteTitle, SiteUri, TaskKind,
+    AbsolutePath, ClientName, Compression, ContextName, DbServiceType, DnsServiceType, Email, HostName,
+    HttpServiceType, LanguageCode, PhpVersion, ProfileName, Secret, SiteTitle, SiteUri, TaskKind,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
@@ -207,6 +207,14 @@ pub struct SaveArgs {
         help_heading = "Server options"
     )]
     pub master_db: Option<Secret>,
+
+    /// Name server: bind (keeps the records of the sites of the web servers that name it)
+    #[arg(long = "dns_service_type", alias = "dns-service-type", value_name = "TYPE", help_heading = "Server options")]
+    pub dns_service_type: Option<DnsServiceType>,
+
+    /// Server whose name server keeps the records of this server's sites [default: itself when it has dns]
+    #[arg(long = "dns_server", alias = "dns-server", value_name = "@SERVER", help_heading = "Server options")]
+    pub dns_server: Option<ContextName>,
 
     /// Directory of the platform's code, e.g. /var/aegir/platforms/wordpress
     #[arg(long, value_name = "PATH", help_heading = "Platform options")]

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use aegir_contract::{ContextName, ContextType, GitUrl, PlatformName, PlatformSource, ServerName, SiteUri};
 
-use crate::api::{Api, DbBody, HttpBody, PlatformBody, Saved, ServerBody, SiteBody};
+use crate::api::{Api, DbBody, DnsBody, HttpBody, PlatformBody, Saved, ServerBody, SiteBody};
 use crate::args::SaveArgs;
 use crate::commands::show;
 use crate::error::CliError;
@@ -19,13 +19,15 @@ pub enum Plan {
     Site { uri: SiteUri, body: SiteBody },
 }
 
-fn server_options(args: &SaveArgs) -> [(&'static str, bool); 5] {
+fn server_options(args: &SaveArgs) -> [(&'static str, bool); 7] {
     [
         ("--remote_host", args.remote_host.is_some()),
         ("--http_service_type", args.http_service_type.is_some()),
         ("--http_port", args.http_port.is_some()),
         ("--db_service_type", args.db_service_type.is_some()),
         ("--master_db", args.master_db.is_some()),
+        ("--dns_service_type", args.dns_service_type.is_some()),
+        ("--dns_server", args.dns_server.is_some()),
     ]
 }
 
@@ -150,7 +152,21 @@ fn server_body(args: SaveArgs, env: impl Fn(&str) -> Option<String>) -> Result<S
         }
         None => None,
     };
-    Ok(ServerBody { remote_host: args.remote_host.map(|h| h.to_string()), http, db })
+    let dns = args.dns_service_type.map(|t| DnsBody { service_type: t.to_string() });
+    let dns_server = match args.dns_server {
+        None => None,
+        Some(server @ ContextName::Server(_)) => Some(server.to_string()),
+        Some(other) => {
+            return Err(CliError::usage(
+                "--dns_server",
+                format!(
+                    "`{other}` is a {}; give a server with a dns service such as @server_ns1",
+                    other.context_type()
+                ),
+            ));
+        }
+    };
+    Ok(ServerBody { remote_host: args.remote_host.map(|h| h.to_string()), http, db, dns, dns_server })
 }
 
 fn platform_body(args: SaveArgs) -> Result<PlatformBody, CliError> {

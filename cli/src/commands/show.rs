@@ -46,12 +46,18 @@ pub fn server_summary(s: &ServerView) -> String {
             )
         },
     );
+    let dns = s
+        .dns
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |d| with_version(d.service_type.clone(), d.version.as_deref()));
     summary(
         &format!("@{}  (server)", s.name),
         &[
             ("remote host", s.remote_host.clone()),
             ("http", http),
             ("db", db),
+            ("dns", dns),
+            ("dns server", s.dns_server.clone().unwrap_or_else(|| "-".to_owned())),
             ("status", s.status.clone()),
             ("verified", time_or_dash(s.verified_at.as_ref())),
             ("created", time(&s.created_at)),

@@ -150,6 +150,12 @@ async fn db_server_for(conn: &mut PgConnection, name: &ServerName) -> Result<Ser
     Ok(server)
 }
 
+/// The dns server of the sites on the platform's web server, if it has one.
+async fn dns_server_of(conn: &mut PgConnection, platform: &PlatformContext) -> Result<Option<ServerContext>, ApiError> {
+    let row = db::servers::dns_server_of(conn, &platform.web_server.name).await?;
+    Ok(row.map(ServerContext::try_from).transpose()?)
+}
+
 /// No site or alias may already answer to `uri`.
 async fn check_free(conn: &mut PgConnection, uri: &SiteUri) -> Result<(), ApiError> {
     db::sites::lock_names(conn).await?;
@@ -190,6 +196,7 @@ async fn clone_target(conn: &mut PgConnection, site: &SiteContext, args: &TaskAr
     };
     db::sites::save(conn, &record, (&db_ident, &db_ident, &password)).await?;
     db::sites::set_status(conn, &uri, SiteStatus::Cloning, None).await?;
+    let dns_server = dns_server_of(conn, &platform).await?;
     Ok(SiteContext {
         uri,
         aliases: Vec::new(),
@@ -197,6 +204,7 @@ async fn clone_target(conn: &mut PgConnection, site: &SiteContext, args: &TaskAr
         platform,
         platform_type,
         db_server,
+        dns_server,
         database: SiteDatabase { name: db_ident.clone(), user: db_ident, password: Secret::new(password) },
         ..site.clone()
     })
@@ -216,6 +224,8 @@ async fn migrate_target(conn: &mut PgConnection, site: &SiteContext, args: &Task
     }
     if let Some(name) = &args.platform {
         let (platform, platform_type) = platform_for(conn, name, site).await?;
+        // The records follow the site to its new web server's dns server.
+        to.dns_server = dns_server_of(conn, &platform).await?;
         to.platform = platform;
         to.platform_type = platform_type;
     }

@@ -163,6 +163,15 @@ pub struct DbServiceView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct DnsServiceView {
+    #[schema(example = "bind")]
+    pub service_type: String,
+    /// Reported by the last successful verify.
+    #[schema(example = "BIND 9.18.28-1~deb12u2-Debian")]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ServerView {
     #[schema(example = "server_master")]
     pub name: String,
@@ -172,6 +181,12 @@ pub struct ServerView {
     pub remote_host: String,
     pub http: Option<HttpServiceView>,
     pub db: Option<DbServiceView>,
+    /// The name service; absent when the server offers none.
+    pub dns: Option<DnsServiceView>,
+    /// The server whose name service keeps the records of this server's sites: the one
+    /// it was saved with, else itself when it offers dns; absent: no records are kept.
+    #[schema(example = "@server_ns1")]
+    pub dns_server: Option<String>,
     pub status: ContextStatus,
     pub verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,

@@ -1,20 +1,21 @@
 //! The `servers` table.
 
-use aegir_contract::{DbService, HttpService, PhpVersion, Secret, ServerContext, ServerName, ServiceKind};
+use aegir_contract::{DbService, DnsService, HttpService, PhpVersion, Secret, ServerContext, ServerName, ServiceKind};
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
 use super::{Saved, stored, stored_port};
 use crate::input::Page;
 use crate::routes::servers::ServerInput;
-use crate::views::{ContextStatus, DbServiceView, HttpServiceView, ServerView, StoredValueError};
+use crate::views::{ContextStatus, DbServiceView, DnsServiceView, HttpServiceView, ServerView, StoredValueError};
 
 /// The columns of [`ServerRow`]; the admin password itself is never read for a view.
 macro_rules! view_columns {
     () => {
         "name, remote_host, http_service_type, http_port, http_version, db_service_type, db_host, db_port, \
          db_admin_user, db_admin_password <> '' AS db_admin_password_set, db_version, status, verified_at, \
-         created_at, updated_at, php_versions, php_default_version"
+         created_at, updated_at, php_versions, php_default_version, dns_service_type, dns_version, \
+         COALESCE(dns_server, CASE WHEN dns_service_type IS NOT NULL THEN name END) AS dns_server"
     };
 }
 
@@ -39,6 +40,10 @@ pub struct ServerRow {
     /// The PHP versions the last web server verify found installed; `None` before one.
     pub php_versions: Option<Vec<String>>,
     pub php_default_version: Option<String>,
+    pub dns_service_type: Option<String>,
+    pub dns_version: Option<String>,
+    /// The server holding its sites' records: the one it names, else itself with dns.
+    pub dns_server: Option<String>,
 }
 
 impl TryFrom<ServerRow> for ServerView {
@@ -66,12 +71,15 @@ impl TryFrom<ServerRow> for ServerView {
             }),
             _ => None,
         };
+        let dns = row.dns_service_type.map(|service_type| DnsServiceView { service_type, version: row.dns_version });
         Ok(ServerView {
             context: format!("@{}", row.name),
             name: row.name,
             remote_host: row.remote_host,
             http,
             db,
+            dns,
+            dns_server: row.dns_server.map(|s| format!("@{s}")),
             status: row.status,
             verified_at: row.verified_at,
             created_at: row.created_at,
@@ -92,6 +100,7 @@ pub struct ServerContextRow {
     db_port: Option<i32>,
     db_admin_user: Option<String>,
     db_admin_password: Option<String>,
+    dns_service_type: Option<String>,
 }
 
 impl TryFrom<ServerContextRow> for ServerContext {
@@ -119,7 +128,10 @@ impl TryFrom<ServerContextRow> for ServerContext {
             remote_host: stored("host name", row.remote_host)?,
             http,
             db,
-            dns: None,
+            dns: row
+                .dns_service_type
+                .map(|t| stored("dns service type", t).map(|service_type| DnsService { service_type }))
+                .transpose()?,
         })
     }
 }
@@ -147,12 +159,45 @@ pub async fn lock(conn: &mut PgConnection, name: &ServerName, exclusive: bool) -
 pub async fn context(conn: &mut PgConnection, name: &ServerName) -> sqlx::Result<Option<ServerContextRow>> {
     sqlx::query_as(
         "SELECT name, remote_host, http_service_type, http_port, db_service_type, db_host, db_port, db_admin_user,
-                db_admin_password
+                db_admin_password, dns_service_type
          FROM servers WHERE name = $1 FOR SHARE",
     )
     .bind(name.as_str())
     .fetch_optional(conn)
     .await
+}
+
+/// The server whose dns service keeps the records of the sites on web server `name`
+/// (the one it names, else itself when it offers dns), as a task snapshot; `None` when
+/// there is none or it offers no dns service.
+pub async fn dns_server_of(conn: &mut PgConnection, name: &ServerName) -> sqlx::Result<Option<ServerContextRow>> {
+    sqlx::query_as(
+        "SELECT d.name, d.remote_host, d.http_service_type, d.http_port, d.db_service_type, d.db_host, d.db_port,
+                d.db_admin_user, d.db_admin_password, d.dns_service_type
+         FROM servers w JOIN servers d ON d.name = COALESCE(w.dns_server, w.name)
+         WHERE w.name = $1 AND d.dns_service_type IS NOT NULL
+         FOR SHARE OF d",
+    )
+    .bind(name.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
+/// Whether server `name` exists and offers dns: `None` when it does not exist.
+pub async fn has_dns_service(conn: &mut PgConnection, name: &ServerName) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar("SELECT dns_service_type IS NOT NULL FROM servers WHERE name = $1 FOR SHARE")
+        .bind(name.as_str())
+        .fetch_optional(conn)
+        .await
+}
+
+/// The servers (other than `name`) that name `name` as their dns server.
+pub async fn naming_dns_server(conn: &mut PgConnection, name: &ServerName, limit: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT name FROM servers WHERE dns_server = $1 AND name <> $1 ORDER BY name LIMIT $2")
+        .bind(name.as_str())
+        .bind(limit)
+        .fetch_all(conn)
+        .await
 }
 
 /// The server whose db service is at `host` (and `port`, when given); `preferred` (the
@@ -202,8 +247,9 @@ pub async fn save(conn: &mut PgConnection, name: &ServerName, input: &ServerInpu
     let db = input.db.as_ref();
     sqlx::query_as(concat!(
         "INSERT INTO servers AS s (name, remote_host, http_service_type, http_port, db_service_type, db_host, db_port,
-                                   db_admin_user, db_admin_password)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $5::text IS NULL THEN NULL ELSE COALESCE($9, '') END)
+                                   db_admin_user, db_admin_password, dns_service_type, dns_server)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $5::text IS NULL THEN NULL ELSE COALESCE($9, '') END,
+                 $10, $11)
          ON CONFLICT (name) DO UPDATE SET
              remote_host = EXCLUDED.remote_host,
              http_service_type = EXCLUDED.http_service_type,
@@ -218,6 +264,10 @@ pub async fn save(conn: &mut PgConnection, name: &ServerName, input: &ServerInpu
                                       ELSE COALESCE($9, s.db_admin_password, '') END,
              db_version = CASE WHEN EXCLUDED.db_service_type IS NOT DISTINCT FROM s.db_service_type
                                THEN s.db_version END,
+             dns_service_type = EXCLUDED.dns_service_type,
+             dns_version = CASE WHEN EXCLUDED.dns_service_type IS NOT DISTINCT FROM s.dns_service_type
+                                THEN s.dns_version END,
+             dns_server = EXCLUDED.dns_server,
              updated_at = now()
          RETURNING ",
         view_columns!(),
@@ -232,6 +282,8 @@ pub async fn save(conn: &mut PgConnection, name: &ServerName, input: &ServerInpu
     .bind(db.map(|d| i32::from(d.port)))
     .bind(db.map(|d| d.admin_user.as_str()))
     .bind(db.and_then(|d| d.admin_password.as_ref()).map(|p| p.expose()))
+    .bind(input.dns.as_ref().map(|d| d.service_type.as_str()))
+    .bind(input.dns_server.as_ref().map(ServerName::as_str))
     .fetch_one(conn)
     .await
 }
@@ -291,7 +343,8 @@ pub async fn set_service_version(
     let query = match service {
         ServiceKind::Http => "UPDATE servers SET http_version = $2 WHERE name = $1 AND http_service_type IS NOT NULL",
         ServiceKind::Db => "UPDATE servers SET db_version = $2 WHERE name = $1 AND db_service_type IS NOT NULL",
-        ServiceKind::Backup | ServiceKind::Dns => return Ok(false),
+        ServiceKind::Dns => "UPDATE servers SET dns_version = $2 WHERE name = $1 AND dns_service_type IS NOT NULL",
+        ServiceKind::Backup => return Ok(false),
     };
     let done = sqlx::query(query).bind(name.as_str()).bind(version).execute(db).await?;
     Ok(done.rows_affected() > 0)

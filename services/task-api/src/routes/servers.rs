@@ -1,7 +1,9 @@
 //! `/api/v1/servers`: machines and the services they offer.
 
 use aegir_amqp::topology::QueueName;
-use aegir_contract::{DbServiceType, HostName, HttpServiceType, Route, Secret, ServerName, ServiceKind};
+use aegir_contract::{
+    ContextName, DbServiceType, DnsServiceType, HostName, HttpServiceType, Route, Secret, ServerName, ServiceKind,
+};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,6 +27,19 @@ pub struct ServerInput {
     pub http: Option<HttpInput>,
     /// The database service; absent when the server offers none.
     pub db: Option<DbInput>,
+    /// The name service; absent when the server offers none.
+    pub dns: Option<DnsInput>,
+    /// The server whose name service keeps the records of this server's sites: one with
+    /// a `dns` service. Absent: the server itself when it offers dns, else no records.
+    #[schema(value_type = Option<String>, example = "@server_ns1")]
+    pub dns_server: Option<ServerName>,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct DnsInput {
+    /// `bind`.
+    #[schema(value_type = String, example = "bind")]
+    pub service_type: DnsServiceType,
 }
 
 #[derive(Debug, ToSchema)]
@@ -59,7 +74,7 @@ const DEFAULT_DB_PORT: u16 = 3306;
 
 impl ServerInput {
     pub fn parse(body: Map<String, Value>) -> Result<Self, ApiError> {
-        let mut fields = Fields::new(body, &["remote_host", "http", "db"])?;
+        let mut fields = Fields::new(body, &["remote_host", "http", "db", "dns", "dns_server"])?;
         let remote_host = match fields.parsed::<HostName>("remote_host")? {
             Some(host) => host,
             None => HostName::parse("localhost").expect("`localhost` is a valid host name"),
@@ -91,7 +106,27 @@ impl ServerInput {
                 Some(DbInput { service_type, host, port, admin_user, admin_password })
             }
         };
-        Ok(Self { remote_host, http, db })
+        let dns = match fields.object("dns", &["service_type"])? {
+            None => None,
+            Some(mut dns) => {
+                let service_type = dns.parsed("service_type")?;
+                Some(DnsInput { service_type: dns.require("service_type", service_type)? })
+            }
+        };
+        let dns_server = match fields.parsed::<ContextName>("dns_server")? {
+            None => None,
+            Some(ContextName::Server(server)) => Some(server),
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "dns_server",
+                    format!(
+                        "`{other}` is a {}, not a server; give a server with a dns service such as `@server_ns1`",
+                        other.context_type()
+                    ),
+                ));
+            }
+        };
+        Ok(Self { remote_host, http, db, dns, dns_server })
     }
 }
 
@@ -176,12 +211,60 @@ pub async fn save(
             }
         }
     }
+    check_dns(&mut tx, &name, &input).await?;
     let saved = db::servers::save(&mut tx, &name, &input).await?;
     tx.commit().await?;
     declare_work_queues(&state, &name, &input);
 
     let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(ServerView::try_from(saved.row)?)))
+}
+
+/// The dns server named must offer dns (the server itself, when it names itself, must
+/// be saved with it); a server others name as theirs keeps its dns service.
+async fn check_dns(tx: &mut sqlx::PgConnection, name: &ServerName, input: &ServerInput) -> Result<(), ApiError> {
+    match &input.dns_server {
+        Some(dns_server) if dns_server == name && input.dns.is_none() => {
+            return Err(ApiError::invalid(
+                "dns_server",
+                format!("`@{name}` names itself as its dns server but offers no dns service; give it `dns` too"),
+            ));
+        }
+        Some(dns_server) if dns_server == name => {}
+        Some(dns_server) => match db::servers::has_dns_service(&mut *tx, dns_server).await? {
+            None => {
+                return Err(ApiError::invalid(
+                    "dns_server",
+                    format!(
+                        "server `@{dns_server}` does not exist; create it with a dns service \
+                         (PUT /api/v1/servers/{dns_server}) first"
+                    ),
+                ));
+            }
+            Some(false) => {
+                return Err(ApiError::invalid(
+                    "dns_server",
+                    format!("`@{dns_server}` offers no dns service; save it with `dns` or choose another dns_server"),
+                ));
+            }
+            Some(true) => {}
+        },
+        None => {}
+    }
+    if input.dns.is_none() {
+        let naming = db::servers::naming_dns_server(&mut *tx, name, FETCHED).await?;
+        if !naming.is_empty() {
+            return Err(ApiError::conflict(
+                Some("dns"),
+                format!(
+                    "servers {} keep their sites' records on `@{name}`; give them another dns_server before \
+                     removing its `dns`",
+                    listing(&naming, "@")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Declares the work queues of the server's services. Its workers connect with a broker
@@ -197,6 +280,9 @@ fn declare_work_queues(state: &AppState, name: &ServerName, input: &ServerInput)
     }
     if input.db.is_some() {
         services.push(ServiceKind::Db);
+    }
+    if input.dns.is_some() {
+        services.push(ServiceKind::Dns);
     }
     let queues: Vec<QueueName> =
         services.into_iter().flat_map(|service| QueueName::lanes_of(&Route::new(name.clone(), service))).collect();
@@ -276,6 +362,16 @@ pub async fn delete(State(state): State<AppState>, PathParam(name): PathParam) -
         return Err(ApiError::conflict(
             None,
             format!("sites {} keep their databases on `@{name}`; move or delete them first", listing(&sites, "@")),
+        ));
+    }
+    let naming = db::servers::naming_dns_server(&mut tx, &name, FETCHED).await?;
+    if !naming.is_empty() {
+        return Err(ApiError::conflict(
+            None,
+            format!(
+                "servers {} keep their sites' records on `@{name}`; give them another dns_server first",
+                listing(&naming, "@")
+            ),
         ));
     }
     db::servers::delete(&mut tx, &name).await?;

@@ -6,8 +6,8 @@
 //! database.
 
 use aegir_contract::{
-    ContextName, Lane, PlatformContext, PlatformName, Secret, ServerName, SiteContext, SiteDatabase, SiteUri,
-    TaskCancelRequested, TaskKind, TaskOptions, TaskRequested, TaskTarget,
+    ContextName, Lane, PlatformContext, PlatformName, Secret, ServerContext, ServerName, SiteContext, SiteDatabase,
+    SiteUri, TaskCancelRequested, TaskKind, TaskOptions, TaskRequested, TaskTarget,
 };
 use aegir_postgres::{Outbox, OutboxError};
 use axum::Json;
@@ -219,6 +219,7 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
         ));
     };
     let web_server: ServerName = db::stored("server name", platform.web_server.clone())?;
+    let dns_server = db::servers::dns_server_of(conn, &web_server).await?;
     let web_server = db::servers::context(conn, &web_server)
         .await?
         .ok_or_else(|| ApiError::internal(format!("platform `@{platform_name}` refers to a missing server")))?;
@@ -253,7 +254,7 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
         admin_email: db::stored("e-mail address", site.admin_email)?,
         client: site.client.map(|c| db::stored("client name", c)).transpose()?,
         php_version: site.php_version.map(|v| db::stored("PHP version", v)).transpose()?,
-        dns_server: None,
+        dns_server: dns_server.map(ServerContext::try_from).transpose()?,
     };
     if site.db_server.db.is_none() {
         return Err(ApiError::conflict(

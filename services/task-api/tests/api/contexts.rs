@@ -147,6 +147,57 @@ async fn bad_servers_are_refused_and_nothing_is_stored() {
 }
 
 #[tokio::test]
+async fn web_servers_name_a_dns_server_that_offers_dns() {
+    let app = TestApp::spawn().await;
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    let web = |dns_server: &str| json!({"http": {"service_type": "nginx"}, "dns_server": dns_server});
+
+    let answer = app.put("/api/v1/servers/server_web1", web("@server_ns1")).await;
+    assert_error(&answer, unprocessable, "invalid_field", Some("dns_server"));
+    assert!(answer.1["error"]["message"].as_str().unwrap().contains("does not exist"), "{}", answer.1);
+    let (status, _) =
+        app.put("/api/v1/servers/server_db1", json!({"db": {"service_type": "mysql", "admin_user": "a"}})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let answer = app.put("/api/v1/servers/server_web1", web("@server_db1")).await;
+    assert_error(&answer, unprocessable, "invalid_field", Some("dns_server"));
+    assert!(answer.1["error"]["message"].as_str().unwrap().contains("offers no dns service"), "{}", answer.1);
+    let answer = app.put("/api/v1/servers/server_web1", web("@server_web1")).await;
+    assert_error(&answer, unprocessable, "invalid_field", Some("dns_server"));
+    let answer = app.put("/api/v1/servers/server_ns1", json!({"dns": {"service_type": "powerdns"}})).await;
+    assert_error(&answer, unprocessable, "invalid_field", Some("dns.service_type"));
+    assert_error(
+        &app.put("/api/v1/servers/server_web1", web("platform_x")).await,
+        unprocessable,
+        "invalid_field",
+        Some("dns_server"),
+    );
+
+    let (status, ns) = app
+        .put("/api/v1/servers/server_ns1", json!({"remote_host": "ns1.example.net", "dns": {"service_type": "bind"}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ns}");
+    assert_eq!(ns["dns"], json!({"service_type": "bind", "version": null}));
+    assert_eq!(ns["dns_server"], "@server_ns1", "a server with dns keeps its own sites' records");
+    let (status, web1) = app.put("/api/v1/servers/server_web1", web("@server_ns1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{web1}");
+    assert_eq!(web1["dns"], serde_json::Value::Null);
+    assert_eq!(web1["dns_server"], "@server_ns1");
+    let (_, db1) = app.get("/api/v1/servers/server_db1").await;
+    assert_eq!(db1["dns_server"], serde_json::Value::Null);
+
+    // The name server stays one while a web server names it.
+    let answer = app.put("/api/v1/servers/server_ns1", json!({"remote_host": "ns1.example.net"})).await;
+    assert_error(&answer, StatusCode::CONFLICT, "conflict", Some("dns"));
+    assert!(answer.1["error"]["message"].as_str().unwrap().contains("@server_web1"), "{}", answer.1);
+    assert_error(&app.delete("/api/v1/servers/server_ns1").await, StatusCode::CONFLICT, "conflict", None);
+    let (status, _) = app.put("/api/v1/servers/server_web1", json!({"http": {"service_type": "nginx"}})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.delete("/api/v1/servers/server_ns1").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn platforms_live_on_web_servers_below_the_platform_roots() {
     let app = TestApp::spawn().await;
     assert_eq!(app.put("/api/v1/servers/server_master", master()).await.0, StatusCode::CREATED);
