@@ -83,6 +83,17 @@ pub enum Command {
     /// Make the keys that sign the system's messages
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Bring in an existing Aegir's servers, platforms and sites from its drush alias files,
+    /// verify them, and report what could not be mapped
+    #[command(name = "import-aegir")]
+    ImportAegir(ImportAegirArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportAegirArgs {
+    /// Aegir's drush directory, holding `*.alias.drushrc.php` (e.g. /var/aegir/.drush)
+    #[arg(value_name = "DIR")]
+    pub dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ mod api;
 mod args;
 mod commands;
 mod config;
+mod drush_alias;
 mod error;
 mod log_stream;
 mod master_db;
@@ -83,6 +84,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Cancel(args) => commands::tasks::cancel(&connect()?, args).await,
         Command::Batch(args) => commands::batch::run(&connect()?, args).await,
         Command::Keys(command) => commands::keys::run(command),
+        Command::ImportAegir(args) => {
+            let plan = commands::import_aegir::plan(&args.dir)?;
+            commands::import_aegir::run(&connect()?, plan).await
+        }
         Command::Client(command) => {
             commands::client::check(&command)?;
             commands::client::run(&connect()?, command).await

@@ -4,6 +4,7 @@ pub mod backups;
 pub mod batch;
 pub mod client;
 pub mod delete;
+pub mod import_aegir;
 pub mod keys;
 pub mod list;
 pub mod run;
