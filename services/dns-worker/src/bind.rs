@@ -10,6 +10,7 @@ use std::time::Duration;
 use aegir_contract::{ServerContext, SiteContext, StepFacts};
 use aegir_worker::command::{self, CommandOutput};
 use aegir_worker::{StepError, StepLog};
+use std::future::Future;
 use tokio::sync::Mutex;
 
 use crate::zone::{self, Record, ZoneSettings, ZoneState};
@@ -41,6 +42,17 @@ pub struct BindArgs {
     /// An `rndc.conf` naming the server, port and key (`rndc -c`); default: rndc's own.
     #[arg(long, env = "AEGIR_RNDC_CONFIG")]
     pub rndc_config: Option<PathBuf>,
+}
+
+/// Where a step's lines go: the task's log (a list in tests).
+pub trait Notes: Sync {
+    fn info(&self, message: String) -> impl Future<Output = ()> + Send;
+}
+
+impl Notes for StepLog {
+    async fn info(&self, message: String) {
+        StepLog::info(self, message).await
+    }
 }
 
 pub struct Bind {
@@ -115,7 +127,7 @@ impl Bind {
 
     /// Checks the tools and the directory, writes the zone files of the configured zones
     /// and the include, and asks the name server to load them.
-    pub async fn verify(&self, server: &ServerContext, log: &StepLog) -> Result<StepFacts, StepError> {
+    pub async fn verify(&self, server: &ServerContext, log: &impl Notes) -> Result<StepFacts, StepError> {
         let _guard = self.lock.lock().await;
         let version = run("named-checkzone", ["-v"]).await?;
         let version = format!("BIND {}", version.stdout.trim());
@@ -152,13 +164,13 @@ impl Bind {
         .await;
         self.rndc(&["status"]).await?;
         self.rndc(&["reconfig"]).await?;
-        log.info("the name server answers rndc and loaded the zones").await;
+        log.info("the name server answers rndc and loaded the zones".into()).await;
         Ok(StepFacts { service_version: Some(version), ..Default::default() })
     }
 
     /// Sets the site's records to exactly its uri and aliases, pointing at its web server:
     /// records of names it no longer has go.
-    pub async fn add(&self, site: &SiteContext, dns: &ServerContext, log: &StepLog) -> Result<StepFacts, StepError> {
+    pub async fn add(&self, site: &SiteContext, dns: &ServerContext, log: &impl Notes) -> Result<StepFacts, StepError> {
         let _guard = self.lock.lock().await;
         let uri = site.uri.as_str();
         let web = &site.platform.web_server;
@@ -188,7 +200,7 @@ impl Bind {
         for (zone, name, data) in wanted {
             let mut state = self.read_state(&zone).await?.unwrap_or_default();
             let record = Record { site: uri.to_owned(), data };
-            let line = record.data.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>().join(", ");
+            let line = record.data.iter().map(|d| d.render().replace('\t', " ")).collect::<Vec<_>>().join(", ");
             if state.records.get(&name) != Some(&record) || !self.zone_path(&zone).exists() {
                 state.records.insert(name.clone(), record);
                 self.save_or_drop(&zone, state, &settings, log).await?;
@@ -202,7 +214,12 @@ impl Bind {
     }
 
     /// Removes every record of the site, and a zone of its own with its last record.
-    pub async fn remove(&self, site: &SiteContext, dns: &ServerContext, log: &StepLog) -> Result<StepFacts, StepError> {
+    pub async fn remove(
+        &self,
+        site: &SiteContext,
+        dns: &ServerContext,
+        log: &impl Notes,
+    ) -> Result<StepFacts, StepError> {
         let _guard = self.lock.lock().await;
         let uri = site.uri.as_str();
         let settings = self.settings(dns);
@@ -230,7 +247,7 @@ impl Bind {
         zone: &str,
         mut state: ZoneState,
         settings: &ZoneSettings,
-        log: &StepLog,
+        log: &impl Notes,
     ) -> Result<(), StepError> {
         if state.records.is_empty() && !self.zones.iter().any(|z| z == zone) {
             remove_if_present(&self.state_path(zone)).await?;
@@ -396,4 +413,133 @@ fn io_error(path: &Path, e: std::io::Error) -> StepError {
         "cannot write {}: {e}; check the dns-worker's directory (AEGIR_DNS_DIR)",
         path.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    //! With the real `named-checkzone` and `named-checkconf` (Debian's bind9-utils) and
+    //! `true` standing in for rndc.
+
+    use super::*;
+    use serde_json::json;
+
+    struct Lines(std::sync::Mutex<Vec<String>>);
+
+    impl Notes for Lines {
+        async fn info(&self, message: String) {
+            self.0.lock().unwrap().push(message);
+        }
+    }
+
+    fn lines() -> Lines {
+        Lines(std::sync::Mutex::new(Vec::new()))
+    }
+
+    /// A fresh directory of the test's own.
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("aegir-dns-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn bind(dir: &Path, zones: &[&str]) -> Bind {
+        Bind::new(BindArgs {
+            dns_dir: dir.to_path_buf(),
+            dns_zones: zones.iter().map(|z| (*z).to_owned()).collect(),
+            dns_nameserver: None,
+            dns_ttl: 300,
+            rndc: "true".into(),
+            rndc_config: None,
+        })
+        .unwrap()
+    }
+
+    fn ns() -> ServerContext {
+        serde_json::from_value(
+            json!({"name": "server_ns1", "remote_host": "ns1.example.net", "dns": {"service_type": "bind"}}),
+        )
+        .unwrap()
+    }
+
+    fn site(uri: &str, aliases: &[&str], remote_host: &str) -> SiteContext {
+        serde_json::from_value(json!({
+            "uri": uri,
+            "aliases": aliases,
+            "platform": {
+                "name": "platform_app",
+                "root": "/var/aegir/platforms/app",
+                "web_server": {"name": "server_web1", "remote_host": remote_host, "http": {"service_type": "nginx", "port": 80}},
+            },
+            "platform_type": "php",
+            "db_server": {"name": "server_web1", "remote_host": remote_host},
+            "database": {"name": "app_abc", "user": "app_abc", "password": "pw"},
+            "language": "en",
+            "title": "App",
+            "admin_email": "admin@example.com",
+            "dns_server": ns(),
+        }))
+        .unwrap()
+    }
+
+    fn read(dir: &Path, file: &str) -> String {
+        std::fs::read_to_string(dir.join(file)).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn records_go_in_their_zones_follow_the_aliases_and_leave_with_the_site() {
+        let dir = dir("records");
+        let bind = bind(&dir, &["example.com"]);
+        let log = lines();
+        bind.verify(&ns(), &log).await.unwrap();
+        assert!(read(&dir, "db.example.com").contains("@\tIN\tNS\tns1.example.net."), "verify writes the zone");
+
+        let a = site("www.example.com", &["shop.example.com", "customer.net"], "192.0.2.7");
+        bind.add(&a, &ns(), &log).await.unwrap();
+        let zone = read(&dir, "db.example.com");
+        assert!(zone.contains("www.example.com.\tIN\tA\t192.0.2.7\t; www.example.com\n"), "{zone}");
+        assert!(zone.contains("shop.example.com.\tIN\tA\t192.0.2.7"), "{zone}");
+        assert!(read(&dir, "db.customer.net").contains("customer.net.\tIN\tA\t192.0.2.7"));
+        let include = read(&dir, INCLUDE_FILE);
+        assert!(include.contains("zone \"customer.net\"") && include.contains("zone \"example.com\""), "{include}");
+
+        // Again: the same records, no error.
+        bind.add(&a, &ns(), &log).await.unwrap();
+        assert_eq!(read(&dir, "db.example.com"), zone);
+
+        // An alias dropped: its record goes, and the customer's zone with its last one.
+        let fewer = site("www.example.com", &["shop.example.com"], "192.0.2.7");
+        bind.add(&fewer, &ns(), &log).await.unwrap();
+        assert!(!dir.join("db.customer.net").exists());
+        assert!(!read(&dir, INCLUDE_FILE).contains("customer.net"));
+        let serial = |text: &str| text.split("( ").nth(1).and_then(|r| r.split(' ').next()).unwrap().to_owned();
+        assert!(serial(&read(&dir, "db.example.com")).parse::<u32>().unwrap() >= serial(&zone).parse::<u32>().unwrap());
+
+        // Another site's records stay when this one goes.
+        let b = site("blog.example.com", &[], "192.0.2.8");
+        bind.add(&b, &ns(), &log).await.unwrap();
+        bind.remove(&fewer, &ns(), &log).await.unwrap();
+        let zone = read(&dir, "db.example.com");
+        assert!(!zone.contains("www.example.com.") && !zone.contains("shop.example.com."), "{zone}");
+        assert!(zone.contains("blog.example.com.\tIN\tA\t192.0.2.8"), "{zone}");
+        bind.remove(&fewer, &ns(), &log).await.unwrap();
+        assert!(read(&dir, INCLUDE_FILE).contains("zone \"example.com\""), "the configured zone stays");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_web_server_named_by_host_gets_a_cname_and_its_addresses_at_a_zone_apex() {
+        let dir = dir("cname");
+        let bind = bind(&dir, &[]);
+        let log = lines();
+        let a = site("customer.org", &["www.customer.org"], "localhost");
+        bind.add(&a, &ns(), &log).await.unwrap();
+        let zone = read(&dir, "db.customer.org");
+        assert!(zone.contains("customer.org.\tIN\tA\t127.0.0.1"), "{zone}");
+        assert!(zone.contains("www.customer.org.\tIN\tCNAME\tlocalhost."), "{zone}");
+        bind.remove(&a, &ns(), &log).await.unwrap();
+        assert!(!dir.join("db.customer.org").exists());
+        assert_eq!(read(&dir, INCLUDE_FILE).lines().filter(|l| l.starts_with("zone")).count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -19,7 +19,7 @@ pub enum RecordData {
 }
 
 impl RecordData {
-    fn render(&self) -> String {
+    pub fn render(&self) -> String {
         match self {
             RecordData::A(ip) => format!("A\t{ip}"),
             RecordData::Aaaa(ip) => format!("AAAA\t{ip}"),
