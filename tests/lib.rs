@@ -1002,6 +1002,7 @@ pub fn new_site(
         client: None,
         php_version: None,
         dns_server: None,
+        ssl: Default::default(),
         uri,
     }
 }

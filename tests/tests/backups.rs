@@ -56,6 +56,7 @@ fn site(system: &System) -> SiteContext {
         client: None,
         php_version: None,
         dns_server: None,
+        ssl: Default::default(),
         uri,
     }
 }

@@ -39,6 +39,7 @@ fn site(server: &str) -> SiteContext {
         client: None,
         php_version: None,
         dns_server: None,
+        ssl: Default::default(),
         uri,
     }
 }

@@ -73,6 +73,43 @@ pub struct HttpArgs {
     /// PHP command-line interpreter that runs the applications' installers and tools.
     #[arg(long, env = "AEGIR_PHP", default_value = "php")]
     pub php: String,
+
+    /// Directory of the sites' certificates and keys (keys 0600), the ACME account and
+    /// the challenge answers. Default: <AEGIR_HTTP_CONFIG_DIR>/ssl.
+    #[arg(long, env = "AEGIR_CERT_DIR")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// The port sites with ssl are served on over https.
+    #[arg(long, env = "AEGIR_HTTPS_PORT", default_value_t = 443)]
+    pub https_port: u16,
+
+    /// The ACME directory certificates are ordered from.
+    #[arg(long, env = "AEGIR_ACME_DIRECTORY", default_value = "https://acme-v02.api.letsencrypt.org/directory")]
+    pub acme_directory: String,
+
+    /// A PEM root certificate to trust for the ACME server's own https (a test CA such
+    /// as pebble's); default: the system's roots.
+    #[arg(long, env = "AEGIR_ACME_CA_FILE")]
+    pub acme_ca_file: Option<PathBuf>,
+
+    /// Contact e-mail address of the ACME account, told of expiring certificates.
+    #[arg(long, env = "AEGIR_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// A certificate expiring within this many days is renewed.
+    #[arg(long, env = "AEGIR_CERT_RENEW_DAYS", default_value_t = 30)]
+    pub cert_renew_days: u32,
+}
+
+/// Where certificates come from and where they are kept.
+#[derive(Debug, Clone)]
+pub struct CertConfig {
+    pub dir: PathBuf,
+    pub https_port: u16,
+    pub acme_directory: String,
+    pub acme_ca_file: Option<PathBuf>,
+    pub acme_email: Option<String>,
+    pub renew_days: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +126,7 @@ pub struct HttpConfig {
     pub php: String,
     /// Steps this worker runs at once (`AEGIR_PREFETCH`).
     pub steps_at_once: usize,
+    pub certs: CertConfig,
 }
 
 impl HttpArgs {
@@ -99,10 +137,18 @@ impl HttpArgs {
             .filter(|s| !s.is_empty())
             .map(|s| AbsolutePath::parse(s).with_context(|| "in AEGIR_PLATFORM_ROOTS"))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let config_dir =
+            self.http_config_dir.unwrap_or_else(|| PathBuf::from("/var/aegir/config").join(server.as_str()));
         Ok(HttpConfig {
-            config_dir: self
-                .http_config_dir
-                .unwrap_or_else(|| PathBuf::from("/var/aegir/config").join(server.as_str())),
+            certs: CertConfig {
+                dir: self.cert_dir.unwrap_or_else(|| config_dir.join("ssl")),
+                https_port: self.https_port,
+                acme_directory: self.acme_directory,
+                acme_ca_file: self.acme_ca_file,
+                acme_email: self.acme_email,
+                renew_days: self.cert_renew_days,
+            },
+            config_dir,
             nginx_conf: self.nginx_conf,
             apache_conf: self.apache_conf,
             platform_roots,

@@ -1,5 +1,6 @@
 //! http-worker: the web service of one server.
 
+mod certs;
 mod coalesced;
 mod config;
 mod config_queue;
@@ -59,6 +60,9 @@ impl StepHandler for HttpWorker {
             }
             StepAction::SiteUpdate { site } => steps::site_update::run(&self.config, site, log).await,
             StepAction::SiteFilesRemove { site } => steps::site_files_remove::run(&self.config, site, log).await,
+            StepAction::SiteCertificate { site, renew } => {
+                steps::site_certificate::run(&self.config, site, *renew, log).await
+            }
             other => Err(StepError::permanent(format!(
                 "{} is not a web server step; {} cannot run it",
                 other.label(),

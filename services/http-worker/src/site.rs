@@ -3,16 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use aegir_contract::{HttpService, Package, PhpVersion, PlatformType, Secret, SiteContext, SiteUri};
+use aegir_contract::{HttpService, Package, PhpVersion, PlatformType, Secret, SiteContext, SiteUri, SslMode};
 use aegir_worker::{StepError, StepLog};
 
+use crate::certs::{CertStore, Installed};
 use crate::config::HttpConfig;
 use crate::config_queue::Reload;
 use crate::files::{self, Ownership};
 use crate::fpm::{self, Outcome, Pool};
 use crate::permissions::{self, Owner};
 use crate::platforms::{self, Platform, SiteFiles, WRITTEN_BY};
-use crate::vhost::{self, Vhost};
+use crate::vhost::{self, Https, Vhost};
 use crate::webserver::WebServer;
 
 /// Held while `sites/sites.php` is read and rewritten, so two sites of one platform
@@ -441,8 +442,29 @@ impl<'a> SiteWork<'a> {
     /// rest of the config, and returns once the web server serves it (`Reload::Always`:
     /// reloads even when the vhost was already written). Returns whether it changed.
     pub async fn apply_vhost(&self, enabled: bool, reload: Reload, log: &StepLog) -> Result<bool, StepError> {
+        let store = CertStore::new(&self.config.certs);
+        let current = if self.site.ssl.is_off() { None } else { store.current(self.site.uri.as_str()) };
+        self.apply_vhost_with(enabled, reload, current.as_ref(), log).await
+    }
+
+    /// [`Self::apply_vhost`] with https served from `cert` (when the site has ssl).
+    pub async fn apply_vhost_with(
+        &self,
+        enabled: bool,
+        reload: Reload,
+        cert: Option<&Installed>,
+        log: &StepLog,
+    ) -> Result<bool, StepError> {
         let socket = self.php_socket()?;
         let env = self.files.app_env()?;
+        let store = CertStore::new(&self.config.certs);
+        let challenge_root = store.challenge_root();
+        let https = cert.filter(|_| !self.site.ssl.is_off()).map(|c| Https {
+            port: self.config.certs.https_port,
+            cert: &c.cert,
+            key: &c.key,
+            forced: self.site.ssl == SslMode::Forced,
+        });
         let text = vhost::render(
             self.http.service_type,
             &Vhost {
@@ -455,6 +477,8 @@ impl<'a> SiteWork<'a> {
                 fpm_socket: &socket,
                 env: &env,
                 enabled,
+                challenge_root: &challenge_root,
+                https,
             },
         )?;
         let dir = self.web.vhost_dir();
@@ -513,6 +537,10 @@ impl<'a> SiteWork<'a> {
             log.info(format!("removed the vhost {}; {} reloaded", vhost.display(), self.http.service_type)).await;
         }
         self.remove_php(log).await?;
+        // Its certificates go with the vhost that used them.
+        if CertStore::new(&self.config.certs).remove_site(self.site.uri.as_str())? {
+            log.info(format!("removed the certificates of {}", self.site.uri)).await;
+        }
         self.remove_files(log).await
     }
 

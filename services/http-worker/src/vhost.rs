@@ -23,6 +23,36 @@ pub struct Vhost<'a> {
     /// Passed to PHP with every request.
     pub env: &'a [(&'static str, Secret)],
     pub enabled: bool,
+    /// Where ACME challenge answers are (`<dir>/.well-known/acme-challenge/<token>`),
+    /// served for every name of the site whatever its state.
+    pub challenge_root: &'a Path,
+    /// The site over https, when it has a certificate.
+    pub https: Option<Https<'a>>,
+}
+
+/// A site's https: its port, certificate and key, and whether http redirects to it.
+pub struct Https<'a> {
+    pub port: u16,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub forced: bool,
+}
+
+impl Https<'_> {
+    /// `https://$host` with the port unless it is 443 (nginx variables).
+    fn nginx_origin(&self) -> String {
+        if self.port == 443 { "https://$host".to_owned() } else { format!("https://$host:{}", self.port) }
+    }
+
+    /// `https://%{HTTP_HOST}` with the port unless it is 443 (apache variables; the host
+    /// without the port the client gave).
+    fn apache_origin(&self) -> String {
+        if self.port == 443 {
+            "https://%{SERVER_NAME}".to_owned()
+        } else {
+            format!("https://%{{SERVER_NAME}}:{}", self.port)
+        }
+    }
 }
 
 /// The marker line telling a disabled site's vhost apart (verify keeps the state).
@@ -74,6 +104,11 @@ pub fn render(kind: HttpServiceType, v: &Vhost) -> Result<String, StepError> {
     }
     let root = check_path("the platform root", v.root)?;
     let socket = check_path("the php-fpm socket path", v.fpm_socket)?;
+    let challenges = check_path("the ACME challenge directory", v.challenge_root)?;
+    let tls = match &v.https {
+        Some(h) => Some((check_path("the certificate path", h.cert)?, check_path("the key path", h.key)?)),
+        None => None,
+    };
     let served: Vec<&str> = if v.redirection {
         vec![v.uri.as_str()]
     } else {
@@ -83,29 +118,89 @@ pub fn render(kind: HttpServiceType, v: &Vhost) -> Result<String, StepError> {
     let state = if v.enabled { "" } else { DISABLED_MARKER };
     let mut out = format!("# {WRITTEN_BY}: the vhost of {}. Changes here are overwritten.\n{state}\n", v.uri);
     match kind {
-        HttpServiceType::Nginx => nginx(&mut out, v, &served, &redirected, &root, &socket),
-        HttpServiceType::Apache => apache(&mut out, v, &served, &redirected, &root, &socket),
+        HttpServiceType::Nginx => nginx(&mut out, v, &served, &redirected, (&root, &socket, &challenges), tls),
+        HttpServiceType::Apache => apache(&mut out, v, &served, &redirected, (&root, &socket, &challenges), tls),
     }
     Ok(out)
 }
 
-fn nginx(out: &mut String, v: &Vhost, served: &[&str], redirected: &[&str], root: &str, socket: &str) {
-    let uri = v.uri.as_str();
+type Paths<'s> = (&'s str, &'s str, &'s str);
+
+fn nginx(
+    out: &mut String,
+    v: &Vhost,
+    served: &[&str],
+    redirected: &[&str],
+    paths: Paths,
+    tls: Option<(String, String)>,
+) {
+    let (root, socket, challenges) = paths;
     let port = v.port;
-    let _ = write!(
-        out,
-        "server {{\n    \
-             listen {port};\n    \
-             server_name {names};\n    \
-             root {root};\n    \
-             index index.php index.html;\n    \
-             client_max_body_size 64m;\n\n    \
-             # ACME challenges are served even when the site is disabled.\n    \
+    let challenge = format!(
+        "    # ACME challenges are served even when the site is disabled or forced to https.\n    \
              location ^~ /.well-known/acme-challenge/ {{\n        \
+                 root {challenges};\n        \
                  default_type text/plain;\n        \
                  try_files $uri =404;\n    \
+             }}\n"
+    );
+    let https = v.https.as_ref().zip(tls.as_ref());
+    let ssl_listen = |https: &Https, (cert, key): &(String, String)| {
+        format!("    listen {} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n", https.port)
+    };
+    let names = served.join(" ");
+    let body = nginx_body(v, root, socket, &challenge);
+    match https {
+        Some((h, _)) if h.forced => {
+            let _ = write!(
+                out,
+                "server {{\n    \
+                     listen {port};\n    \
+                     server_name {names};\n\
+                 {challenge}    \
+                     location / {{\n        \
+                         return 301 {origin}$request_uri;\n    \
+                     }}\n\
+                 }}\n",
+                origin = h.nginx_origin(),
+            );
+        }
+        _ => {
+            let _ = write!(out, "server {{\n    listen {port};\n    server_name {names};\n{body}}}\n");
+        }
+    }
+    if let Some((h, files)) = https {
+        let _ = write!(out, "server {{\n{}    server_name {names};\n{body}}}\n", ssl_listen(h, files));
+    }
+    if !redirected.is_empty() {
+        let listen = match https {
+            Some((h, files)) => format!("    listen {port};\n{}", ssl_listen(h, files)),
+            None => format!("    listen {port};\n"),
+        };
+        let _ = write!(
+            out,
+            "server {{\n\
+                 {listen}    \
+                 server_name {names};\n\
+                 {challenge}    \
+                 location / {{\n        \
+                     return 301 {url}$request_uri;\n    \
+                 }}\n\
              }}\n",
-        names = served.join(" "),
+            names = redirected.join(" "),
+            url = v.url,
+        );
+    }
+}
+
+/// What a server block of the site holds after its `listen` and `server_name`.
+fn nginx_body(v: &Vhost, root: &str, socket: &str, challenge: &str) -> String {
+    let uri = v.uri.as_str();
+    let mut out = format!(
+        "    root {root};\n    \
+             index index.php index.html;\n    \
+             client_max_body_size 64m;\n\n\
+         {challenge}"
     );
     if !v.enabled {
         let _ = write!(
@@ -113,8 +208,7 @@ fn nginx(out: &mut String, v: &Vhost, served: &[&str], redirected: &[&str], root
             "    location / {{\n        \
                      default_type text/html;\n        \
                      return 503 '{DISABLED_PAGE}';\n    \
-                 }}\n\
-             }}\n"
+                 }}\n"
         );
     } else {
         let mut params = String::new();
@@ -170,40 +264,88 @@ fn nginx(out: &mut String, v: &Vhost, served: &[&str], redirected: &[&str], root
                  }}\n    \
                  location / {{\n        \
                      try_files $uri $uri/ /index.php?$args;\n    \
-                 }}\n\
-             }}\n"
+                 }}\n"
         );
     }
+    out
+}
+
+fn apache(
+    out: &mut String,
+    v: &Vhost,
+    served: &[&str],
+    redirected: &[&str],
+    paths: Paths,
+    tls: Option<(String, String)>,
+) {
+    let (root, socket, challenges) = paths;
+    let port = v.port;
+    let names = |list: &[&str]| {
+        let mut head = format!("    ServerName {}\n", list[0]);
+        if list.len() > 1 {
+            let _ = writeln!(head, "    ServerAlias {}", list[1..].join(" "));
+        }
+        head
+    };
+    let challenge = format!(
+        "    # ACME challenges are served even when the site is disabled or forced to https.\n    \
+             Alias /.well-known/acme-challenge/ \"{challenges}/.well-known/acme-challenge/\"\n    \
+             <Directory \"{challenges}/.well-known/acme-challenge\">\n        \
+                 Require all granted\n    \
+             </Directory>\n"
+    );
+    let https = v.https.as_ref().zip(tls.as_ref());
+    let ssl = |(cert, key): &(String, String)| {
+        format!("    SSLEngine on\n    SSLCertificateFile \"{cert}\"\n    SSLCertificateKeyFile \"{key}\"\n")
+    };
+    let body = apache_body(v, root, socket, &challenge);
+    match https {
+        Some((h, _)) if h.forced => {
+            let _ = write!(
+                out,
+                "<VirtualHost *:{port}>\n{head}{challenge}    \
+                     RewriteEngine On\n    \
+                     RewriteRule !^/\\.well-known/acme-challenge/ {origin}%{{REQUEST_URI}} [R=301,L]\n\
+                 </VirtualHost>\n",
+                head = names(served),
+                origin = h.apache_origin(),
+            );
+        }
+        _ => {
+            let _ = write!(out, "<VirtualHost *:{port}>\n{}{body}</VirtualHost>\n", names(served));
+        }
+    }
+    if let Some((h, files)) = https {
+        let _ = write!(out, "<VirtualHost *:{}>\n{}{}{body}</VirtualHost>\n", h.port, names(served), ssl(files));
+    }
     if !redirected.is_empty() {
-        let _ = write!(
-            out,
-            "server {{\n    \
-                 listen {port};\n    \
-                 server_name {names};\n    \
-                 return 301 {url}$request_uri;\n\
-             }}\n",
-            names = redirected.join(" "),
-            url = v.url,
-        );
+        let redirect =
+            format!("{challenge}    RedirectMatch permanent ^/(?!\\.well-known/acme-challenge/)(.*)$ {}/$1\n", v.url);
+        let _ = write!(out, "<VirtualHost *:{port}>\n{}{redirect}</VirtualHost>\n", names(redirected));
+        if let Some((h, files)) = https {
+            let _ = write!(
+                out,
+                "<VirtualHost *:{}>\n{}{}{redirect}</VirtualHost>\n",
+                h.port,
+                names(redirected),
+                ssl(files)
+            );
+        }
     }
 }
 
-fn apache(out: &mut String, v: &Vhost, served: &[&str], redirected: &[&str], root: &str, socket: &str) {
+/// What a virtual host of the site holds after its names.
+fn apache_body(v: &Vhost, root: &str, socket: &str, challenge: &str) -> String {
     let uri = v.uri.as_str();
-    let port = v.port;
-    let _ = write!(out, "<VirtualHost *:{port}>\n    ServerName {uri}\n");
-    if served.len() > 1 {
-        let _ = writeln!(out, "    ServerAlias {}", served[1..].join(" "));
-    }
-    let _ = write!(
-        out,
+    let mut out = format!(
         "    DocumentRoot \"{root}\"\n    \
              <Directory \"{root}\">\n        \
                  Options +FollowSymLinks -Indexes\n        \
                  AllowOverride None\n        \
                  Require all granted\n        \
                  DirectoryIndex index.php index.html\n    \
-             </Directory>\n"
+             </Directory>\n\
+         {challenge}"
     );
     if !v.enabled {
         let _ = write!(
@@ -211,8 +353,7 @@ fn apache(out: &mut String, v: &Vhost, served: &[&str], redirected: &[&str], roo
             "    # Everything but ACME challenges (served even now) gets the disabled page.\n    \
                  ErrorDocument 503 \"{DISABLED_PAGE}\"\n    \
                  RewriteEngine On\n    \
-                 RewriteRule !^/\\.well-known/acme-challenge/ - [R=503,L]\n\
-             </VirtualHost>\n"
+                 RewriteRule !^/\\.well-known/acme-challenge/ - [R=503,L]\n"
         );
     } else {
         for (name, value) in v.env {
@@ -236,18 +377,11 @@ fn apache(out: &mut String, v: &Vhost, served: &[&str], redirected: &[&str], roo
                  </LocationMatch>\n    \
                  <FilesMatch \"\\.php$\">\n        \
                      SetHandler \"proxy:unix:{socket}|fcgi://localhost\"\n    \
-                 </FilesMatch>\n\
-             </VirtualHost>\n",
+                 </FilesMatch>\n",
             uri_re = uri.replace('.', "\\."),
         );
     }
-    if let Some((first, rest)) = redirected.split_first() {
-        let _ = write!(out, "<VirtualHost *:{port}>\n    ServerName {first}\n");
-        if !rest.is_empty() {
-            let _ = writeln!(out, "    ServerAlias {}", rest.join(" "));
-        }
-        let _ = write!(out, "    Redirect permanent / {}/\n</VirtualHost>\n", v.url);
-    }
+    out
 }
 
 #[cfg(test)]
@@ -269,6 +403,8 @@ mod tests {
             fpm_socket: Path::new("/run/php/php8.2-fpm.sock"),
             env,
             enabled: true,
+            challenge_root: Path::new("/var/aegir/ssl/challenges"),
+            https: None,
         }
     }
 
@@ -292,9 +428,15 @@ mod tests {
         v.redirection = true;
         let nginx = render(HttpServiceType::Nginx, &v).unwrap();
         assert!(nginx.contains("server_name example.com;"));
-        assert!(nginx.contains("server_name www.example.com;\n    return 301 http://example.com:8080$request_uri;"));
+        assert!(nginx.contains("server_name www.example.com;\n"), "{nginx}");
+        assert!(nginx.contains("return 301 http://example.com:8080$request_uri;"));
         let apache = render(HttpServiceType::Apache, &v).unwrap();
-        assert!(apache.contains("ServerName www.example.com\n    Redirect permanent / http://example.com:8080/"));
+        assert!(apache.contains("ServerName www.example.com\n"), "{apache}");
+        assert!(
+            apache.contains(
+                "RedirectMatch permanent ^/(?!\\.well-known/acme-challenge/)(.*)$ http://example.com:8080/$1"
+            )
+        );
     }
 
     #[test]
@@ -325,6 +467,33 @@ mod tests {
                 assert!(!serves_root(&text, Path::new("/var/aegir/platforms/wp2")), "{kind:?}");
             }
         }
+    }
+
+    #[test]
+    fn https_serves_the_site_and_forced_redirects_http_except_acme_challenges() {
+        let main = uri("example.com");
+        let aliases = [uri("www.example.com")];
+        let env = [("AEGIR_DB_PASSWORD", Secret::new("s3cret"))];
+        let mut v = vhost(&aliases, &env, &main);
+        let (cert, key) = (Path::new("/var/aegir/ssl/sites/example.com/1/fullchain.pem"), Path::new("/k/privkey.pem"));
+        v.https = Some(Https { port: 8443, cert, key, forced: false });
+        let on = render(HttpServiceType::Nginx, &v).unwrap();
+        assert!(on.contains("listen 8080;\n    server_name example.com www.example.com;\n    root"), "{on}");
+        assert!(on.contains("listen 8443 ssl;"), "{on}");
+        assert!(on.contains("ssl_certificate_key /k/privkey.pem;"));
+        assert_eq!(on.matches("fastcgi_pass").count(), 2, "http and https both serve the site");
+        v.https = Some(Https { port: 8443, cert, key, forced: true });
+        let forced = render(HttpServiceType::Nginx, &v).unwrap();
+        assert_eq!(forced.matches("fastcgi_pass").count(), 1, "only https serves the site: {forced}");
+        assert!(forced.contains("return 301 https://$host:8443$request_uri;"));
+        assert_eq!(forced.matches("root /var/aegir/ssl/challenges;").count(), 2, "{forced}");
+        let apache = render(HttpServiceType::Apache, &v).unwrap();
+        assert!(apache.contains("<VirtualHost *:8443>"), "{apache}");
+        assert!(apache.contains("SSLCertificateKeyFile \"/k/privkey.pem\""));
+        assert!(apache.contains(
+            "RewriteRule !^/\\.well-known/acme-challenge/ https://%{SERVER_NAME}:8443%{REQUEST_URI} [R=301,L]"
+        ));
+        assert_eq!(apache.matches("SetHandler").count(), 1, "{apache}");
     }
 
     #[test]

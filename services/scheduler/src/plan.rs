@@ -80,6 +80,10 @@ fn site_steps(kind: TaskKind, site: &SiteContext, options: &TaskOptions) -> Vec<
                 undoable(StepAction::SiteDatabaseCreate { site: s() }, StepAction::SiteDatabaseDrop { site: s() }),
                 undoable(StepAction::SiteInstall { site: s() }, StepAction::SiteRemove { site: s() }),
             ];
+            // Once the site answers over http, where the ACME challenge is checked.
+            if !site.ssl.is_off() {
+                plan.push(step(StepAction::SiteCertificate { site: s(), renew: false }));
+            }
             // The name points at the site only once it answers there.
             if has_dns(site) {
                 plan.push(undoable(StepAction::SiteDnsAdd { site: s() }, StepAction::SiteDnsRemove { site: s() }));
@@ -88,6 +92,11 @@ fn site_steps(kind: TaskKind, site: &SiteContext, options: &TaskOptions) -> Vec<
         }
         TaskKind::Verify => {
             let mut plan = vec![step(StepAction::SiteVerify { site: s() })];
+            // Its certificate is renewed when it expires soon (or when asked), so the
+            // renewal queue's tasks are verifies too.
+            if !site.ssl.is_off() {
+                plan.push(step(StepAction::SiteCertificate { site: s(), renew: options.renew_certificate }));
+            }
             // The records follow the site's aliases as they are now.
             if has_dns(site) {
                 plan.push(step(StepAction::SiteDnsAdd { site: s() }));
@@ -368,6 +377,7 @@ mod tests {
             client: None,
             php_version: None,
             dns_server: None,
+            ssl: Default::default(),
         }
     }
 
@@ -461,7 +471,8 @@ mod tests {
     #[test]
     fn a_restore_checks_the_archive_first_and_puts_the_safety_copy_back_on_failure() {
         let (from, safety) = (backup(), backup());
-        let options = TaskOptions { new_backup: Some(safety.clone()), from_backup: Some(from.clone()), to: None };
+        let options =
+            TaskOptions { new_backup: Some(safety.clone()), from_backup: Some(from.clone()), ..Default::default() };
         let plan = steps(&site_task(TaskKind::Restore, options));
         assert_eq!(
             plan_labels(&plan),
@@ -578,6 +589,19 @@ mod tests {
         );
         assert_eq!(routes(TaskTarget::Platform { platform: platform() }), ["server_master.http"]);
         assert_eq!(routes(TaskTarget::Site { site: site() }), ["server_master.http", "server_master.db"]);
+    }
+
+    #[test]
+    fn a_site_with_ssl_gets_its_certificate_after_install_and_at_each_verify() {
+        let ssl_site = SiteContext { ssl: aegir_contract::SslMode::Forced, ..site() };
+        let install = steps(&task(TaskKind::Install, TaskTarget::Site { site: ssl_site.clone() }));
+        assert_eq!(plan_labels(&install), ["site database create", "site install", "site certificate"]);
+        let renew = TaskOptions { renew_certificate: true, ..Default::default() };
+        let verify =
+            steps(&TaskRequested { options: renew, ..task(TaskKind::Verify, TaskTarget::Site { site: ssl_site }) });
+        assert!(matches!(verify[1].action, StepAction::SiteCertificate { renew: true, .. }));
+        let plain = steps(&task(TaskKind::Verify, TaskTarget::Site { site: site() }));
+        assert_eq!(plan_labels(&plain), ["site verify"]);
     }
 
     #[test]

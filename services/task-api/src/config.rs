@@ -53,6 +53,20 @@ pub struct Config {
     #[arg(long, env = "AEGIR_BACKUP_KEEP_WEEKLY", default_value_t = 4)]
     pub backup_keep_weekly: usize,
 
+    /// Seconds between looks for sites whose certificate is due for renewal (or whose
+    /// last order failed and waited its backoff); 0 turns the renewal queue off.
+    #[arg(long, env = "AEGIR_CERT_INTERVAL_SECS", default_value_t = 3600)]
+    pub cert_interval_secs: u64,
+
+    /// Certificates expiring within this many days are renewed.
+    #[arg(long, env = "AEGIR_CERT_RENEW_DAYS", default_value_t = 30)]
+    pub cert_renew_days: u64,
+
+    /// Seconds before a failed certificate order is tried again, doubled for each
+    /// failure in a row (at most a day).
+    #[arg(long, env = "AEGIR_CERT_RETRY_SECS", default_value_t = 600)]
+    pub cert_retry_secs: u64,
+
     /// Days finished tasks and their logs are kept; 0 keeps them forever.
     #[arg(long, env = "AEGIR_TASK_RETENTION_DAYS", default_value_t = 90)]
     pub task_retention_days: u32,

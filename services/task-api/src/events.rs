@@ -397,6 +397,9 @@ impl EventConsumer {
             db::site_stats::record(&mut tx, uri, stats, result.finished_at).await?;
             changed = true;
         }
+        if let (ContextName::Site(uri), Some(certificate)) = (&context, &facts.certificate) {
+            changed |= crate::cert_queue::record(&mut tx, uri, certificate, result.finished_at).await?;
+        }
         if let (ContextName::Site(uri), Some(backup)) = (&context, &facts.backup) {
             let platform = db::sites::get(&mut *tx, uri).await?.map(|site| site.platform);
             let origin = db::backups::Origin {

@@ -122,6 +122,7 @@ async fn import_one(
         admin_email: email.as_str(),
         cron_interval: None,
         php_version: None,
+        ssl: aegir_contract::SslMode::Off,
     };
     db::sites::save(conn, &record, (&database.name, &database.user, database.password.expose())).await?;
     db::sites::set_aliases(conn, uri, &site.aliases).await?;

@@ -9,6 +9,7 @@
 
 mod backup_queue;
 mod batches;
+mod cert_queue;
 mod commands;
 pub mod config;
 mod cron;
@@ -130,6 +131,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tasks.spawn(batches::run(state.clone(), shutdown.clone()));
     let backup_interval = std::time::Duration::from_secs(config.backup_interval_secs);
     tasks.spawn(backup_queue::run(state.clone(), backup_interval, config.retention(), shutdown.clone()));
+    let renewal = cert_queue::Renewal {
+        every: std::time::Duration::from_secs(config.cert_interval_secs),
+        window: std::time::Duration::from_secs(config.cert_renew_days.saturating_mul(86_400)),
+        retry: std::time::Duration::from_secs(config.cert_retry_secs),
+    };
+    tasks.spawn(cert_queue::run(state.clone(), renewal, shutdown.clone()));
     let app = router(state);
     let stop = shutdown.clone();
     tasks.spawn(async move {

@@ -68,6 +68,18 @@ pub async fn resolve(
             warnings.extend(problems.into_iter().map(|p| format!("migrating although {p}")));
             TaskOptions { new_backup: new_backup(), to: Some(Box::new(to)), ..Default::default() }
         }
+        TaskKind::Verify if args.renew => {
+            if site.ssl.is_off() {
+                return Err(ApiError::invalid(
+                    "renew",
+                    format!(
+                        "`{}` is not served over https, so it has no certificate to renew; save it with ssl first",
+                        site.uri
+                    ),
+                ));
+            }
+            TaskOptions { renew_certificate: true, ..Default::default() }
+        }
         _ => TaskOptions::default(),
     };
     Ok(Resolved { options, warnings })
@@ -193,6 +205,8 @@ async fn clone_target(conn: &mut PgConnection, site: &SiteContext, args: &TaskAr
         admin_email: site.admin_email.as_str(),
         cron_interval: None,
         php_version: site.php_version.as_ref(),
+        // The new uri gets a certificate of its own from the renewal queue.
+        ssl: site.ssl,
     };
     db::sites::save(conn, &record, (&db_ident, &db_ident, &password)).await?;
     db::sites::set_status(conn, &uri, SiteStatus::Cloning, None).await?;

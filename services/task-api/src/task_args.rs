@@ -11,7 +11,8 @@ use crate::error::ApiError;
 use crate::input::Fields;
 
 /// Every option a task may take; which ones a task takes is [`TaskArgs::allowed`].
-pub const FIELDS: [&str; 7] = ["backup", "compression", "new_uri", "platform", "db_server", "force", "skip_backup"];
+pub const FIELDS: [&str; 8] =
+    ["backup", "compression", "new_uri", "platform", "db_server", "force", "skip_backup", "renew"];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TaskArgs {
@@ -41,6 +42,9 @@ pub struct TaskArgs {
     /// `delete`: take no final backup first.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skip_backup: bool,
+    /// `verify` of a site with ssl: order a new certificate now, however far its expiry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub renew: bool,
 }
 
 impl TaskArgs {
@@ -53,6 +57,7 @@ impl TaskArgs {
             TaskKind::Clone => &["new_uri", "platform", "db_server", "compression"],
             TaskKind::Migrate => &["new_uri", "platform", "db_server", "force", "compression"],
             TaskKind::Delete => &["skip_backup", "compression"],
+            TaskKind::Verify => &["renew"],
             _ => &[],
         }
     }
@@ -76,6 +81,7 @@ impl TaskArgs {
             db_server: fields.parsed::<ContextName>("db_server")?.map(server).transpose()?,
             force: fields.boolean("force")?.unwrap_or(false),
             skip_backup: fields.boolean("skip_backup")?.unwrap_or(false),
+            renew: fields.boolean("renew")?.unwrap_or(false),
         };
         let allowed = Self::allowed(task);
         if let Some(extra) = args.given().into_iter().find(|f| !allowed.contains(f)) {
@@ -120,6 +126,7 @@ impl TaskArgs {
         note(self.db_server.is_some(), "db_server");
         note(self.force, "force");
         note(self.skip_backup, "skip_backup");
+        note(self.renew, "renew");
         given
     }
 
@@ -187,7 +194,10 @@ mod tests {
         let e = parse(TaskKind::Backup, json!({"new_uri": "x.example.com"})).unwrap_err();
         assert!(e.to_string().contains("not an option of `backup`"), "{e}");
         let e = parse(TaskKind::Verify, json!({"force": true})).unwrap_err();
+        assert!(e.to_string().contains("not an option of `verify`"), "{e}");
+        let e = parse(TaskKind::Cron, json!({"force": true})).unwrap_err();
         assert!(e.to_string().contains("takes no options"), "{e}");
+        assert!(parse(TaskKind::Verify, json!({"renew": true})).unwrap().renew);
     }
 
     #[test]

@@ -279,6 +279,22 @@ pub struct SiteView {
     pub updated_at: DateTime<Utc>,
     /// When the last successful install finished.
     pub installed_at: Option<DateTime<Utc>>,
+    /// `off`, `on` (http and https) or `forced` (http redirects to https).
+    #[schema(example = "forced")]
+    pub ssl: String,
+    /// `off`; `pending` (no certificate yet); `valid`; `expired`; `failing` (the last
+    /// order failed: `ssl_error` says why, `ssl_retry_at` when it is tried again).
+    #[schema(example = "valid")]
+    pub ssl_status: &'static str,
+    /// When the certificate the site serves expires.
+    pub ssl_expires_at: Option<DateTime<Utc>>,
+    pub ssl_issuer: Option<String>,
+    /// Hex serial number of the certificate the site serves.
+    pub ssl_serial: Option<String>,
+    /// Why the last certificate order failed; `null` once one succeeds.
+    pub ssl_error: Option<String>,
+    /// When the renewal queue orders again after a failure.
+    pub ssl_retry_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -55,6 +55,7 @@ async fn main() {
         client: None,
         php_version: None,
         dns_server: None,
+        ssl: Default::default(),
     };
     // With a backup id given, only that archive is checked (or unpacked) again, in a
     // process of its own.

@@ -47,6 +47,7 @@ fn site(root: &Path) -> SiteContext {
         client: None,
         php_version: None,
         dns_server: None,
+        ssl: Default::default(),
         uri,
     }
 }

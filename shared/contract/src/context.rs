@@ -71,6 +71,29 @@ str_enum!(DnsServiceType, "dns service type", "use `bind`", {
     Bind => "bind",
 });
 
+/// Whether a site is served over https: `off` (http only), `on` (http and https) or
+/// `forced` (http redirects to https, except ACME challenges).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SslMode {
+    #[default]
+    Off,
+    On,
+    Forced,
+}
+
+str_enum!(SslMode, "ssl mode", "use `off`, `on` or `forced`", {
+    Off => "off",
+    On => "on",
+    Forced => "forced",
+});
+
+impl SslMode {
+    pub fn is_off(&self) -> bool {
+        *self == SslMode::Off
+    }
+}
+
 /// The web service of a server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -194,6 +217,10 @@ pub struct SiteContext {
     /// web server's dns server); absent: the system keeps no records for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_server: Option<ServerContext>,
+    /// Whether the site is served over https, with a certificate its web server obtains
+    /// over ACME for its uri and aliases.
+    #[serde(default, skip_serializing_if = "SslMode::is_off")]
+    pub ssl: SslMode,
 }
 
 impl SiteContext {

@@ -181,6 +181,10 @@ pub struct TaskOptions {
     /// The site as it will be: the new site of a `clone`, the moved site of a `migrate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<Box<SiteContext>>,
+    /// `verify` of a site with ssl: order a new certificate even when the current one
+    /// is far from expiry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub renew_certificate: bool,
 }
 
 impl TaskOptions {
@@ -238,6 +242,9 @@ impl Message for TaskRequested {
                 let verb = if wanted { "needs" } else { "takes no" };
                 return refuse(format!("`{}` {verb} `{name}`", self.kind));
             }
+        }
+        if o.renew_certificate && !(self.kind == TaskKind::Verify && site.is_some_and(|s| !s.ssl.is_off())) {
+            return refuse("only the verify of a site with ssl renews a certificate".to_owned());
         }
         if let Some(site) = site {
             if let Some(b) = &o.new_backup
@@ -365,6 +372,14 @@ pub enum StepAction {
     /// Measure the site: its files, its answer over HTTP (status, time), and the
     /// application's own counts where its platform type knows them. Changes nothing.
     SiteStats { site: SiteContext },
+    /// Obtain or renew the site's certificate over ACME (HTTP-01, for its uri and
+    /// aliases) when it has none, it expires soon or `renew` asks, then serve the site
+    /// over https. A failed order keeps the old certificate and is reported in the facts.
+    SiteCertificate {
+        site: SiteContext,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        renew: bool,
+    },
 }
 
 impl StepAction {
@@ -415,7 +430,10 @@ impl StepAction {
             | StepAction::SiteUpdate { site }
             | StepAction::SiteFilesRemove { site }
             | StepAction::SiteCron { site }
-            | StepAction::SiteStats { site } => Route::new(site.platform.web_server.name.clone(), ServiceKind::Http),
+            | StepAction::SiteStats { site }
+            | StepAction::SiteCertificate { site, .. } => {
+                Route::new(site.platform.web_server.name.clone(), ServiceKind::Http)
+            }
         }
     }
 
@@ -453,6 +471,7 @@ impl StepAction {
             StepAction::SiteCron { .. } => "site cron",
             StepAction::SiteDatabaseStats { .. } => "site database stats",
             StepAction::SiteStats { .. } => "site stats",
+            StepAction::SiteCertificate { .. } => "site certificate",
         }
     }
 }
@@ -538,6 +557,27 @@ pub struct StepFacts {
     /// The version sites without one of their own run, found by the same verify.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub php_default_version: Option<PhpVersion>,
+    /// The certificate a site certificate step left the site with, and the error of
+    /// its order when one failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateFacts>,
+}
+
+/// A site's certificate as its web server holds it. Never the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFacts {
+    /// When the certificate in use expires; absent when the site has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Hex serial number, to tell a renewed certificate from the old one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Why the last order failed; absent when it succeeded or none was needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Figures about a site. Absent fields were not measured by the step that reports them.

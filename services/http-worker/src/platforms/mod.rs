@@ -242,6 +242,7 @@ mod tests {
             client: None,
             php_version: None,
             dns_server: None,
+            ssl: Default::default(),
             uri,
         }
     }

@@ -4,6 +4,7 @@ pub mod platform_delete;
 pub mod platform_import;
 pub mod platform_verify;
 pub mod server_verify;
+pub mod site_certificate;
 pub mod site_cron;
 pub mod site_deploy;
 pub mod site_disable;

@@ -1,6 +1,6 @@
 //! The `sites` and `site_aliases` tables.
 
-use aegir_contract::{ClientName, DbIdent, PhpVersion, PlatformName, ServerName, SiteUri};
+use aegir_contract::{ClientName, DbIdent, PhpVersion, PlatformName, ServerName, SiteUri, SslMode};
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
@@ -11,6 +11,7 @@ macro_rules! view_columns {
     () => {
         "s.uri, s.platform, s.db_server, s.profile, s.language, s.redirection, s.client, s.title, s.admin_email, \
          s.status, s.cron_interval, s.php_version, s.created_at, s.updated_at, s.installed_at, \
+         s.ssl, s.ssl_expires_at, s.ssl_issuer, s.ssl_serial, s.ssl_error, s.ssl_retry_at, \
          ARRAY(SELECT a.alias FROM site_aliases a WHERE a.site = s.uri ORDER BY a.position) AS aliases"
     };
 }
@@ -34,6 +35,12 @@ pub struct SiteRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub installed_at: Option<DateTime<Utc>>,
+    pub ssl: String,
+    pub ssl_expires_at: Option<DateTime<Utc>>,
+    pub ssl_issuer: Option<String>,
+    pub ssl_serial: Option<String>,
+    pub ssl_error: Option<String>,
+    pub ssl_retry_at: Option<DateTime<Utc>>,
 }
 
 impl SiteRow {
@@ -58,6 +65,13 @@ impl SiteRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             installed_at: self.installed_at,
+            ssl_status: crate::cert_queue::status(&self.ssl, self.ssl_expires_at, self.ssl_error.is_some()),
+            ssl: self.ssl,
+            ssl_expires_at: self.ssl_expires_at,
+            ssl_issuer: self.ssl_issuer,
+            ssl_serial: self.ssl_serial,
+            ssl_error: self.ssl_error,
+            ssl_retry_at: self.ssl_retry_at,
         }
     }
 }
@@ -84,6 +98,7 @@ pub struct SiteRecord<'a> {
     pub admin_email: &'a str,
     pub cron_interval: Option<i32>,
     pub php_version: Option<&'a PhpVersion>,
+    pub ssl: SslMode,
 }
 
 /// Which sites a list shows.
@@ -248,9 +263,12 @@ pub async fn save(
     let (db_name, db_user, db_password) = database;
     let created: bool = sqlx::query_scalar(
         "INSERT INTO sites AS s (uri, platform, db_server, profile, language, redirection, client, title, admin_email,
-                                 db_name, db_user, db_password, cron_interval, php_version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                                 db_name, db_user, db_password, cron_interval, php_version, ssl)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT (uri) DO UPDATE SET
+             ssl = EXCLUDED.ssl,
+             -- A site whose ssl is turned on is looked at by the renewal queue at once.
+             ssl_retry_at = CASE WHEN s.ssl IS DISTINCT FROM EXCLUDED.ssl THEN NULL ELSE s.ssl_retry_at END,
              php_version = EXCLUDED.php_version,
              cron_interval = EXCLUDED.cron_interval,
              -- A changed interval takes effect from now, spread again.
@@ -281,6 +299,7 @@ pub async fn save(
     .bind(db_password)
     .bind(site.cron_interval)
     .bind(site.php_version.map(PhpVersion::as_str))
+    .bind(site.ssl.as_str())
     .fetch_one(&mut *conn)
     .await?;
     Ok(created)

@@ -3,7 +3,7 @@
 
 use aegir_contract::{
     ClientName, ContextName, DbIdent, Email, LanguageCode, PhpVersion, PlatformName, ProfileName, ServerName,
-    SiteTitle, SiteUri,
+    SiteTitle, SiteUri, SslMode,
 };
 use axum::Json;
 use axum::extract::State;
@@ -65,6 +65,10 @@ pub struct SiteInput {
     /// takes effect with the site's next `verify`.
     #[schema(value_type = Option<String>, example = "8.2")]
     pub php_version: Option<PhpVersion>,
+    /// `off` (default), `on` (http and https) or `forced` (http redirects to https). The
+    /// certificate is obtained over ACME for the uri and aliases at install or verify.
+    #[schema(value_type = Option<String>, example = "forced")]
+    pub ssl: SslMode,
 }
 
 const FIELDS: &[&str] = &[
@@ -79,6 +83,7 @@ const FIELDS: &[&str] = &[
     "admin_email",
     "cron_interval",
     "php_version",
+    "ssl",
 ];
 
 impl SiteInput {
@@ -142,7 +147,9 @@ impl SiteInput {
             }
         };
         let php_version = fields.parsed::<PhpVersion>("php_version")?;
+        let ssl = fields.parsed::<SslMode>("ssl")?.unwrap_or_default();
         Ok(Self {
+            ssl,
             platform,
             db_server,
             profile,
@@ -412,6 +419,7 @@ pub(crate) async fn save_in(
         admin_email: admin_email.as_str(),
         cron_interval: input.cron_interval,
         php_version: input.php_version.as_ref(),
+        ssl: input.ssl,
     };
     let created = db::sites::save(&mut *tx, &record, (&db_ident, &db_ident, &password)).await?;
     db::sites::set_aliases(&mut *tx, uri, &input.aliases).await?;

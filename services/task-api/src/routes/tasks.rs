@@ -255,6 +255,7 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
         client: site.client.map(|c| db::stored("client name", c)).transpose()?,
         php_version: site.php_version.map(|v| db::stored("PHP version", v)).transpose()?,
         dns_server: dns_server.map(ServerContext::try_from).transpose()?,
+        ssl: db::stored("ssl mode", site.ssl)?,
     };
     if site.db_server.db.is_none() {
         return Err(ApiError::conflict(

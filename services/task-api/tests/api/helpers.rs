@@ -96,6 +96,9 @@ impl TestApp {
             backup_interval_secs: 0,
             backup_keep_daily: 0,
             backup_keep_weekly: 0,
+            cert_interval_secs: 0,
+            cert_renew_days: 30,
+            cert_retry_secs: 600,
         };
         let shutdown = CancellationToken::new();
         let running = task_api::start(config, shutdown.clone()).await.expect("task-api starts");
