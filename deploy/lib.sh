@@ -54,6 +54,10 @@ AEGIR_PACKAGES=(
     # The dns service: BIND (named, named-checkzone, rndc) and dig for checking answers.
     bind9
     bind9-dnsutils
+    # HTTPS: the tests' ACME server (pebble, with pebble-challtestsrv as its DNS) and
+    # openssl for its TLS certificate.
+    pebble
+    openssl
 )
 
 # Where the tests' moto S3 server is installed, and the moto it installs.

@@ -253,6 +253,7 @@ impl System {
                 env.push(("AEGIR_CRON_INTERVAL_SECS".into(), "0".into()));
                 env.push(("AEGIR_STATS_INTERVAL_SECS".into(), "0".into()));
                 env.push(("AEGIR_BACKUP_INTERVAL_SECS".into(), "0".into()));
+                env.push(("AEGIR_CERT_INTERVAL_SECS".into(), "0".into()));
                 env.push(("AEGIR_BACKUP_KEEP_DAILY".into(), "0".into()));
                 env.push(("AEGIR_BACKUP_KEEP_WEEKLY".into(), "0".into()));
             }

@@ -103,6 +103,8 @@ pub struct SiteBody {
     pub cron_interval: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub php_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -219,6 +221,19 @@ pub struct SiteView {
     pub cron_interval: Option<u32>,
     #[serde(default)]
     pub php_version: Option<String>,
+    /// `off`, `on` or `forced`, and what became of its certificate.
+    #[serde(default)]
+    pub ssl: Option<String>,
+    #[serde(default)]
+    pub ssl_status: Option<String>,
+    #[serde(default)]
+    pub ssl_expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub ssl_issuer: Option<String>,
+    #[serde(default)]
+    pub ssl_error: Option<String>,
+    #[serde(default)]
+    pub ssl_retry_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub stats: Option<SiteStatsView>,
     pub created_at: DateTime<Utc>,

@@ -5,7 +5,7 @@
 
 use aegir_contract::{
     AbsolutePath, ClientName, Compression, ContextName, DbServiceType, DnsServiceType, Email, HostName,
-    HttpServiceType, LanguageCode, PhpVersion, ProfileName, Secret, SiteTitle, SiteUri, TaskKind,
+    HttpServiceType, LanguageCode, PhpVersion, ProfileName, Secret, SiteTitle, SiteUri, SslMode, TaskKind,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
@@ -306,6 +306,11 @@ pub struct SaveArgs {
     /// of the site applies a change) [API default: the web server's]
     #[arg(long = "php_version", alias = "php-version", value_name = "VERSION", help_heading = "Site options")]
     pub php_version: Option<PhpVersion>,
+
+    /// Serve the site over https with a certificate obtained over ACME for its uri and
+    /// aliases: off, on (http and https) or forced (http redirects to https) [API default: off]
+    #[arg(long, value_name = "MODE", help_heading = "Site options")]
+    pub ssl: Option<SslMode>,
 }
 
 fn parse_cron_interval(value: &str) -> Result<u32, String> {
@@ -365,6 +370,10 @@ pub struct TaskOptionArgs {
     /// delete: take no final backup first
     #[arg(long = "skip_backup", alias = "skip-backup", help_heading = "Task options")]
     pub skip_backup: bool,
+
+    /// verify of a site with ssl: order a new certificate now, however far its expiry
+    #[arg(long, help_heading = "Task options")]
+    pub renew: bool,
 
     /// Run in the bulk lane, after what people ask for (for scripts that queue many tasks)
     #[arg(long, help_heading = "Task options")]

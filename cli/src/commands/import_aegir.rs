@@ -303,6 +303,8 @@ async fn update_site(api: &Api, site: &SitePlan) -> Result<Result<(), String>, C
         admin_email: text("admin_email"),
         cron_interval: view["cron_interval"].as_u64().and_then(|v| u32::try_from(v).ok()),
         php_version: text("php_version"),
+        // An update keeps the site's https as it is.
+        ssl: text("ssl"),
     };
     match api.put_site(&site.uri, &body).await {
         Ok(_) => {

@@ -29,7 +29,7 @@ fn options(args: &TaskOptionArgs) -> Map<String, Value> {
     set("new_uri", args.new_uri.as_ref().map(ToString::to_string));
     set("platform", args.platform.as_ref().map(ToString::to_string));
     set("db_server", args.db_server.as_ref().map(ToString::to_string));
-    for (key, on) in [("force", args.force), ("skip_backup", args.skip_backup)] {
+    for (key, on) in [("force", args.force), ("skip_backup", args.skip_backup), ("renew", args.renew)] {
         if on {
             options.insert(key.to_owned(), Value::Bool(true));
         }

@@ -41,7 +41,7 @@ fn platform_options(args: &SaveArgs) -> [(&'static str, bool); 5] {
     ]
 }
 
-fn site_options(args: &SaveArgs) -> [(&'static str, bool); 11] {
+fn site_options(args: &SaveArgs) -> [(&'static str, bool); 12] {
     [
         ("--platform", args.platform.is_some()),
         ("--db_server", args.db_server.is_some()),
@@ -54,6 +54,7 @@ fn site_options(args: &SaveArgs) -> [(&'static str, bool); 11] {
         ("--admin_email", args.admin_email.is_some()),
         ("--cron_interval", args.cron_interval.is_some()),
         ("--php_version", args.php_version.is_some()),
+        ("--ssl", args.ssl.is_some()),
     ]
 }
 
@@ -252,6 +253,7 @@ fn site_body(uri: &SiteUri, args: SaveArgs) -> Result<SiteBody, CliError> {
         admin_email: args.admin_email.map(|e| e.to_string()),
         cron_interval: args.cron_interval,
         php_version: args.php_version.map(|v| v.to_string()),
+        ssl: args.ssl.map(|m| m.to_string()),
     })
 }
 

@@ -124,6 +124,7 @@ pub fn site_summary(s: &SiteView) -> String {
                 },
             ),
             ("php", s.php_version.clone().unwrap_or_else(|| "the web server's default".to_owned())),
+            ("https", https_line(s)),
             ("installed", time_or_dash(s.installed_at.as_ref())),
             ("created", time(&s.created_at)),
             ("updated", time(&s.updated_at)),
@@ -134,6 +135,29 @@ pub fn site_summary(s: &SiteView) -> String {
     }
     text.push_str(&packages_section(&s.packages));
     text
+}
+
+/// The site's https and its certificate; a failing renewal says why and when it is
+/// tried again.
+fn https_line(s: &SiteView) -> String {
+    let mode = s.ssl.as_deref().unwrap_or("off");
+    if mode == "off" {
+        return "off".to_owned();
+    }
+    let mut line = format!("{mode}, certificate {}", s.ssl_status.as_deref().unwrap_or("unknown"));
+    if let Some(at) = &s.ssl_expires_at {
+        line.push_str(&format!(", expires {}", time(at)));
+    }
+    if let Some(issuer) = &s.ssl_issuer {
+        line.push_str(&format!(", from {issuer}"));
+    }
+    if let Some(error) = &s.ssl_error {
+        line.push_str(&format!("; last order failed: {error}"));
+    }
+    if let Some(at) = &s.ssl_retry_at {
+        line.push_str(&format!("; next try {}", time(at)));
+    }
+    line
 }
 
 /// The site's latest figures, a line each.

@@ -1,0 +1,366 @@
+//! HTTPS per site against a real ACME server: Debian's pebble on loopback, validating
+//! HTTP-01 challenges on the site's own http port (names resolved to 127.0.0.1 by
+//! pebble-challtestsrv's DNS). A site saved with `--ssl=forced` gets a certificate at
+//! install and answers over https; http redirects there; a renewal asked for early
+//! replaces the certificate while requests keep being answered; with pebble stopped a
+//! renewal fails, the site keeps its certificate and shows the failure, and the renewal
+//! queue's retry succeeds once pebble is back.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aegir_e2e::{Options, fetch, free_port, random_suffix, start_with_php, wait_for, write_tree};
+use serde_json::Value;
+
+/// pebble and its DNS, each a child process of the test.
+struct Pebble {
+    dir: tempfile::TempDir,
+    acme_port: u16,
+    mgmt_port: u16,
+    dns_port: u16,
+    pebble: Option<Child>,
+    dns: Option<Child>,
+}
+
+fn openssl(args: &[&str]) {
+    let status = Command::new("openssl").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    assert!(status.expect("openssl runs").success(), "openssl {args:?} failed");
+}
+
+impl Pebble {
+    /// Pebble's config and the TLS certificate of its own API, from a CA of the test's
+    /// (`ca_file`); [`Pebble::start`] runs it.
+    fn new() -> Pebble {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name).display().to_string();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pebble test CA",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &p("wfe.key"),
+            "-out",
+            &p("wfe.csr"),
+        ]);
+        std::fs::write(
+            dir.path().join("wfe.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("wfe.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p("wfe.ext"),
+            "-out",
+            &p("wfe.pem"),
+        ]);
+        let (acme_port, mgmt_port, dns_port) = (free_port(), free_port(), free_port());
+        Pebble { dir, acme_port, mgmt_port, dns_port, pebble: None, dns: None }
+    }
+
+    /// Runs pebble validating HTTP-01 on `http_port`, and its DNS.
+    fn start(&mut self, http_port: u16) {
+        let p = |name: &str| self.dir.path().join(name).display().to_string();
+        let (acme_port, mgmt_port, dns_port) = (self.acme_port, self.mgmt_port, self.dns_port);
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{acme_port}"),
+            "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
+            "certificate": p("wfe.pem"),
+            "privateKey": p("wfe.key"),
+            "httpPort": http_port,
+            "tlsPort": free_port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false
+        }});
+        std::fs::write(self.dir.path().join("pebble.json"), config.to_string()).unwrap();
+        let dns = Command::new("pebble-challtestsrv")
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{}", free_port())])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("dns.log")).unwrap())
+            .spawn()
+            .expect("pebble-challtestsrv runs (apt-get install pebble)");
+        self.dns = Some(dns);
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("pebble.log")).unwrap();
+        let child = Command::new("pebble")
+            .arg("-config")
+            .arg(self.dir.path().join("pebble.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{}", self.dns_port)])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            // Every order validates its challenges again: each renewal goes through HTTP-01.
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("pebble runs (apt-get install pebble)");
+        self.pebble = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.pebble.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.acme_port)
+    }
+
+    fn log(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!("{}\n--- dns:\n{}", read("pebble.log"), read("dns.log"))
+    }
+
+    /// Waits for pebble's API, then fetches the root its certificates chain to (a new one
+    /// each time pebble starts) into a file for curl.
+    async fn root(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let url = format!("https://127.0.0.1:{}/roots/0", self.mgmt_port);
+        let ca = self.ca_file();
+        let fetched = wait_for(Duration::from_secs(30), || {
+            let (url, ca, path) = (url.clone(), ca.clone(), path.clone());
+            async move {
+                let out = tokio::process::Command::new("curl")
+                    .args(["-sf", "--cacert"])
+                    .arg(&ca)
+                    .arg(&url)
+                    .output()
+                    .await
+                    .unwrap();
+                out.status.success()
+                    && out.stdout.starts_with(b"-----BEGIN CERTIFICATE")
+                    && std::fs::write(&path, &out.stdout).is_ok()
+            }
+        })
+        .await;
+        assert!(fetched, "pebble's management interface answers:\n{}", self.log());
+        path
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(mut child) = self.dns.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `GET https://<host>:<port>/` through curl trusting only `root`: status and body.
+async fn fetch_https(host: &str, port: u16, root: &Path) -> (u16, String) {
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "--max-time", "20", "--cacert"])
+        .arg(root)
+        .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+        .args(["-w", "\n%{http_code}", &format!("https://{host}:{port}/")])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The serial of the certificate the web server presents for `host` (hex, upper case).
+async fn served_serial(host: &str, port: u16) -> String {
+    let out = tokio::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", host])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let mut x509 = tokio::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = x509.stdin.take().unwrap();
+        stdin.write_all(&out.stdout).await.unwrap();
+    }
+    let out = x509.wait_with_output().await.unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("serial=").to_uppercase()
+}
+
+/// The API's serial (`aa:bb:…`) as openssl prints it (`AABB…`).
+fn plain_serial(site: &Value) -> String {
+    site["ssl_serial"].as_str().unwrap_or_default().replace(':', "").to_uppercase()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forced_ssl_site_gets_renews_and_keeps_its_certificate_through_acme_failures() {
+    let https_port = free_port();
+    let mut pebble = Pebble::new();
+    let options = Options::default()
+        .env("http-worker", "AEGIR_ACME_DIRECTORY", &pebble.directory())
+        .env("http-worker", "AEGIR_ACME_CA_FILE", pebble.ca_file().to_str().unwrap())
+        .env("http-worker", "AEGIR_HTTPS_PORT", &https_port.to_string())
+        // The renewal queue looks every second and retries two seconds after a failure.
+        .env("task-api", "AEGIR_CERT_INTERVAL_SECS", "1")
+        .env("task-api", "AEGIR_CERT_RETRY_SECS", "2");
+    let (system, _fpm) = start_with_php(options).await;
+    let http_port = system.http_port;
+    pebble.start(http_port);
+    let root1 = pebble.root("root1.pem").await;
+    system.server_ready().await;
+
+    let marker = format!("secure page {}", random_suffix());
+    let root = system.platforms_dir().join("app");
+    write_tree(&root, &[("index.php", &format!("<?php echo '{marker}';\n"))]);
+    let root_arg = format!("--root={}", root.display());
+    let web = format!("--web_server=@{}", system.server);
+    system.cli_ok(&["save", "@platform_app", "--context_type=platform", &root_arg, &web]).await;
+    system.cli_ok(&["@platform_app", "verify"]).await;
+
+    let uri = format!("tls-{}.example.com", random_suffix());
+    let site = format!("@{uri}");
+    let db = format!("--db_server=@{}", system.server);
+    system.cli_ok(&["save", &site, "--context_type=site", "--platform=@platform_app", &db, "--ssl=forced"]).await;
+    let installed = system.cli(&[&site, "install"]).await;
+    assert_eq!(installed.code, Some(0), "install failed: {installed}\npebble:\n{}", pebble.log());
+
+    // The certificate: valid, from pebble, shown by the API and the CLI.
+    let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!(view["ssl"], "forced", "{view}");
+    assert_eq!(view["ssl_status"], "valid", "{view}");
+    assert!(view["ssl_issuer"].as_str().unwrap_or_default().contains("Pebble"), "{view}");
+    assert!(view["ssl_error"].is_null(), "{view}");
+    let first = plain_serial(&view);
+    let shown = system.cli_ok(&["show", &site]).await;
+    assert!(shown.contains("forced, certificate valid"), "{shown}");
+
+    // https answers with the site's content, trusted through pebble's root only.
+    let (status, body) = fetch_https(&uri, https_port, &root1).await;
+    assert_eq!((status, body.as_str()), (200, marker.as_str()));
+    assert_eq!(served_serial(&uri, https_port).await, first);
+    // http redirects to https.
+    let (status, _, location) = fetch(&uri, http_port, "/some/page?x=1", false).await;
+    assert_eq!(status, 301);
+    assert_eq!(location, format!("https://{uri}:{https_port}/some/page?x=1"));
+
+    // The key is the web server's alone, and no key material reaches the task logs.
+    let site_certs = system.config_dir().join("ssl/sites").join(&uri);
+    let current = std::fs::read_to_string(site_certs.join("current")).unwrap();
+    let key = site_certs.join(current.trim()).join("privkey.pem");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let (_, tasks) = system.get(&format!("/api/v1/tasks?context=@{uri}")).await;
+    let ids: Vec<String> =
+        tasks["items"].as_array().into_iter().flatten().filter_map(|t| t["id"].as_str().map(str::to_owned)).collect();
+    assert!(!ids.is_empty(), "{tasks}");
+    for id in &ids {
+        for (_, _, message) in system.task_log(id).await {
+            assert!(!message.contains("PRIVATE KEY"), "a key in the task log: {message}");
+        }
+    }
+
+    // A renewal asked for early replaces the certificate; requests keep being answered.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let poller = {
+        let (stop, answered, failed, uri, root1, marker) =
+            (stop.clone(), answered.clone(), failed.clone(), uri.clone(), root1.clone(), marker.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match fetch_https(&uri, https_port, &root1).await {
+                    (200, body) if body == marker => answered.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    let renewed = system.cli(&[&site, "verify", "--renew"]).await;
+    assert_eq!(renewed.code, Some(0), "{renewed}");
+    stop.store(true, Ordering::Relaxed);
+    poller.await.unwrap();
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during the renewal");
+    assert!(answered.load(Ordering::Relaxed) > 0);
+    let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    let second = plain_serial(&view);
+    assert_ne!(second, first, "the renewal replaced the certificate: {view}");
+    assert_eq!(served_serial(&uri, https_port).await, second);
+
+    // pebble stopped: the renewal fails, the site keeps its certificate and shows why.
+    pebble.stop();
+    let failed_renewal = system.cli(&[&site, "verify", "--renew"]).await;
+    assert!(failed_renewal.stdout.contains("certificate order failed"), "{failed_renewal}");
+    let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!(view["ssl_status"], "failing", "{view}");
+    assert!(!view["ssl_error"].as_str().unwrap_or_default().is_empty(), "{view}");
+    assert!(view["ssl_retry_at"].is_string(), "{view}");
+    assert_eq!(plain_serial(&view), second, "the API still shows the certificate in use");
+    let shown = system.cli_ok(&["show", &site]).await;
+    assert!(shown.contains("last order failed") && shown.contains("next try"), "{shown}");
+    let (status, body) = fetch_https(&uri, https_port, &root1).await;
+    assert_eq!((status, body.as_str()), (200, marker.as_str()), "the old certificate still serves");
+    assert_eq!(served_serial(&uri, https_port).await, second);
+
+    // pebble back (with a new root): the renewal queue's retry gets a new certificate.
+    pebble.spawn();
+    let root2 = pebble.root("root2.pem").await;
+    let recovered = wait_for(Duration::from_secs(120), || async {
+        let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+        view["ssl_status"] == "valid" && plain_serial(&view) != second
+    })
+    .await;
+    let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    assert!(recovered, "no retry succeeded: {view}\npebble:\n{}", pebble.log());
+    assert!(view["ssl_error"].is_null() && view["ssl_retry_at"].is_null(), "{view}");
+    let third = plain_serial(&view);
+    assert!(wait_for(Duration::from_secs(10), || async { served_serial(&uri, https_port).await == third }).await);
+    let (status, body) = fetch_https(&uri, https_port, &root2).await;
+    assert_eq!((status, body.as_str()), (200, marker.as_str()));
+}
