@@ -80,26 +80,28 @@ fn site_steps(kind: TaskKind, site: &SiteContext, options: &TaskOptions) -> Vec<
                 undoable(StepAction::SiteDatabaseCreate { site: s() }, StepAction::SiteDatabaseDrop { site: s() }),
                 undoable(StepAction::SiteInstall { site: s() }, StepAction::SiteRemove { site: s() }),
             ];
+            // The name points at the site only once it answers there, and before its
+            // certificate is ordered: the ACME server finds the site by that name.
+            if has_dns(site) {
+                plan.push(undoable(StepAction::SiteDnsAdd { site: s() }, StepAction::SiteDnsRemove { site: s() }));
+            }
             // Once the site answers over http, where the ACME challenge is checked.
             if !site.ssl.is_off() {
                 plan.push(step(StepAction::SiteCertificate { site: s(), renew: false }));
-            }
-            // The name points at the site only once it answers there.
-            if has_dns(site) {
-                plan.push(undoable(StepAction::SiteDnsAdd { site: s() }, StepAction::SiteDnsRemove { site: s() }));
             }
             plan
         }
         TaskKind::Verify => {
             let mut plan = vec![step(StepAction::SiteVerify { site: s() })];
+            // The records follow the site's aliases as they are now (before a certificate
+            // for them is ordered).
+            if has_dns(site) {
+                plan.push(step(StepAction::SiteDnsAdd { site: s() }));
+            }
             // Its certificate is renewed when it expires soon (or when asked), so the
             // renewal queue's tasks are verifies too.
             if !site.ssl.is_off() {
                 plan.push(step(StepAction::SiteCertificate { site: s(), renew: options.renew_certificate }));
-            }
-            // The records follow the site's aliases as they are now.
-            if has_dns(site) {
-                plan.push(step(StepAction::SiteDnsAdd { site: s() }));
             }
             plan
         }
@@ -190,6 +192,10 @@ fn clone(site: &SiteContext, backup: &BackupRef, to: &SiteContext) -> Vec<Planne
     if has_dns(to) {
         plan.push(undoable(StepAction::SiteDnsAdd { site: t() }, StepAction::SiteDnsRemove { site: t() }));
     }
+    // The new uri gets a certificate of its own once its name points at it.
+    if !to.ssl.is_off() {
+        plan.push(step(StepAction::SiteCertificate { site: t(), renew: false }));
+    }
     plan
 }
 
@@ -246,6 +252,11 @@ fn migrate(site: &SiteContext, backup: &BackupRef, to: &SiteContext) -> Vec<Plan
             undo.push(StepAction::SiteDnsAdd { site: old() });
         }
         plan.push(PlannedStep { action: StepAction::SiteDnsAdd { site: new() }, undo });
+    }
+    // A certificate where the site now serves: a new uri or web server has none yet (an
+    // order that fails leaves it on http and shows why, without undoing the move).
+    if !to.ssl.is_off() {
+        plan.push(step(StepAction::SiteCertificate { site: new(), renew: false }));
     }
     // The new site serves and is up to date: what is left of the old one goes.
     if !same_dir {
@@ -605,6 +616,25 @@ mod tests {
     }
 
     #[test]
+    fn a_site_with_ssl_gets_a_certificate_where_a_clone_or_migrate_takes_it() {
+        let ssl_site = SiteContext { ssl: aegir_contract::SslMode::On, ..site() };
+        let mut to = ssl_site.clone();
+        to.uri = SiteUri::parse("new.example.com").unwrap();
+        let options = TaskOptions { new_backup: Some(backup()), to: Some(Box::new(to.clone())), ..Default::default() };
+        for kind in [TaskKind::Clone, TaskKind::Migrate] {
+            let request = TaskRequested {
+                target: TaskTarget::Site { site: ssl_site.clone() },
+                ..site_task(kind, options.clone())
+            };
+            let plan = steps(&request);
+            let at =
+                plan.iter().position(|p| matches!(&p.action, StepAction::SiteCertificate { site, .. } if *site == to));
+            let deploy = plan.iter().position(|p| matches!(p.action, StepAction::SiteDeploy { .. }));
+            assert!(at > deploy, "{kind}: {:?}", plan_labels(&plan));
+        }
+    }
+
+    #[test]
     fn a_delete_stops_serving_before_it_drops_the_database() {
         let request = task(TaskKind::Delete, TaskTarget::Site { site: site() });
         let plan = steps(&request);
@@ -662,6 +692,13 @@ mod tests {
         assert_eq!(labels(rollback(&plan, 2)), ["site dns remove", "site remove", "site database drop"]);
         let verify = steps(&dns_task(TaskKind::Verify, TaskOptions::default()));
         assert_eq!(plan_labels(&verify), ["site verify", "site dns add"]);
+        // A certificate is ordered for names that already point at the site.
+        let ssl = SiteContext { ssl: SslMode::On, ..dns_site() };
+        let plan = steps(&task(TaskKind::Install, TaskTarget::Site { site: ssl.clone() }));
+        let certificate = plan_labels(&plan).iter().position(|l| *l == "site certificate");
+        assert_eq!(certificate, Some(3), "{:?}", plan_labels(&plan));
+        let plan = steps(&task(TaskKind::Verify, TaskTarget::Site { site: ssl }));
+        assert_eq!(plan_labels(&plan)[1], "site dns add");
     }
 
     #[test]
