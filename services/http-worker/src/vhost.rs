@@ -136,10 +136,17 @@ fn nginx(
 ) {
     let (root, socket, challenges) = paths;
     let port = v.port;
+    // The answers of this server's own orders first, else what another ACME client put
+    // in the platform.
     let challenge = format!(
         "    # ACME challenges are served even when the site is disabled or forced to https.\n    \
              location ^~ /.well-known/acme-challenge/ {{\n        \
                  root {challenges};\n        \
+                 default_type text/plain;\n        \
+                 try_files $uri @acme_platform;\n    \
+             }}\n    \
+             location @acme_platform {{\n        \
+                 root {root};\n        \
                  default_type text/plain;\n        \
                  try_files $uri =404;\n    \
              }}\n"
@@ -287,24 +294,36 @@ fn apache(
         }
         head
     };
+    // The answers of this server's own orders first, else what another ACME client put
+    // in the platform (served from the document root).
     let challenge = format!(
         "    # ACME challenges are served even when the site is disabled or forced to https.\n    \
-             Alias /.well-known/acme-challenge/ \"{challenges}/.well-known/acme-challenge/\"\n    \
              <Directory \"{challenges}/.well-known/acme-challenge\">\n        \
                  Require all granted\n    \
+             </Directory>\n    \
+             RewriteEngine On\n    \
+             RewriteCond \"{challenges}%{{REQUEST_URI}}\" -f\n    \
+             RewriteRule \"^/\\.well-known/acme-challenge/[^/]+$\" \"{challenges}%{{REQUEST_URI}}\" [L]\n"
+    );
+    let document_root = format!(
+        "    DocumentRoot \"{root}\"\n    \
+             <Directory \"{root}\">\n        \
+                 Options +FollowSymLinks -Indexes\n        \
+                 AllowOverride None\n        \
+                 Require all granted\n        \
+                 DirectoryIndex index.php index.html\n    \
              </Directory>\n"
     );
     let https = v.https.as_ref().zip(tls.as_ref());
     let ssl = |(cert, key): &(String, String)| {
         format!("    SSLEngine on\n    SSLCertificateFile \"{cert}\"\n    SSLCertificateKeyFile \"{key}\"\n")
     };
-    let body = apache_body(v, root, socket, &challenge);
+    let body = apache_body(v, &document_root, socket, &challenge);
     match https {
         Some((h, _)) if h.forced => {
             let _ = write!(
                 out,
-                "<VirtualHost *:{port}>\n{head}{challenge}    \
-                     RewriteEngine On\n    \
+                "<VirtualHost *:{port}>\n{head}{document_root}{challenge}    \
                      RewriteRule !^/\\.well-known/acme-challenge/ {origin}%{{REQUEST_URI}} [R=301,L]\n\
                  </VirtualHost>\n",
                 head = names(served),
@@ -319,8 +338,10 @@ fn apache(
         let _ = write!(out, "<VirtualHost *:{}>\n{}{}{body}</VirtualHost>\n", h.port, names(served), ssl(files));
     }
     if !redirected.is_empty() {
-        let redirect =
-            format!("{challenge}    RedirectMatch permanent ^/(?!\\.well-known/acme-challenge/)(.*)$ {}/$1\n", v.url);
+        let redirect = format!(
+            "{document_root}{challenge}    RedirectMatch permanent ^/(?!\\.well-known/acme-challenge/)(.*)$ {}/$1\n",
+            v.url
+        );
         let _ = write!(out, "<VirtualHost *:{port}>\n{}{redirect}</VirtualHost>\n", names(redirected));
         if let Some((h, files)) = https {
             let _ = write!(
@@ -335,18 +356,9 @@ fn apache(
 }
 
 /// What a virtual host of the site holds after its names.
-fn apache_body(v: &Vhost, root: &str, socket: &str, challenge: &str) -> String {
+fn apache_body(v: &Vhost, document_root: &str, socket: &str, challenge: &str) -> String {
     let uri = v.uri.as_str();
-    let mut out = format!(
-        "    DocumentRoot \"{root}\"\n    \
-             <Directory \"{root}\">\n        \
-                 Options +FollowSymLinks -Indexes\n        \
-                 AllowOverride None\n        \
-                 Require all granted\n        \
-                 DirectoryIndex index.php index.html\n    \
-             </Directory>\n\
-         {challenge}"
-    );
+    let mut out = format!("{document_root}{challenge}");
     if !v.enabled {
         let _ = write!(
             out,

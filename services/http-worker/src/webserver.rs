@@ -31,6 +31,8 @@ pub struct WebServer {
     config_dir: PathBuf,
     /// Steps the worker runs at once: at most this many changes can wait for a reload.
     steps_at_once: usize,
+    /// The port sites with ssl are served on over https.
+    https_port: u16,
 }
 
 /// Room in nginx's server name hash for the names of many sites: its defaults fit a few
@@ -54,6 +56,7 @@ impl WebServer {
             conf: conf.clone(),
             config_dir: config.config_dir.clone(),
             steps_at_once: config.steps_at_once,
+            https_port: config.certs.https_port,
         }
     }
 
@@ -75,7 +78,12 @@ impl WebServer {
         let vhosts = self.vhost_dir().join("*.conf");
         // nginx vhosts say `listen` themselves; apache needs one `Listen` per port, and
         // its distribution config (ports.conf) already has 80 and 443.
-        let listen = if matches!(port, 80 | 443) { String::new() } else { format!("Listen {port}\n") };
+        let mut listen = if matches!(port, 80 | 443) { String::new() } else { format!("Listen {port}\n") };
+        // The https port, when mod_ssl is there to serve it (ports.conf has 443 already).
+        let https = self.https_port;
+        if !matches!(https, 80 | 443) && https != port {
+            listen.push_str(&format!("<IfModule ssl_module>\n    Listen {https}\n</IfModule>\n"));
+        }
         match self.kind {
             HttpServiceType::Nginx => format!(
                 "# Base web server config of {server}, written by Aegir at server verify.\n\
