@@ -1,4 +1,5 @@
-//! The certificate renewal queue: sites served over https get a `verify` (whose
+//! The certificate renewal queue: sites served over https, disabled ones too (their
+//! page keeps answering over https and ACME challenges), get a `verify` (whose
 //! certificate step orders a new certificate only when needed) when their certificate
 //! expires within the renewal window, when they have none yet, or when the last order
 //! failed and its backoff has passed; a failed order is retried with a growing backoff
@@ -101,7 +102,7 @@ pub async fn queue_due(pool: &PgPool, renewal: Renewal) -> Result<usize, ApiErro
     let mut tx = pool.begin().await?;
     let due: Vec<(String, bool, i32)> = sqlx::query_as(
         "SELECT uri, ssl_error IS NOT NULL, ssl_failures FROM sites
-         WHERE status = 'enabled' AND ssl <> 'off'
+         WHERE status IN ('enabled', 'disabled') AND ssl <> 'off'
            AND (ssl_retry_at IS NULL OR ssl_retry_at <= now())
            AND (ssl_error IS NOT NULL OR ssl_expires_at IS NULL
                 OR ssl_expires_at < now() + make_interval(secs => $1))
