@@ -3,6 +3,7 @@
 mod batches;
 mod contexts;
 mod helpers;
+mod https;
 mod operations;
 mod retention;
 mod site_archives;
