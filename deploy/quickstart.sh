@@ -48,6 +48,9 @@ NGINX_INCLUDE=/etc/nginx/conf.d/aegir.conf
 KEY_DIR="${AEGIR_KEY_DIR:-/etc/aegir/keys}"
 MASTER_KEY_FILE="${KEY_DIR}/master.key"
 WORKER_KEY_FILE="${KEY_DIR}/${SERVER}.key"
+# The API token of user `admin`, written by task-api at its first start (mode 0600);
+# the CLI here reads it with AEGIR_TOKEN_FILE.
+ADMIN_TOKEN_FILE="${AEGIR_BOOTSTRAP_ADMIN_TOKEN_FILE:-${KEY_DIR}/admin.token}"
 RUN_DIR=/run/aegir
 LOG_DIR=/var/log/aegir
 
@@ -68,6 +71,7 @@ service_env() {
             "AEGIR_DATABASE_URL=${DATABASE_URL}"
             "AEGIR_API_LISTEN=${API_LISTEN}"
             "AEGIR_PLATFORM_ROOTS=${PLATFORM_ROOTS}"
+            "AEGIR_BOOTSTRAP_ADMIN_TOKEN_FILE=${ADMIN_TOKEN_FILE}"
         )
         ;;
     scheduler)
@@ -278,7 +282,7 @@ ensure_keys() {
 }
 
 aegir_cli() {
-    AEGIR_API="${API_URL}" "${BIN_DIR}/aegir" "$@"
+    AEGIR_API="${API_URL}" AEGIR_TOKEN_FILE="${ADMIN_TOKEN_FILE}" "${BIN_DIR}/aegir" "$@"
 }
 
 demo_site() {
@@ -295,7 +299,9 @@ demo_site() {
     aegir_cli "@${DEMO_PLATFORM}" verify || aegir_die "verify of @${DEMO_PLATFORM} failed; see ${LOG_DIR}/"
 
     # 404 until the site is saved: no status then.
-    status="$(curl -fsS -m 5 "${API_URL}/api/v1/sites/${DEMO_SITE}" 2>/dev/null |
+    # The token goes through stdin (printf is a builtin), not onto curl's command line.
+    status="$(printf 'header = "Authorization: Bearer %s"\n' "$(cat "${ADMIN_TOKEN_FILE}")" |
+        curl -K - -fsS -m 5 "${API_URL}/api/v1/sites/${DEMO_SITE}" 2>/dev/null |
         sed -n 's/.*"status":"\([a-z]*\)".*/\1/p' || true)"
     if [[ "${status}" == enabled ]]; then
         aegir_log "demo: @${DEMO_SITE} is installed already"
@@ -337,7 +343,7 @@ cmd_start() {
     done
 
     aegir_log "registering @${SERVER} (aegir save)"
-    AEGIR_API="${API_URL}" "${BIN_DIR}/aegir" save "@${SERVER}" \
+    aegir_cli save "@${SERVER}" \
         --context_type=server \
         --remote_host=localhost \
         --http_service_type=nginx \
@@ -347,7 +353,7 @@ cmd_start() {
         aegir_die "aegir save @${SERVER} failed; see ${LOG_DIR}/task-api.log"
 
     aegir_log "verifying @${SERVER} (aegir @${SERVER} verify)"
-    if ! AEGIR_API="${API_URL}" "${BIN_DIR}/aegir" "@${SERVER}" verify; then
+    if ! aegir_cli "@${SERVER}" verify; then
         aegir_die "verify of @${SERVER} failed; worker logs are in ${LOG_DIR}/"
     fi
 
@@ -362,7 +368,8 @@ Aegir is up, @${SERVER} is verified, and a demo WordPress site is installed.
   API        ${API_URL}/api/v1
   OpenAPI    ${API_URL}/api/openapi.json
   Metrics    ${API_URL}/metrics
-  CLI        ${BIN_DIR}/aegir   (AEGIR_API=${API_URL})
+  CLI        ${BIN_DIR}/aegir   (AEGIR_API=${API_URL} AEGIR_TOKEN_FILE=${ADMIN_TOKEN_FILE})
+  Admin      the API token of user admin is in ${ADMIN_TOKEN_FILE}
   Logs       ${LOG_DIR}/<service>.log
   Pid files  ${RUN_DIR}/<service>.pid
 

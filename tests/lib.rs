@@ -131,7 +131,10 @@ pub struct System {
     /// worker gets its server's key derived from it).
     pub master_key: aegir_amqp::signing::MasterKey,
     pub pg: PgPool,
+    /// Sends the admin token with every request.
     pub http: reqwest::Client,
+    /// The API token of user `admin`, which task-api wrote at its first start.
+    pub admin_token: String,
     health: HashMap<&'static str, u16>,
     options: Options,
     children: HashMap<&'static str, Child>,
@@ -193,6 +196,7 @@ impl System {
                 aegir_amqp::signing::SigningKey::from_bytes(rand::random()),
             ),
             http: reqwest::Client::new(),
+            admin_token: String::new(),
             health,
             options,
             children: HashMap::new(),
@@ -204,6 +208,9 @@ impl System {
         for service in SERVICES {
             system.wait_healthy(service).await;
         }
+        let token = std::fs::read_to_string(system.dir.path().join("admin.token")).expect("task-api wrote admin.token");
+        system.admin_token = token.trim().to_owned();
+        system.http = client_with_token(&system.admin_token);
         system
     }
 
@@ -248,6 +255,8 @@ impl System {
                 env.push(("AEGIR_DATABASE_URL".into(), database_url.clone()));
                 env.push(("AEGIR_API_LISTEN".into(), format!("127.0.0.1:{}", self.health["task-api"])));
                 env.push(("AEGIR_PLATFORM_ROOTS".into(), platforms));
+                let token_file = self.dir.path().join("admin.token").display().to_string();
+                env.push(("AEGIR_BOOTSTRAP_ADMIN_TOKEN_FILE".into(), token_file));
                 // Scheduled tasks would mix with the ones each test asks for; a test of
                 // the cron queue sets its own interval.
                 env.push(("AEGIR_CRON_INTERVAL_SECS".into(), "0".into()));
@@ -342,11 +351,18 @@ impl System {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    /// Runs the `aegir` CLI against this system's API.
+    /// Runs the `aegir` CLI against this system's API, as the admin.
     pub async fn cli(&self, args: &[&str]) -> CliOutput {
+        self.cli_with_token(&self.admin_token, args).await
+    }
+
+    /// Runs the `aegir` CLI against this system's API with `token`.
+    pub async fn cli_with_token(&self, token: &str, args: &[&str]) -> CliOutput {
         let out = Command::new(bin("aegir"))
             .args(args)
             .env("AEGIR_API", &self.api)
+            .env("AEGIR_TOKEN", token)
+            .env_remove("AEGIR_TOKEN_FILE")
             .env_remove("AEGIR_MASTER_DB")
             .stdin(Stdio::null())
             .output()
@@ -912,6 +928,14 @@ impl System {
         copy_tree_resolving(&Path::new("/usr/share").join(package), &root, skip);
         root
     }
+}
+
+/// An HTTP client sending `Authorization: Bearer <token>` with every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {token}").parse().expect("a token is a valid header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder().default_headers(headers).build().expect("an HTTP client")
 }
 
 /// `GET http://<host>:<port><path>` answered by 127.0.0.1, as a browser would ask:

@@ -426,7 +426,21 @@ pub enum Saved {
 
 impl Api {
     pub fn new(address: ApiAddress) -> Result<Self, CliError> {
+        Self::with_token(address, None)
+    }
+
+    /// A client sending `Authorization: Bearer <token>` with every request.
+    pub fn with_token(address: ApiAddress, token: Option<&str>) -> Result<Self, CliError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                CliError::usage("AEGIR_TOKEN", "the API token holds characters no HTTP header can carry; check it")
+            })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(STREAM_IDLE_TIMEOUT)
             .user_agent(concat!("aegir-cli/", env!("CARGO_PKG_VERSION")))
@@ -611,6 +625,14 @@ impl Api {
 
     pub fn log_entries(&self, value: Value) -> Result<Vec<LogEntry>, CliError> {
         Ok(self.typed::<LogItems>(value)?.items)
+    }
+
+    /// `POST /api/v1/login`: a token of `user`, named `token_name`.
+    pub async fn login(&self, user: &str, password: &str, token_name: &str) -> Result<Value, CliError> {
+        let body = serde_json::json!({"user": user, "password": password, "token_name": token_name});
+        let request = self.call(Method::POST, &["login"], &[]).json(&body);
+        let response = self.check(self.send(request).await?).await?;
+        self.read_json(response).await
     }
 
     /// Opens the live log of a task as server-sent events, resuming after `after`.

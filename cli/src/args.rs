@@ -80,6 +80,8 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Run verify or migrate on every site of a platform, a few at a time, with a live summary
     Batch(BatchArgs),
+    /// Log in with a user's password and store an API token in the user's config file (mode 0600)
+    Login(LoginArgs),
     /// Make the keys that sign the system's messages
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -87,6 +89,16 @@ pub enum Command {
     /// verify them, and report what could not be mapped
     #[command(name = "import-aegir")]
     ImportAegir(ImportAegirArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The user to log in as
+    #[arg(value_name = "USER")]
+    pub user: String,
+    /// Read the password from stdin (one line) instead of asking for it
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 #[derive(Debug, Args)]

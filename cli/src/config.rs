@@ -2,7 +2,8 @@
 //! among `$AEGIR_CONFIG`, `$XDG_CONFIG_HOME/aegir/cli.toml` (or
 //! `~/.config/aegir/cli.toml`) and `/etc/aegir/cli.toml`, else the default.
 //!
-//! A config file is TOML: `api = "http://127.0.0.1:8090"`.
+//! A config file is TOML: `api = "http://127.0.0.1:8090"`, and `token = "aegir_..."`
+//! (written by `aegir login`; see [`token`] for the other places a token comes from).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,8 @@ pub struct ApiAddress {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     api: Option<String>,
+    /// The API token `aegir login` stores.
+    token: Option<String>,
 }
 
 /// Resolves the API address. `env` reads an environment variable (a parameter so tests
@@ -115,6 +118,86 @@ fn from_config_file(env: &impl Fn(&str) -> Option<String>) -> Result<Option<(Pat
         }
     }
     Ok(None)
+}
+
+/// The API token: `AEGIR_TOKEN`, else the file `AEGIR_TOKEN_FILE` names, else `token`
+/// in the first config file that has one; `None` when nothing sets one.
+pub fn token(env: impl Fn(&str) -> Option<String>) -> Result<Option<String>, CliError> {
+    if let Some(token) = env("AEGIR_TOKEN").filter(|v| !v.trim().is_empty()) {
+        return Ok(Some(token.trim().to_owned()));
+    }
+    if let Some(file) = env("AEGIR_TOKEN_FILE").filter(|v| !v.is_empty()) {
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            CliError::usage(
+                "AEGIR_TOKEN_FILE",
+                format!("cannot read `{file}`: {e}; check the path and its permissions"),
+            )
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(CliError::usage("AEGIR_TOKEN_FILE", format!("`{file}` is empty; it should hold an API token")));
+        }
+        return Ok(Some(token.to_owned()));
+    }
+    for path in candidates(&env) {
+        if !path.is_file() {
+            continue;
+        }
+        // An unreadable system config (mode 0600, another user's) holds no token for this user.
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+            CliError::usage(path.display().to_string(), format!("not a valid aegir CLI config: {}", e.message()))
+        })?;
+        if let Some(token) = file.token.filter(|t| !t.trim().is_empty()) {
+            return Ok(Some(token.trim().to_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// The config file `aegir login` writes: `$AEGIR_CONFIG`, else the user's own.
+pub fn user_config(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if let Some(explicit) = env("AEGIR_CONFIG").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(explicit));
+    }
+    candidates(&env).into_iter().find(|p| p.as_path() != Path::new(SYSTEM_CONFIG))
+}
+
+/// Writes `token` into the config file at `path` (keeping its `api`), readable by its
+/// owner only.
+pub fn store_token(path: &Path, token: &str) -> Result<(), CliError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+
+    let field = || path.display().to_string();
+    if !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(CliError::usage("token", "the API answered a token of unexpected characters; not storing it"));
+    }
+    let old = match std::fs::read_to_string(path) {
+        Ok(text) => {
+            toml::from_str::<ConfigFile>(&text)
+                .map_err(|e| CliError::usage(field(), format!("not a valid aegir CLI config: {}", e.message())))?;
+            text
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(CliError::usage(field(), format!("cannot read it: {e}"))),
+    };
+    // The file holds `api` and `token` only (the reader refuses anything else), so the
+    // old token line is replaced and every other line kept.
+    let mut text: String =
+        old.lines().filter(|l| !l.trim_start().starts_with("token")).map(|l| format!("{l}\n")).collect();
+    text.push_str(&format!("token = \"{token}\"\n"));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::usage(field(), format!("cannot create its directory: {e}")))?;
+    }
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+        // An existing file keeps its mode on open; the token makes it the owner's alone.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(text.as_bytes())
+    };
+    write().map_err(|e| CliError::usage(field(), format!("cannot write it: {e}")))
 }
 
 fn parse_api_url(raw: &str) -> Result<Url, String> {
@@ -215,6 +298,29 @@ mod tests {
         let env = env_of(&[("AEGIR_CONFIG", path.to_str().unwrap())]);
         let e = resolve(None, &env).unwrap_err().to_string();
         assert!(e.contains(path.to_str().unwrap()) && e.contains("apu"), "{e}");
+    }
+
+    #[test]
+    fn the_token_comes_from_env_then_file_then_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write(dir.path(), "cli.toml", "api = \"http://h:1\"\n");
+        store_token(&config, "aegir_from_config").unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&config).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(text.contains("api = \"http://h:1\"") && text.contains("token = \"aegir_from_config\""), "{text}");
+        let file = write(dir.path(), "token", "aegir_from_file\n");
+        let (c, f) = (config.to_str().unwrap(), file.to_str().unwrap());
+
+        let env = env_of(&[("AEGIR_CONFIG", c), ("AEGIR_TOKEN_FILE", f), ("AEGIR_TOKEN", "aegir_from_env")]);
+        assert_eq!(token(&env).unwrap().as_deref(), Some("aegir_from_env"));
+        let env = env_of(&[("AEGIR_CONFIG", c), ("AEGIR_TOKEN_FILE", f)]);
+        assert_eq!(token(&env).unwrap().as_deref(), Some("aegir_from_file"));
+        let env = env_of(&[("AEGIR_CONFIG", c)]);
+        assert_eq!(token(&env).unwrap().as_deref(), Some("aegir_from_config"));
+        assert_eq!(resolve(None, &env).unwrap().url.as_str(), "http://h:1/");
+        let env = env_of(&[("AEGIR_TOKEN_FILE", "/nonexistent/token")]);
+        assert!(token(&env).unwrap_err().to_string().starts_with("AEGIR_TOKEN_FILE: "));
     }
 
     #[test]

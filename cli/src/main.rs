@@ -65,7 +65,10 @@ fn env_var(name: &str) -> Option<String> {
 
 /// Every command checks its input first: nothing is sent unless all of it is valid.
 async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
-    let connect = || config::resolve(cli.api.as_deref(), env_var).and_then(Api::new);
+    let connect = || {
+        let address = config::resolve(cli.api.as_deref(), env_var)?;
+        Api::with_token(address, config::token(env_var)?.as_deref())
+    };
     match cli.command {
         Command::Save(args) => {
             let plan = commands::save::plan(*args, env_var)?;
@@ -84,6 +87,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Cancel(args) => commands::tasks::cancel(&connect()?, args).await,
         Command::Batch(args) => commands::batch::run(&connect()?, args).await,
         Command::Keys(command) => commands::keys::run(command),
+        Command::Login(args) => {
+            let address = config::resolve(cli.api.as_deref(), env_var)?;
+            commands::login::run(&Api::new(address)?, args, env_var).await
+        }
         Command::ImportAegir(args) => {
             let plan = commands::import_aegir::plan(&args.dir)?;
             commands::import_aegir::run(&connect()?, plan).await

@@ -7,6 +7,7 @@ pub mod delete;
 pub mod import_aegir;
 pub mod keys;
 pub mod list;
+pub mod login;
 pub mod run;
 pub mod save;
 pub mod show;

@@ -70,6 +70,16 @@ pub struct Config {
     /// Days finished tasks and their logs are kept; 0 keeps them forever.
     #[arg(long, env = "AEGIR_TASK_RETENTION_DAYS", default_value_t = 90)]
     pub task_retention_days: u32,
+
+    /// When this file does not exist at start, user `admin` is made (if missing) with a
+    /// new API token written here, mode 0600. An existing file is left alone.
+    #[arg(long, env = "AEGIR_BOOTSTRAP_ADMIN_TOKEN_FILE")]
+    pub bootstrap_admin_token_file: Option<std::path::PathBuf>,
+
+    /// Take the audit log's remote address from the last `X-Forwarded-For` entry: only
+    /// behind a reverse proxy that sets it, since anyone else can write that header.
+    #[arg(long, env = "AEGIR_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
 }
 
 impl Config {

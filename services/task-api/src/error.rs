@@ -17,6 +17,12 @@ pub enum ApiError {
     /// A field is missing, has the wrong type, fails validation or is unknown.
     #[error("{message}")]
     InvalidField { field: String, message: String },
+    /// No valid credentials came with the request.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{message}")]
     NotFound { field: Option<String>, message: String },
     #[error("{message}")]
@@ -52,6 +58,10 @@ impl ApiError {
         Self::NotFound { field: Some(field.into()), message: message.into() }
     }
 
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::Forbidden(message.into())
+    }
+
     pub fn conflict(field: Option<&str>, message: impl Into<String>) -> Self {
         Self::Conflict { field: field.map(str::to_owned), message: message.into() }
     }
@@ -66,6 +76,8 @@ impl ApiError {
             Self::InvalidField { field, .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidField, Some(field))
             }
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, None),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden, None),
             Self::NotFound { field, .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound, field.as_deref()),
             Self::Conflict { field, .. } => (StatusCode::CONFLICT, ErrorCode::Conflict, field.as_deref()),
             Self::NoRoute(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
@@ -123,6 +135,8 @@ impl From<StoredValueError> for ApiError {
 pub enum ErrorCode {
     BadRequest,
     InvalidField,
+    Unauthorized,
+    Forbidden,
     NotFound,
     Conflict,
     MethodNotAllowed,

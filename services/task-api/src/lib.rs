@@ -7,6 +7,7 @@
 //!
 //! [`start`] runs it in-process (the tests do); [`run`] runs it until shut down.
 
+pub mod accounts;
 mod backup_queue;
 mod batches;
 mod cert_queue;
@@ -41,7 +42,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, PlatformRoots};
-pub use routes::router;
+pub use routes::{router, router_with};
 pub use state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,8 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     SigningKey(#[from] LoadKeyError),
+    #[error(transparent)]
+    Bootstrap(#[from] accounts::BootstrapError),
     #[error("shut down before the service was ready")]
     Cancelled,
 }
@@ -97,6 +100,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         () = shutdown.cancelled() => return Err(StartError::Cancelled),
     };
     db::migrate(&pool).await?;
+    if let Some(file) = &config.bootstrap_admin_token_file {
+        accounts::bootstrap_admin_token(&pool, file).await?;
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -137,7 +143,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         retry: std::time::Duration::from_secs(config.cert_retry_secs),
     };
     tasks.spawn(cert_queue::run(state.clone(), renewal, shutdown.clone()));
-    let app = router(state);
+    let settings = accounts::AccountSettings { trust_forwarded_for: config.trust_forwarded_for };
+    let app = router_with(state, settings).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
     tasks.spawn(async move {
         // Graceful: stop accepting, let requests in hand finish (live log streams end on

@@ -91,6 +91,26 @@ pub async fn list(db: &PgPool, page: Page) -> sqlx::Result<(Vec<PlatformRow>, i6
     Ok((rows, total))
 }
 
+/// The platforms granted to `client`, as [`list`] gives them.
+pub async fn list_granted(db: &PgPool, client: &str, page: Page) -> sqlx::Result<(Vec<PlatformRow>, i64)> {
+    let rows = sqlx::query_as(concat!(
+        "SELECT ",
+        view_columns!(),
+        " FROM platforms WHERE name IN (SELECT platform FROM client_platforms WHERE client = $1)
+         ORDER BY name LIMIT $2 OFFSET $3"
+    ))
+    .bind(client)
+    .bind(page.limit)
+    .bind(page.offset)
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM client_platforms WHERE client = $1")
+        .bind(client)
+        .fetch_one(db)
+        .await?;
+    Ok((rows, total))
+}
+
 /// Names of (at most `limit`) platforms on `server`.
 pub async fn names_on_server(conn: &mut PgConnection, server: &ServerName, limit: i64) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar("SELECT name FROM platforms WHERE web_server = $1 ORDER BY name LIMIT $2")

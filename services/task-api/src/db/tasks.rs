@@ -132,6 +132,38 @@ pub async fn list(db: &PgPool, filter: &TaskFilter, page: Page) -> sqlx::Result<
     Ok((rows, total))
 }
 
+/// The tasks on the sites of `client`, newest first, as [`list`] gives them.
+pub async fn list_of_client(
+    db: &PgPool,
+    client: &str,
+    status: Option<TaskStatus>,
+    page: Page,
+) -> sqlx::Result<(Vec<TaskRow>, i64)> {
+    let status = status.map(TaskStatus::as_str);
+    let rows = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM tasks
+         WHERE context IN (SELECT '@' || uri FROM sites WHERE client = $1) AND ($2::text IS NULL OR status = $2)
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+    ))
+    .bind(client)
+    .bind(status)
+    .bind(page.limit)
+    .bind(page.offset)
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks
+         WHERE context IN (SELECT '@' || uri FROM sites WHERE client = $1) AND ($2::text IS NULL OR status = $2)",
+    )
+    .bind(client)
+    .bind(status)
+    .fetch_one(db)
+    .await?;
+    Ok((rows, total))
+}
+
 /// `queued` → `running`. False when the task is not queued (unknown, or already past it).
 pub async fn mark_started(db: impl PgExecutor<'_>, id: Uuid, at: DateTime<Utc>) -> sqlx::Result<bool> {
     let done = sqlx::query("UPDATE tasks SET status = 'running', started_at = $2 WHERE id = $1 AND status = 'queued'")

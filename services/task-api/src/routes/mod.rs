@@ -12,21 +12,32 @@ pub mod tasks;
 use axum::Router;
 use axum::http::{Method, Uri};
 use axum::middleware;
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post, put};
 
+use crate::accounts::{self, AccountSettings};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{metrics, observe, openapi};
 
 /// The whole API, ready to serve.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    router_with(state, AccountSettings::default())
+}
+
+/// The whole API; every `/api/v1` route but the login needs a token ([`accounts`]).
+pub fn router_with(state: AppState, settings: AccountSettings) -> Router {
+    let protected = Router::new()
         .route("/api/v1/servers", get(servers::list))
         .route("/api/v1/servers/{name}", get(servers::get).put(servers::save).delete(servers::delete))
         .route("/api/v1/platforms", get(platforms::list))
         .route("/api/v1/platforms/{name}", get(platforms::get).put(platforms::save).delete(platforms::delete))
         .route("/api/v1/clients", get(clients::list))
         .route("/api/v1/clients/{name}", get(clients::get).put(clients::save).delete(clients::delete))
+        .route("/api/v1/clients/{name}/platforms", get(accounts::routes::list_grants))
+        .route(
+            "/api/v1/clients/{name}/platforms/{platform}",
+            put(accounts::routes::grant).delete(accounts::routes::revoke_grant),
+        )
         .route("/api/v1/sites", get(sites::list))
         .route("/api/v1/sites/{uri}", get(sites::get).put(sites::save).delete(sites::delete))
         .route("/api/v1/sites/{uri}/backups", get(backups::of_site))
@@ -38,6 +49,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}", get(tasks::get))
         .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/api/v1/tasks/{id}/log", get(task_log::log))
+        .route("/api/v1/logout", post(accounts::routes::logout))
+        .route("/api/v1/me", get(accounts::routes::me))
+        .route("/api/v1/users", get(accounts::routes::list_users))
+        .route(
+            "/api/v1/users/{name}",
+            get(accounts::routes::get_user).put(accounts::routes::save_user).delete(accounts::routes::delete_user),
+        )
+        .route("/api/v1/users/{name}/tokens", get(accounts::routes::list_tokens).post(accounts::routes::create_token))
+        .route("/api/v1/users/{name}/tokens/{id}", delete(accounts::routes::revoke_token))
+        .route("/api/v1/audit", get(accounts::routes::audit_log))
+        .route_layer(middleware::from_fn_with_state((state.clone(), settings), accounts::guard));
+    Router::new()
+        .merge(protected)
+        .route("/api/v1/login", post(accounts::routes::login))
         .route("/api/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(health::healthz))

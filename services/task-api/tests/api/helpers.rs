@@ -35,7 +35,10 @@ const WAIT: Duration = Duration::from_secs(30);
 
 pub struct TestApp {
     pub base: String,
+    /// Sends the admin's token with every request.
     pub http: reqwest::Client,
+    /// The token task-api made for user `admin` at start.
+    pub admin_token: String,
     /// The test's own view of the app's database.
     pub pool: PgPool,
     /// The test's own broker connection, for publishing events.
@@ -45,6 +48,14 @@ pub struct TestApp {
     vhost: String,
     shutdown: CancellationToken,
     app: Option<JoinHandle<()>>,
+}
+
+/// An HTTP client sending `Authorization: Bearer <token>` with every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {token}").parse().expect("a token is a valid header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder().default_headers(headers).build().expect("an HTTP client")
 }
 
 /// Spans carry OpenTelemetry contexts, as under aegir-telemetry, so trace propagation
@@ -83,6 +94,7 @@ impl TestApp {
         let admin: PgConnectOptions = admin_url().parse().expect("AEGIR_TEST_DATABASE_URL is a PostgreSQL URL");
         let database_url = admin.clone().database(&name).to_url_lossy().to_string();
 
+        let token_file = std::env::temp_dir().join(format!("{name}.admin-token"));
         let config = Config {
             common: CommonArgs { amqp_url: amqp_url.clone(), log_format: LogFormat::Text },
             database: DatabaseArgs { database_url: database_url.clone(), database_pool: 5 },
@@ -99,11 +111,16 @@ impl TestApp {
             cert_interval_secs: 0,
             cert_renew_days: 30,
             cert_retry_secs: 600,
+            bootstrap_admin_token_file: Some(token_file.clone()),
+            trust_forwarded_for: false,
         };
         let shutdown = CancellationToken::new();
         let running = task_api::start(config, shutdown.clone()).await.expect("task-api starts");
         let base = format!("http://{}", running.local_addr());
         let app = tokio::spawn(running.wait());
+        let admin_token = std::fs::read_to_string(&token_file).expect("task-api wrote the admin token");
+        let _ = std::fs::remove_file(&token_file);
+        let admin_token = admin_token.trim().to_owned();
 
         let pool = PgPool::connect(&database_url).await.expect("the test connects to the app's database");
         let broker = Broker::new(amqp_url.as_str(), "task-api tests");
@@ -111,7 +128,8 @@ impl TestApp {
         broker.ready().await;
         Self {
             base,
-            http: reqwest::Client::new(),
+            http: client_with_token(&admin_token),
+            admin_token,
             pool,
             broker,
             amqp_url,

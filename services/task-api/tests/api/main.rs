@@ -1,5 +1,6 @@
 //! task-api against real PostgreSQL and RabbitMQ, in-process.
 
+mod accounts;
 mod batches;
 mod contexts;
 mod helpers;

@@ -1,0 +1,412 @@
+//! Accounts: who calls the API, what they may see and do, and a record of what they did.
+//!
+//! Every `/api/v1` request but the login carries `Authorization: Bearer <token>` (or the
+//! `aegir_session` cookie a password login sets). Tokens are random, shown once, and kept
+//! only as their sha256; passwords only as argon2id hashes. An admin may do everything; a
+//! client user sees and acts only on its client's sites and the platforms granted to its
+//! client ([`scope`]). Every request that changes something is written to `audit_log`.
+
+pub mod routes;
+pub mod scope;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use aegir_contract::ClientName;
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{FromRow, PgPool};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The cookie a password login sets, for the web pages.
+pub const SESSION_COOKIE: &str = "aegir_session";
+/// Every token starts so, which makes a leaked one easy to recognise.
+const TOKEN_PREFIX: &str = "aegir_";
+/// Characters of a token kept to tell tokens apart.
+const SHOWN_PREFIX: usize = 12;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Its client's sites, on the platforms granted to its client.
+    Client,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Client => "client",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "admin" => Some(Role::Admin),
+            "client" => Some(Role::Client),
+            _ => None,
+        }
+    }
+}
+
+/// The authenticated caller of a request; handlers (and pages) take it as an extractor.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: String,
+    pub role: Role,
+    /// The client a client user acts for.
+    pub client: Option<ClientName>,
+    pub token_id: Uuid,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// The client whose sites alone this caller may see; `None` for an admin.
+    pub fn scope(&self) -> Option<&ClientName> {
+        if self.is_admin() { None } else { self.client.as_ref() }
+    }
+
+    /// Refuses anyone but an admin.
+    pub fn require_admin(&self, what: &str) -> Result<(), ApiError> {
+        if self.is_admin() {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(format!(
+            "user `{}` is a client user and may not {what}; ask an admin of this system",
+            self.user
+        )))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Put there by `authenticate`, which runs before every handler that needs it.
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| unauthorized("no token was sent"))
+    }
+}
+
+fn unauthorized(why: &str) -> ApiError {
+    ApiError::Unauthorized(format!(
+        "{why}; send `Authorization: Bearer <token>` with an API token (`aegir login USER` stores one for the CLI, \
+         POST /api/v1/login gives one for a user and password)"
+    ))
+}
+
+/// A new random token: `aegir_` and 64 hex digits.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn token_prefix(token: &str) -> String {
+    token.chars().take(SHOWN_PREFIX).collect()
+}
+
+/// An argon2id hash of `password` (slow on purpose: off the async threads).
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|hash| hash.to_string())
+            .map_err(|e| ApiError::internal(format!("cannot hash a password: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("password hashing stopped: {e}")))?
+}
+
+/// Whether `password` matches `hash`; a malformed hash matches nothing.
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A token just made: its id, and the token itself, which is never stored.
+pub struct IssuedToken {
+    pub id: Uuid,
+    pub token: String,
+    pub prefix: String,
+}
+
+/// Makes a token for `user`; a session expires at `expires_at`.
+pub async fn issue_token(
+    db: impl sqlx::PgExecutor<'_>,
+    user: &str,
+    name: &str,
+    kind: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> sqlx::Result<IssuedToken> {
+    let token = new_token();
+    let id = Uuid::now_v7();
+    let prefix = token_prefix(&token);
+    sqlx::query(
+        "INSERT INTO api_tokens (id, user_name, name, token_hash, prefix, kind, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(name)
+    .bind(token_hash(&token))
+    .bind(&prefix)
+    .bind(kind)
+    .bind(expires_at)
+    .execute(db)
+    .await?;
+    Ok(IssuedToken { id, token, prefix })
+}
+
+#[derive(FromRow)]
+struct CallerRow {
+    token_id: Uuid,
+    user_name: String,
+    role: String,
+    client: Option<String>,
+}
+
+/// The bearer token of a request, else its session cookie.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+}
+
+/// The caller a request's token belongs to.
+pub async fn authenticate(pool: &PgPool, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = presented_token(headers).ok_or_else(|| unauthorized("no token was sent"))?;
+    if token.is_empty() {
+        return Err(unauthorized("the token sent is empty"));
+    }
+    let row: Option<CallerRow> = sqlx::query_as(
+        "UPDATE api_tokens t SET last_used_at = now()
+         FROM users u
+         WHERE t.token_hash = $1 AND u.name = t.user_name AND t.revoked_at IS NULL
+           AND (t.expires_at IS NULL OR t.expires_at > now()) AND NOT u.disabled
+         RETURNING t.id AS token_id, u.name AS user_name, u.role, u.client",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(pool)
+    .await?;
+    let row =
+        row.ok_or_else(|| unauthorized("the token sent is unknown, revoked or expired, or its user is disabled"))?;
+    let role = Role::parse(&row.role).ok_or_else(|| ApiError::internal(format!("stored role `{}`", row.role)))?;
+    let client = row.client.map(|c| crate::db::stored("client name", c)).transpose()?;
+    Ok(Caller { user: row.user_name, role, client, token_id: row.token_id })
+}
+
+/// Where a request came from: the peer, or (when configured to trust the proxy in front)
+/// the last address the proxy added to `X-Forwarded-For`.
+fn remote_addr(request: &Request, trust_forwarded_for: bool) -> Option<String> {
+    if trust_forwarded_for
+        && let Some(forwarded) = request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok())
+        && let Some(last) = forwarded.rsplit(',').next().map(str::trim).and_then(|a| a.parse::<IpAddr>().ok())
+    {
+        return Some(last.to_string());
+    }
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string())
+}
+
+/// What the audit log records of one request.
+pub struct AuditEntry<'a> {
+    pub user: Option<&'a str>,
+    pub token_id: Option<Uuid>,
+    pub action: &'a str,
+    pub target: Option<&'a str>,
+    pub status: u16,
+    pub remote_addr: Option<&'a str>,
+}
+
+pub async fn audit(pool: &PgPool, entry: AuditEntry<'_>) {
+    let written = sqlx::query(
+        "INSERT INTO audit_log (user_name, token_id, action, target, status, remote_addr)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(entry.user)
+    .bind(entry.token_id)
+    .bind(entry.action)
+    .bind(entry.target)
+    .bind(i32::from(entry.status))
+    .bind(entry.remote_addr)
+    .execute(pool)
+    .await;
+    if let Err(e) = written {
+        tracing::error!(error = %e, action = entry.action, "cannot write the audit log");
+    }
+}
+
+/// Settings of the accounts layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccountSettings {
+    pub trust_forwarded_for: bool,
+}
+
+/// The middleware of every protected route: authenticates, applies the client user's
+/// scope, runs the handler and writes the audit row of a change.
+pub async fn guard(
+    State((state, settings)): State<(AppState, AccountSettings)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let changes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let action = format!("{method} {route}");
+    let remote = remote_addr(&request, settings.trust_forwarded_for);
+    let path_target = request.uri().path().to_owned();
+
+    let caller = match authenticate(&state.pool, request.headers()).await {
+        Ok(caller) => caller,
+        Err(e) => {
+            let response = e.into_response();
+            if changes {
+                let entry = AuditEntry {
+                    user: None,
+                    token_id: None,
+                    action: &action,
+                    target: Some(&path_target),
+                    status: response.status().as_u16(),
+                    remote_addr: remote.as_deref(),
+                };
+                audit(&state.pool, entry).await;
+            }
+            return response;
+        }
+    };
+    let (response, target) = match scope::check(&state, &caller, &route, request).await {
+        Ok(scope::Checked::Pass(mut request, target)) => {
+            request.extensions_mut().insert(caller.clone());
+            (next.run(request).await, target)
+        }
+        Ok(scope::Checked::Answer(response)) => (response, None),
+        Err(e) => (e.into_response(), None),
+    };
+    if changes {
+        let entry = AuditEntry {
+            user: Some(&caller.user),
+            token_id: Some(caller.token_id),
+            action: &action,
+            target: Some(target.as_deref().unwrap_or(&path_target)),
+            status: response.status().as_u16(),
+            remote_addr: remote.as_deref(),
+        };
+        audit(&state.pool, entry).await;
+    }
+    response
+}
+
+/// At start, when `file` does not exist: makes user `admin` (if missing) and a token for
+/// it, written to `file` with mode 0600. An existing file is left as it is, so a restart
+/// changes nothing; delete the file to get a new token.
+pub async fn bootstrap_admin_token(pool: &PgPool, file: &Path) -> Result<(), BootstrapError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    if file.exists() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO users (name, role) VALUES ('admin', 'admin') ON CONFLICT (name) DO NOTHING")
+        .execute(&mut *tx)
+        .await?;
+    let role: String = sqlx::query_scalar("SELECT role FROM users WHERE name = 'admin'").fetch_one(&mut *tx).await?;
+    if role != "admin" {
+        return Err(BootstrapError::NotAdmin);
+    }
+    let issued = issue_token(&mut *tx, "admin", "bootstrap", "token", None).await?;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .and_then(|mut f| f.write_all(format!("{}\n", issued.token).as_bytes()));
+    written.map_err(|source| BootstrapError::Write { path: file.display().to_string(), source })?;
+    tx.commit().await?;
+    tracing::info!(file = %file.display(), prefix = %issued.prefix, "wrote a new token of user admin");
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("cannot make the first admin's token: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot write the admin token to {path}: {source}; check that its directory exists and is writable")]
+    Write { path: String, source: std::io::Error },
+    #[error("user `admin` exists but is not an admin, so no admin token was written; remove or rename that user")]
+    NotAdmin,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_only_their_hash_is_kept() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert!(a.starts_with("aegir_") && a.len() == 70, "{a}");
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), token_hash(&b));
+        assert_eq!(token_prefix(&a).len(), SHOWN_PREFIX);
+    }
+
+    #[test]
+    fn bearer_beats_cookie() {
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, "x=1; aegir_session=abc".parse().unwrap());
+        assert_eq!(presented_token(&headers), Some("abc"));
+        headers.insert(AUTHORIZATION, "Bearer tok".parse().unwrap());
+        assert_eq!(presented_token(&headers), Some("tok"));
+        headers.insert(AUTHORIZATION, "Basic xyz".parse().unwrap());
+        assert_eq!(presented_token(&headers), None);
+    }
+
+    #[tokio::test]
+    async fn passwords_are_argon2id_hashes() {
+        let hash = hash_password("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_password("correct horse".into(), hash.clone()).await);
+        assert!(!verify_password("wrong".into(), hash).await);
+        assert!(!verify_password("x".into(), "not a hash".into()).await);
+    }
+}
