@@ -1,6 +1,7 @@
 //! The dns service: a real BIND (`named`) on a port of its own answers for a site's uri
-//! and aliases once the site is installed, and no longer once it is deleted. The web
-//! server names a separate dns server, whose dns-worker keeps the zone files.
+//! and aliases once the site is installed, follows it to a new uri, and answers no longer
+//! once it is deleted. The web server names a separate dns server, whose dns-worker keeps
+//! the zone files.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -125,7 +126,7 @@ async fn dns_worker(system: &System, server: &str, named: &Named, zones: &str) -
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_sites_names_answer_from_its_dns_server_once_installed_and_no_longer_once_deleted() {
+async fn a_sites_names_answer_from_its_dns_server_once_installed_follow_a_new_uri_and_go_with_the_site() {
     let (system, _fpm) = start_with_php(Options::default()).await;
     let named = Named::start(&system.dir.path().join("dns")).await;
     let ns = format!("server_ns{}", random_suffix());
@@ -198,9 +199,20 @@ async fn a_sites_names_answer_from_its_dns_server_once_installed_and_no_longer_o
     let include = std::fs::read_to_string(named.zones.join("named.conf.aegir")).unwrap();
     assert!(include.contains("zone \"example.com\"") && include.contains(&format!("zone \"{own}\"")), "{include}");
 
+    // Moved to another uri, the site's records follow it; its aliases keep answering.
+    let moved = format!("moved-{suffix}.example.com");
+    let out = system.cli_ok(&[&site, "migrate", &format!("--new_uri={moved}")]).await;
+    assert!(out.contains("site dns add") && out.contains("site dns remove"), "{out}");
+    assert!(named.answers(&moved, "127.0.0.1").await, "the new uri answers");
+    assert!(named.answers(&uri, "").await, "the old uri no longer answers: {}", named.dig(&uri).await);
+    for name in [&alias, &own] {
+        assert_eq!(named.dig(name).await, "127.0.0.1", "{name} still answers");
+    }
+
+    let site = format!("@{moved}");
     let out = system.cli_ok(&[&site, "delete"]).await;
     assert!(out.contains("site dns remove"), "{out}");
-    for name in [&uri, &alias, &own] {
+    for name in [&moved, &alias, &own] {
         assert!(named.answers(name, "").await, "{name} no longer answers: {}", named.dig(name).await);
     }
     assert!(!named.zones.join(format!("db.{own}")).exists(), "the customer's own zone went with its last record");
