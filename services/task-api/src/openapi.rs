@@ -2,8 +2,10 @@
 //! handlers and types themselves.
 
 use axum::Json;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
+use crate::accounts::routes as accounts;
 use crate::error::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::routes::{backups, clients, health, platforms, servers, sites, task_log, tasks};
 use crate::views::{ContextStatus, PackageView, SiteStatus, TaskStatus};
@@ -24,7 +26,13 @@ use crate::views::{ContextStatus, PackageView, SiteStatus, TaskStatus};
         tasks::create, tasks::list, tasks::get, tasks::cancel,
         crate::batches::create, crate::batches::get, task_log::log,
         health::healthz,
+        accounts::login, accounts::logout, accounts::me,
+        accounts::list_users, accounts::get_user, accounts::save_user, accounts::delete_user,
+        accounts::list_tokens, accounts::create_token, accounts::revoke_token,
+        accounts::list_grants, accounts::grant, accounts::revoke_grant, accounts::audit_log,
     ),
+    modifiers(&BearerToken),
+    security(("bearer" = [])),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode, ContextStatus, SiteStatus, TaskStatus, PackageView)),
     tags(
         (name = "servers", description = "Machines and the services they offer"),
@@ -35,9 +43,20 @@ use crate::views::{ContextStatus, PackageView, SiteStatus, TaskStatus};
         (name = "tasks", description = "Work on a context, and its live log"),
         (name = "batches", description = "One task on every site of a platform, a few at a time"),
         (name = "operations", description = "Health"),
+        (name = "accounts", description = "Users, API tokens, platforms granted to clients, and the audit log"),
     )
 )]
 pub struct ApiDoc;
+
+/// Every `/api/v1` route but the login takes `Authorization: Bearer <token>`.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        openapi.components.get_or_insert_with(Default::default).add_security_scheme("bearer", scheme);
+    }
+}
 
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())

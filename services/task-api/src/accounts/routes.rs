@@ -10,11 +10,12 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{AuditEntry, Caller, Role, SESSION_COOKIE};
 use crate::db;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::input::{Fields, JsonObject, Params, parse_segment};
 use crate::state::AppState;
 use crate::views::Page;
@@ -44,7 +45,7 @@ fn no_user(name: &str) -> ApiError {
     ApiError::not_found(format!("user `{name}` does not exist; create it with PUT /api/v1/users/{name}"))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LoginView {
     /// Send it as `Authorization: Bearer <token>`; it is shown this once.
     pub token: String,
@@ -61,6 +62,14 @@ type LoginRow = (String, Option<String>, String, Option<String>, bool);
 /// `POST /api/v1/login` `{"user", "password"}`: a session token (also set as the
 /// `aegir_session` cookie for the web pages) lasting [`SESSION_HOURS`]; with
 /// `"token_name"`, an API token of that name that lasts until revoked.
+#[utoipa::path(
+    post, path = "/api/v1/login", operation_id = "login", tag = "accounts", security(),
+    request_body(content = Object, description = "`{\"user\", \"password\"}`, and `\"token_name\"` for a lasting API token"),
+    responses(
+        (status = 200, description = "A token (and the session cookie)", body = LoginView),
+        (status = 401, description = "Wrong user or password, or the user is disabled", body = ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     extensions: Extensions,
@@ -131,6 +140,10 @@ pub async fn login(
 }
 
 /// `POST /api/v1/logout`: revokes the token the request came with.
+#[utoipa::path(
+    post, path = "/api/v1/logout", operation_id = "logout", tag = "accounts",
+    responses((status = 204, description = "The token in use is revoked"))
+)]
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
         .bind(caller.token_id)
@@ -142,7 +155,7 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Res
     Ok((StatusCode::NO_CONTENT, headers).into_response())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MeView {
     pub user: String,
     pub role: Role,
@@ -150,11 +163,15 @@ pub struct MeView {
 }
 
 /// `GET /api/v1/me`: who the token belongs to.
+#[utoipa::path(
+    get, path = "/api/v1/me", operation_id = "me", tag = "accounts",
+    responses((status = 200, description = "Whose the token is", body = MeView))
+)]
 pub async fn me(caller: Caller) -> Json<MeView> {
     Json(MeView { user: caller.user, role: caller.role, client: caller.client.map(|c| c.to_string()) })
 }
 
-#[derive(Debug, Serialize, FromRow)]
+#[derive(Debug, Serialize, ToSchema, FromRow)]
 pub struct UserView {
     pub name: String,
     pub role: String,
@@ -177,6 +194,11 @@ async fn user_view(db: impl sqlx::PgExecutor<'_>, name: &str) -> Result<Option<U
 }
 
 /// `GET /api/v1/users`.
+#[utoipa::path(
+    get, path = "/api/v1/users", operation_id = "list_users", tag = "accounts",
+    params(("limit" = Option<i64>, Query, description = "At most this many"), ("offset" = Option<i64>, Query, description = "Skip this many")),
+    responses((status = 200, description = "A page of users", body = Page<UserView>), (status = 403, description = "Not an admin", body = ErrorBody))
+)]
 pub async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
@@ -197,6 +219,11 @@ pub async fn list_users(
 }
 
 /// `GET /api/v1/users/{name}`.
+#[utoipa::path(
+    get, path = "/api/v1/users/{name}", operation_id = "get_user", tag = "accounts",
+    params(("name" = String, Path, description = "User name")),
+    responses((status = 200, description = "The user", body = UserView), (status = 404, description = "No such user", body = ErrorBody))
+)]
 pub async fn get_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -208,6 +235,16 @@ pub async fn get_user(
 
 /// `PUT /api/v1/users/{name}` `{"role", "client", "password", "disabled"}`: creates or
 /// updates a user. A password left out keeps the current one.
+#[utoipa::path(
+    put, path = "/api/v1/users/{name}", operation_id = "save_user", tag = "accounts",
+    params(("name" = String, Path, description = "User name, e.g. `alice`")),
+    request_body(content = Object, description = "`role` (`admin` or `client`), `client` (a client user's), `password` (at least 10 characters; left out keeps the current one), `disabled`"),
+    responses(
+        (status = 201, description = "Created", body = UserView),
+        (status = 200, description = "Updated", body = UserView),
+        (status = 422, description = "A field is unknown or not valid", body = ErrorBody),
+    )
+)]
 pub async fn save_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -275,6 +312,11 @@ pub async fn save_user(
 }
 
 /// `DELETE /api/v1/users/{name}`: the user and its tokens.
+#[utoipa::path(
+    delete, path = "/api/v1/users/{name}", operation_id = "delete_user", tag = "accounts",
+    params(("name" = String, Path, description = "User name")),
+    responses((status = 204, description = "Deleted, with its tokens"), (status = 404, description = "No such user", body = ErrorBody))
+)]
 pub async fn delete_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -291,7 +333,7 @@ pub async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize, FromRow)]
+#[derive(Debug, Serialize, ToSchema, FromRow)]
 pub struct TokenView {
     pub id: Uuid,
     pub name: String,
@@ -306,6 +348,11 @@ pub struct TokenView {
 }
 
 /// `GET /api/v1/users/{name}/tokens`.
+#[utoipa::path(
+    get, path = "/api/v1/users/{name}/tokens", operation_id = "list_tokens", tag = "accounts",
+    params(("name" = String, Path, description = "User name")),
+    responses((status = 200, description = "The user's tokens (never the tokens themselves)", body = Page<TokenView>))
+)]
 pub async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
@@ -324,7 +371,7 @@ pub async fn list_tokens(
     Ok(Json(Page { items, total }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NewTokenView {
     pub id: Uuid,
     pub name: String,
@@ -334,6 +381,12 @@ pub struct NewTokenView {
 }
 
 /// `POST /api/v1/users/{name}/tokens` `{"name"}`: a new API token, shown once.
+#[utoipa::path(
+    post, path = "/api/v1/users/{name}/tokens", operation_id = "create_token", tag = "accounts",
+    params(("name" = String, Path, description = "User name")),
+    request_body(content = Object, description = "`{\"name\"}`: what the token is for"),
+    responses((status = 201, description = "The token, shown this once", body = NewTokenView))
+)]
 pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -353,6 +406,11 @@ pub async fn create_token(
 }
 
 /// `DELETE /api/v1/users/{name}/tokens/{id}`: revokes the token; it is refused from then on.
+#[utoipa::path(
+    delete, path = "/api/v1/users/{name}/tokens/{id}", operation_id = "revoke_token", tag = "accounts",
+    params(("name" = String, Path, description = "User name"), ("id" = String, Path, description = "Token id")),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "No such token", body = ErrorBody))
+)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -384,7 +442,7 @@ async fn existing_client(state: &AppState, name: &str) -> Result<ClientName, Api
     Ok(client)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct GrantsView {
     pub client: String,
     /// `@platform_<name>` of each platform the client's users may use.
@@ -392,6 +450,11 @@ pub struct GrantsView {
 }
 
 /// `GET /api/v1/clients/{name}/platforms`.
+#[utoipa::path(
+    get, path = "/api/v1/clients/{name}/platforms", operation_id = "list_grants", tag = "accounts",
+    params(("name" = String, Path, description = "Client name")),
+    responses((status = 200, description = "The platforms granted to the client", body = GrantsView))
+)]
 pub async fn list_grants(
     State(state): State<AppState>,
     caller: Caller,
@@ -413,6 +476,11 @@ fn platform_segment(platform: &str) -> Result<PlatformName, ApiError> {
 
 /// `PUT /api/v1/clients/{name}/platforms/{platform}`: the client's users may see the
 /// platform and put sites on it.
+#[utoipa::path(
+    put, path = "/api/v1/clients/{name}/platforms/{platform}", operation_id = "grant_platform", tag = "accounts",
+    params(("name" = String, Path, description = "Client name"), ("platform" = String, Path, description = "Platform name")),
+    responses((status = 201, description = "Granted"), (status = 200, description = "Granted already"), (status = 404, description = "No such client or platform", body = ErrorBody))
+)]
 pub async fn grant(
     State(state): State<AppState>,
     caller: Caller,
@@ -434,6 +502,11 @@ pub async fn grant(
 
 /// `DELETE /api/v1/clients/{name}/platforms/{platform}`: takes the grant back; the
 /// client's sites already on the platform stay.
+#[utoipa::path(
+    delete, path = "/api/v1/clients/{name}/platforms/{platform}", operation_id = "revoke_platform", tag = "accounts",
+    params(("name" = String, Path, description = "Client name"), ("platform" = String, Path, description = "Platform name")),
+    responses((status = 204, description = "No longer granted"), (status = 404, description = "Not granted", body = ErrorBody))
+)]
 pub async fn revoke_grant(
     State(state): State<AppState>,
     caller: Caller,
@@ -453,7 +526,7 @@ pub async fn revoke_grant(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize, FromRow)]
+#[derive(Debug, Serialize, ToSchema, FromRow)]
 pub struct AuditView {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -465,7 +538,7 @@ pub struct AuditView {
     pub remote_addr: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AuditPage {
     /// Newest first.
     pub items: Vec<AuditView>,
@@ -474,6 +547,15 @@ pub struct AuditPage {
 }
 
 /// `GET /api/v1/audit?user=&before=&limit=`: what was done, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/audit", operation_id = "audit_log", tag = "accounts",
+    params(
+        ("user" = Option<String>, Query, description = "Only this user's actions"),
+        ("before" = Option<i64>, Query, description = "Older than this entry: the `next` of the page before"),
+        ("limit" = Option<i64>, Query, description = "At most this many (default 50)"),
+    ),
+    responses((status = 200, description = "Newest first", body = AuditPage), (status = 403, description = "Not an admin", body = ErrorBody))
+)]
 pub async fn audit_log(
     State(state): State<AppState>,
     caller: Caller,

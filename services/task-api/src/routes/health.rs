@@ -18,7 +18,7 @@ pub struct Health {
 
 /// Health of the process's connections.
 #[utoipa::path(
-    get, path = "/healthz", operation_id = "healthz", tag = "operations",
+    get, path = "/healthz", operation_id = "healthz", tag = "operations", security(),
     responses(
         (status = 200, description = "Both connections are up", body = Health),
         (status = 503, description = "The database or the broker is unreachable", body = Health),

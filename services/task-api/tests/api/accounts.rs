@@ -197,6 +197,14 @@ async fn a_client_user_sees_and_acts_only_on_its_clients_sites() {
     assert_eq!((status, &site["uri"]), (StatusCode::OK, &json!("mine.acme.test")));
     let (status, _) = send(&alice, M::DELETE, url("/api/v1/sites/new.acme.test"), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    // Refused attempts are in the audit log too, with who made them.
+    let (_, audit) = app.get("/api/v1/audit?user=alice&limit=200").await;
+    let refused = audit["items"].as_array().unwrap().iter().any(|r| {
+        r["action"] == "DELETE /api/v1/sites/{uri}"
+            && r["target"] == "/api/v1/sites/theirs.globex.test"
+            && r["status"] == 404
+    });
+    assert!(refused, "{audit}");
     let (status, me) = send(&alice, M::GET, url("/api/v1/me"), None).await;
     assert_eq!(
         (status, &me["user"], &me["role"], &me["client"]),
@@ -233,6 +241,15 @@ async fn every_api_route_but_the_login_needs_a_token() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.count("clients").await, 0);
     assert_eq!(app.count("sites").await, sites_before);
+    let doc: Value = anonymous.get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer", "{}", doc["components"]);
+    assert_eq!(doc["security"], json!([{"bearer": []}]));
+    assert_eq!(doc["paths"]["/api/v1/login"]["post"]["security"], json!([]));
+    for (path, method) in
+        [("/api/v1/users/{name}", "put"), ("/api/v1/users/{name}/tokens", "post"), ("/api/v1/audit", "get")]
+    {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} is missing from the OpenAPI document");
+    }
     for path in ["/healthz", "/api/openapi.json", "/metrics"] {
         let response = anonymous.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
