@@ -627,6 +627,20 @@ impl Api {
         Ok(self.typed::<LogItems>(value)?.items)
     }
 
+    /// Any request with an optional JSON body; the answer's JSON (`null` for none).
+    pub async fn send_json(&self, method: Method, segments: &[&str], body: Option<&Value>) -> Result<Value, CliError> {
+        let mut request = self.call(method, segments, &[]);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = self.check(self.send(request).await?).await?;
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| self.unexpected(format!("a body that is not JSON ({e})")))
+    }
+
     /// `POST /api/v1/login`: a token of `user`, named `token_name`.
     pub async fn login(&self, user: &str, password: &str, token_name: &str) -> Result<Value, CliError> {
         let body = serde_json::json!({"user": user, "password": password, "token_name": token_name});

@@ -80,6 +80,9 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Run verify or migrate on every site of a platform, a few at a time, with a live summary
     Batch(BatchArgs),
+    /// Manage users, their API tokens, and the platforms granted to clients (admins only)
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Log in with a user's password and store an API token in the user's config file (mode 0600)
     Login(LoginArgs),
     /// Make the keys that sign the system's messages
@@ -89,6 +92,71 @@ pub enum Command {
     /// verify them, and report what could not be mapped
     #[command(name = "import-aegir")]
     ImportAegir(ImportAegirArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List the users
+    List,
+    /// Create or update a user
+    Save(UserSaveArgs),
+    /// Delete a user and its tokens
+    Delete {
+        #[arg(value_name = "USER")]
+        user: String,
+    },
+    /// Make an API token for a user and print it (shown this once)
+    Token {
+        #[arg(value_name = "USER")]
+        user: String,
+        /// What the token is for
+        #[arg(long, default_value = "api")]
+        name: String,
+    },
+    /// List a user's tokens (never the tokens themselves)
+    Tokens {
+        #[arg(value_name = "USER")]
+        user: String,
+    },
+    /// Revoke one of a user's tokens
+    Revoke {
+        #[arg(value_name = "USER")]
+        user: String,
+        #[arg(value_name = "TOKEN_ID")]
+        id: Uuid,
+    },
+    /// Let a client's users see a platform and put sites on it
+    Grant {
+        #[arg(value_name = "CLIENT")]
+        client: ClientName,
+        #[arg(value_name = "@PLATFORM")]
+        platform: ContextName,
+    },
+    /// Take a platform grant back (the client's sites on it stay)
+    Ungrant {
+        #[arg(value_name = "CLIENT")]
+        client: ClientName,
+        #[arg(value_name = "@PLATFORM")]
+        platform: ContextName,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UserSaveArgs {
+    #[arg(value_name = "USER")]
+    pub user: String,
+    /// `admin` (everything) or `client` (its client's sites only)
+    #[arg(long, value_parser = ["admin", "client"])]
+    pub role: String,
+    /// The client a client user acts for
+    #[arg(long, value_name = "NAME")]
+    pub client: Option<ClientName>,
+    /// Set the password, read from stdin (one line)
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Refuse the user's logins and tokens
+    #[arg(long)]
+    pub disabled: bool,
 }
 
 #[derive(Debug, Args)]

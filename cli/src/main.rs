@@ -87,6 +87,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Cancel(args) => commands::tasks::cancel(&connect()?, args).await,
         Command::Batch(args) => commands::batch::run(&connect()?, args).await,
         Command::Keys(command) => commands::keys::run(command),
+        Command::Users(command) => commands::users::run(&connect()?, command).await,
         Command::Login(args) => {
             let address = config::resolve(cli.api.as_deref(), env_var)?;
             commands::login::run(&Api::new(address)?, args, env_var).await

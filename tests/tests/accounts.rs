@@ -43,16 +43,19 @@ async fn a_client_users_cli_shows_and_acts_on_its_clients_sites_only() {
         |client: &str| json!({"platform": format!("@{platform}"), "db_server": format!("@{server}"), "client": client});
     put(&system, "/api/v1/sites/mine.acme.test", site("acme")).await;
     put(&system, "/api/v1/sites/theirs.globex.test", site("globex")).await;
-    put(&system, &format!("/api/v1/clients/acme/platforms/{platform}"), json!({})).await;
+    let out = system.cli(&["users", "grant", "acme", &format!("@{platform}")]).await;
+    assert_eq!(out.code, Some(0), "{out}");
     put(
         &system,
         "/api/v1/users/alice",
         json!({"role": "client", "client": "acme", "password": "correct horse battery"}),
     )
     .await;
-    let (status, token) = system.post("/api/v1/users/alice/tokens", json!({"name": "cli"})).await;
-    assert_eq!(status, 201, "{token}");
-    let token = token["token"].as_str().unwrap().to_owned();
+    let out = system.cli(&["users", "token", "alice", "--name", "cli"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let token = out.stdout.trim().to_owned();
+    let out = system.cli(&["users", "list"]).await;
+    assert!(out.stdout.contains("alice") && out.stdout.contains("acme"), "{out}");
     let (_, before) = system.get("/api/v1/sites/theirs.globex.test").await;
 
     // Another client's site: not found, whatever is tried, and unchanged.
@@ -80,6 +83,8 @@ async fn a_client_users_cli_shows_and_acts_on_its_clients_sites_only() {
         .await;
     assert_eq!(out.code, Some(3), "{out}");
     assert!(out.stderr.contains("client `acme` only"), "{out}");
+    let out = system.cli_with_token(&token, &["users", "token", "admin"]).await;
+    assert_eq!(out.code, Some(3), "{out}");
     let out = system.cli_with_token(&token, &["list", "servers"]).await;
     assert_eq!(out.code, Some(3), "{out}");
     assert!(out.stderr.contains("for admins"), "{out}");

@@ -26,7 +26,7 @@ pub async fn run(api: &Api, args: LoginArgs, env: impl Fn(&str) -> Option<String
 }
 
 /// One line from stdin; asked for (without echo) when stdin is a terminal.
-fn read_password(from_stdin: bool) -> Result<String, CliError> {
+pub fn read_password(from_stdin: bool) -> Result<String, CliError> {
     let stdin = std::io::stdin();
     let terminal = !from_stdin && stdin.is_terminal();
     if terminal {

@@ -12,3 +12,4 @@ pub mod run;
 pub mod save;
 pub mod show;
 pub mod tasks;
+pub mod users;
