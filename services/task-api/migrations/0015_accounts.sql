@@ -57,3 +57,6 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_at ON audit_log (at);
 CREATE INDEX audit_log_user ON audit_log (user_name, id);
+
+-- A client user's batch takes its client's sites only.
+ALTER TABLE batches ADD COLUMN client text;

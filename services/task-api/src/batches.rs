@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::accounts::Caller;
 use crate::db;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Fields, JsonObject, PathParam};
@@ -97,8 +98,11 @@ struct BatchRow {
 )]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<BatchView>), ApiError> {
+    // A client user's batch takes its client's sites only; an admin's, every site.
+    let client = caller.scope().map(ToString::to_string);
     let mut fields = Fields::new(body, &["platform", "task", "to_platform", "parallel", "max_failures"])?;
     let platform = platform_field(&mut fields, "platform")?
         .ok_or_else(|| ApiError::invalid("platform", "`platform` is missing; give one such as `@platform_wp`"))?;
@@ -132,7 +136,8 @@ pub async fn create(
     }
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO batches (id, task, platform, to_platform, max_failures, parallel) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO batches (id, task, platform, to_platform, max_failures, parallel, client)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id)
     .bind(task.as_str())
@@ -140,6 +145,7 @@ pub async fn create(
     .bind(to_platform.as_ref().map(PlatformName::as_str))
     .bind(max_failures as i32)
     .bind(parallel as i32)
+    .bind(&client)
     .execute(&mut *tx)
     .await?;
     // Migrate moves the serving sites; verify checks every installed one.
@@ -147,11 +153,12 @@ pub async fn create(
     let added = sqlx::query(
         "INSERT INTO batch_items (batch_id, site, position)
          SELECT $1, uri, (row_number() OVER (ORDER BY uri))::integer FROM sites
-         WHERE platform = $2 AND status = ANY($3)",
+         WHERE platform = $2 AND status = ANY($3) AND ($4::text IS NULL OR client = $4)",
     )
     .bind(id)
     .bind(platform.as_str())
     .bind(statuses)
+    .bind(&client)
     .execute(&mut *tx)
     .await?
     .rows_affected();

@@ -229,6 +229,31 @@ pub async fn check(state: &AppState, caller: &Caller, route: &str, request: Requ
             pass(request)
         }
 
+        // The batch takes the client's sites only (see `batches::create`).
+        (Method::POST, "/api/v1/batches") => {
+            let (request, body) = read_body(request).await?;
+            let Some(body) = body else { return pass(request) };
+            for key in ["platform", "to_platform"] {
+                if let Some(Value::String(platform)) = body.get(key) {
+                    check_platform(state, caller, &client, platform).await?;
+                }
+            }
+            Ok(Checked::Pass(request, Some(body_target(&body))))
+        }
+        (Method::GET, "/api/v1/batches/{id}") => {
+            let id = param("id");
+            if let Ok(uuid) = Uuid::parse_str(&id) {
+                let owner: Option<Option<String>> = sqlx::query_scalar("SELECT client FROM batches WHERE id = $1")
+                    .bind(uuid)
+                    .fetch_optional(&state.pool)
+                    .await?;
+                if owner.is_some_and(|owner| owner.as_deref() != Some(client.as_str())) {
+                    return Err(ApiError::not_found(format!("batch `{id}` does not exist")));
+                }
+            }
+            pass(request)
+        }
+
         (_, route) => Err(ApiError::forbidden(format!(
             "user `{}` is a client user, and `{route}` is for admins of this system; ask one of them",
             caller.user

@@ -119,8 +119,7 @@ async fn a_client_user_sees_and_acts_only_on_its_clients_sites() {
         (M::PUT, "/api/v1/clients/globex", Some(json!({"title": "Mine now"}))),
         (M::DELETE, "/api/v1/clients/globex", None),
         (M::PUT, "/api/v1/clients/acme/platforms/platform_other", None),
-        (M::POST, "/api/v1/batches", Some(json!({"platform": "@platform_wp", "task": "verify"}))),
-        (M::GET, "/api/v1/batches/0190a0a0-0000-7000-8000-000000000000", None),
+        (M::POST, "/api/v1/batches", Some(json!({"platform": "@platform_other", "task": "verify"}))),
         (M::POST, "/api/v1/tasks", Some(json!({"context": "@platform_wp", "task": "verify"}))),
         (M::GET, "/api/v1/users", None),
         (M::PUT, "/api/v1/users/mallory", Some(json!({"role": "admin", "password": "0123456789ab"}))),
@@ -197,6 +196,30 @@ async fn a_client_user_sees_and_acts_only_on_its_clients_sites() {
     assert_eq!((status, &site["uri"]), (StatusCode::OK, &json!("mine.acme.test")));
     let (status, _) = send(&alice, M::DELETE, url("/api/v1/sites/new.acme.test"), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    // A batch takes its client's sites only; another's batch is not found.
+    sqlx::query("UPDATE sites SET status = 'enabled'").execute(&app.pool).await.unwrap();
+    let (status, theirs_batch) =
+        app.post("/api/v1/batches", json!({"platform": "@platform_wp", "task": "verify"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{theirs_batch}");
+    assert_eq!(theirs_batch["summary"]["total"], 2, "{theirs_batch}");
+    let (status, batch) =
+        send(&alice, M::POST, url("/api/v1/batches"), Some(json!({"platform": "@platform_wp", "task": "verify"})))
+            .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
+    assert_eq!(batch["summary"]["total"], 1, "{batch}");
+    let sites: Vec<String> = sqlx::query_scalar("SELECT site FROM batch_items WHERE batch_id = $1")
+        .bind(Uuid::parse_str(batch["id"].as_str().unwrap()).unwrap())
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(sites, ["mine.acme.test"]);
+    let (status, _) =
+        send(&alice, M::GET, url(&format!("/api/v1/batches/{}", batch["id"].as_str().unwrap())), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) =
+        send(&alice, M::GET, url(&format!("/api/v1/batches/{}", theirs_batch["id"].as_str().unwrap())), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+
     // Refused attempts are in the audit log too, with who made them.
     let (_, audit) = app.get("/api/v1/audit?user=alice&limit=200").await;
     let refused = audit["items"].as_array().unwrap().iter().any(|r| {
