@@ -210,6 +210,14 @@ pub async fn check(state: &AppState, caller: &Caller, route: &str, request: Requ
             if let Some(Value::String(platform)) = body.get("platform") {
                 check_platform(state, caller, &client, platform).await?;
             }
+            // An archive of another client's site is not there for this user (not even its site's name).
+            if let Some(Value::String(id)) = body.get("backup")
+                && let Ok(uuid) = Uuid::parse_str(id)
+                && let Some(backup) = db::backups::get(&state.pool, uuid).await?
+                && site_client(state, &backup.site).await?.as_deref() != Some(client.as_str())
+            {
+                return Err(ApiError::not_found_in("backup", format!("backup `{id}` does not exist")));
+            }
             Ok(Checked::Pass(request, Some(target)))
         }
         (Method::GET, "/api/v1/tasks/{id}" | "/api/v1/tasks/{id}/log")
