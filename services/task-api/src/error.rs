@@ -23,6 +23,9 @@ pub enum ApiError {
     /// The caller is known but may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// Too many attempts lately; try again later.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("{message}")]
     NotFound { field: Option<String>, message: String },
     #[error("{message}")]
@@ -78,6 +81,7 @@ impl ApiError {
             }
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, None),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden, None),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests, None),
             Self::NotFound { field, .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound, field.as_deref()),
             Self::Conflict { field, .. } => (StatusCode::CONFLICT, ErrorCode::Conflict, field.as_deref()),
             Self::NoRoute(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
@@ -137,6 +141,7 @@ pub enum ErrorCode {
     InvalidField,
     Unauthorized,
     Forbidden,
+    TooManyRequests,
     NotFound,
     Conflict,
     MethodNotAllowed,

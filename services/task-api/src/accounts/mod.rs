@@ -234,14 +234,15 @@ pub async fn authenticate(pool: &PgPool, headers: &HeaderMap) -> Result<Caller, 
 
 /// Where a request came from: the peer, or (when configured to trust the proxy in front)
 /// the last address the proxy added to `X-Forwarded-For`.
-fn remote_addr(request: &Request, trust_forwarded_for: bool) -> Option<String> {
-    if trust_forwarded_for
-        && let Some(forwarded) = request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok())
+pub fn remote_addr(headers: &HeaderMap, extensions: &axum::http::Extensions) -> Option<String> {
+    let trust = extensions.get::<AccountSettings>().is_some_and(|s| s.trust_forwarded_for);
+    if trust
+        && let Some(forwarded) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
         && let Some(last) = forwarded.rsplit(',').next().map(str::trim).and_then(|a| a.parse::<IpAddr>().ok())
     {
         return Some(last.to_string());
     }
-    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string())
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string())
 }
 
 /// What the audit log records of one request.
@@ -272,7 +273,7 @@ pub async fn audit(pool: &PgPool, entry: AuditEntry<'_>) {
     }
 }
 
-/// Settings of the accounts layer.
+/// Settings of the accounts layer, in every request's extensions.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AccountSettings {
     pub trust_forwarded_for: bool,
@@ -280,11 +281,7 @@ pub struct AccountSettings {
 
 /// The middleware of every protected route: authenticates, applies the client user's
 /// scope, runs the handler and writes the audit row of a change.
-pub async fn guard(
-    State((state, settings)): State<(AppState, AccountSettings)>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let changes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     let route = request
@@ -292,7 +289,7 @@ pub async fn guard(
         .get::<MatchedPath>()
         .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
     let action = format!("{method} {route}");
-    let remote = remote_addr(&request, settings.trust_forwarded_for);
+    let remote = remote_addr(request.headers(), request.extensions());
     let path_target = request.uri().path().to_owned();
 
     let caller = match authenticate(&state.pool, request.headers()).await {
@@ -399,6 +396,20 @@ mod tests {
         assert_eq!(presented_token(&headers), Some("tok"));
         headers.insert(AUTHORIZATION, "Basic xyz".parse().unwrap());
         assert_eq!(presented_token(&headers), None);
+    }
+
+    #[test]
+    fn x_forwarded_for_counts_only_behind_a_trusted_proxy() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "198.51.100.1, 203.0.113.7".parse().unwrap());
+        let mut extensions = axum::http::Extensions::new();
+        extensions.insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 2], 4711))));
+        assert_eq!(remote_addr(&headers, &extensions).as_deref(), Some("10.0.0.2"));
+        extensions.insert(AccountSettings { trust_forwarded_for: true });
+        // The last entry is the one the trusted proxy added; earlier ones the client wrote.
+        assert_eq!(remote_addr(&headers, &extensions).as_deref(), Some("203.0.113.7"));
+        headers.insert("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(remote_addr(&headers, &extensions).as_deref(), Some("10.0.0.2"));
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 
 use aegir_contract::{ClientName, PlatformName};
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +22,9 @@ use crate::views::Page;
 
 /// How long a password login's session lasts.
 const SESSION_HOURS: i64 = 12;
+/// Wrong logins of one user within [`FAILURE_WINDOW_MINUTES`] before its logins are refused.
+const MAX_FAILURES: i64 = 10;
+const FAILURE_WINDOW_MINUTES: i32 = 15;
 /// Shorter passwords are refused.
 const MIN_PASSWORD: usize = 10;
 
@@ -68,13 +71,16 @@ type LoginRow = (String, Option<String>, String, Option<String>, bool);
     responses(
         (status = 200, description = "A token (and the session cookie)", body = LoginView),
         (status = 401, description = "Wrong user or password, or the user is disabled", body = ErrorBody),
+        (status = 429, description = "Too many wrong logins of the user lately", body = ErrorBody),
     )
 )]
 pub async fn login(
     State(state): State<AppState>,
     extensions: Extensions,
+    headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
+    let remote = super::remote_addr(&headers, &extensions);
     let mut fields = Fields::new(body, &["user", "password", "token_name"])?;
     // A named token (for the CLI or a script) does not expire; a session does.
     let token_name = fields.string("token_name")?;
@@ -90,12 +96,29 @@ pub async fn login(
             .bind(&user)
             .fetch_optional(&state.pool)
             .await?;
+    // Password guessing: after MAX_FAILURES wrong logins of a user within the window, its
+    // logins are refused until the window has moved past them.
+    let failures: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log
+         WHERE action = 'POST /api/v1/login' AND status = 401 AND target = $1
+           AND at > now() - make_interval(mins => $2)",
+    )
+    .bind(format!("user {user}"))
+    .bind(FAILURE_WINDOW_MINUTES)
+    .fetch_one(&state.pool)
+    .await?;
+    if failures >= MAX_FAILURES {
+        return Err(ApiError::TooManyRequests(format!(
+            "{failures} wrong logins of user `{user}` in the last {FAILURE_WINDOW_MINUTES} minutes; wait and try \
+             again, or ask an admin to set a new password"
+        )));
+    }
     // The same slow check whether or not the user exists, so timing tells nothing.
     const UNUSABLE: &str =
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Vh6Clc0k2Jx0ShH4fE3mQJbb+RcCBXN3WGm5w3o09OM";
     let hash = row.as_ref().and_then(|r| r.1.clone()).unwrap_or_else(|| UNUSABLE.to_owned());
     let matches = super::verify_password(password, hash).await;
-    let remote = extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
+
     let ok_row = row.filter(|r| matches && r.1.is_some() && !r.4);
     let Some((name, _, role, client, _)) = ok_row else {
         let entry = AuditEntry {

@@ -59,7 +59,7 @@ pub fn router_with(state: AppState, settings: AccountSettings) -> Router {
         .route("/api/v1/users/{name}/tokens", get(accounts::routes::list_tokens).post(accounts::routes::create_token))
         .route("/api/v1/users/{name}/tokens/{id}", delete(accounts::routes::revoke_token))
         .route("/api/v1/audit", get(accounts::routes::audit_log))
-        .route_layer(middleware::from_fn_with_state((state.clone(), settings), accounts::guard));
+        .route_layer(middleware::from_fn_with_state(state.clone(), accounts::guard));
     Router::new()
         .merge(protected)
         .route("/api/v1/login", post(accounts::routes::login))
@@ -69,6 +69,7 @@ pub fn router_with(state: AppState, settings: AccountSettings) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(observe::observe))
+        .layer(axum::Extension(settings))
         .with_state(state)
 }
 

@@ -296,7 +296,14 @@ async fn passwords_log_in_tokens_are_revoked_and_the_audit_log_says_who_did_what
         anonymous.post(app.url("/api/v1/login")).json(&json!({"user": "bob", "password": password})).send()
     };
 
-    let refused = login("wrong horse battery").await.unwrap();
+    // A forged X-Forwarded-For is not believed (no proxy is trusted here).
+    let refused = anonymous
+        .post(app.url("/api/v1/login"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .json(&json!({"user": "bob", "password": "wrong horse battery"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     let answer: Value = refused.json().await.unwrap();
     assert_eq!(answer["error"]["code"], "unauthorized");
@@ -371,6 +378,7 @@ async fn passwords_log_in_tokens_are_revoked_and_the_audit_log_says_who_did_what
     assert!(created["token_id"].is_string() && created["at"].is_string());
     let failed = row("POST /api/v1/login", 401);
     assert_eq!((&failed["user"], &failed["target"]), (&Value::Null, &json!("user bob")));
+    assert_eq!(failed["remote_addr"], "127.0.0.1");
     assert_eq!(row("POST /api/v1/login", 200)["user"], "bob");
     row("DELETE /api/v1/users/{name}/tokens/{id}", 204);
     assert!(!audit.to_string().contains(&session_token) && !audit.to_string().contains("correct horse"));
@@ -379,5 +387,32 @@ async fn passwords_log_in_tokens_are_revoked_and_the_audit_log_says_who_did_what
     let next = first["next"].as_i64().unwrap();
     let (_, second) = app.get(&format!("/api/v1/audit?limit=2&before={next}")).await;
     assert!(second["items"][0]["id"].as_i64().unwrap() < next);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_whose_password_is_guessed_at_is_refused_for_a_while() {
+    let app = TestApp::spawn().await;
+    put_ok(&app, "/api/v1/users/carol", json!({"role": "admin", "password": "correct horse battery"})).await;
+    let anonymous = reqwest::Client::new();
+    let login = |password: &'static str| {
+        anonymous.post(app.url("/api/v1/login")).json(&json!({"user": "carol", "password": password})).send()
+    };
+    for _ in 0..10 {
+        assert_eq!(login("guess").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let refused = login("correct horse battery").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let answer: Value = refused.json().await.unwrap();
+    assert!(answer["error"]["message"].as_str().unwrap().contains("wait"), "{answer}");
+    // Other users log in as before.
+    put_ok(&app, "/api/v1/users/dave", json!({"role": "admin", "password": "correct horse battery"})).await;
+    let dave = anonymous
+        .post(app.url("/api/v1/login"))
+        .json(&json!({"user": "dave", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dave.status(), StatusCode::OK);
     app.stop().await;
 }
