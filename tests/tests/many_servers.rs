@@ -44,11 +44,29 @@ async fn showing(addr: Ipv4Addr, host: &str, text: &str, shown: bool) -> (u16, S
     }
 }
 
-/// A copy of Debian's WordPress at `<server's platforms>/wordpress`, saved as
-/// `@platform_<label>` on that server and verified.
-async fn wordpress_on(system: &System, server: &RemoteServer, label: &str) {
+/// A git repository holding Debian's WordPress, the one code base both web servers build
+/// their platform from.
+fn wordpress_repository(dir: &Path) -> String {
+    let repo = dir.join("wordpress.git-work");
+    copy_tree_resolving(Path::new("/usr/share/wordpress"), &repo, &["wp-config.php", ".htaccess"]);
+    for args in [&["init", "-q"][..], &["add", "-A"], &["commit", "-q", "-m", "WordPress"]] {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=Aegir Test", "-c", "user.email=test@example.com"])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    repo.display().to_string()
+}
+
+/// `@platform_<label>` on `server`, at `<server's platforms>/wordpress`, built there by the
+/// server's own workers from the repository at `source` when it is verified.
+async fn wordpress_on(system: &System, server: &RemoteServer, label: &str, source: &str) {
     let root = server.platforms_dir().join("wordpress");
-    copy_tree_resolving(Path::new("/usr/share/wordpress"), &root, &["wp-config.php", ".htaccess"]);
+    assert!(!root.exists(), "the platform is not there before its verify builds it");
     let platform = format!("@platform_{label}");
     system
         .cli_ok(&[
@@ -57,9 +75,12 @@ async fn wordpress_on(system: &System, server: &RemoteServer, label: &str) {
             "--context_type=platform",
             &format!("--root={}", root.display()),
             &format!("--web_server=@{}", server.name),
+            &format!("--source_git={source}"),
         ])
         .await;
-    system.cli_ok(&[&platform, "verify"]).await;
+    let out = system.cli_ok(&[&platform, "verify"]).await;
+    assert!(out.contains("platform build"), "{} builds its platform from the repository: {out}", server.name);
+    assert!(root.join("wp-login.php").exists(), "the code is at {}", root.display());
 }
 
 /// The id of the task the CLI just ran, from the API's list of the context's tasks.
@@ -162,8 +183,11 @@ async fn sites_spread_over_two_web_and_two_db_servers_move_between_them_and_no_s
     assert_eq!(view["status"], "success", "web3 verifies once its workers run: {view}");
     drop(web3);
 
-    wordpress_on(&system, &web1, "wp1").await;
-    wordpress_on(&system, &web2, "wp2").await;
+    // One code base on both web servers, each building it with its own workers.
+    let repositories = tempfile::tempdir().unwrap();
+    let source = wordpress_repository(repositories.path());
+    wordpress_on(&system, &web1, "wp1", &source).await;
+    wordpress_on(&system, &web2, "wp2", &source).await;
 
     // Two sites, installed side by side on different servers.
     let suffix = random_suffix().to_lowercase();
