@@ -38,7 +38,15 @@ if (isset($_GET['read'])) {
 
 /// The probe's answer for `host` as `key=value` pairs.
 async fn probe(host: &str, port: u16, query: &str) -> Vec<(String, String)> {
-    let (status, body, _) = fetch(host, port, &format!("/aegir-probe.php{query}"), false).await;
+    // A pool just (re)loaded by its master may refuse a first connection (502) for a moment.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let (status, body) = loop {
+        let (status, body, _) = fetch(host, port, &format!("/aegir-probe.php{query}"), false).await;
+        if status != 502 || tokio::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     assert_eq!(status, 200, "the probe answers on {host}: {body}");
     body.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
