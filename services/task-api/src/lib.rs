@@ -144,7 +144,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
     tasks.spawn(cert_queue::run(state.clone(), renewal, shutdown.clone()));
     let settings = accounts::AccountSettings { trust_forwarded_for: config.trust_forwarded_for };
-    let app = router_with(state, settings).into_make_service_with_connect_info::<SocketAddr>();
+    // The web pages sit in front of the API and draw from it.
+    let app = web_ui::router(router_with(state, settings)).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
     tasks.spawn(async move {
         // Graceful: stop accepting, let requests in hand finish (live log streams end on

@@ -1,0 +1,167 @@
+//! Templates, the signed-in session every page is drawn for, and how failures show.
+
+use std::sync::LazyLock;
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use minijinja::{Environment, Value as Tpl, context};
+use serde_json::Value;
+
+use crate::backend::{ApiFailure, Backend, encode};
+use crate::csrf;
+use crate::visitor::Visitor;
+
+/// The templates, compiled in.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout.html", include_str!("../templates/layout.html")),
+    ("macros.html", include_str!("../templates/macros.html")),
+    ("error.html", include_str!("../templates/error.html")),
+    ("login.html", include_str!("../templates/login.html")),
+    ("dashboard.html", include_str!("../templates/dashboard.html")),
+    ("sites.html", include_str!("../templates/sites.html")),
+    ("tasks.html", include_str!("../templates/tasks.html")),
+    ("task.html", include_str!("../templates/task.html")),
+];
+
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    for (name, source) in TEMPLATES {
+        // The templates are part of the binary; one that does not parse is a bug the tests see.
+        if let Err(e) = env.add_template(name, source) {
+            panic!("template {name}: {e:#}");
+        }
+    }
+    env.add_filter("when", when);
+    env.add_filter("bytes", bytes);
+    env.add_filter("q", |text: String| encode(&text));
+    env
+});
+
+/// A page could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// No session, or it expired: sign in, then come back to `next`.
+    #[error("sign in first")]
+    SignIn { next: String },
+    #[error(transparent)]
+    Api(#[from] ApiFailure),
+    #[error("cannot draw the page: {0:#}")]
+    Render(#[from] minijinja::Error),
+    #[error("{1}")]
+    Refused(StatusCode, String),
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            Self::SignIn { next } => return Redirect::to(&format!("/login?next={}", encode(&next))).into_response(),
+            Self::Api(failure) if failure.status == StatusCode::UNAUTHORIZED => {
+                return Redirect::to("/login").into_response();
+            }
+            Self::Api(failure) => (failure.status, failure.message),
+            Self::Render(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot render a page");
+                (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be drawn; the service log says why".to_owned())
+            }
+            Self::Refused(status, message) => (status, message),
+        };
+        let body = ENV
+            .get_template("error.html")
+            .and_then(|t| t.render(context! { status => status.as_u16(), reason => status.canonical_reason(), message }))
+            .unwrap_or_else(|_| "error".to_owned());
+        (status, Html(body)).into_response()
+    }
+}
+
+/// The signed-in user a page is drawn for.
+pub struct Session {
+    /// `{user, role, client}` as the API's `/api/v1/me` tells it.
+    pub me: Value,
+    /// The token the page's forms carry.
+    pub csrf: String,
+}
+
+impl Session {
+    /// The visitor's session, or [`PageError::SignIn`].
+    pub async fn of(backend: &Backend, visitor: &Visitor) -> Result<Self, PageError> {
+        let Some(session) = &visitor.session else {
+            return Err(PageError::SignIn { next: visitor.here.clone() });
+        };
+        let me = match backend.get(visitor, "/api/v1/me").await {
+            Ok(me) => me,
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                return Err(PageError::SignIn { next: visitor.here.clone() });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Self { me, csrf: csrf::token(session) })
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.me.get("role").and_then(Value::as_str) == Some("admin")
+    }
+
+    /// Checks a posted form's `csrf` field against this session.
+    pub fn check_form(&self, visitor: &Visitor, given: Option<&str>) -> Result<(), PageError> {
+        let session = visitor.session.as_deref().unwrap_or_default();
+        if given.is_some_and(|given| csrf::matches(session, given)) {
+            return Ok(());
+        }
+        Err(PageError::Refused(
+            StatusCode::FORBIDDEN,
+            "this form is out of date or came from another site; reload the page and send it again".into(),
+        ))
+    }
+
+    /// `name` drawn with `values` plus the session's `me` and `csrf`.
+    pub fn render(&self, name: &str, values: Tpl) -> Result<Html<String>, PageError> {
+        let all = context! { me => Tpl::from_serialize(&self.me), csrf => self.csrf, is_admin => self.is_admin(), ..values };
+        page(name, all)
+    }
+}
+
+/// `name` drawn with `values`, for pages without a session (sign-in).
+pub fn page(name: &str, values: Tpl) -> Result<Html<String>, PageError> {
+    Ok(Html(ENV.get_template(name)?.render(values)?))
+}
+
+/// An RFC 3339 time as "2026-11-26 16:50:02 UTC"; anything else as it is.
+fn when(value: Option<String>) -> String {
+    let Some(value) = value else { return "—".to_owned() };
+    match (value.get(..10), value.get(11..19)) {
+        (Some(day), Some(time)) if value.as_bytes().get(10) == Some(&b'T') => format!("{day} {time} UTC"),
+        _ => value,
+    }
+}
+
+/// A byte count as people read it: "1.2 MB".
+fn bytes(value: Option<f64>) -> String {
+    let Some(mut value) = value else { return "—".to_owned() };
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{value:.0} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_parses() {
+        for (name, _) in TEMPLATES {
+            ENV.get_template(name).unwrap();
+        }
+    }
+
+    #[test]
+    fn times_and_sizes_read_well() {
+        assert_eq!(when(Some("2026-11-26T16:50:02.123Z".into())), "2026-11-26 16:50:02 UTC");
+        assert_eq!(when(None), "—");
+        assert_eq!(bytes(Some(999.0)), "999 B");
+        assert_eq!(bytes(Some(1_234_567.0)), "1.2 MB");
+    }
+}
