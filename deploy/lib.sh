@@ -58,6 +58,9 @@ AEGIR_PACKAGES=(
     # openssl for its TLS certificate.
     pebble
     openssl
+    # The web UI's browser tests drive a headless Chromium over WebDriver.
+    chromium
+    chromium-driver
 )
 
 # Where the tests' moto S3 server is installed, and the moto it installs.
