@@ -285,6 +285,17 @@ aegir_cli() {
     AEGIR_API="${API_URL}" AEGIR_TOKEN_FILE="${ADMIN_TOKEN_FILE}" "${BIN_DIR}/aegir" "$@"
 }
 
+# The web UI signs people in with a password: admin gets a random one, kept in a file
+# only root reads, the first time (an existing file is left as it is).
+ensure_admin_password() {
+    local file="${KEY_DIR}/admin.password"
+    [[ -s "${file}" ]] && return 0
+    aegir_log "accounts: setting a password for user admin (${file})"
+    (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' >"${file}")
+    aegir_cli users save admin --role admin --password-stdin <"${file}" >/dev/null ||
+        aegir_die "cannot set the password of user admin; see ${LOG_DIR}/task-api.log"
+}
+
 demo_site() {
     local status
     if [[ ! -d "${DEMO_ROOT}" ]]; then
@@ -357,6 +368,7 @@ cmd_start() {
         aegir_die "verify of @${SERVER} failed; worker logs are in ${LOG_DIR}/"
     fi
 
+    ensure_admin_password
     demo_site
 
     cat <<EOF
@@ -365,6 +377,7 @@ Aegir is up, @${SERVER} is verified, and a demo WordPress site is installed.
 
   Demo site  http://${DEMO_SITE}/   (or: curl -H 'Host: ${DEMO_SITE}' http://127.0.0.1/)
 
+  Web UI     ${API_URL}/   (user admin, password in ${KEY_DIR}/admin.password)
   API        ${API_URL}/api/v1
   OpenAPI    ${API_URL}/api/openapi.json
   Metrics    ${API_URL}/metrics
