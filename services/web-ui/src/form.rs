@@ -47,6 +47,12 @@ pub fn list(text: Option<&str>) -> Vec<Value> {
         .collect()
 }
 
+/// A number field as the API takes it: a JSON number, or the text as typed when it is
+/// none, so the API's message says what is wrong with it.
+pub fn number_or_text(text: String) -> Value {
+    text.parse::<i64>().map_or(Value::String(text), Value::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +63,11 @@ mod tests {
         let json = form.texts(&["title", "email", "missing"]);
         assert_eq!(Value::Object(json), serde_json::json!({"title": "Shop"}));
         assert_eq!(list(Some("a.example.com, b.example.com\nc.example.com")).len(), 3);
+    }
+
+    #[test]
+    fn numbers_go_as_numbers_and_anything_else_as_typed() {
+        assert_eq!(number_or_text("3600".into()), serde_json::json!(3600));
+        assert_eq!(number_or_text("hourly".into()), serde_json::json!("hourly"));
     }
 }

@@ -21,6 +21,17 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("sites.html", include_str!("../templates/sites.html")),
     ("tasks.html", include_str!("../templates/tasks.html")),
     ("task.html", include_str!("../templates/task.html")),
+    ("site.html", include_str!("../templates/site.html")),
+    ("site_form.html", include_str!("../templates/site_form.html")),
+    ("platforms.html", include_str!("../templates/platforms.html")),
+    ("platform.html", include_str!("../templates/platform.html")),
+    ("platform_form.html", include_str!("../templates/platform_form.html")),
+    ("servers.html", include_str!("../templates/servers.html")),
+    ("server.html", include_str!("../templates/server.html")),
+    ("server_form.html", include_str!("../templates/server_form.html")),
+    ("clients.html", include_str!("../templates/clients.html")),
+    ("client.html", include_str!("../templates/client.html")),
+    ("client_form.html", include_str!("../templates/client_form.html")),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
