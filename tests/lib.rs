@@ -21,6 +21,8 @@ pub mod hosts;
 
 pub mod fpm;
 
+pub mod browser;
+
 pub const SERVICES: [&str; 5] = ["task-api", "scheduler", "http-worker", "db-worker", "backup-worker"];
 
 /// How long a test waits for something that should happen in well under a second.
