@@ -153,3 +153,141 @@ mod tests {
         assert_eq!(list[0].0, "@platform_b");
     }
 }
+
+/// The platform, server and client pages drawn with data shaped like the API's, so a
+/// template calling something minijinja lacks fails here rather than in front of a user.
+#[cfg(test)]
+mod rendered {
+    use minijinja::context;
+    use serde_json::json;
+
+    use crate::render::Session;
+
+    fn admin() -> Session {
+        Session { me: json!({"user": "ada", "role": "admin", "client": null}), csrf: "t0ken".into() }
+    }
+
+    fn no_choices() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn platform_pages_draw() {
+        let platform = json!({"name": "platform_wp", "context": "@platform_wp", "root": "/var/aegir/platforms/wp",
+            "web_server": "@server_master", "source": {"kind": "git", "url": "https://g.example.com/wp.git", "ref": "6.4"},
+            "platform_type": "wordpress", "app_version": "6.4.2", "profiles": null, "locked": true, "packages": [],
+            "status": "verified", "verified_at": "2026-11-26T16:50:02Z", "sites": 3});
+        let session = admin();
+        let list = session
+            .render(
+                "platforms.html",
+                context! { section => "platforms", platforms => json!([platform.clone()]),
+                total => 1, page => 1, pages => 1, kept => "" },
+            )
+            .unwrap()
+            .0;
+        assert!(list.contains("3 sites") && list.contains("platform=%40platform_wp"), "{list}");
+        let page = session
+            .render(
+                "platform.html",
+                context! { section => "platforms", platform => platform.clone(), sites => 3,
+                context => "@platform_wp", actions => super::platforms::actions_for(true), refused_task => "",
+                tasks => json!([]), error => None::<String> },
+            )
+            .unwrap()
+            .0;
+        assert!(page.contains(r#"id="action-unlock""#) && !page.contains(r#"id="action-lock""#), "{page}");
+        let form = session
+            .render(
+                "platform_form.html",
+                context! { section => "platforms", name => None::<String>, action => "/platforms/new",
+                web_servers => vec![("@server_master", "server_master")], kinds => vec![("", "none"), ("git", "git")],
+                values => super::platforms::values_of(&platform), errors => json!({"source_url": "not a url"}),
+                error => "not a url" },
+            )
+            .unwrap()
+            .0;
+        assert!(form.contains(r#"<p class="error" id="e-source_url">not a url</p>"#), "{form}");
+    }
+
+    #[test]
+    fn server_pages_draw_without_the_password() {
+        let server = json!({"name": "server_master", "context": "@server_master", "remote_host": "localhost",
+            "http": {"service_type": "nginx", "port": 80, "version": "nginx/1.22", "php_versions": ["8.2"], "php_default_version": "8.2"},
+            "db": {"service_type": "mariadb", "host": "127.0.0.1", "port": 3306, "admin_user": "root", "admin_password_set": true, "version": null},
+            "dns": null, "dns_server": null, "status": "verified", "verified_at": null});
+        let session = admin();
+        let list = session
+            .render(
+                "servers.html",
+                context! { section => "servers", servers => json!([server.clone()]), total => 1,
+                page => 1, pages => 1, kept => "" },
+            )
+            .unwrap()
+            .0;
+        assert!(list.contains("nginx:80"), "{list}");
+        let page = session
+            .render(
+                "server.html",
+                context! { section => "servers", server => server.clone(), tasks => json!([]),
+                error => None::<String> },
+            )
+            .unwrap()
+            .0;
+        assert!(page.contains("password set") && page.contains(r#"id="action-verify""#), "{page}");
+        let form = session
+            .render(
+                "server_form.html",
+                context! { section => "servers", name => "server_master", action => "/servers/server_master/edit",
+                dns_servers => no_choices(), password_set => true, http_types => vec![("nginx", "nginx")],
+                db_types => vec![("mariadb", "MariaDB")], dns_types => vec![("bind", "BIND")],
+                values => super::servers::values_of(&server), errors => json!({}), error => None::<String> },
+            )
+            .unwrap()
+            .0;
+        assert!(form.contains("A password is set; leave blank to keep it"), "{form}");
+        assert!(
+            form.contains(r#"id="f-db_admin_password" name="db_admin_password" type="password" value="""#),
+            "{form}"
+        );
+    }
+
+    #[test]
+    fn client_pages_draw() {
+        let client = json!({"name": "acme", "title": "Acme Ltd", "email": "ops@acme.example", "sites": 2});
+        let session = admin();
+        let list = session
+            .render(
+                "clients.html",
+                context! { section => "clients", clients => json!([client.clone()]), total => 1,
+                page => 1, pages => 1, kept => "" },
+            )
+            .unwrap()
+            .0;
+        assert!(list.contains("/sites?client=acme"), "{list}");
+        let page = session
+            .render(
+                "client.html",
+                context! { section => "clients", client => client.clone(), sites => 2,
+                granted => json!(["@platform_wp"]), grantable => vec![("@platform_d10", "platform_d10")],
+                users => json!([{"name": "alice", "disabled": false, "created_at": "2026-11-26T16:50:02Z"}]),
+                error => None::<String> },
+            )
+            .unwrap()
+            .0;
+        assert!(
+            page.contains(r#"aria-label="Revoke @platform_wp""#) && page.contains(r#"id="action-grant""#),
+            "{page}"
+        );
+        assert!(page.contains("alice"), "{page}");
+        let form = session
+            .render(
+                "client_form.html",
+                context! { section => "clients", name => None::<String>, action => "/clients/new",
+                values => json!({}), errors => json!({}), error => None::<String> },
+            )
+            .unwrap()
+            .0;
+        assert!(form.contains(r#"id="client-save""#), "{form}");
+    }
+}

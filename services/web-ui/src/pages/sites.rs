@@ -418,7 +418,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod drawn {
+mod rendered {
     use minijinja::context;
     use serde_json::json;
 
