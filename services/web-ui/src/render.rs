@@ -78,7 +78,9 @@ impl IntoResponse for PageError {
         };
         let body = ENV
             .get_template("error.html")
-            .and_then(|t| t.render(context! { status => status.as_u16(), reason => status.canonical_reason(), message }))
+            .and_then(|t| {
+                t.render(context! { status => status.as_u16(), reason => status.canonical_reason(), message })
+            })
             .unwrap_or_else(|_| "error".to_owned());
         (status, Html(body)).into_response()
     }
@@ -126,7 +128,8 @@ impl Session {
 
     /// `name` drawn with `values` plus the session's `me` and `csrf`.
     pub fn render(&self, name: &str, values: Tpl) -> Result<Html<String>, PageError> {
-        let all = context! { me => Tpl::from_serialize(&self.me), csrf => self.csrf, is_admin => self.is_admin(), ..values };
+        let all =
+            context! { me => Tpl::from_serialize(&self.me), csrf => self.csrf, is_admin => self.is_admin(), ..values };
         page(name, all)
     }
 }
@@ -166,6 +169,47 @@ mod tests {
         for (name, _) in TEMPLATES {
             ENV.get_template(name).unwrap();
         }
+    }
+
+    /// Drawn with data shaped like the API's, so a template that calls something
+    /// minijinja lacks fails here rather than in front of a user.
+    #[test]
+    fn pages_draw_from_api_shaped_data() {
+        let me = serde_json::json!({"user": "ada", "role": "admin", "client": null});
+        let session = Session { me, csrf: "t0ken".into() };
+        let task = serde_json::json!({
+            "id": "0190e6c4-0000-7000-8000-000000000001", "context": "@www.example.com", "task": "install",
+            "lane": "interactive", "status": "running", "created_at": "2026-11-26T16:50:02Z",
+            "started_at": "2026-11-26T16:50:03Z", "finished_at": null,
+        });
+        let lines = serde_json::json!([{"seq": 1, "at": "2026-11-26T16:50:03Z", "level": "info",
+            "source": "http-worker", "step": 0, "message": "writing <vhost>"}]);
+        let html = session
+            .render(
+                "task.html",
+                context! { section => "tasks", task => Tpl::from_serialize(&task),
+                lines => Tpl::from_serialize(&lines), last_seq => 1 },
+            )
+            .unwrap()
+            .0;
+        assert!(html.contains("writing &lt;vhost&gt;"), "{html}");
+        assert!(html.contains(r#"href="/sites/www.example.com""#), "{html}");
+        assert!(html.contains(r#"data-last-seq="1""#), "{html}");
+        assert!(html.contains(r#"value="t0ken""#), "{html}");
+
+        let sites = serde_json::json!([{"uri": "a.example.com", "status": "enabled", "platform": "@platform_wp",
+            "client": "acme", "ssl": "off"}]);
+        let html = session
+            .render(
+                "sites.html",
+                context! { section => "sites", sites => Tpl::from_serialize(&sites), total => 120,
+                page => 2, pages => 3, kept => "&search=a", filters => context! { search => "a" } },
+            )
+            .unwrap()
+            .0;
+        assert!(html.contains(r#"<a href="/sites/a.example.com">a.example.com</a>"#), "{html}");
+        assert!(html.contains("/sites?page=3&amp;search=a"), "{html}");
+        assert!(html.contains(r#"aria-current="page">Sites"#), "{html}");
     }
 
     #[test]
