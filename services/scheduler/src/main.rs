@@ -11,6 +11,7 @@
 
 mod consumers;
 mod plan;
+mod requests;
 mod tasks;
 mod unattended;
 
@@ -94,19 +95,27 @@ async fn main() -> anyhow::Result<()> {
     running.spawn(expire_overdue_steps(consumers.tasks.clone(), cli.step_deadline_secs, shutdown.clone()));
     let deadline = Duration::from_secs(cli.step_deadline_secs);
     running.spawn(unattended::watch(pool.clone(), broker.clone(), outbox.clone(), deadline, shutdown.clone()));
-    let queues = [QueueName::SchedulerTasks, QueueName::SchedulerResults, QueueName::SchedulerDead];
-    for queue in queues {
-        // Requests are taken in the order they were sent, so an entity's tasks run in the
-        // order they were asked for; results and dead letters are handled side by side.
-        let in_order = queue == QueueName::SchedulerTasks;
-        let spec = ConsumerSpec { queue: queue.clone(), prefetch: cli.prefetch, in_order };
+    // Requests are read in the order they were sent and accepted in lanes by entity, so
+    // an entity's tasks run in the order they were asked for.
+    let lanes = std::sync::Arc::new(requests::Lanes::start(&consumers, &mut running));
+    let spec = ConsumerSpec { queue: QueueName::SchedulerTasks, prefetch: cli.prefetch, in_order: true };
+    let requests = {
+        let consumers = consumers.clone();
+        move |delivery| {
+            let (consumers, lanes) = (consumers.clone(), lanes.clone());
+            async move { lanes.handle(&consumers, delivery).await }
+        }
+    };
+    running.spawn(consume(broker.clone(), spec, shutdown.clone(), requests));
+    // Results and dead letters are handled side by side.
+    for queue in [QueueName::SchedulerResults, QueueName::SchedulerDead] {
+        let spec = ConsumerSpec { queue: queue.clone(), prefetch: cli.prefetch, in_order: false };
         let consumers = consumers.clone();
         let handler = move |delivery| {
             let consumers = consumers.clone();
             let queue = queue.clone();
             async move {
                 match queue {
-                    QueueName::SchedulerTasks => consumers.on_request(delivery).await,
                     QueueName::SchedulerResults => consumers.on_result(delivery).await,
                     _ => consumers.on_dead_letter(delivery).await,
                 }

@@ -7,6 +7,9 @@
 //!   and late results from an earlier attempt change nothing;
 //! - a task ends exactly once: the `UPDATE … WHERE status IN ('waiting', 'running')`
 //!   that finishes it matches once.
+//!
+//! The messages a change causes are staged and written to the outbox in one statement
+//! just before its commit, so a change costs a few round trips, not one per message.
 
 use std::time::Duration;
 
@@ -14,7 +17,7 @@ use aegir_contract::{
     Lane, LogLevel, LogLine, StepAction, StepDispatched, StepOutcome, StepResult, TaskFinished, TaskOutcome,
     TaskRequested, TaskStarted,
 };
-use aegir_postgres::{Outbox, OutboxError};
+use aegir_postgres::{Outbox, OutboxError, Staged};
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -166,11 +169,20 @@ impl Tasks {
                 .bind(&context)
                 .fetch_optional(&mut *tx)
                 .await?;
-        if let Some((running,)) = ahead {
-            let message = format!("queued: waiting for task {running} on {context} to finish");
-            log(&mut tx, request.task_id, None, LogLevel::Info, message).await?;
+        let mut out = Staged::new();
+        match ahead {
+            Some((running,)) => {
+                let message = format!("queued: waiting for task {running} on {context} to finish");
+                stage_log(&mut out, request.task_id, None, LogLevel::Info, message);
+            }
+            None => self.start_next(&mut tx, &mut out, &context).await?,
         }
-        self.start_next(&mut tx, &context).await?;
+        self.commit(tx, out).await
+    }
+
+    /// Writes the staged messages, commits, and wakes the relay.
+    async fn commit(&self, mut tx: sqlx::Transaction<'_, sqlx::Postgres>, out: Staged) -> Result<(), TaskError> {
+        Outbox::enqueue_staged(&mut tx, out).await?;
         tx.commit().await?;
         self.outbox.wake();
         Ok(())
@@ -184,17 +196,17 @@ impl Tasks {
             tracing::warn!(%task_id, "cancel of a task this scheduler never accepted; ignoring it");
             return Ok(());
         };
+        let mut out = Staged::new();
         if task.status == "waiting" {
             let request = stored_request(task_id, &task)?;
-            self.finish(&mut tx, &request, TaskOutcome::Cancelled, Some("cancelled before it started".into())).await?;
+            let reason = Some("cancelled before it started".into());
+            self.finish(&mut tx, &mut out, &request, TaskOutcome::Cancelled, reason).await?;
         } else {
             let when = if task.status == "running" { "had started" } else { "had ended" };
             let message = format!("cancel refused: the task {when}; a task can be cancelled only while it waits");
-            log(&mut tx, task_id, None, LogLevel::Warning, message).await?;
+            stage_log(&mut out, task_id, None, LogLevel::Warning, message);
         }
-        tx.commit().await?;
-        self.outbox.wake();
-        Ok(())
+        self.commit(tx, out).await
     }
 
     /// Advances a task by the result of one of its steps.
@@ -229,25 +241,21 @@ impl Tasks {
             return Ok(());
         }
         let label = action.map_or("step", StepAction::label);
+        let mut out = Staged::new();
         match &result.outcome {
             StepOutcome::Failed { reason, transient: true } if result.attempt + 1 < self.retry.max_attempts => {
                 let attempt = result.attempt + 1;
                 let delay = self.retry.delay(attempt);
-                sqlx::query("UPDATE tasks SET attempt = $2 WHERE task_id = $1")
-                    .bind(result.task_id)
-                    .bind(attempt as i32)
-                    .execute(&mut *tx)
-                    .await?;
                 let message = format!(
                     "{label} failed: {reason}; this may be temporary, trying again in {} s (try {} of {})",
                     delay.as_secs_f32(),
                     attempt + 1,
                     self.retry.max_attempts
                 );
-                log(&mut tx, result.task_id, Some(result.step), LogLevel::Warning, message).await?;
+                stage_log(&mut out, result.task_id, Some(result.step), LogLevel::Warning, message);
                 let action = action.cloned().expect("a current step has an action");
                 dispatch(
-                    &mut tx,
+                    (&mut tx, &mut out),
                     (result.task_id, request.lane),
                     action,
                     step,
@@ -264,16 +272,13 @@ impl Tasks {
                 }
                 let next = step - plan.len() + 1;
                 if let Some(action) = undo.get(next).cloned() {
-                    sqlx::query(
-                        "UPDATE tasks SET current_step = $2, attempt = 0, rollback_errors = $3 WHERE task_id = $1",
-                    )
-                    .bind(result.task_id)
-                    .bind((plan.len() + next) as i32)
-                    .bind(&errors)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query("UPDATE tasks SET rollback_errors = $2 WHERE task_id = $1")
+                        .bind(result.task_id)
+                        .bind(&errors)
+                        .execute(&mut *tx)
+                        .await?;
                     dispatch(
-                        &mut tx,
+                        (&mut tx, &mut out),
                         (result.task_id, request.lane),
                         action,
                         plan.len() + next,
@@ -289,33 +294,26 @@ impl Tasks {
                     } else {
                         format!("{failure}; the rollback was incomplete: {}", errors.join("; "))
                     };
-                    self.finish(&mut tx, &request, TaskOutcome::Failed, Some(reason)).await?;
-                    self.start_next(&mut tx, &task.context).await?;
+                    self.finish(&mut tx, &mut out, &request, TaskOutcome::Failed, Some(reason)).await?;
+                    self.start_next(&mut tx, &mut out, &task.context).await?;
                 }
             }
             StepOutcome::Success { .. } if step + 1 >= plan.len() => {
-                self.finish(&mut tx, &request, TaskOutcome::Success, None).await?;
-                self.start_next(&mut tx, &task.context).await?;
+                self.finish(&mut tx, &mut out, &request, TaskOutcome::Success, None).await?;
+                self.start_next(&mut tx, &mut out, &task.context).await?;
             }
             StepOutcome::Success { .. } => {
-                sqlx::query("UPDATE tasks SET current_step = $2, attempt = 0 WHERE task_id = $1")
-                    .bind(result.task_id)
-                    .bind(result.step as i32 + 1)
-                    .execute(&mut *tx)
-                    .await?;
                 let next = plan[step + 1].action.clone();
-                dispatch(&mut tx, (result.task_id, request.lane), next, step + 1, plan.len(), 0, self.timing(None))
-                    .await?;
+                let task_ref = (result.task_id, request.lane);
+                dispatch((&mut tx, &mut out), task_ref, next, step + 1, plan.len(), 0, self.timing(None)).await?;
             }
             StepOutcome::Failed { reason, transient } => {
                 let tries = if *transient { format!(" (after {} tries)", result.attempt + 1) } else { String::new() };
                 let reason = format!("{label} on {} failed{tries}: {reason}", result.route);
-                self.step_failed(&mut tx, &task, &request, &plan, step, reason).await?;
+                self.step_failed(&mut tx, &mut out, &task, &request, &plan, step, reason).await?;
             }
         }
-        tx.commit().await?;
-        self.outbox.wake();
-        Ok(())
+        self.commit(tx, out).await
     }
 
     /// Fails a task because one of its messages was dead-lettered. `step` names the step
@@ -334,8 +332,9 @@ impl Tasks {
             .bind(&reason)
             .execute(&mut *tx)
             .await?;
+            let mut out = Staged::new();
             if inserted.rows_affected() == 1 {
-                log(&mut tx, task_id, None, LogLevel::Error, format!("task failed: {reason}")).await?;
+                stage_log(&mut out, task_id, None, LogLevel::Error, format!("task failed: {reason}"));
                 let finished = TaskFinished {
                     task_id,
                     context: None,
@@ -344,11 +343,9 @@ impl Tasks {
                     reason: Some(reason),
                     at: Utc::now(),
                 };
-                Outbox::enqueue(&mut tx, &finished, None).await?;
+                out.push(&finished, None);
             }
-            tx.commit().await?;
-            self.outbox.wake();
-            return Ok(());
+            return self.commit(tx, out).await;
         };
         let unfinished = matches!(task.status.as_str(), "waiting" | "running");
         let stale = step.is_some_and(|(s, a)| {
@@ -359,28 +356,30 @@ impl Tasks {
             return Ok(());
         }
         let request = stored_request(task_id, &task)?;
+        let mut out = Staged::new();
         if task.status == "running" && task.phase == "forward" {
             let plan = plan::steps(&request);
-            self.step_failed(&mut tx, &task, &request, &plan, task.current_step as usize, reason).await?;
+            let step = task.current_step as usize;
+            self.step_failed(&mut tx, &mut out, &task, &request, &plan, step, reason).await?;
         } else {
             // Waiting, or already undoing: end it here.
             let reason = match &task.failure {
                 Some(failure) => format!("{failure}; the rollback was interrupted: {reason}"),
                 None => reason,
             };
-            self.finish(&mut tx, &request, TaskOutcome::Failed, Some(reason)).await?;
-            self.start_next(&mut tx, &task.context).await?;
+            self.finish(&mut tx, &mut out, &request, TaskOutcome::Failed, Some(reason)).await?;
+            self.start_next(&mut tx, &mut out, &task.context).await?;
         }
-        tx.commit().await?;
-        self.outbox.wake();
-        Ok(())
+        self.commit(tx, out).await
     }
 
     /// Step `step` failed for good: undo what the task did, or end it when there is
     /// nothing to undo.
+    #[allow(clippy::too_many_arguments)]
     async fn step_failed(
         &self,
         tx: &mut PgConnection,
+        out: &mut Staged,
         task: &TaskRow,
         request: &TaskRequested,
         plan: &[plan::PlannedStep],
@@ -389,54 +388,42 @@ impl Tasks {
     ) -> Result<(), TaskError> {
         let undo = plan::rollback(plan, step);
         let Some(first) = undo.first().cloned() else {
-            self.finish(&mut *tx, request, TaskOutcome::Failed, Some(reason)).await?;
-            return self.start_next(tx, &task.context).await;
+            self.finish(&mut *tx, out, request, TaskOutcome::Failed, Some(reason)).await?;
+            return self.start_next(tx, out, &task.context).await;
         };
-        sqlx::query(
-            "UPDATE tasks SET phase = 'rollback', failed_step = $2, failure = $3, current_step = $4, attempt = 0
-             WHERE task_id = $1",
-        )
-        .bind(request.task_id)
-        .bind(step as i32)
-        .bind(&reason)
-        .bind(plan.len() as i32)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE tasks SET phase = 'rollback', failed_step = $2, failure = $3 WHERE task_id = $1")
+            .bind(request.task_id)
+            .bind(step as i32)
+            .bind(&reason)
+            .execute(&mut *tx)
+            .await?;
         let labels: Vec<&str> = undo.iter().map(StepAction::label).collect();
         let message = format!("{reason}; rolling back: {}", labels.join(", then "));
-        log(&mut *tx, request.task_id, None, LogLevel::Error, message).await?;
-        dispatch(tx, (request.task_id, request.lane), first, plan.len(), plan.len(), 0, self.timing(None)).await
+        stage_log(out, request.task_id, None, LogLevel::Error, message);
+        let task_ref = (request.task_id, request.lane);
+        dispatch((tx, out), task_ref, first, plan.len(), plan.len(), 0, self.timing(None)).await
     }
 
     /// Starts the oldest waiting task of `context` unless one of its tasks runs.
-    async fn start_next(&self, tx: &mut PgConnection, context: &str) -> Result<(), TaskError> {
+    async fn start_next(&self, tx: &mut PgConnection, out: &mut Staged, context: &str) -> Result<(), TaskError> {
         loop {
-            let running: Option<(Uuid,)> =
-                sqlx::query_as("SELECT task_id FROM tasks WHERE context = $1 AND status = 'running' LIMIT 1")
-                    .bind(context)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if running.is_some() {
-                return Ok(());
-            }
-            let next: Option<(Uuid, serde_json::Value)> = sqlx::query_as(
-                "SELECT task_id, request FROM tasks WHERE context = $1 AND status = 'waiting'
-                 ORDER BY requested_at, seq LIMIT 1",
+            // A running task comes first: then nothing starts. Otherwise the oldest waiting one.
+            let next: Option<(Uuid, String, Option<serde_json::Value>)> = sqlx::query_as(
+                "SELECT task_id, status, request FROM tasks
+                 WHERE context = $1 AND status IN ('waiting', 'running')
+                 ORDER BY status = 'running' DESC, requested_at, seq LIMIT 1",
             )
             .bind(context)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((task_id, request)) = next else { return Ok(()) };
-            let request: TaskRequested =
-                serde_json::from_value(request).map_err(|e| TaskError::Corrupt { task_id, reason: e.to_string() })?;
+            let Some((task_id, status, request)) = next else { return Ok(()) };
+            if status == "running" {
+                return Ok(());
+            }
+            let corrupt = |reason: String| TaskError::Corrupt { task_id, reason };
+            let request = request.ok_or_else(|| corrupt("no request stored (waiting task)".into()))?;
+            let request: TaskRequested = serde_json::from_value(request).map_err(|e| corrupt(e.to_string()))?;
             let plan = plan::steps(&request);
-            sqlx::query(
-                "UPDATE tasks SET status = 'running', started_at = now(), current_step = 0, attempt = 0
-                 WHERE task_id = $1",
-            )
-            .bind(task_id)
-            .execute(&mut *tx)
-            .await?;
             let started = TaskStarted {
                 task_id,
                 context: request.target.context(),
@@ -444,23 +431,28 @@ impl Tasks {
                 steps: plan.len() as u32,
                 at: Utc::now(),
             };
-            Outbox::enqueue(&mut *tx, &started, None).await?;
+            out.push(&started, None);
             let lane = match request.lane {
                 Lane::Interactive => "",
                 Lane::Bulk => " (bulk lane: people's steps go first)",
             };
             let message = format!("{} {} started: {} step(s){lane}", request.kind, started.context, plan.len());
-            log(&mut *tx, task_id, None, LogLevel::Info, message).await?;
+            stage_log(out, task_id, None, LogLevel::Info, message);
             if let Some(notice) = plan::notice(&request) {
-                log(&mut *tx, task_id, None, LogLevel::Warning, notice).await?;
+                stage_log(out, task_id, None, LogLevel::Warning, notice);
             }
             let Some(first) = plan.first() else {
-                log(&mut *tx, task_id, None, LogLevel::Info, "no step runs on a server for this task").await?;
-                self.finish(&mut *tx, &request, TaskOutcome::Success, None).await?;
+                sqlx::query("UPDATE tasks SET status = 'running', started_at = now() WHERE task_id = $1")
+                    .bind(task_id)
+                    .execute(&mut *tx)
+                    .await?;
+                stage_log(out, task_id, None, LogLevel::Info, "no step runs on a server for this task");
+                self.finish(&mut *tx, out, &request, TaskOutcome::Success, None).await?;
                 continue;
             };
-            dispatch(&mut *tx, (task_id, request.lane), first.action.clone(), 0, plan.len(), 0, self.timing(None))
-                .await?;
+            // The dispatch marks the task running, with its start time.
+            let task_ref = (task_id, request.lane);
+            dispatch((tx, out), task_ref, first.action.clone(), 0, plan.len(), 0, self.timing(None)).await?;
             return Ok(());
         }
     }
@@ -469,6 +461,7 @@ impl Tasks {
     async fn finish(
         &self,
         tx: &mut PgConnection,
+        out: &mut Staged,
         request: &TaskRequested,
         outcome: TaskOutcome,
         reason: Option<String>,
@@ -487,12 +480,12 @@ impl Tasks {
         }
         match (outcome, &reason) {
             (TaskOutcome::Cancelled, _) => {
-                log(tx, request.task_id, None, LogLevel::Warning, "task cancelled before it started").await?
+                stage_log(out, request.task_id, None, LogLevel::Warning, "task cancelled before it started")
             }
             (_, Some(reason)) => {
-                log(tx, request.task_id, None, LogLevel::Error, format!("task failed: {reason}")).await?
+                stage_log(out, request.task_id, None, LogLevel::Error, format!("task failed: {reason}"))
             }
-            (_, None) => log(tx, request.task_id, None, LogLevel::Success, "task succeeded").await?,
+            (_, None) => stage_log(out, request.task_id, None, LogLevel::Success, "task succeeded"),
         }
         let finished = TaskFinished {
             task_id: request.task_id,
@@ -502,7 +495,7 @@ impl Tasks {
             reason,
             at: Utc::now(),
         };
-        Outbox::enqueue(tx, &finished, None).await?;
+        out.push(&finished, None);
         Ok(())
     }
 }
@@ -547,10 +540,11 @@ struct Timing {
     deadline: Duration,
 }
 
-/// Sends step `step` (numbered from 0; undo steps follow the plan's `planned` steps)
-/// and sets the deadline of its answer.
+/// Sends step `step` (numbered from 0; undo steps follow the plan's `planned` steps):
+/// makes it the task's current step and attempt, with the deadline of its answer, and
+/// marks the task running (since now, when it had not started).
 async fn dispatch(
-    tx: &mut PgConnection,
+    (tx, out): (&mut PgConnection, &mut Staged),
     (task_id, lane): (Uuid, Lane),
     action: StepAction,
     step: usize,
@@ -559,24 +553,31 @@ async fn dispatch(
     timing: Timing,
 ) -> Result<(), TaskError> {
     let Timing { delay, deadline } = timing;
-    sqlx::query("UPDATE tasks SET step_deadline = now() + make_interval(secs => $2) WHERE task_id = $1")
-        .bind(task_id)
-        .bind((deadline + delay.unwrap_or_default()).as_secs_f64())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE tasks SET status = 'running', started_at = coalesce(started_at, now()), current_step = $2,
+                attempt = $3, step_deadline = now() + make_interval(secs => $4)
+         WHERE task_id = $1",
+    )
+    .bind(task_id)
+    .bind(step as i32)
+    .bind(attempt as i32)
+    .bind((deadline + delay.unwrap_or_default()).as_secs_f64())
+    .execute(&mut *tx)
+    .await?;
     let route = action.route();
     let message = if step < planned {
         format!("step {} of {planned}: {} on {route}", step + 1, action.label())
     } else {
         format!("undo step {}: {} on {route}", step - planned + 1, action.label())
     };
-    log(tx, task_id, Some(step as u32), LogLevel::Info, message).await?;
+    stage_log(out, task_id, Some(step as u32), LogLevel::Info, message);
     let dispatched =
         StepDispatched { task_id, step: step as u32, attempt, route, lane, action, dispatched_at: Utc::now() };
-    Outbox::enqueue(tx, &dispatched, delay).await?;
+    out.push(&dispatched, delay);
     Ok(())
 }
 
+/// Writes a line of the scheduler's to a task's log, through the outbox.
 pub(crate) async fn log(
     tx: &mut PgConnection,
     task_id: Uuid,
@@ -584,7 +585,16 @@ pub(crate) async fn log(
     level: LogLevel,
     message: impl Into<String>,
 ) -> Result<(), OutboxError> {
-    let line = LogLine {
+    Outbox::enqueue(tx, &scheduler_line(task_id, step, level, message), None).await
+}
+
+/// Like [`log`], staged with the other messages of the change.
+fn stage_log(out: &mut Staged, task_id: Uuid, step: Option<u32>, level: LogLevel, message: impl Into<String>) {
+    out.push(&scheduler_line(task_id, step, level, message), None);
+}
+
+fn scheduler_line(task_id: Uuid, step: Option<u32>, level: LogLevel, message: impl Into<String>) -> LogLine {
+    LogLine {
         id: Uuid::now_v7(),
         task_id,
         step,
@@ -592,8 +602,7 @@ pub(crate) async fn log(
         message: message.into(),
         source: "scheduler".into(),
         at: Utc::now(),
-    };
-    Outbox::enqueue(tx, &line, None).await
+    }
 }
 
 /// Forgets tasks that finished more than `keep` ago. The scheduler's rows only guard

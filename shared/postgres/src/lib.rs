@@ -9,4 +9,4 @@ mod connect;
 pub mod outbox;
 
 pub use connect::{ConnectError, connect};
-pub use outbox::{Outbox, OutboxError};
+pub use outbox::{Outbox, OutboxError, Staged};

@@ -82,6 +82,30 @@ impl Outbox {
         Ok(())
     }
 
+    /// Writes every message of `staged` to the outbox inside the caller's transaction, in
+    /// the order they were staged, in one statement.
+    pub async fn enqueue_staged(conn: &mut PgConnection, staged: Staged) -> Result<(), OutboxError> {
+        if staged.keys.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO outbox (exchange, routing_key, body, traceparent, publish_after)
+             SELECT m.exchange, m.routing_key, m.body, m.traceparent,
+                    now() + make_interval(secs => m.delay_ms / 1000)
+             FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::text[], $5::double precision[])
+                  WITH ORDINALITY AS m(exchange, routing_key, body, traceparent, delay_ms, n)
+             ORDER BY m.n",
+        )
+        .bind(staged.exchanges)
+        .bind(staged.keys)
+        .bind(staged.bodies)
+        .bind(staged.traceparents)
+        .bind(staged.delays_ms)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
     /// Call after committing a transaction that enqueued messages.
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -108,6 +132,43 @@ impl Outbox {
                 _ = shutdown.cancelled() => return,
             }
         }
+    }
+}
+
+/// Messages a transaction will write to the outbox, gathered so that
+/// [`Outbox::enqueue_staged`] writes them in one statement (one round trip per
+/// transaction rather than one per message). Each keeps the trace context current when
+/// it was staged.
+#[derive(Debug, Default)]
+pub struct Staged {
+    exchanges: Vec<&'static str>,
+    keys: Vec<String>,
+    bodies: Vec<Vec<u8>>,
+    traceparents: Vec<Option<String>>,
+    delays_ms: Vec<f64>,
+}
+
+impl Staged {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `message`; with `delay`, the relay publishes it no sooner.
+    pub fn push<M: Publishable>(&mut self, message: &M, delay: Option<Duration>) {
+        let (exchange, key) = message.destination();
+        self.exchanges.push(exchange);
+        self.keys.push(key);
+        self.bodies.push(message.encode());
+        self.traceparents.push(current_traceparent());
+        self.delays_ms.push(delay.map_or(0, |d| d.as_millis() as i64) as f64);
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 }
 

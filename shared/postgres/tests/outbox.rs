@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aegir_amqp::Broker;
 use aegir_contract::{LogLevel, LogLine, Message};
-use aegir_postgres::Outbox;
+use aegir_postgres::{Outbox, Staged};
 use lapin::options::BasicGetOptions;
 use rand::distr::{Alphanumeric, SampleString};
 use tokio_util::sync::CancellationToken;
@@ -116,6 +116,59 @@ async fn committed_messages_are_published_rolled_back_ones_never_and_delayed_one
     let second = wait_event(&channel, Duration::from_secs(10)).await.expect("second published");
     assert_eq!((first.message.as_str(), second.message.as_str()), ("first", "second"), "in order");
     assert!(next_event(&channel).await.is_none(), "the delayed message waits");
+    let delayed = wait_event(&channel, Duration::from_secs(10)).await.expect("delayed published");
+    assert_eq!(delayed.message, "delayed");
+    assert!(wait_event(&channel, Duration::from_millis(1500)).await.is_none(), "the rolled-back one never comes");
+
+    let left: (i64,) = sqlx::query_as("SELECT count(*) FROM outbox").fetch_one(&pool).await.unwrap();
+    assert_eq!(left.0, 0, "published rows are deleted");
+
+    shutdown.cancel();
+    relay.await.unwrap();
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staged_messages_are_written_together_in_order_and_keep_their_delay() {
+    let scratch = Scratch::new();
+    let pool = aegir_postgres::connect(&scratch.database_url, Some("outbox_test"), 4).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE outbox (id bigserial PRIMARY KEY, exchange text NOT NULL, routing_key text NOT NULL,
+         body bytea NOT NULL, traceparent text, publish_after timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let broker = Broker::new(scratch.amqp_url.clone(), "outbox test");
+    broker.ready().await;
+    let outbox = Outbox::new();
+    let shutdown = CancellationToken::new();
+    let relay = tokio::spawn(outbox.clone().relay(pool.clone(), broker.clone(), shutdown.clone()));
+    let conn = lapin::Connection::connect(&scratch.amqp_url, Default::default()).await.unwrap();
+    let channel = conn.create_channel().await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    let mut staged = Staged::new();
+    staged.push(&line("rolled back"), None);
+    Outbox::enqueue_staged(&mut tx, staged).await.unwrap();
+    tx.rollback().await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let mut staged = Staged::new();
+    staged.push(&line("delayed"), Some(Duration::from_millis(1500)));
+    for n in 0..50 {
+        staged.push(&line(&format!("line {n}")), None);
+    }
+    assert_eq!(staged.len(), 51);
+    Outbox::enqueue_staged(&mut tx, staged).await.unwrap();
+    Outbox::enqueue_staged(&mut tx, Staged::new()).await.unwrap();
+    tx.commit().await.unwrap();
+    outbox.wake();
+
+    for n in 0..50 {
+        let got = wait_event(&channel, Duration::from_secs(10)).await.unwrap_or_else(|| panic!("line {n} published"));
+        assert_eq!(got.message, format!("line {n}"), "in the order staged");
+    }
     let delayed = wait_event(&channel, Duration::from_secs(10)).await.expect("delayed published");
     assert_eq!(delayed.message, "delayed");
     assert!(wait_event(&channel, Duration::from_millis(1500)).await.is_none(), "the rolled-back one never comes");

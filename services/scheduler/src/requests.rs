@@ -1,0 +1,89 @@
+//! Task requests of different entities are accepted side by side.
+//!
+//! `scheduler.tasks` is read in order. Each request goes to the lane of its entity, so
+//! one entity's requests are accepted in the order they were sent while other entities'
+//! requests do not wait behind them. A cancel first waits until every lane has handled
+//! what was read before it, so it always finds the request it cancels.
+
+use aegir_amqp::Delivery;
+use aegir_amqp::topology::TASK_CANCEL_KEY;
+use aegir_contract::{Message, TaskRequested};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::consumers::Consumers;
+
+/// Requests accepted at once, each on an entity of its own.
+const LANES: usize = 8;
+/// Requests a lane may hold before the reader waits for it.
+const LANE_DEPTH: usize = 64;
+
+enum Item {
+    Request(Box<Delivery>),
+    /// Answered once everything sent to the lane before it was handled.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Hands requests to the lanes; dropping it ends them once they have handled what they hold.
+pub struct Lanes {
+    senders: Vec<mpsc::Sender<Item>>,
+}
+
+impl Lanes {
+    /// Starts the lanes in `running`.
+    pub fn start(consumers: &Consumers, running: &mut JoinSet<()>) -> Self {
+        let senders = (0..LANES)
+            .map(|_| {
+                let (sender, mut receiver) = mpsc::channel::<Item>(LANE_DEPTH);
+                let consumers = consumers.clone();
+                running.spawn(async move {
+                    while let Some(item) = receiver.recv().await {
+                        match item {
+                            Item::Request(delivery) => consumers.on_request(*delivery).await,
+                            Item::Barrier(done) => {
+                                let _ = done.send(());
+                            }
+                        }
+                    }
+                });
+                sender
+            })
+            .collect();
+        Self { senders }
+    }
+
+    /// Takes the next delivery of `scheduler.tasks`, in queue order.
+    pub async fn handle(&self, consumers: &Consumers, delivery: Delivery) {
+        if delivery.routing_key.as_str() == TASK_CANCEL_KEY {
+            self.drain().await;
+            return consumers.on_request(delivery).await;
+        }
+        let lane = lane_of(&delivery.data);
+        // A closed lane means shutdown; the unacked delivery comes back next run.
+        let _ = self.senders[lane].send(Item::Request(Box::new(delivery))).await;
+    }
+
+    /// Waits until every lane has handled what it was given.
+    async fn drain(&self) {
+        let mut waiting = Vec::with_capacity(self.senders.len());
+        for sender in &self.senders {
+            let (done, handled) = oneshot::channel();
+            if sender.send(Item::Barrier(done)).await.is_ok() {
+                waiting.push(handled);
+            }
+        }
+        for handled in waiting {
+            let _ = handled.await;
+        }
+    }
+}
+
+/// The lane of a request: by its entity. One that cannot be read (it will be refused)
+/// takes the first lane.
+fn lane_of(body: &[u8]) -> usize {
+    use std::hash::{Hash, Hasher};
+    let Ok(request) = TaskRequested::decode(body) else { return 0 };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    request.target.context().to_string().hash(&mut hasher);
+    (hasher.finish() % LANES as u64) as usize
+}
