@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 use tokio::sync::Mutex;
 
 use crate::publish::Publishable;
@@ -45,6 +45,16 @@ pub struct Outgoing<'a> {
     pub body: &'a [u8],
     /// The span whose trace context the message carries.
     pub span: tracing::Span,
+}
+
+/// A message sent without waiting for its confirm; [`Broker::confirm`] waits for it (and
+/// sends it again when its connection broke first).
+pub struct Unconfirmed {
+    exchange: &'static str,
+    key: String,
+    body: Vec<u8>,
+    /// `None` when it could not be sent at all.
+    confirm: Option<(PublisherConfirm, u64)>,
 }
 
 #[derive(Clone)]
@@ -285,6 +295,70 @@ impl Broker {
                 }
             }
         }
+    }
+
+    /// Sends a contract message, persistent, without waiting for the broker's confirm, so
+    /// that several messages' confirms overlap. Messages sent this way on one handle
+    /// reach the broker in the order they were sent; pass them to [`Broker::confirm`].
+    pub async fn publish_unconfirmed<M: Publishable>(&self, message: &M) -> Unconfirmed {
+        let (exchange, key) = message.destination();
+        let body = message.encode();
+        let live = self.live().await;
+        let properties = self.properties(exchange, &key, &body);
+        let sent = tokio::time::timeout(
+            CONFIRM_TIMEOUT,
+            live.publisher.basic_publish(
+                exchange.into(),
+                key.as_str().into(),
+                BasicPublishOptions { mandatory: true, ..Default::default() },
+                &body,
+                properties,
+            ),
+        )
+        .await;
+        let confirm = match sent {
+            Ok(Ok(confirm)) => Some((confirm, live.generation)),
+            // Sent again, with retries, by `confirm`.
+            Ok(Err(_)) | Err(_) => None,
+        };
+        Unconfirmed { exchange, key, body, confirm }
+    }
+
+    /// Waits for the confirms of messages sent with [`Broker::publish_unconfirmed`], in
+    /// the order they were sent. From the first one whose connection broke (or that was
+    /// never sent) on, each is published again with [`Broker::publish_bytes`], in order,
+    /// so none is lost and the order holds (a message may then arrive twice; consumers
+    /// are idempotent). Returns the first error; the messages after it are still sent.
+    pub async fn confirm(&self, messages: Vec<Unconfirmed>) -> Result<(), AmqpError> {
+        let mut first_error = None;
+        let mut resend = false;
+        for message in messages {
+            let Unconfirmed { exchange, key, body, confirm } = message;
+            let outcome = match confirm {
+                Some((confirm, generation)) if !resend => match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+                    Ok(Ok(confirmation)) if confirmation.is_nack() => {
+                        Err(AmqpError::Nacked { exchange: exchange.into(), key: key.clone() })
+                    }
+                    Ok(Ok(confirmation)) => match confirmation.take_message() {
+                        Some(_) => Err(AmqpError::Unroutable { exchange: exchange.into(), key: key.clone() }),
+                        None => Ok(()),
+                    },
+                    Ok(Err(_)) | Err(_) => {
+                        self.invalidate(generation).await;
+                        resend = true;
+                        self.publish_bytes(exchange, &key, &body).await
+                    }
+                },
+                _ => {
+                    resend = true;
+                    self.publish_bytes(exchange, &key, &body).await
+                }
+            };
+            if let Err(e) = outcome {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Publishes messages in order and waits for all their confirms at the end, so the

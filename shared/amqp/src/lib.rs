@@ -10,7 +10,7 @@ pub mod signing;
 pub mod topology;
 mod trace;
 
-pub use broker::{AmqpError, Broker, Outgoing};
+pub use broker::{AmqpError, Broker, Outgoing, Unconfirmed};
 pub use consume::{ConsumerSpec, Delivery, consume};
 pub use publish::Publishable;
 pub use trace::{current_trace_id, extract_trace_context, inject_trace_context};

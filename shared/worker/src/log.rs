@@ -1,21 +1,30 @@
-use aegir_amqp::Broker;
+use std::sync::{Arc, Mutex};
+
+use aegir_amqp::{Broker, Unconfirmed};
 use aegir_contract::{LogLevel, LogLine};
 use chrono::Utc;
 use uuid::Uuid;
 
-/// Writes lines into a task's log. Each line is published with a confirm before the
-/// call returns, so the log a user watches is the log the worker wrote, in order.
+/// Lines sent before the oldest ones' confirms are awaited.
+const UNCONFIRMED_MAX: usize = 128;
+
+/// Writes lines into a task's log. Lines are sent in order on one channel without
+/// waiting for each confirm (a confirm costs the broker a disk sync); [`StepLog::flush`]
+/// waits for them, sending again any whose connection broke, so the log a user watches
+/// is the log the worker wrote, in order. The worker flushes before it reports the
+/// step's result.
 #[derive(Clone)]
 pub struct StepLog {
     broker: Broker,
     task_id: Uuid,
     step: Option<u32>,
     source: String,
+    unconfirmed: Arc<Mutex<Vec<Unconfirmed>>>,
 }
 
 impl StepLog {
     pub fn new(broker: Broker, task_id: Uuid, step: Option<u32>, source: String) -> Self {
-        Self { broker, task_id, step, source }
+        Self { broker, task_id, step, source, unconfirmed: Default::default() }
     }
 
     pub async fn line(&self, level: LogLevel, message: impl Into<String>) {
@@ -32,7 +41,24 @@ impl StepLog {
             LogLevel::Error | LogLevel::Warning => tracing::warn!(task_id = %self.task_id, "{}", line.message),
             _ => tracing::info!(task_id = %self.task_id, "{}", line.message),
         }
-        if let Err(e) = self.broker.publish(&line).await {
+        let sent = self.broker.publish_unconfirmed(&line).await;
+        let full = {
+            let mut unconfirmed = self.unconfirmed.lock().expect("log lines");
+            unconfirmed.push(sent);
+            unconfirmed.len() >= UNCONFIRMED_MAX
+        };
+        if full {
+            self.flush().await;
+        }
+    }
+
+    /// Waits until the broker holds every line written so far.
+    pub async fn flush(&self) {
+        let lines = std::mem::take(&mut *self.unconfirmed.lock().expect("log lines"));
+        if lines.is_empty() {
+            return;
+        }
+        if let Err(e) = self.broker.confirm(lines).await {
             tracing::error!(task_id = %self.task_id, error = %e, "could not publish a log line");
         }
     }

@@ -160,7 +160,8 @@ impl StepContext {
             tracing::Span::current().record("step", step.step);
             // Which worker ran which step, for the operator reading this server's log.
             tracing::info!(action = step.action.label(), attempt = step.attempt, "running step");
-            let outcome = self.run_step(&step, &delivery, handler).await;
+            let log = StepLog::new(self.broker.clone(), step.task_id, Some(step.step), self.route.to_string());
+            let outcome = self.run_step(&step, &delivery, handler, &log).await;
             let result = StepResult {
                 task_id: step.task_id,
                 step: step.step,
@@ -170,7 +171,11 @@ impl StepContext {
                 outcome,
                 finished_at: Utc::now(),
             };
-            match self.broker.publish(&result).await {
+            // The result goes out behind the step's log lines; their confirms are awaited
+            // together, and the step is acked only once the result's came.
+            let sent = self.broker.publish_unconfirmed(&result).await;
+            log.flush().await;
+            match self.broker.confirm(vec![sent]).await {
                 Ok(()) => {
                     if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
                         // The result is out; the redelivered step will be recognised as a
@@ -193,8 +198,8 @@ impl StepContext {
         step: &StepDispatched,
         delivery: &Delivery,
         handler: Arc<H>,
+        log: &StepLog,
     ) -> StepOutcome {
-        let log = StepLog::new(self.broker.clone(), step.task_id, Some(step.step), self.route.to_string());
         if delivery.redelivered {
             log.warning(format!("{} was interrupted before it finished; running it again", step.action.label())).await;
         }
@@ -239,6 +244,7 @@ impl StepContext {
         if let Some(task) = &task {
             let log = StepLog::new(self.broker.clone(), task.task_id, task.step, self.route.to_string());
             log.error(format!("refused a step message: {why}")).await;
+            log.flush().await;
         }
         let Some((task, step, attempt)) = task.and_then(|t| Some((t.task_id, t.step?, t.attempt?))) else {
             if let Err(e) = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await {
