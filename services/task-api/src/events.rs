@@ -16,8 +16,8 @@ use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use aegir_amqp::topology::{EventKey, QueueName};
 use aegir_amqp::{Broker, ConsumerSpec, Delivery, consume, extract_trace_context};
 use aegir_contract::{
-    ContextName, LogLine, Message, PlatformName, ServerName, SiteUri, StepOutcome, StepResult, TaskFinished, TaskKind,
-    TaskOutcome, TaskRef, TaskStarted,
+    ContextName, LogLine, Message, PlatformName, ServerName, SiteUri, StepFacts, StepOutcome, StepResult, TaskFinished,
+    TaskKind, TaskOutcome, TaskRef, TaskStarted,
 };
 use aegir_postgres::Outbox;
 use chrono::{DateTime, Utc};
@@ -349,6 +349,10 @@ impl EventConsumer {
     /// platform's type and profiles, and the packages of a platform or site.
     async fn step_result(&self, result: &StepResult) -> sqlx::Result<Effect> {
         let StepOutcome::Success { facts } = &result.outcome else { return Ok(Effect::Unchanged) };
+        // Most steps (a ping, a vhost write) report nothing: no read, no transaction.
+        if *facts == StepFacts::default() {
+            return Ok(Effect::Unchanged);
+        }
         let Some(task) = db::tasks::get(&self.pool, result.task_id).await? else { return Ok(Effect::UnknownTask) };
         let Ok(context) = ContextName::parse(&task.context) else {
             tracing::warn!(context = %task.context, "task has a context name this version cannot read");
