@@ -328,6 +328,11 @@ aegir__start_nginx() {
         apache2ctl -k stop >/dev/null 2>&1 || true
         aegir_wait_for "apache2 to stop" 15 bash -c '! pgrep -x apache2' || true
     fi
+    # Sites with ssl on an apache web server are served over https by mod_ssl.
+    if command -v a2enmod >/dev/null 2>&1 && [ ! -e /etc/apache2/mods-enabled/ssl.load ]; then
+        aegir_log "apache2: enabling mod_ssl (https for sites with ssl)"
+        a2enmod -q ssl >/dev/null || aegir_log "apache2: a2enmod ssl failed; https on apache needs mod_ssl"
+    fi
     aegir_log "nginx: starting"
     nginx -t -q || aegir_die "nginx configuration test failed (nginx -t)"
     nginx

@@ -230,6 +230,9 @@ pub struct SiteView {
     pub ssl_expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub ssl_issuer: Option<String>,
+    /// `acme` or `user` (supplied by the site's owner).
+    #[serde(default)]
+    pub ssl_source: Option<String>,
     #[serde(default)]
     pub ssl_error: Option<String>,
     #[serde(default)]

@@ -23,6 +23,7 @@ Examples:
   aegir @www.example.com install       (then verify, disable, enable, login-reset, delete)
   aegir @www.example.com backup        (then: aegir backups @www.example.com)
   aegir @www.example.com restore --backup=ID
+  aegir @www.example.com certificate --cert=fullchain.pem --key=privkey.pem
   aegir @www.example.com clone --new_uri=staging.example.com [--platform=@platform_wp2]
   aegir @www.example.com migrate --platform=@platform_wp2 [--db_server=@server_db2] [--new_uri=URI]
   aegir @server_master verify          (the same as: aegir run @server_master verify)
@@ -92,6 +93,27 @@ pub enum Command {
     /// verify them, and report what could not be mapped
     #[command(name = "import-aegir")]
     ImportAegir(ImportAegirArgs),
+    /// Serve a site over https with a certificate of your own instead of one from ACME;
+    /// also written `aegir @SITE certificate --cert FILE --key FILE`. It is checked, then
+    /// installed by a verify task; nothing renews it: upload a new one before it expires
+    /// (`aegir @SITE verify --renew` switches the site back to ACME)
+    Certificate(CertificateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertificateArgs {
+    /// The site, e.g. @www.example.com
+    #[arg(value_name = "@SITE", value_parser = parse_site)]
+    pub site: SiteUri,
+
+    /// PEM file: the site's certificate first, then its intermediates
+    #[arg(long, value_name = "FILE")]
+    pub cert: std::path::PathBuf,
+
+    /// PEM file: the certificate's private key (unencrypted); it goes to the site's web
+    /// server only, never shown or logged
+    #[arg(long, value_name = "FILE")]
+    pub key: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

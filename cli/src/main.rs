@@ -42,7 +42,12 @@ fn rewrite_argv(argv: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
             continue;
         }
         if arg.starts_with('@') {
-            argv.insert(i, OsString::from("run"));
+            // `aegir @SITE certificate …` is a command of its own, not a task.
+            if argv.get(i + 1).is_some_and(|next| next == "certificate") {
+                argv.swap(i, i + 1);
+            } else {
+                argv.insert(i, OsString::from("run"));
+            }
         }
         break;
     }
@@ -87,6 +92,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Cancel(args) => commands::tasks::cancel(&connect()?, args).await,
         Command::Batch(args) => commands::batch::run(&connect()?, args).await,
         Command::Keys(command) => commands::keys::run(command),
+        Command::Certificate(args) => {
+            let body = commands::certificate::read(&args)?;
+            commands::certificate::run(&connect()?, &args.site, body).await
+        }
         Command::Users(command) => commands::users::run(&connect()?, command).await,
         Command::Login(args) => {
             let address = config::resolve(cli.api.as_deref(), env_var)?;
@@ -126,6 +135,15 @@ mod tests {
             rewritten(&["aegir", "--api=http://h:1", "@platform_x", "verify"]),
             ["aegir", "--api=http://h:1", "run", "@platform_x", "verify"]
         );
+    }
+
+    #[test]
+    fn a_site_certificate_is_its_own_command() {
+        let argv = ["aegir", "@www.example.com", "certificate", "--cert", "c.pem", "--key", "k.pem"];
+        assert_eq!(rewritten(&argv), ["aegir", "certificate", "@www.example.com", "--cert", "c.pem", "--key", "k.pem"]);
+        let cli = Cli::try_parse_from(rewrite_argv(argv.map(OsString::from))).unwrap();
+        let Command::Certificate(args) = cli.command else { panic!("expected certificate") };
+        assert_eq!(args.site.as_str(), "www.example.com");
     }
 
     #[test]

@@ -366,3 +366,243 @@ async fn a_forced_ssl_site_gets_renews_and_keeps_its_certificate_through_acme_fa
     let (status, body) = fetch_https(&uri, https_port, &root2).await;
     assert_eq!((status, body.as_str()), (200, marker.as_str()));
 }
+
+/// A CA of the test's own, and certificates it signs, made with openssl in `dir`.
+struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa { dir };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Owner test CA",
+            "-keyout",
+            &ca.path("ca.key"),
+            "-out",
+            &ca.path("ca.pem"),
+        ]);
+        ca
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// A certificate for `names`, valid for `days`: `(<name>.pem, <name>.key)`, the PEM
+    /// holding the certificate then the CA's, as a chain is given.
+    fn issue(&self, name: &str, names: &[&str], days: u32) -> (String, String) {
+        let (key, csr, ext, cert) = (
+            self.path(&format!("{name}.key")),
+            self.path(&format!("{name}.csr")),
+            self.path(&format!("{name}.ext")),
+            self.path(&format!("{name}.crt")),
+        );
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={}", names[0]),
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ]);
+        let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        std::fs::write(
+            &ext,
+            format!("subjectAltName={}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n", san.join(",")),
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &self.path("ca.pem"),
+            "-CAkey",
+            &self.path("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            &days.to_string(),
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ]);
+        let chain = self.path(&format!("{name}.pem"));
+        let text = std::fs::read_to_string(&cert).unwrap() + &std::fs::read_to_string(self.path("ca.pem")).unwrap();
+        std::fs::write(&chain, text).unwrap();
+        (chain, key)
+    }
+}
+
+/// `PUT` to the API: status and JSON body.
+async fn put(system: &aegir_e2e::System, path: &str, body: Value) -> (u16, Value) {
+    let response = system.http.put(format!("{}{path}", system.api)).json(&body).send().await.expect("API reachable");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_site_serves_the_certificate_its_owner_supplied_and_a_wrong_one_changes_nothing() {
+    let https_port = free_port();
+    // No ACME server: a supplied certificate never needs one.
+    let options = Options::default().env("http-worker", "AEGIR_HTTPS_PORT", &https_port.to_string()).env(
+        "http-worker",
+        "AEGIR_ACME_DIRECTORY",
+        &format!("https://127.0.0.1:{}/dir", free_port()),
+    );
+    let (system, _fpm) = start_with_php(options).await;
+    system.server_ready().await;
+
+    let marker = format!("owner certificate page {}", random_suffix());
+    let root = system.platforms_dir().join("own");
+    write_tree(&root, &[("index.php", &format!("<?php echo '{marker}';\n"))]);
+    let root_arg = format!("--root={}", root.display());
+    let web = format!("--web_server=@{}", system.server);
+    system.cli_ok(&["save", "@platform_own", "--context_type=platform", &root_arg, &web]).await;
+    system.cli_ok(&["@platform_own", "verify"]).await;
+
+    let uri = format!("own-{}.example.com", random_suffix());
+    let alias = format!("www.{uri}");
+    let site = format!("@{uri}");
+    let db = format!("--db_server=@{}", system.server);
+    let save = ["save", &site, "--context_type=site", "--platform=@platform_own", &db, &format!("--aliases={alias}")];
+    system.cli_ok(&save).await;
+    system.cli_ok(&[&site, "install"]).await;
+    let (status, body, _) = fetch(&uri, system.http_port, "/", false).await;
+    let nginx_log = std::fs::read_to_string(system.dir.path().join("nginx/error.log")).unwrap_or_default();
+    assert_eq!((status, body.as_str()), (200, marker.as_str()), "http before https; nginx: {nginx_log}");
+    let mut with_ssl = save.to_vec();
+    with_ssl.push("--ssl=on");
+    system.cli_ok(&with_ssl).await;
+
+    let ca = TestCa::new();
+    // Valid for 10 days: inside the 30-day renewal window, so it shows as expiring.
+    let (chain, key) = ca.issue("site", &[&uri, &alias], 10);
+    let (_, other_key) = ca.issue("other", &[&uri, &alias], 10);
+    let (wrong_chain, wrong_key) = ca.issue("wrong", &[&uri, "elsewhere.example.com"], 10);
+    let read = |p: &str| std::fs::read_to_string(p).unwrap();
+    let key_pem = read(&key);
+    // A line from the middle of the key: what would leak if any of it were shown.
+    let key_line = key_pem.lines().nth(1).unwrap().to_owned();
+
+    // Refused with 422, naming the field, and nothing changes: no task, no certificate.
+    let (_, before) = system.get(&format!("/api/v1/tasks?context={site}")).await;
+    let path = format!("/api/v1/sites/{uri}/certificate");
+    let (status, body) =
+        put(&system, &path, serde_json::json!({"certificate": read(&chain), "key": read(&other_key)})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "key", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("does not belong to the certificate"), "{body}");
+    let (status, body) =
+        put(&system, &path, serde_json::json!({"certificate": read(&wrong_chain), "key": read(&wrong_key)})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "certificate", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains(&format!("not for {alias}")), "{body}");
+    let (status, body) = put(&system, &path, serde_json::json!({"certificate": "nothing", "key": key_pem})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(!body.to_string().contains(&key_line), "the key in an error: {body}");
+    let refused = system.cli(&[&site, "certificate", "--cert", &chain, "--key", &other_key]).await;
+    assert_eq!(refused.code, Some(3), "{refused}");
+    assert!(refused.stderr.contains("does not belong"), "{refused}");
+    let (_, after) = system.get(&format!("/api/v1/tasks?context={site}")).await;
+    assert_eq!(after["total"], before["total"], "a refused certificate queues no task");
+    let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!(view["ssl_status"], "pending", "{view}");
+    assert!(view["ssl_source"].is_null(), "{view}");
+    assert!(!system.config_dir().join("ssl/sites").join(&uri).join("current").exists());
+
+    // Accepted: installed by a verify, served over https, trusted through the test CA.
+    let out = system.cli(&[&site, "certificate", "--cert", &chain, "--key", &key]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("certificate its owner supplied"), "{out}");
+    let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!(view["ssl_source"], "user", "{view}");
+    assert_eq!(view["ssl_status"], "expiring", "a supplied certificate near its end shows so: {view}");
+    assert!(view["ssl_issuer"].as_str().unwrap_or_default().contains("Owner test CA"), "{view}");
+    assert!(view["ssl_expires_at"].is_string(), "{view}");
+    let shown = system.cli_ok(&["show", &site]).await;
+    assert!(shown.contains("not renewed here"), "{shown}");
+    let ca_file = PathBuf::from(ca.path("ca.pem"));
+    for host in [&uri, &alias] {
+        let (status, body) = fetch_https(host, https_port, &ca_file).await;
+        assert_eq!((status, body.as_str()), (200, marker.as_str()), "https of {host}");
+    }
+    let serial = plain_serial(&view);
+    assert_eq!(served_serial(&uri, https_port).await, serial);
+
+    // A verify keeps it: no ACME order (there is no ACME server), same certificate.
+    let verified = system.cli(&[&site, "verify"]).await;
+    assert_eq!(verified.code, Some(0), "{verified}");
+    assert!(verified.stdout.contains("not renewed by this system"), "{verified}");
+    assert!(!verified.stdout.contains("ordering a certificate"), "{verified}");
+    let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!((view["ssl_source"].as_str(), plain_serial(&view)), (Some("user"), serial.clone()), "{view}");
+    assert!(view["ssl_error"].is_null(), "{view}");
+
+    // Disabled, the site's page still answers ACME challenges (over http, where HTTP-01
+    // checks them), and https serves the disabled page with the same certificate.
+    system.cli_ok(&[&site, "disable"]).await;
+    let challenges = system.config_dir().join("ssl/challenges/.well-known/acme-challenge");
+    std::fs::create_dir_all(&challenges).unwrap();
+    std::fs::write(challenges.join("token-disabled"), "proof-disabled").unwrap();
+    let (status, body, _) = fetch(&uri, system.http_port, "/.well-known/acme-challenge/token-disabled", false).await;
+    assert_eq!((status, body.as_str()), (200, "proof-disabled"), "a disabled site answers ACME challenges");
+    let (status, body) = fetch_https(&uri, https_port, &ca_file).await;
+    assert!(status == 503 && body.contains("Site disabled"), "{status} {body}");
+    system.cli_ok(&[&site, "enable"]).await;
+
+    // The key is on the web server only, 0600, and nowhere the API or the logs show.
+    let site_certs = system.config_dir().join("ssl/sites").join(&uri);
+    let current = std::fs::read_to_string(site_certs.join("current")).unwrap();
+    let stored = site_certs.join(current.trim()).join("privkey.pem");
+    assert_eq!(std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(&stored).unwrap(), key_pem);
+    let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    let (_, tasks) = system.get(&format!("/api/v1/tasks?context={site}")).await;
+    for shown in [view.to_string(), tasks.to_string()] {
+        assert!(!shown.contains("PRIVATE KEY") && !shown.contains(&key_line), "a key in the API: {shown}");
+    }
+    for id in tasks["items"].as_array().unwrap().iter().filter_map(|t| t["id"].as_str()) {
+        for (_, _, message) in system.task_log(id).await {
+            assert!(!message.contains("PRIVATE KEY") && !message.contains(&key_line), "a key in the log: {message}");
+        }
+    }
+    // Once its task ended, the request that carried the key is gone from PostgreSQL.
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM scheduler.tasks WHERE request::text LIKE '%' || $1 || '%')
+              + (SELECT count(*) FROM scheduler.outbox WHERE position(convert_to($1, 'UTF8') in body) > 0)
+              + (SELECT count(*) FROM public.tasks WHERE options::text LIKE '%' || $1 || '%')
+              + (SELECT count(*) FROM public.outbox WHERE position(convert_to($1, 'UTF8') in body) > 0)",
+    )
+    .bind(&key_line)
+    .fetch_one(&system.pg)
+    .await
+    .unwrap();
+    assert_eq!(kept, 0, "the key is still stored in PostgreSQL");
+
+    // A renewal asked for switches the site to ACME (which, unreachable here, fails and
+    // leaves the supplied certificate serving).
+    let renewed = system.cli(&[&site, "verify", "--renew"]).await;
+    assert!(renewed.stdout.contains("replaced by one from ACME"), "{renewed}");
+    let (status, body) = fetch_https(&uri, https_port, &ca_file).await;
+    assert_eq!((status, body.as_str()), (200, marker.as_str()));
+}

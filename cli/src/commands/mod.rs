@@ -2,6 +2,7 @@
 
 pub mod backups;
 pub mod batch;
+pub mod certificate;
 pub mod client;
 pub mod delete;
 pub mod import_aegir;

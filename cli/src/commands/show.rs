@@ -151,6 +151,15 @@ fn https_line(s: &SiteView) -> String {
     if let Some(issuer) = &s.ssl_issuer {
         line.push_str(&format!(", from {issuer}"));
     }
+    match s.ssl_source.as_deref() {
+        Some("user") if s.ssl_status.as_deref() == Some("expiring") => line.push_str(
+            "; supplied by its owner and not renewed here: upload a new one (aegir @SITE certificate --cert FILE \
+             --key FILE)",
+        ),
+        Some("user") => line.push_str("; supplied by its owner"),
+        Some("acme") => line.push_str("; renewed over ACME"),
+        _ => {}
+    }
     if let Some(error) = &s.ssl_error {
         line.push_str(&format!("; last order failed: {error}"));
     }

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use aegir_contract::CertificateSource;
 use aegir_worker::StepError;
 use chrono::{DateTime, Utc};
 use instant_acme::{
@@ -22,6 +23,9 @@ use crate::files::{self, Ownership};
 
 /// Mode of private keys and of the ACME account (whose key is in it).
 pub const KEY_MODE: u32 = 0o600;
+
+/// In a certificate's directory: the certificate was supplied by the site's owner.
+const SUPPLIED_MARKER: &str = "supplied";
 
 /// An order that takes longer than this has failed (a CA that stopped answering).
 const ORDER_TIMEOUT: Duration = Duration::from_secs(120);
@@ -97,6 +101,17 @@ impl<'a> CertStore<'a> {
         files::write(&installed.key, key_pem.as_bytes(), KEY_MODE, Ownership::default())?;
         files::write(&installed.cert, chain_pem.as_bytes(), 0o644, Ownership::default())?;
         Ok(installed)
+    }
+
+    /// Marks a certificate as supplied by the site's owner, so that it is never replaced
+    /// by an ACME one unless a renewal is asked for.
+    pub fn mark_supplied(&self, installed: &Installed) -> Result<(), StepError> {
+        files::write(&installed.dir.join(SUPPLIED_MARKER), b"user\n", 0o644, Ownership::default()).map(|_| ())
+    }
+
+    /// Where a certificate came from: supplied by the site's owner, or from ACME.
+    pub fn source(installed: &Installed) -> CertificateSource {
+        if installed.dir.join(SUPPLIED_MARKER).is_file() { CertificateSource::User } else { CertificateSource::Acme }
     }
 
     /// Makes `installed` the site's certificate and removes the others.

@@ -60,8 +60,8 @@ impl StepHandler for HttpWorker {
             }
             StepAction::SiteUpdate { site } => steps::site_update::run(&self.config, site, log).await,
             StepAction::SiteFilesRemove { site } => steps::site_files_remove::run(&self.config, site, log).await,
-            StepAction::SiteCertificate { site, renew } => {
-                steps::site_certificate::run(&self.config, site, *renew, log).await
+            StepAction::SiteCertificate { site, renew, supplied } => {
+                steps::site_certificate::run(&self.config, site, *renew, supplied.as_ref(), log).await
             }
             other => Err(StepError::permanent(format!(
                 "{} is not a web server step; {} cannot run it",

@@ -148,6 +148,21 @@ impl WebServer {
         Ok(out.success && out.stdout.contains(&file.display().to_string()))
     }
 
+    /// Whether the web server loads `module` (apache's `ssl_module`); nginx's are built in.
+    pub async fn has_module(&self, module: &str) -> Result<bool, StepError> {
+        if self.kind == HttpServiceType::Nginx {
+            return Ok(true);
+        }
+        let out = self.run(&["-t", "-D", "DUMP_MODULES"]).await?;
+        Ok(out.success && out.stdout.lines().any(|l| l.split_whitespace().next() == Some(module)))
+    }
+
+    /// Whether the web server runs from its distribution's config, whose modules
+    /// `a2enmod` manages (not from a main config of its own).
+    pub fn distribution_config(&self) -> bool {
+        self.conf.is_none()
+    }
+
     /// This web server's queue of config changes, started on first use.
     fn queue(&self) -> Queue {
         let key = format!("{}|{}|{:?}|{}", self.kind, self.program, self.conf_args, self.config_dir.display());

@@ -87,7 +87,7 @@ fn site_steps(kind: TaskKind, site: &SiteContext, options: &TaskOptions) -> Vec<
             }
             // Once the site answers over http, where the ACME challenge is checked.
             if !site.ssl.is_off() {
-                plan.push(step(StepAction::SiteCertificate { site: s(), renew: false }));
+                plan.push(step(StepAction::SiteCertificate { site: s(), renew: false, supplied: None }));
             }
             plan
         }
@@ -101,7 +101,11 @@ fn site_steps(kind: TaskKind, site: &SiteContext, options: &TaskOptions) -> Vec<
             // Its certificate is renewed when it expires soon (or when asked), so the
             // renewal queue's tasks are verifies too.
             if !site.ssl.is_off() {
-                plan.push(step(StepAction::SiteCertificate { site: s(), renew: options.renew_certificate }));
+                plan.push(step(StepAction::SiteCertificate {
+                    site: s(),
+                    renew: options.renew_certificate,
+                    supplied: options.certificate.clone(),
+                }));
             }
             plan
         }
@@ -194,7 +198,7 @@ fn clone(site: &SiteContext, backup: &BackupRef, to: &SiteContext) -> Vec<Planne
     }
     // The new uri gets a certificate of its own once its name points at it.
     if !to.ssl.is_off() {
-        plan.push(step(StepAction::SiteCertificate { site: t(), renew: false }));
+        plan.push(step(StepAction::SiteCertificate { site: t(), renew: false, supplied: None }));
     }
     plan
 }
@@ -256,7 +260,7 @@ fn migrate(site: &SiteContext, backup: &BackupRef, to: &SiteContext) -> Vec<Plan
     // A certificate where the site now serves: a new uri or web server has none yet (an
     // order that fails leaves it on http and shows why, without undoing the move).
     if !to.ssl.is_off() {
-        plan.push(step(StepAction::SiteCertificate { site: new(), renew: false }));
+        plan.push(step(StepAction::SiteCertificate { site: new(), renew: false, supplied: None }));
     }
     // The new site serves and is up to date: what is left of the old one goes.
     if !same_dir {
@@ -611,6 +615,20 @@ mod tests {
         let verify =
             steps(&TaskRequested { options: renew, ..task(TaskKind::Verify, TaskTarget::Site { site: ssl_site }) });
         assert!(matches!(verify[1].action, StepAction::SiteCertificate { renew: true, .. }));
+        let supplied =
+            aegir_contract::SuppliedCertificate { chain: "chain".to_owned(), key: aegir_contract::Secret::new("key") };
+        let own = TaskOptions { certificate: Some(supplied.clone()), ..Default::default() };
+        let verify = steps(&TaskRequested {
+            options: own,
+            ..task(
+                TaskKind::Verify,
+                TaskTarget::Site { site: SiteContext { ssl: aegir_contract::SslMode::On, ..site() } },
+            )
+        });
+        assert!(
+            matches!(&verify[1].action, StepAction::SiteCertificate { renew: false, supplied: Some(s), .. } if *s == supplied),
+            "the supplied certificate goes to the certificate step"
+        );
         let plain = steps(&task(TaskKind::Verify, TaskTarget::Site { site: site() }));
         assert_eq!(plan_labels(&plain), ["site verify"]);
     }

@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use aegir_contract::{CertificateFacts, ContextName, SiteUri, TaskKind};
+use aegir_contract::{CertificateFacts, CertificateSource, ContextName, SiteUri, TaskKind};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(86_400);
 
 /// The first wait after a failure (`AEGIR_CERT_RETRY_SECS`), set once at start.
 static RETRY: OnceLock<Duration> = OnceLock::new();
+
+/// The renewal window, set once at start: a supplied certificate expiring within it
+/// shows as `expiring`.
+static WINDOW: OnceLock<Duration> = OnceLock::new();
 
 /// The queue's settings.
 #[derive(Debug, Clone, Copy)]
@@ -49,13 +53,21 @@ fn retry() -> Duration {
     RETRY.get().copied().unwrap_or(Duration::from_secs(600))
 }
 
-/// What the API shows of a site's https: `off`, `pending`, `valid`, `expired` or `failing`.
-pub fn status(ssl: &str, expires_at: Option<DateTime<Utc>>, failing: bool) -> &'static str {
+fn window() -> chrono::Duration {
+    chrono::Duration::from_std(WINDOW.get().copied().unwrap_or(Duration::from_secs(30 * 86_400)))
+        .unwrap_or(chrono::Duration::days(30))
+}
+
+/// What the API shows of a site's https: `off`, `pending`, `valid`, `expired`,
+/// `failing`, or `expiring` (a certificate its owner supplied, which nothing here renews,
+/// expires within the renewal window).
+pub fn status(ssl: &str, source: Option<&str>, expires_at: Option<DateTime<Utc>>, failing: bool) -> &'static str {
     match (ssl, expires_at) {
         ("off", _) => "off",
         _ if failing => "failing",
         (_, None) => "pending",
         (_, Some(at)) if at <= Utc::now() => "expired",
+        (_, Some(at)) if source == Some("user") && at <= Utc::now() + window() => "expiring",
         _ => "valid",
     }
 }
@@ -71,6 +83,7 @@ pub async fn record(
     let failures: Option<i32> = sqlx::query_scalar(
         "UPDATE sites SET
              ssl_expires_at = $2, ssl_issuer = $3, ssl_serial = $4, ssl_error = $5, ssl_checked_at = $6,
+             ssl_source = $7,
              ssl_failures = CASE WHEN $5::text IS NULL THEN 0 ELSE ssl_failures + 1 END,
              ssl_retry_at = NULL
          WHERE uri = $1
@@ -82,6 +95,7 @@ pub async fn record(
     .bind(facts.serial.as_deref())
     .bind(facts.error.as_deref())
     .bind(at)
+    .bind(facts.source.map(CertificateSource::as_str))
     .fetch_optional(&mut *conn)
     .await?;
     let Some(failures) = failures else { return Ok(false) };
@@ -103,6 +117,8 @@ pub async fn queue_due(pool: &PgPool, renewal: Renewal) -> Result<usize, ApiErro
     let due: Vec<(String, bool, i32)> = sqlx::query_as(
         "SELECT uri, ssl_error IS NOT NULL, ssl_failures FROM sites
          WHERE status IN ('enabled', 'disabled') AND ssl <> 'off'
+           -- A certificate its owner supplied is never ordered over ACME in its place.
+           AND ssl_source IS DISTINCT FROM 'user'
            AND (ssl_retry_at IS NULL OR ssl_retry_at <= now())
            AND (ssl_error IS NOT NULL OR ssl_expires_at IS NULL
                 OR ssl_expires_at < now() + make_interval(secs => $1))
@@ -140,6 +156,7 @@ pub async fn queue_due(pool: &PgPool, renewal: Renewal) -> Result<usize, ApiErro
 /// Runs the queue until `shutdown`. An interval of zero turns it off.
 pub async fn run(state: AppState, renewal: Renewal, shutdown: CancellationToken) {
     let _ = RETRY.set(renewal.retry);
+    let _ = WINDOW.set(renewal.window);
     if renewal.every.is_zero() {
         return;
     }
@@ -176,10 +193,14 @@ mod tests {
     fn status_tells_failing_from_pending_and_expired() {
         let past = Utc::now() - chrono::Duration::days(1);
         let future = Utc::now() + chrono::Duration::days(60);
-        assert_eq!(status("off", Some(future), true), "off");
-        assert_eq!(status("forced", Some(future), true), "failing");
-        assert_eq!(status("on", None, false), "pending");
-        assert_eq!(status("on", Some(past), false), "expired");
-        assert_eq!(status("forced", Some(future), false), "valid");
+        let soon = Utc::now() + chrono::Duration::days(5);
+        assert_eq!(status("off", None, Some(future), true), "off");
+        assert_eq!(status("forced", Some("acme"), Some(future), true), "failing");
+        assert_eq!(status("on", None, None, false), "pending");
+        assert_eq!(status("on", Some("acme"), Some(past), false), "expired");
+        assert_eq!(status("forced", Some("acme"), Some(future), false), "valid");
+        assert_eq!(status("on", Some("acme"), Some(soon), false), "valid", "the queue renews it");
+        assert_eq!(status("on", Some("user"), Some(soon), false), "expiring", "nothing renews it");
+        assert_eq!(status("on", Some("user"), Some(future), false), "valid");
     }
 }

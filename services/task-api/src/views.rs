@@ -283,7 +283,9 @@ pub struct SiteView {
     #[schema(example = "forced")]
     pub ssl: String,
     /// `off`; `pending` (no certificate yet); `valid`; `expired`; `failing` (the last
-    /// order failed: `ssl_error` says why, `ssl_retry_at` when it is tried again).
+    /// order failed: `ssl_error` says why, `ssl_retry_at` when it is tried again);
+    /// `expiring` (a certificate its owner supplied expires within the renewal window:
+    /// nothing renews it, a new one must be uploaded).
     #[schema(example = "valid")]
     pub ssl_status: &'static str,
     /// When the certificate the site serves expires.
@@ -295,6 +297,11 @@ pub struct SiteView {
     pub ssl_error: Option<String>,
     /// When the renewal queue orders again after a failure.
     pub ssl_retry_at: Option<DateTime<Utc>>,
+    /// Where the certificate the site serves came from: `acme` (renewed by the renewal
+    /// queue) or `user` (supplied with `PUT /api/v1/sites/{uri}/certificate`, never
+    /// renewed here); `null` while it has none. Its key is never shown.
+    #[schema(example = "acme")]
+    pub ssl_source: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

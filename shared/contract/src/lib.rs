@@ -5,6 +5,8 @@
 //! path component, a routing key part or a label in a log line.
 
 pub mod backup;
+#[cfg(any(feature = "certificates", test))]
+pub mod certificate;
 pub mod commands;
 pub mod context;
 pub mod messages;

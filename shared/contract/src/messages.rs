@@ -18,6 +18,7 @@ use crate::backup::{BackupFacts, BackupRef};
 use crate::context::{FoundSite, Package, PlatformContext, PlatformType, ServerContext, SiteContext};
 use crate::names::{ContextName, ContextType, PhpVersion, ProfileName, SiteUri};
 use crate::routing::{Lane, Route, ServiceKind};
+use crate::secret::Secret;
 
 /// A message of the contract: its schema name and its checks beyond types.
 pub trait Message: Serialize + DeserializeOwned + JsonSchema {
@@ -185,6 +186,21 @@ pub struct TaskOptions {
     /// is far from expiry.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub renew_certificate: bool,
+    /// `verify` of a site with ssl: serve this certificate, supplied by the site's owner,
+    /// instead of one from ACME. Its key is in this request only while the task runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<SuppliedCertificate>,
+}
+
+/// A certificate a site's owner supplied instead of ACME's, with its private key, both
+/// PEM. task-api checked that they belong together, cover the site's names and have
+/// not expired; the key reaches the site's web server only inside the task's messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuppliedCertificate {
+    /// The site's certificate first, then the intermediates that chain it to a root.
+    pub chain: String,
+    pub key: Secret,
 }
 
 impl TaskOptions {
@@ -245,6 +261,12 @@ impl Message for TaskRequested {
         }
         if o.renew_certificate && !(self.kind == TaskKind::Verify && site.is_some_and(|s| !s.ssl.is_off())) {
             return refuse("only the verify of a site with ssl renews a certificate".to_owned());
+        }
+        if o.certificate.is_some() && !(self.kind == TaskKind::Verify && site.is_some_and(|s| !s.ssl.is_off())) {
+            return refuse("only the verify of a site with ssl takes a supplied certificate".to_owned());
+        }
+        if o.certificate.is_some() && o.renew_certificate {
+            return refuse("a verify either serves a supplied certificate or orders one, not both".to_owned());
         }
         if let Some(site) = site {
             if let Some(b) = &o.new_backup
@@ -375,10 +397,14 @@ pub enum StepAction {
     /// Obtain or renew the site's certificate over ACME (HTTP-01, for its uri and
     /// aliases) when it has none, it expires soon or `renew` asks, then serve the site
     /// over https. A failed order keeps the old certificate and is reported in the facts.
+    /// With `supplied`, serve that certificate instead; a supplied certificate is never
+    /// replaced by an ACME one unless `renew` asks.
     SiteCertificate {
         site: SiteContext,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         renew: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        supplied: Option<SuppliedCertificate>,
     },
 }
 
@@ -578,6 +604,28 @@ pub struct CertificateFacts {
     /// Why the last order failed; absent when it succeeded or none was needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Where the certificate in use came from; absent when the site has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<CertificateSource>,
+}
+
+/// Where a site's certificate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateSource {
+    /// Ordered over ACME and renewed by the renewal queue.
+    Acme,
+    /// Supplied by the site's owner, who replaces it before it expires.
+    User,
+}
+
+impl CertificateSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateSource::Acme => "acme",
+            CertificateSource::User => "user",
+        }
+    }
 }
 
 /// Figures about a site. Absent fields were not measured by the step that reports them.

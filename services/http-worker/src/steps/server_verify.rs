@@ -3,7 +3,9 @@
 //! the server reloads.
 
 use aegir_contract::{HttpServiceType, PhpVersion, ServerContext, StepFacts};
+use aegir_worker::command;
 use aegir_worker::{StepError, StepLog};
+use std::time::Duration;
 
 use crate::config::HttpConfig;
 use crate::permissions;
@@ -69,6 +71,10 @@ pub async fn run(config: &HttpConfig, server: &ServerContext, log: &StepLog) -> 
     }
     log.info(format!("{} includes {}", http.service_type, base.display())).await;
 
+    if http.service_type == HttpServiceType::Apache {
+        https_module(&web, log).await?;
+    }
+
     web.reload().await?;
     log.info(format!("{} reloaded", http.service_type)).await;
     let (php_versions, php_default_version) = php_versions(config, log).await;
@@ -78,6 +84,42 @@ pub async fn run(config: &HttpConfig, server: &ServerContext, log: &StepLog) -> 
         php_default_version,
         ..Default::default()
     })
+}
+
+/// Apache serves sites with ssl over https through mod_ssl: enabled with `a2enmod ssl`
+/// where the distribution's config is used (the reload after loads it); with a main
+/// config of its own, its owner loads it, and a missing one is said.
+async fn https_module(web: &WebServer, log: &StepLog) -> Result<(), StepError> {
+    if web.has_module("ssl_module").await? {
+        log.info("apache loads mod_ssl: sites with ssl are served over https").await;
+        return Ok(());
+    }
+    if !web.distribution_config() {
+        log.warning(
+            "apache does not load mod_ssl (ssl_module): sites with ssl stay on http until its main config loads it \
+             (LoadModule ssl_module …/mod_ssl.so)",
+        )
+        .await;
+        return Ok(());
+    }
+    match command::run("a2enmod", ["-q", "ssl"], Duration::from_secs(60)).await {
+        Ok(out) if out.success => {
+            web.config_test().await?;
+            log.info("enabled mod_ssl (a2enmod ssl): sites with ssl are served over https").await;
+        }
+        Ok(out) => {
+            log.warning(format!(
+                "a2enmod ssl failed; sites with ssl stay on http until mod_ssl is enabled: {}",
+                out.text()
+            ))
+            .await;
+        }
+        Err(e) => {
+            log.warning(format!("cannot run a2enmod ssl ({e}); sites with ssl stay on http until mod_ssl is enabled"))
+                .await;
+        }
+    }
+    Ok(())
 }
 
 /// The PHP versions whose php-fpm is installed (a versioned binary with its config), and

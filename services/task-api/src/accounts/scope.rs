@@ -125,7 +125,9 @@ pub async fn check(state: &AppState, caller: &Caller, route: &str, request: Requ
                 }
             }
         }
-        (Method::GET | Method::DELETE, "/api/v1/sites/{uri}") | (Method::GET, "/api/v1/sites/{uri}/backups") => {
+        (Method::GET | Method::DELETE, "/api/v1/sites/{uri}")
+        | (Method::GET, "/api/v1/sites/{uri}/backups")
+        | (Method::PUT, "/api/v1/sites/{uri}/certificate") => {
             own_site_or_missing(state, &client, &param("uri")).await?;
             pass(request)
         }

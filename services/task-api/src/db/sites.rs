@@ -11,7 +11,7 @@ macro_rules! view_columns {
     () => {
         "s.uri, s.platform, s.db_server, s.profile, s.language, s.redirection, s.client, s.title, s.admin_email, \
          s.status, s.cron_interval, s.php_version, s.created_at, s.updated_at, s.installed_at, \
-         s.ssl, s.ssl_expires_at, s.ssl_issuer, s.ssl_serial, s.ssl_error, s.ssl_retry_at, \
+         s.ssl, s.ssl_expires_at, s.ssl_issuer, s.ssl_serial, s.ssl_error, s.ssl_retry_at, s.ssl_source, \
          ARRAY(SELECT a.alias FROM site_aliases a WHERE a.site = s.uri ORDER BY a.position) AS aliases"
     };
 }
@@ -41,6 +41,7 @@ pub struct SiteRow {
     pub ssl_serial: Option<String>,
     pub ssl_error: Option<String>,
     pub ssl_retry_at: Option<DateTime<Utc>>,
+    pub ssl_source: Option<String>,
 }
 
 impl SiteRow {
@@ -65,13 +66,19 @@ impl SiteRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             installed_at: self.installed_at,
-            ssl_status: crate::cert_queue::status(&self.ssl, self.ssl_expires_at, self.ssl_error.is_some()),
+            ssl_status: crate::cert_queue::status(
+                &self.ssl,
+                self.ssl_source.as_deref(),
+                self.ssl_expires_at,
+                self.ssl_error.is_some(),
+            ),
             ssl: self.ssl,
             ssl_expires_at: self.ssl_expires_at,
             ssl_issuer: self.ssl_issuer,
             ssl_serial: self.ssl_serial,
             ssl_error: self.ssl_error,
             ssl_retry_at: self.ssl_retry_at,
+            ssl_source: self.ssl_source,
         }
     }
 }

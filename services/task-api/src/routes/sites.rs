@@ -1,9 +1,10 @@
 //! `/api/v1/sites`: sites on platforms. Saving a site only records it; the `install`
 //! task creates it on its servers.
 
+use aegir_contract::certificate::check_supplied;
 use aegir_contract::{
-    ClientName, ContextName, DbIdent, Email, LanguageCode, PhpVersion, PlatformName, ProfileName, ServerName,
-    SiteTitle, SiteUri, SslMode,
+    ClientName, ContextName, DbIdent, Email, Lane, LanguageCode, PhpVersion, PlatformName, ProfileName, Secret,
+    ServerName, SiteTitle, SiteUri, SslMode, SuppliedCertificate, TaskKind,
 };
 use axum::Json;
 use axum::extract::State;
@@ -426,6 +427,94 @@ pub(crate) async fn save_in(
     let row = db::sites::get(&mut *tx, uri).await?.ok_or_else(|| ApiError::internal("a saved site vanished"))?;
     let packages = db::packages::of(&mut *tx, &context).await?;
     Ok((created, row.into_view(packages)))
+}
+
+/// A certificate as `PUT /api/v1/sites/{uri}/certificate` takes it.
+// No `Debug`: it holds the key.
+#[derive(ToSchema)]
+pub struct CertificateInput {
+    /// PEM: the site's certificate first, then the intermediates that chain it to a root.
+    /// It must cover the site's uri and every alias, and be valid now.
+    #[schema(example = "-----BEGIN CERTIFICATE-----\n…\n-----END CERTIFICATE-----\n")]
+    pub certificate: String,
+    /// PEM: the certificate's private key, unencrypted (PKCS#8, RSA or EC). It goes to
+    /// the site's web server (stored there with mode 0600) inside the task that installs
+    /// it, and is never stored by the API, logged or shown.
+    #[schema(write_only, example = "-----BEGIN PRIVATE KEY-----\n…\n-----END PRIVATE KEY-----\n")]
+    pub key: String,
+}
+
+impl CertificateInput {
+    fn parse(body: Map<String, Value>) -> Result<Self, ApiError> {
+        let mut fields = Fields::new(body, &["certificate", "key"])?;
+        let certificate = fields.string("certificate")?;
+        let certificate = fields.require("certificate", certificate)?;
+        let key = fields.string("key")?;
+        let key = fields.require("key", key)?;
+        Ok(Self { certificate, key })
+    }
+}
+
+/// Serve a certificate supplied by the site's owner instead of one from ACME. It is
+/// checked first (it reads, the key is its own, it covers the uri and every alias, it is
+/// valid now); then a `verify` task installs it on the site's web server. The renewal
+/// queue never orders an ACME certificate in its place: the site shows `ssl_status`
+/// `expiring` as its end nears, until a new one is uploaded. A `verify` with `renew`
+/// switches the site back to ACME.
+#[utoipa::path(
+    put, path = "/api/v1/sites/{uri}/certificate", operation_id = "put_site_certificate", tag = "sites",
+    params(("uri" = String, Path, description = "Site uri, e.g. `www.example.com`")),
+    request_body = CertificateInput,
+    responses(
+        (status = 202, description = "Checked; the `verify` task that installs it is queued", body = crate::views::TaskView),
+        (status = 400, description = "The body is not a JSON object", body = ErrorBody),
+        (status = 404, description = "No such site", body = ErrorBody),
+        (status = 409, description = "The site has ssl `off`, is not installed, or a task that changes it has not finished", body = ErrorBody),
+        (status = 422, description = "The certificate or key cannot be read, the key is not the certificate's, the certificate does not cover every name of the site, or it is expired or not yet valid (`field` says which); nothing changed", body = ErrorBody),
+    )
+)]
+pub async fn put_certificate(
+    State(state): State<AppState>,
+    PathParam(uri): PathParam,
+    JsonObject(body): JsonObject,
+) -> Result<(StatusCode, Json<crate::views::TaskView>), ApiError> {
+    let uri: SiteUri = parse_segment("uri", &uri)?;
+    let input = CertificateInput::parse(body)?;
+    let (chain, key) = (input.certificate, Secret::new(input.key));
+
+    let mut tx = state.pool.begin().await?;
+    let site = db::sites::lock(&mut tx, &uri).await?.ok_or_else(|| not_found(&uri))?;
+    if site.ssl == "off" {
+        return Err(ApiError::conflict(
+            Some("ssl"),
+            format!(
+                "`@{uri}` is served over http only (ssl `off`); save it with ssl `on` or `forced` first \
+                 (`aegir save @{uri} --ssl=on`), then supply its certificate"
+            ),
+        ));
+    }
+    let names: Vec<&str> = std::iter::once(site.uri.as_str()).chain(site.aliases.iter().map(String::as_str)).collect();
+    let summary = check_supplied(&chain, key.expose(), &names, chrono::Utc::now()).map_err(|e| {
+        let field = if e.is_about_key() { "key" } else { "certificate" };
+        ApiError::invalid(field, format!("the certificate for `@{uri}` was not accepted: {e}"))
+    })?;
+    let supplied = SuppliedCertificate { chain, key };
+    let context = ContextName::Site(uri.clone());
+    let row = crate::routes::tasks::enqueue_with_certificate(
+        &mut tx,
+        &context,
+        (TaskKind::Verify, Lane::Interactive),
+        &crate::task_args::TaskArgs::default(),
+        Some(supplied),
+    )
+    .await?;
+    tx.commit().await?;
+    state.outbox.wake();
+    tracing::info!(
+        site = %uri, task_id = %row.id, serial = %summary.serial, expires_at = %summary.not_after,
+        "supplied certificate checked; its install is queued"
+    );
+    Ok((StatusCode::ACCEPTED, Json(row.into())))
 }
 
 /// `/api/v1/sites/www.example.com/x`: a uri is a host name, never a path.

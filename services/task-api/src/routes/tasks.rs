@@ -7,7 +7,7 @@
 
 use aegir_contract::{
     ContextName, Lane, PlatformContext, PlatformName, Secret, ServerContext, ServerName, SiteContext, SiteDatabase,
-    SiteUri, TaskCancelRequested, TaskKind, TaskOptions, TaskRequested, TaskTarget,
+    SiteUri, SuppliedCertificate, TaskCancelRequested, TaskKind, TaskOptions, TaskRequested, TaskTarget,
 };
 use aegir_postgres::{Outbox, OutboxError};
 use axum::Json;
@@ -272,8 +272,20 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
 pub(crate) async fn enqueue(
     tx: &mut PgConnection,
     context: &ContextName,
+    task: (TaskKind, Lane),
+    args: &TaskArgs,
+) -> Result<db::tasks::TaskRow, ApiError> {
+    enqueue_with_certificate(tx, context, task, args, None).await
+}
+
+/// [`enqueue`] of a verify that installs a certificate its owner supplied. The key goes
+/// into the request (the outbox, deleted once published) only, never into the task's row.
+pub(crate) async fn enqueue_with_certificate(
+    tx: &mut PgConnection,
+    context: &ContextName,
     (task, lane): (TaskKind, Lane),
     args: &TaskArgs,
+    certificate: Option<SuppliedCertificate>,
 ) -> Result<db::tasks::TaskRow, ApiError> {
     let target = snapshot(&mut *tx, context, task).await?;
     let resolved = match &target {
@@ -287,7 +299,8 @@ pub(crate) async fn enqueue(
     for warning in resolved.warnings {
         db::task_log::insert_warning(&mut *tx, id, now, &warning).await?;
     }
-    let message = TaskRequested { task_id: id, kind: task, target, options: resolved.options, lane, requested_at: now };
+    let options = TaskOptions { certificate, ..resolved.options };
+    let message = TaskRequested { task_id: id, kind: task, target, options, lane, requested_at: now };
     Outbox::enqueue(&mut *tx, &message, None).await?;
     Ok(row)
 }

@@ -2,7 +2,7 @@
 //! scheduler, and what a certificate step reports: a failed order shows on the site with
 //! when it is tried again, a successful one clears it.
 
-use aegir_contract::{CertificateFacts, SslMode, StepFacts, TaskOutcome, TaskTarget};
+use aegir_contract::{CertificateFacts, CertificateSource, SslMode, StepFacts, TaskOutcome, TaskTarget};
 use chrono::{TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -17,6 +17,7 @@ fn certificate(serial: &str, error: Option<&str>) -> StepFacts {
             issuer: Some("CN=Pebble Intermediate CA".to_owned()),
             serial: Some(serial.to_owned()),
             error: error.map(str::to_owned),
+            source: Some(CertificateSource::Acme),
         }),
         ..StepFacts::default()
     }
