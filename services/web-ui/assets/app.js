@@ -36,6 +36,10 @@
       var task = JSON.parse(event.data);
       var cell = document.getElementById("task-status");
       if (cell) cell.replaceChildren(statusBadge(task.status));
+      var started = document.getElementById("task-started");
+      if (started && task.started_at) started.textContent = when(task.started_at);
+      var cancel = document.getElementById("task-cancel");
+      if (cancel) cancel.remove();
       var finished = document.getElementById("task-finished");
       if (finished) finished.textContent = when(task.finished_at);
       var following = document.getElementById("log-following");

@@ -69,6 +69,11 @@ impl IntoResponse for PageError {
             Self::Api(failure) if failure.status == StatusCode::UNAUTHORIZED => {
                 return Redirect::to("/login").into_response();
             }
+            // The API's advice after `;` speaks of API calls; a page keeps what is missing.
+            Self::Api(failure) if failure.status == StatusCode::NOT_FOUND => {
+                let missing = failure.message.split(';').next().unwrap_or_default().trim().to_owned();
+                (failure.status, format!("{missing}, or it is not one you may see; the lists show what you can open"))
+            }
             Self::Api(failure) => (failure.status, failure.message),
             Self::Render(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot render a page");
@@ -210,6 +215,21 @@ mod tests {
         assert!(html.contains(r#"<a href="/sites/a.example.com">a.example.com</a>"#), "{html}");
         assert!(html.contains("/sites?page=3&amp;search=a"), "{html}");
         assert!(html.contains(r#"aria-current="page">Sites"#), "{html}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_page_says_what_is_missing_without_api_advice() {
+        let failure = ApiFailure {
+            status: StatusCode::NOT_FOUND,
+            field: None,
+            message: "no site `x.example.com`; create it with PUT /api/v1/sites/x.example.com".into(),
+        };
+        let response = PageError::Api(failure).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("no site `x.example.com`, or it is not one you may see"), "{body}");
+        assert!(!body.contains("PUT"), "{body}");
     }
 
     #[test]
