@@ -566,8 +566,13 @@ async fn a_site_serves_the_certificate_its_owner_supplied_and_a_wrong_one_change
     std::fs::write(challenges.join("token-disabled"), "proof-disabled").unwrap();
     let (status, body, _) = fetch(&uri, system.http_port, "/.well-known/acme-challenge/token-disabled", false).await;
     assert_eq!((status, body.as_str()), (200, "proof-disabled"), "a disabled site answers ACME challenges");
-    let (status, body) = fetch_https(&uri, https_port, &ca_file).await;
-    assert!(status == 503 && body.contains("Site disabled"), "{status} {body}");
+    // nginx workers from before the reload may answer a last request with the site.
+    let disabled = wait_for(Duration::from_secs(15), || async {
+        let (status, body) = fetch_https(&uri, https_port, &ca_file).await;
+        status == 503 && body.contains("Site disabled")
+    })
+    .await;
+    assert!(disabled, "https serves the disabled page: {:?}", fetch_https(&uri, https_port, &ca_file).await);
     system.cli_ok(&[&site, "enable"]).await;
 
     // The key is on the web server only, 0600, and nowhere the API or the logs show.
