@@ -355,7 +355,9 @@ aegir__start_php_fpm() {
     local bin name
     bin="$(aegir_php_fpm_bin)" || aegir_die "php-fpm is not installed (no /usr/sbin/php-fpm*)"
     name="$(basename "${bin}")"
-    if pgrep -x "${name}" >/dev/null 2>&1; then
+    # The socket, not a process name: pool processes left behind by a killed master of
+    # some other config carry the same name and serve nothing here.
+    if aegir__php_fpm_socket_ready && pgrep -f "^php-fpm: master process \(/etc/php/" >/dev/null 2>&1; then
         aegir_log "php-fpm: already running (${name})"
     else
         aegir_log "php-fpm: starting ${name}"

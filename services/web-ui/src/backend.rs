@@ -82,8 +82,10 @@ impl Backend {
         };
         let status = response.status();
         let (parts, body) = response.into_parts();
-        let bytes = to_bytes(body, ANSWER_LIMIT).await.map_err(|e| internal(format!("cannot read the API answer: {e}")))?;
-        let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        let bytes =
+            to_bytes(body, ANSWER_LIMIT).await.map_err(|e| internal(format!("cannot read the API answer: {e}")))?;
+        let body: Value =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         if status.is_success() {
             return Ok(Answer { status, headers: parts.headers, body });
         }

@@ -2,6 +2,8 @@
 
 use std::sync::LazyLock;
 
+use axum::Form;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::{Environment, Value as Tpl, context};
@@ -9,6 +11,7 @@ use serde_json::Value;
 
 use crate::backend::{ApiFailure, Backend, encode};
 use crate::csrf;
+use crate::form::FormData;
 use crate::visitor::Visitor;
 
 /// The templates, compiled in.
@@ -136,6 +139,31 @@ impl Session {
         let all =
             context! { me => Tpl::from_serialize(&self.me), csrf => self.csrf, is_admin => self.is_admin(), ..values };
         page(name, all)
+    }
+}
+
+/// A form posted by a signed-in visitor, its `csrf` token checked: what every handler of
+/// a change takes, so none can forget the check.
+pub struct SignedForm {
+    pub visitor: Visitor,
+    pub session: Session,
+    pub form: FormData,
+}
+
+impl FromRequest<Backend> for SignedForm {
+    type Rejection = PageError;
+
+    async fn from_request(request: Request, backend: &Backend) -> Result<Self, PageError> {
+        let (mut parts, body) = request.into_parts();
+        let Ok(visitor) = Visitor::from_request_parts(&mut parts, backend).await;
+        let session = Session::of(backend, &visitor).await?;
+        let Form(fields) =
+            Form::<Vec<(String, String)>>::from_request(Request::from_parts(parts, body), backend).await.map_err(
+                |e| PageError::Refused(StatusCode::BAD_REQUEST, format!("cannot read the form: {}", e.body_text())),
+            )?;
+        let form = FormData(fields);
+        session.check_form(&visitor, form.get("csrf"))?;
+        Ok(Self { visitor, session, form })
     }
 }
 

@@ -37,10 +37,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Visitor {
             .find(|(name, _)| *name == SESSION_COOKIE)
             .map(|(_, value)| value.to_owned())
             .filter(|value| !value.is_empty());
-        let forwarded = FORWARDED
-            .iter()
-            .filter_map(|name| parts.headers.get(*name).map(|value| (*name, value.clone())))
-            .collect();
+        let forwarded =
+            FORWARDED.iter().filter_map(|name| parts.headers.get(*name).map(|value| (*name, value.clone()))).collect();
         let here = parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
         Ok(Self { session, connect: parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned(), forwarded, here })
     }

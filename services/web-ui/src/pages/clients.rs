@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -14,7 +13,7 @@ use serde_json::{Map, Value};
 use super::{CHOICES, PER_PAGE, Refusal, choices, drawn, items, offset, pages, text_of};
 use crate::backend::{Backend, encode};
 use crate::form::FormData;
-use crate::render::{PageError, Session};
+use crate::render::{PageError, Session, SignedForm};
 use crate::visitor::Visitor;
 
 /// How many sites `client` has, as the API counts them for the visitor.
@@ -96,13 +95,9 @@ async fn client_page(
 /// the client's users may (no longer) see the platform and put sites on it.
 pub async fn grant(
     State(backend): State<Backend>,
-    visitor: Visitor,
     Path(name): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, session, form }: SignedForm,
 ) -> Result<Response, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    let form = FormData(fields);
-    session.check_form(&visitor, form.get("csrf"))?;
     let Some(platform) = form.text("platform") else {
         let refusal = Refusal::missing("platform", "choose a platform to grant");
         return client_page(&backend, &visitor, &session, &name, refusal).await;
@@ -129,12 +124,8 @@ pub async fn new_form(State(backend): State<Backend>, visitor: Visitor) -> Resul
 /// `POST /clients/new`.
 pub async fn create(
     State(backend): State<Backend>,
-    visitor: Visitor,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, session, form }: SignedForm,
 ) -> Result<Response, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    let form = FormData(fields);
-    session.check_form(&visitor, form.get("csrf"))?;
     let Some(name) = form.text("name") else {
         let refusal = Refusal::missing("name", "give the client's name, such as acme");
         return client_form(&session, None, form.values(), refusal);
@@ -169,13 +160,9 @@ pub async fn edit_form(
 /// `POST /clients/{name}/edit`.
 pub async fn update(
     State(backend): State<Backend>,
-    visitor: Visitor,
     Path(name): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, session, form }: SignedForm,
 ) -> Result<Response, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    let form = FormData(fields);
-    session.check_form(&visitor, form.get("csrf"))?;
     let path = format!("/api/v1/clients/{}", encode(&name));
     backend.get(&visitor, &path).await?;
     match backend.send(&visitor, Method::PUT, &path, Value::Object(client_body(&form))).await {

@@ -67,7 +67,8 @@ pub async fn logout(
     }
     let mut response = Redirect::to("/login").into_response();
     let expired = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    let expired = HeaderValue::from_str(&expired).map_err(|_| PageError::Refused(StatusCode::INTERNAL_SERVER_ERROR, "cookie".into()))?;
+    let expired = HeaderValue::from_str(&expired)
+        .map_err(|_| PageError::Refused(StatusCode::INTERNAL_SERVER_ERROR, "cookie".into()))?;
     response.headers_mut().insert(header::SET_COOKIE, expired);
     Ok(response)
 }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -13,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::{CHOICES, PER_PAGE, Refusal, choices, drawn, items, keep_current, offset, pages, text_of, to_task};
 use crate::backend::{Backend, encode};
 use crate::form::FormData;
-use crate::render::{PageError, Session};
+use crate::render::{PageError, Session, SignedForm};
 use crate::visitor::Visitor;
 
 /// How many sites are on `context` (`@platform_x`), as the API counts them for the visitor.
@@ -96,13 +95,9 @@ async fn platform_page(
 /// `POST /platforms/{name}/tasks` with `task`: starts it and shows its log.
 pub async fn act(
     State(backend): State<Backend>,
-    visitor: Visitor,
     Path(name): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, session, form }: SignedForm,
 ) -> Result<Response, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    let form = FormData(fields);
-    session.check_form(&visitor, form.get("csrf"))?;
     let task = form.text("task").unwrap_or_default();
     let body = json!({"context": format!("@{name}"), "task": task});
     match backend.send(&visitor, Method::POST, "/api/v1/tasks", body).await {
@@ -164,12 +159,8 @@ pub async fn new_form(State(backend): State<Backend>, visitor: Visitor) -> Resul
 /// `POST /platforms/new`: saves the platform, then (when asked) verifies it and shows the log.
 pub async fn create(
     State(backend): State<Backend>,
-    visitor: Visitor,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, session, form }: SignedForm,
 ) -> Result<Response, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    let form = FormData(fields);
-    session.check_form(&visitor, form.get("csrf"))?;
     let again = |refusal| platform_form(&backend, &visitor, &session, None, form.values(), refusal);
     let Some(name) = form.text("name") else {
         return again(Refusal::missing("name", "give the platform's name, such as platform_wordpress")).await;
@@ -211,13 +202,9 @@ pub async fn edit_form(
 /// `POST /platforms/{name}/edit`.
 pub async fn update(
     State(backend): State<Backend>,
-    visitor: Visitor,
     Path(name): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, session, form }: SignedForm,
 ) -> Result<Response, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    let form = FormData(fields);
-    session.check_form(&visitor, form.get("csrf"))?;
     let path = format!("/api/v1/platforms/{}", encode(&name));
     backend.get(&visitor, &path).await?;
     match backend.send(&visitor, Method::PUT, &path, Value::Object(platform_body(&form))).await {

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -14,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::{CHOICES, PER_PAGE, Refusal, choices, drawn, items, keep_current, offset, pages, text_of, to_task};
 use crate::backend::{Backend, encode};
 use crate::form::{FormData, number_or_text};
-use crate::render::{PageError, Session};
+use crate::render::{PageError, Session, SignedForm};
 use crate::visitor::Visitor;
 
 /// `GET /servers?page=`.
@@ -74,13 +73,9 @@ async fn server_page(
 /// `POST /servers/{name}/tasks` with `task` (`verify`): starts it and shows its log.
 pub async fn act(
     State(backend): State<Backend>,
-    visitor: Visitor,
     Path(name): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, session, form }: SignedForm,
 ) -> Result<Response, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    let form = FormData(fields);
-    session.check_form(&visitor, form.get("csrf"))?;
     let task = form.text("task").unwrap_or_default();
     let body = json!({"context": format!("@{name}"), "task": task});
     match backend.send(&visitor, Method::POST, "/api/v1/tasks", body).await {
@@ -160,12 +155,8 @@ pub async fn new_form(State(backend): State<Backend>, visitor: Visitor) -> Resul
 /// `POST /servers/new`: saves the server, then (when asked) verifies it and shows the log.
 pub async fn create(
     State(backend): State<Backend>,
-    visitor: Visitor,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, session, form }: SignedForm,
 ) -> Result<Response, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    let form = FormData(fields);
-    session.check_form(&visitor, form.get("csrf"))?;
     let again = |refusal| server_form(&backend, &visitor, &session, None, without_password(&form), refusal, false);
     let Some(name) = form.text("name") else {
         return again(Refusal::missing("name", "give the server's name, such as server_web1")).await;
@@ -206,13 +197,9 @@ pub async fn edit_form(
 /// `POST /servers/{name}/edit`.
 pub async fn update(
     State(backend): State<Backend>,
-    visitor: Visitor,
     Path(name): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, session, form }: SignedForm,
 ) -> Result<Response, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    let form = FormData(fields);
-    session.check_form(&visitor, form.get("csrf"))?;
     let path = format!("/api/v1/servers/{}", encode(&name));
     let current = backend.get(&visitor, &path).await?;
     match backend.send(&visitor, Method::PUT, &path, Value::Object(server_body(&form))).await {

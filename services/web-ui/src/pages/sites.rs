@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -13,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::{CHOICES, PER_PAGE, Refusal, choices, drawn, items, keep_current, offset, pages, text_of, to_task};
 use crate::backend::{Backend, encode};
 use crate::form::{self, FormData, number_or_text};
-use crate::render::{PageError, Session};
+use crate::render::{PageError, Session, SignedForm};
 use crate::visitor::Visitor;
 
 /// Filters a list takes from the page's query string, passed on to the API as they are.
@@ -137,12 +136,8 @@ pub async fn new_form(State(backend): State<Backend>, visitor: Visitor) -> Resul
 /// shows the install's log.
 pub async fn create(
     State(backend): State<Backend>,
-    visitor: Visitor,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, session, form }: SignedForm,
 ) -> Result<Response, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    let form = FormData(fields);
-    session.check_form(&visitor, form.get("csrf"))?;
     let again = |refusal| site_form(&backend, &visitor, &session, None, form.values(), refusal);
     let Some(uri) = form.text("uri") else {
         return again(Refusal::missing("uri", "give the site's uri, a host name such as www.example.com")).await;
@@ -183,13 +178,9 @@ pub async fn edit_form(
 /// `POST /sites/{uri}/edit`: the whole record, as the form holds it, to the API.
 pub async fn update(
     State(backend): State<Backend>,
-    visitor: Visitor,
     Path(uri): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, session, form }: SignedForm,
 ) -> Result<Response, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    let form = FormData(fields);
-    session.check_form(&visitor, form.get("csrf"))?;
     // Another client's site, or none: not found, before anything is sent.
     let path = format!("/api/v1/sites/{}", encode(&uri));
     backend.get(&visitor, &path).await?;
@@ -274,13 +265,9 @@ pub async fn show(
 /// log; refused, the site's page again with the API's reason at that action.
 pub async fn act(
     State(backend): State<Backend>,
-    visitor: Visitor,
     Path(uri): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, session, form }: SignedForm,
 ) -> Result<Response, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    let form = FormData(fields);
-    session.check_form(&visitor, form.get("csrf"))?;
     let task = form.text("task").unwrap_or_default();
     let answer = if task == "delete-record" {
         let path = format!("/api/v1/sites/{}", encode(&uri));

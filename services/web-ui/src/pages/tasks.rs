@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
 use axum::response::{Html, Redirect};
@@ -10,8 +9,7 @@ use minijinja::{Value as Tpl, context};
 
 use super::{PER_PAGE, offset, pages};
 use crate::backend::{Backend, encode};
-use crate::form::FormData;
-use crate::render::{PageError, Session};
+use crate::render::{PageError, Session, SignedForm};
 use crate::visitor::Visitor;
 
 /// `GET /tasks?status=&context=&page=`.
@@ -69,12 +67,9 @@ pub async fn show(
 /// `POST /tasks/{id}/cancel`: cancels a task that has not started.
 pub async fn cancel(
     State(backend): State<Backend>,
-    visitor: Visitor,
     Path(id): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { visitor, .. }: SignedForm,
 ) -> Result<Redirect, PageError> {
-    let session = Session::of(&backend, &visitor).await?;
-    session.check_form(&visitor, FormData(fields).get("csrf"))?;
     let id = encode(&id);
     backend.call(&visitor, Method::POST, &format!("/api/v1/tasks/{id}/cancel"), None).await?;
     Ok(Redirect::to(&format!("/tasks/{id}")))
