@@ -267,3 +267,92 @@ async fn the_pages_show_each_user_what_the_api_lets_it_see_and_refuse_what_it_re
     // Servers are the admins' pages.
     assert_eq!(alice.get("/servers").await.status, 403);
 }
+
+#[tokio::test]
+async fn an_admin_keeps_clients_servers_and_platforms_through_their_forms() {
+    let system = System::start().await;
+    let suffix = random_suffix();
+    put(&system, "/api/v1/users/grace", json!({"role": "admin", "password": "correct horse battery"})).await;
+    let grace = Browser::sign_in(&system, "grace", "correct horse battery").await;
+    let csrf = grace.csrf("/clients/new").await;
+
+    // A client: saved from its form, and a second one of the same name refused.
+    let client = format!("initech{suffix}");
+    let page = grace
+        .post("/clients/new", &[("csrf", &csrf), ("name", &client), ("title", "Initech"), ("email", "it@initech.test")])
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location, format!("/clients/{client}"));
+    let (status, saved) = system.get(&format!("/api/v1/clients/{client}")).await;
+    assert_eq!(status, 200);
+    assert_eq!((saved["title"].as_str(), saved["email"].as_str()), (Some("Initech"), Some("it@initech.test")));
+    let page = grace.post("/clients/new", &[("csrf", &csrf), ("name", &client), ("title", "Other")]).await;
+    assert_eq!(page.status, 409, "{}", page.body);
+    assert_eq!(system.get(&format!("/api/v1/clients/{client}")).await.1["title"], "Initech");
+
+    // A server whose port the API refuses: the form again with the API's status, nothing saved.
+    let server = format!("server_ui{suffix}");
+    let page = grace
+        .post(
+            "/servers/new",
+            &[
+                ("csrf", &csrf),
+                ("name", &server),
+                ("remote_host", "localhost"),
+                ("http_service_type", "nginx"),
+                ("http_port", "99999"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    assert!(page.body.contains(r#"class="error""#), "{}", page.body);
+    assert_eq!(system.get(&format!("/api/v1/servers/{server}")).await.0, 404);
+    let page = grace
+        .post(
+            "/servers/new",
+            &[
+                ("csrf", &csrf),
+                ("name", &server),
+                ("remote_host", "localhost"),
+                ("http_service_type", "nginx"),
+                ("http_port", "8080"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let (status, saved) = system.get(&format!("/api/v1/servers/{server}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(saved["http"]["port"], 8080, "{saved}");
+    let page = grace.get(&format!("/servers/{server}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+
+    // A platform outside the platform roots is refused; one inside is saved, then granted.
+    let platform = format!("platform_ui{suffix}");
+    let web_server = format!("@{server}");
+    let page = grace
+        .post("/platforms/new", &[("csrf", &csrf), ("name", &platform), ("root", "/etc"), ("web_server", &web_server)])
+        .await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    assert_eq!(system.get(&format!("/api/v1/platforms/{platform}")).await.0, 404);
+    let root = system.platforms_dir().join(format!("ui{suffix}"));
+    let page = grace
+        .post(
+            "/platforms/new",
+            &[("csrf", &csrf), ("name", &platform), ("root", root.to_str().unwrap()), ("web_server", &web_server)],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(system.get(&format!("/api/v1/platforms/{platform}")).await.0, 200);
+    let platform_context = format!("@{platform}");
+    let page = grace
+        .post(
+            &format!("/clients/{client}/platforms"),
+            &[("csrf", &csrf), ("platform", &platform_context), ("change", "grant")],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let (_, grants) = system.get(&format!("/api/v1/clients/{client}/platforms")).await;
+    assert!(grants.to_string().contains(&platform), "{grants}");
+    let page = grace.get(&format!("/clients/{client}")).await;
+    assert!(page.body.contains(&platform), "the client's page lists its platform: {}", page.body);
+}
