@@ -53,6 +53,12 @@ pub fn number_or_text(text: String) -> Value {
     text.parse::<i64>().map_or(Value::String(text), Value::from)
 }
 
+/// A form as the browser would post `fields`, for tests.
+#[cfg(test)]
+pub fn form(fields: &[(&str, &str)]) -> FormData {
+    FormData(fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -252,10 +252,7 @@ async fn platform_form(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn form(fields: &[(&str, &str)]) -> FormData {
-        FormData(fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
-    }
+    use crate::form::form;
 
     #[test]
     fn a_source_takes_the_fields_of_its_kind() {

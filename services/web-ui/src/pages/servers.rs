@@ -255,10 +255,7 @@ async fn server_form(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn form(fields: &[(&str, &str)]) -> FormData {
-        FormData(fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
-    }
+    use crate::form::form;
 
     #[test]
     fn services_are_sent_when_chosen() {

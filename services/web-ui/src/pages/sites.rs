@@ -341,10 +341,7 @@ async fn site_page(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn form(fields: &[(&str, &str)]) -> FormData {
-        FormData(fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
-    }
+    use crate::form::form;
 
     #[test]
     fn the_site_form_becomes_the_apis_body() {
