@@ -191,7 +191,12 @@ struct CallerRow {
     user_name: String,
     role: String,
     client: Option<String>,
+    /// `last_used_at` is older than [`LAST_USED_PRECISION`].
+    stale: bool,
 }
+
+/// How far behind a token's `last_used_at` may be.
+const LAST_USED_PRECISION: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The bearer token of a request, else its session cookie.
 fn presented_token(headers: &HeaderMap) -> Option<&str> {
@@ -216,17 +221,31 @@ pub async fn authenticate(pool: &PgPool, headers: &HeaderMap) -> Result<Caller, 
         return Err(unauthorized("the token sent is empty"));
     }
     let row: Option<CallerRow> = sqlx::query_as(
-        "UPDATE api_tokens t SET last_used_at = now()
-         FROM users u
-         WHERE t.token_hash = $1 AND u.name = t.user_name AND t.revoked_at IS NULL
-           AND (t.expires_at IS NULL OR t.expires_at > now()) AND NOT u.disabled
-         RETURNING t.id AS token_id, u.name AS user_name, u.role, u.client",
+        "SELECT t.id AS token_id, u.name AS user_name, u.role, u.client,
+                t.last_used_at IS NULL OR t.last_used_at < now() - make_interval(secs => $2) AS stale
+         FROM api_tokens t JOIN users u ON u.name = t.user_name
+         WHERE t.token_hash = $1 AND t.revoked_at IS NULL
+           AND (t.expires_at IS NULL OR t.expires_at > now()) AND NOT u.disabled",
     )
     .bind(token_hash(token))
+    .bind(LAST_USED_PRECISION.as_secs_f64())
     .fetch_optional(pool)
     .await?;
     let row =
         row.ok_or_else(|| unauthorized("the token sent is unknown, revoked or expired, or its user is disabled"))?;
+    if row.stale {
+        // Every request of a token writing its row would queue them all on that row's
+        // lock; once a minute is enough to tell which tokens are in use. Of requests
+        // racing here, the first writes and the rest find it fresh and skip.
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = now()
+             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))",
+        )
+        .bind(row.token_id)
+        .bind(LAST_USED_PRECISION.as_secs_f64())
+        .execute(pool)
+        .await?;
+    }
     let role = Role::parse(&row.role).ok_or_else(|| ApiError::internal(format!("stored role `{}`", row.role)))?;
     let client = row.client.map(|c| crate::db::stored("client name", c)).transpose()?;
     Ok(Caller { user: row.user_name, role, client, token_id: row.token_id })
