@@ -10,7 +10,7 @@
 pub mod accounts;
 mod backup_queue;
 mod batches;
-mod cert_queue;
+pub mod cert_queue;
 mod commands;
 pub mod config;
 mod cron;

@@ -2,7 +2,9 @@
 //! scheduler, and what a certificate step reports: a failed order shows on the site with
 //! when it is tried again, a successful one clears it.
 
-use aegir_contract::{CertificateFacts, CertificateSource, SslMode, StepFacts, TaskOutcome, TaskTarget};
+use std::time::Duration;
+
+use aegir_contract::{CertificateFacts, CertificateSource, SslMode, StepFacts, TaskKind, TaskOutcome, TaskTarget};
 use chrono::{TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -71,4 +73,53 @@ async fn ssl_is_checked_carried_and_a_failed_order_shows_on_the_site_until_one_s
     assert_eq!(view["ssl_serial"], "0c:0d");
     assert!(view["ssl_error"].is_null() && view["ssl_retry_at"].is_null(), "{view}");
     assert_eq!(view["ssl_expires_at"], "2031-01-02T03:04:05Z");
+}
+
+#[tokio::test]
+async fn the_renewal_queue_renews_an_acme_certificate_near_its_end_but_never_one_its_owner_supplied() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    for uri in ["ordered.example.com", "supplied.example.com"] {
+        put_ok(&app, &format!("/api/v1/sites/{uri}"), json!({"platform": "@platform_wp", "ssl": "on"})).await;
+    }
+    // Both installed and serving a certificate that ends in 10 days, inside the 30-day
+    // window: one from ACME, one its owner supplied.
+    sqlx::query(
+        "UPDATE sites SET status = 'enabled', ssl_expires_at = now() + interval '10 days',
+                ssl_issuer = 'CN=Some CA', ssl_serial = '0a:0b',
+                ssl_source = CASE uri WHEN 'supplied.example.com' THEN 'user' ELSE 'acme' END
+         WHERE uri IN ('ordered.example.com', 'supplied.example.com')",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let renewal = task_api::cert_queue::Renewal {
+        every: Duration::from_secs(1),
+        window: Duration::from_secs(30 * 86_400),
+        retry: Duration::from_secs(600),
+    };
+    let queued = task_api::cert_queue::queue_due(&app.pool, renewal).await.unwrap();
+    assert_eq!(queued, 1, "one renewal: the ACME site's");
+    let (requested, _) = app.next_task_request().await;
+    assert_eq!(requested.kind, TaskKind::Verify);
+    let TaskTarget::Site { site } = &requested.target else { panic!("a site target: {:?}", requested.target) };
+    assert_eq!(site.uri.as_str(), "ordered.example.com");
+
+    let (_, ordered) = app.get("/api/v1/tasks?context=@ordered.example.com").await;
+    assert_eq!(ordered["total"], 1, "{ordered}");
+    assert_eq!(ordered["items"][0]["task"], "verify", "{ordered}");
+    let (_, supplied) = app.get("/api/v1/tasks?context=@supplied.example.com").await;
+    assert_eq!(supplied["total"], 0, "no renewal of a supplied certificate: {supplied}");
+
+    let (_, view) = app.get("/api/v1/sites/supplied.example.com").await;
+    assert_eq!((view["ssl_source"].as_str(), view["ssl_status"].as_str()), (Some("user"), Some("expiring")), "{view}");
+    let (_, view) = app.get("/api/v1/sites/ordered.example.com").await;
+    assert_eq!((view["ssl_source"].as_str(), view["ssl_status"].as_str()), (Some("acme"), Some("valid")), "{view}");
+
+    // Later rounds leave the supplied certificate alone too.
+    assert_eq!(task_api::cert_queue::queue_due(&app.pool, renewal).await.unwrap(), 0);
+    let (_, supplied) = app.get("/api/v1/tasks?context=@supplied.example.com").await;
+    assert_eq!(supplied["total"], 0, "{supplied}");
+    app.stop().await;
 }
