@@ -1,10 +1,10 @@
 //! The event consumer: persists every task event from the `api.events` queue.
 //!
-//! Events are stored in lanes side by side, each lane in queue order (runs of log lines
-//! in one statement); all events of one task take the same lane, so a task's log keeps
-//! its order.
-//! Each is applied idempotently (a redelivered event changes nothing) and acked only
-//! after its transaction committed.
+//! Events are stored in lanes side by side, each lane in queue order; all events of one
+//! task take the same lane, so a task's log keeps its order. What a lane has received
+//! is stored in one transaction (runs of log lines in one statement).
+//! Each event is applied idempotently (a redelivered event changes nothing) and acked
+//! only after its transaction committed.
 //! An event that cannot be understood is dead-lettered; one the database refuses is
 //! dead-lettered too, so it never blocks the queue. While PostgreSQL is down the event
 //! is retried until it is back.
@@ -166,42 +166,121 @@ struct EventConsumer {
     shutdown: CancellationToken,
 }
 
+/// What to do once the transaction that stored some events has committed: tell the
+/// live log's watchers, and wake the relay when a partner's event was written.
+#[derive(Default)]
+struct After {
+    live: Vec<LiveEvent>,
+    wake_outbox: bool,
+}
+
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
 impl EventConsumer {
-    async fn handle(&self, delivery: Delivery) {
-        let routing_key = delivery.routing_key.as_str().to_owned();
-        let span = tracing::info_span!("event", routing_key = %routing_key, task_id = tracing::field::Empty);
-        extract_trace_context(delivery.properties.headers().as_ref(), &span);
-        async {
-            let event = match Event::decode(&routing_key, &delivery.data) {
-                Ok(event) => event,
-                Err(reason) => return self.dead_letter(&delivery, "refused", &reason).await,
-            };
-            tracing::Span::current().record("task_id", tracing::field::display(event.task_id()));
-            let mut delay = RETRY_FIRST;
-            loop {
-                match self.apply(&event).await {
-                    Ok(effect) => {
-                        metrics::counter!(EVENTS_CONSUMED, "kind" => event.kind(), "outcome" => effect.as_str())
-                            .increment(1);
-                        if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-                            // The effect is stored; a redelivery will change nothing.
-                            tracing::warn!(error = %e, "could not ack an event");
+    /// Stores a lane's batch of events in one transaction, in their order (runs of log
+    /// lines in one statement), and acks them once it committed: one commit for many
+    /// events rather than one each. When the database refuses something in it, the
+    /// events go through one at a time, so only the refused one is dead-lettered.
+    async fn handle_batch(&self, batch: Vec<Delivery>) {
+        let mut events = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            match Event::decode(delivery.routing_key.as_str(), &delivery.data) {
+                Ok(event) => events.push((delivery, event)),
+                Err(reason) => self.dead_letter(&delivery, "refused", &reason).await,
+            }
+        }
+        if events.len() <= 1 {
+            for (delivery, event) in events {
+                self.handle(delivery, event).await;
+            }
+            return;
+        }
+        let mut delay = RETRY_FIRST;
+        loop {
+            match self.store_together(&events).await {
+                Ok((effects, after)) => {
+                    self.announce(after);
+                    for ((delivery, event), effect) in events.iter().zip(effects) {
+                        self.acknowledge(delivery, event, effect).await;
+                    }
+                    return;
+                }
+                Err(e) if is_unavailable(&e) => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot store events; retrying");
+                    if !self.wait(delay).await {
+                        for (delivery, _) in &events {
+                            // Back to the queue, for the next run.
+                            let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
                         }
                         return;
                     }
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a batch of events was refused; storing them one at a time");
+                    for (delivery, event) in events {
+                        self.handle(delivery, event).await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Applies `events` in one transaction; their effects, in their order.
+    async fn store_together(&self, events: &[(Delivery, Event)]) -> sqlx::Result<(Vec<Effect>, After)> {
+        let mut tx = self.pool.begin().await?;
+        let mut after = After::default();
+        let mut effects = Vec::with_capacity(events.len());
+        let mut rest = events;
+        while let Some(((_, first), _)) = rest.split_first() {
+            let lines: Vec<&LogLine> = rest
+                .iter()
+                .map_while(|(_, event)| match event {
+                    Event::Log(line) => Some(line),
+                    _ => None,
+                })
+                .collect();
+            if lines.len() > 1 {
+                effects.extend(self.log_lines(&mut tx, &lines, &mut after).await?);
+                rest = &rest[lines.len()..];
+            } else {
+                effects.push(self.apply(&mut tx, first, &mut after).await?);
+                rest = &rest[1..];
+            }
+        }
+        tx.commit().await?;
+        Ok((effects, after))
+    }
+
+    /// Stores one event in a transaction of its own, retrying while the database is away.
+    async fn handle(&self, delivery: Delivery, event: Event) {
+        let routing_key = delivery.routing_key.as_str().to_owned();
+        let span = tracing::info_span!("event", routing_key = %routing_key, task_id = %event.task_id());
+        extract_trace_context(delivery.properties.headers().as_ref(), &span);
+        async {
+            let mut delay = RETRY_FIRST;
+            loop {
+                let mut after = After::default();
+                let stored = async {
+                    let mut tx = self.pool.begin().await?;
+                    let effect = self.apply(&mut tx, &event, &mut after).await?;
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(effect)
+                };
+                match stored.await {
+                    Ok(effect) => {
+                        self.announce(after);
+                        return self.acknowledge(&delivery, &event, effect).await;
+                    }
                     Err(e) if is_unavailable(&e) => {
                         tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot store an event; retrying");
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            () = self.shutdown.cancelled() => {
-                                // Back to the queue, for the next run.
-                                let requeue = BasicNackOptions { requeue: true, ..Default::default() };
-                                let _ = delivery.nack(requeue).await;
-                                return;
-                            }
+                        if !self.wait(delay).await {
+                            // Back to the queue, for the next run.
+                            let requeue = BasicNackOptions { requeue: true, ..Default::default() };
+                            let _ = delivery.nack(requeue).await;
+                            return;
                         }
                         delay = (delay * 2).min(RETRY_MAX);
                     }
@@ -215,84 +294,28 @@ impl EventConsumer {
         .await
     }
 
-    /// Handles deliveries in their order; runs of log lines are stored together.
-    async fn handle_batch(&self, batch: Vec<Delivery>) {
-        let mut lines: Vec<(Delivery, LogLine)> = Vec::new();
-        for delivery in batch {
-            let is_log = event_key(delivery.routing_key.as_str()) == Some(EventKey::TaskLog);
-            match is_log.then(|| LogLine::decode(&delivery.data)) {
-                Some(Ok(line)) => lines.push((delivery, line)),
-                // Anything else, an undecodable line included, after the lines before it.
-                _ => {
-                    self.store_lines(std::mem::take(&mut lines)).await;
-                    self.handle(delivery).await;
-                }
-            }
+    /// Sleeps `delay`; false when shutting down first.
+    async fn wait(&self, delay: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = self.shutdown.cancelled() => false,
         }
-        self.store_lines(lines).await;
     }
 
-    /// Stores log lines in one statement and acks them; a line the database refuses
-    /// sends the run back through one-at-a-time handling, which dead-letters just it.
-    async fn store_lines(&self, lines: Vec<(Delivery, LogLine)>) {
-        match lines.len() {
-            0 => return,
-            1 => {
-                let (delivery, _) = lines.into_iter().next().expect("one line");
-                return self.handle(delivery).await;
-            }
-            _ => {}
+    fn announce(&self, after: After) {
+        for event in after.live {
+            self.live.announce(event);
         }
-        let mut delay = RETRY_FIRST;
-        let stored = loop {
-            let refs: Vec<&LogLine> = lines.iter().map(|(_, line)| line).collect();
-            match db::task_log::insert_many(&self.pool, &refs).await {
-                Ok(stored) => break stored,
-                Err(e) if is_unavailable(&e) => {
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot store log lines; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = self.shutdown.cancelled() => {
-                            for (delivery, _) in &lines {
-                                let _ = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
-                            }
-                            return;
-                        }
-                    }
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "a run of log lines was refused; storing them one at a time");
-                    for (delivery, _) in lines {
-                        self.handle(delivery).await;
-                    }
-                    return;
-                }
-            }
-        };
-        let mut stored = stored;
-        stored.sort_by_key(|s| s.row.seq);
-        let applied: std::collections::HashSet<Uuid> = stored.iter().map(|s| s.line_id).collect();
-        for line in stored {
-            let task_id = lines.iter().find(|(_, l)| l.id == line.line_id).map(|(_, l)| l.task_id);
-            if let Some(task_id) = task_id {
-                self.live.announce(LiveEvent::Line { task_id, entry: line.row.into() });
-            }
+        if after.wake_outbox {
+            self.outbox.wake();
         }
-        for (delivery, line) in &lines {
-            let effect = match applied.contains(&line.id) {
-                true => Effect::Applied,
-                false => match self.unchanged_or_unknown(line.task_id).await {
-                    Ok(effect) => effect,
-                    Err(_) => Effect::Unchanged,
-                },
-            };
-            metrics::counter!(EVENTS_CONSUMED, "kind" => EventKey::TaskLog.as_str(), "outcome" => effect.as_str())
-                .increment(1);
-            if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-                // The lines are stored; a redelivery will change nothing.
-                tracing::warn!(error = %e, "could not ack an event");
-            }
+    }
+
+    async fn acknowledge(&self, delivery: &Delivery, event: &Event, effect: Effect) {
+        metrics::counter!(EVENTS_CONSUMED, "kind" => event.kind(), "outcome" => effect.as_str()).increment(1);
+        if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+            // The effect is stored; a redelivery will change nothing.
+            tracing::warn!(error = %e, "could not ack an event");
         }
     }
 
@@ -306,59 +329,53 @@ impl EventConsumer {
         }
     }
 
-    async fn apply(&self, event: &Event) -> sqlx::Result<Effect> {
+    async fn apply(&self, tx: &mut PgConnection, event: &Event, after: &mut After) -> sqlx::Result<Effect> {
         match event {
-            Event::Log(line) => self.log_line(line).await,
-            Event::Started(started) => self.task_started(started).await,
-            Event::Step(result) => self.step_result(result).await,
-            Event::Finished(finished) => self.task_finished(finished).await,
+            Event::Log(line) => Ok(self.log_lines(tx, &[line], after).await?.remove(0)),
+            Event::Started(started) => task_started(tx, started, after).await,
+            Event::Step(result) => self.step_result(tx, result).await,
+            Event::Finished(finished) => self.task_finished(tx, finished, after).await,
         }
     }
 
-    async fn unchanged_or_unknown(&self, task_id: Uuid) -> sqlx::Result<Effect> {
-        Ok(if db::tasks::exists(&self.pool, task_id).await? { Effect::Unchanged } else { Effect::UnknownTask })
-    }
-
-    async fn log_line(&self, line: &LogLine) -> sqlx::Result<Effect> {
-        match db::task_log::insert(&self.pool, line).await? {
-            Some(row) => {
-                self.live.announce(LiveEvent::Line { task_id: line.task_id, entry: row.into() });
-                Ok(Effect::Applied)
+    /// Stores log lines in one statement, numbered in their order; each one's effect.
+    async fn log_lines(
+        &self,
+        tx: &mut PgConnection,
+        lines: &[&LogLine],
+        after: &mut After,
+    ) -> sqlx::Result<Vec<Effect>> {
+        let mut stored = db::task_log::insert_many(&mut *tx, lines).await?;
+        stored.sort_by_key(|s| s.row.seq);
+        let applied: std::collections::HashSet<Uuid> = stored.iter().map(|s| s.line_id).collect();
+        for line in stored {
+            if let Some(task_id) = lines.iter().find(|l| l.id == line.line_id).map(|l| l.task_id) {
+                after.live.push(LiveEvent::Line { task_id, entry: line.row.into() });
             }
-            None => self.unchanged_or_unknown(line.task_id).await,
         }
-    }
-
-    async fn task_started(&self, started: &TaskStarted) -> sqlx::Result<Effect> {
-        let mut tx = self.pool.begin().await?;
-        if db::tasks::mark_started(&mut *tx, started.task_id, started.at).await? {
-            // A task a partner's command made: the partner hears of it too.
-            let told = crate::commands::task_started(&mut tx, started).await?;
-            tx.commit().await?;
-            if told {
-                self.outbox.wake();
-            }
-            Ok(Effect::Applied)
-        } else {
-            drop(tx);
-            self.unchanged_or_unknown(started.task_id).await
+        let mut effects = Vec::with_capacity(lines.len());
+        for line in lines {
+            effects.push(match applied.contains(&line.id) {
+                true => Effect::Applied,
+                false => unchanged_or_unknown(tx, line.task_id).await?,
+            });
         }
+        Ok(effects)
     }
 
     /// A successful step tells what it found about the task's context: versions, the
     /// platform's type and profiles, and the packages of a platform or site.
-    async fn step_result(&self, result: &StepResult) -> sqlx::Result<Effect> {
+    async fn step_result(&self, tx: &mut PgConnection, result: &StepResult) -> sqlx::Result<Effect> {
         let StepOutcome::Success { facts } = &result.outcome else { return Ok(Effect::Unchanged) };
         // Most steps (a ping, a vhost write) report nothing: no read, no transaction.
         if *facts == StepFacts::default() {
             return Ok(Effect::Unchanged);
         }
-        let Some(task) = db::tasks::get(&self.pool, result.task_id).await? else { return Ok(Effect::UnknownTask) };
+        let Some(task) = db::tasks::get(&mut *tx, result.task_id).await? else { return Ok(Effect::UnknownTask) };
         let Ok(context) = ContextName::parse(&task.context) else {
             tracing::warn!(context = %task.context, "task has a context name this version cannot read");
             return Ok(Effect::Unchanged);
         };
-        let mut tx = self.pool.begin().await?;
         let mut changed = match &context {
             ContextName::Platform(name) if facts.platform_type.is_some() || facts.app_version.is_some() => {
                 db::platforms::set_facts(&mut *tx, name, facts.platform_type, facts.app_version.as_deref()).await?
@@ -382,12 +399,11 @@ impl EventConsumer {
         }
         if let (ContextName::Platform(name), Some(sites)) = (&context, &facts.sites) {
             // A platform deleted meanwhile takes no sites.
-            if let Some(platform) = db::platforms::lock(&mut tx, name, false).await? {
+            if let Some(platform) = db::platforms::lock(tx, name, false).await? {
                 match ServerName::parse(&platform.web_server) {
                     Ok(web_server) => {
                         let step = ImportStep { task_id: result.task_id, step: result.step, at: result.finished_at };
-                        let created =
-                            import::create_records(&mut tx, &self.live, name, &web_server, sites, &step).await?;
+                        let created = import::create_records(tx, &self.live, name, &web_server, sites, &step).await?;
                         tracing::info!(platform = %name, found = sites.len(), created, "platform import");
                         changed = true;
                     }
@@ -398,11 +414,11 @@ impl EventConsumer {
             }
         }
         if let (ContextName::Site(uri), Some(stats)) = (&context, &facts.stats) {
-            db::site_stats::record(&mut tx, uri, stats, result.finished_at).await?;
+            db::site_stats::record(tx, uri, stats, result.finished_at).await?;
             changed = true;
         }
         if let (ContextName::Site(uri), Some(certificate)) = (&context, &facts.certificate) {
-            changed |= crate::cert_queue::record(&mut tx, uri, certificate, result.finished_at).await?;
+            changed |= crate::cert_queue::record(tx, uri, certificate, result.finished_at).await?;
         }
         if let (ContextName::Site(uri), Some(backup)) = (&context, &facts.backup) {
             let platform = db::sites::get(&mut *tx, uri).await?.map(|site| site.platform);
@@ -412,7 +428,7 @@ impl EventConsumer {
                 task_id: task.id,
                 platform: platform.as_deref(),
             };
-            changed |= db::backups::insert(&mut tx, backup, &origin).await?;
+            changed |= db::backups::insert(tx, backup, &origin).await?;
         }
         if let Some(packages) = &facts.packages {
             // A clone's deploy reports the packages of the new site.
@@ -427,32 +443,33 @@ impl EventConsumer {
             // Only for a context that still exists: a late report must not bring back
             // the packages of a deleted site.
             let exists = match &context {
-                ContextName::Platform(name) => db::platforms::lock(&mut tx, name, false).await?.is_some(),
+                ContextName::Platform(name) => db::platforms::lock(tx, name, false).await?.is_some(),
                 ContextName::Site(uri) => db::sites::exists(&mut *tx, uri).await?,
                 ContextName::Server(_) => false,
             };
             if exists {
-                db::packages::replace(&mut tx, &context.to_string(), packages).await?;
+                db::packages::replace(tx, &context.to_string(), packages).await?;
                 changed = true;
             }
         }
-        tx.commit().await?;
         Ok(if changed { Effect::Applied } else { Effect::Unchanged })
     }
 
-    async fn task_finished(&self, finished: &TaskFinished) -> sqlx::Result<Effect> {
+    async fn task_finished(
+        &self,
+        tx: &mut PgConnection,
+        finished: &TaskFinished,
+        after: &mut After,
+    ) -> sqlx::Result<Effect> {
         let status = match finished.outcome {
             TaskOutcome::Success => TaskStatus::Success,
             TaskOutcome::Failed => TaskStatus::Failed,
             TaskOutcome::Cancelled => TaskStatus::Cancelled,
         };
-        let mut tx = self.pool.begin().await?;
         let Some(task) =
-            db::tasks::mark_finished(&mut tx, finished.task_id, status, finished.reason.as_deref(), finished.at)
-                .await?
+            db::tasks::mark_finished(tx, finished.task_id, status, finished.reason.as_deref(), finished.at).await?
         else {
-            drop(tx);
-            let effect = self.unchanged_or_unknown(finished.task_id).await?;
+            let effect = unchanged_or_unknown(tx, finished.task_id).await?;
             if effect == Effect::UnknownTask {
                 tracing::warn!(task_id = %finished.task_id, "task.finished for a task task-api does not know; ignoring it");
             }
@@ -461,40 +478,49 @@ impl EventConsumer {
         if task.kind == TaskKind::Verify.as_str() {
             let verified = if status == TaskStatus::Success { ContextStatus::Verified } else { ContextStatus::Failed };
             match ContextName::parse(&task.context) {
-                Ok(ContextName::Server(name)) => db::servers::set_status(&mut tx, &name, verified, finished.at).await?,
-                Ok(ContextName::Platform(name)) => {
-                    db::platforms::set_status(&mut tx, &name, verified, finished.at).await?
-                }
+                Ok(ContextName::Server(name)) => db::servers::set_status(tx, &name, verified, finished.at).await?,
+                Ok(ContextName::Platform(name)) => db::platforms::set_status(tx, &name, verified, finished.at).await?,
                 Ok(ContextName::Site(_)) | Err(_) => {}
             }
         }
-        crate::batches::task_finished(&mut tx, task.id, status.as_str(), finished.reason.as_deref()).await?;
+        crate::batches::task_finished(tx, task.id, status.as_str(), finished.reason.as_deref()).await?;
         match (ContextName::parse(&task.context), task.kind.parse::<TaskKind>()) {
             (Ok(ContextName::Site(uri)), Ok(kind)) => {
                 let args = TaskArgs::from_stored(task.options.as_ref()).unwrap_or_default();
-                site_finished(&mut tx, &uri, kind, &args, status, finished.at).await?
+                site_finished(tx, &uri, kind, &args, status, finished.at).await?
             }
             (Ok(ContextName::Platform(name)), Ok(kind @ (TaskKind::Lock | TaskKind::Unlock)))
                 if status == TaskStatus::Success =>
             {
-                db::platforms::set_locked(&mut tx, &name, kind == TaskKind::Lock).await?
+                db::platforms::set_locked(tx, &name, kind == TaskKind::Lock).await?
             }
             (Ok(ContextName::Platform(name)), Ok(TaskKind::Delete)) if status == TaskStatus::Success => {
-                platform_deleted(&mut tx, &name).await?
+                platform_deleted(tx, &name).await?
             }
             _ => {}
         }
         let kind = finished.kind.or_else(|| task.kind.parse().ok());
         let told = match kind {
-            Some(kind) => crate::commands::task_finished(&mut tx, finished, kind).await?,
+            Some(kind) => crate::commands::task_finished(tx, finished, kind).await?,
             None => false,
         };
-        tx.commit().await?;
-        if told {
-            self.outbox.wake();
-        }
-        self.live.announce(LiveEvent::Finished { task_id: finished.task_id });
+        after.wake_outbox |= told;
+        after.live.push(LiveEvent::Finished { task_id: finished.task_id });
         Ok(Effect::Applied)
+    }
+}
+
+async fn unchanged_or_unknown(tx: &mut PgConnection, task_id: Uuid) -> sqlx::Result<Effect> {
+    Ok(if db::tasks::exists(tx, task_id).await? { Effect::Unchanged } else { Effect::UnknownTask })
+}
+
+async fn task_started(tx: &mut PgConnection, started: &TaskStarted, after: &mut After) -> sqlx::Result<Effect> {
+    if db::tasks::mark_started(&mut *tx, started.task_id, started.at).await? {
+        // A task a partner's command made: the partner hears of it too.
+        after.wake_outbox |= crate::commands::task_started(tx, started).await?;
+        Ok(Effect::Applied)
+    } else {
+        unchanged_or_unknown(tx, started.task_id).await
     }
 }
 
