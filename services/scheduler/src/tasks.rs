@@ -164,18 +164,10 @@ impl Tasks {
             tracing::info!(task_id = %request.task_id, "task already accepted; ignoring the repeat");
             return Ok(());
         }
-        let ahead: Option<(Uuid,)> =
-            sqlx::query_as("SELECT task_id FROM tasks WHERE context = $1 AND status = 'running' LIMIT 1")
-                .bind(&context)
-                .fetch_optional(&mut *tx)
-                .await?;
         let mut out = Staged::new();
-        match ahead {
-            Some((running,)) => {
-                let message = format!("queued: waiting for task {running} on {context} to finish");
-                stage_log(&mut out, request.task_id, None, LogLevel::Info, message);
-            }
-            None => self.start_next(&mut tx, &mut out, &context).await?,
+        if let Some(running) = self.start_next(&mut tx, &mut out, &context).await? {
+            let message = format!("queued: waiting for task {running} on {context} to finish");
+            stage_log(&mut out, request.task_id, None, LogLevel::Info, message);
         }
         self.commit(tx, out).await
     }
@@ -389,7 +381,7 @@ impl Tasks {
         let undo = plan::rollback(plan, step);
         let Some(first) = undo.first().cloned() else {
             self.finish(&mut *tx, out, request, TaskOutcome::Failed, Some(reason)).await?;
-            return self.start_next(tx, out, &task.context).await;
+            return self.start_next(tx, out, &task.context).await.map(drop);
         };
         sqlx::query("UPDATE tasks SET phase = 'rollback', failed_step = $2, failure = $3 WHERE task_id = $1")
             .bind(request.task_id)
@@ -404,8 +396,14 @@ impl Tasks {
         dispatch((tx, out), task_ref, first, plan.len(), plan.len(), 0, self.timing(None)).await
     }
 
-    /// Starts the oldest waiting task of `context` unless one of its tasks runs.
-    async fn start_next(&self, tx: &mut PgConnection, out: &mut Staged, context: &str) -> Result<(), TaskError> {
+    /// Starts the oldest waiting task of `context` unless one of its tasks runs; returns
+    /// the running one then.
+    async fn start_next(
+        &self,
+        tx: &mut PgConnection,
+        out: &mut Staged,
+        context: &str,
+    ) -> Result<Option<Uuid>, TaskError> {
         loop {
             // A running task comes first: then nothing starts. Otherwise the oldest waiting one.
             let next: Option<(Uuid, String, Option<serde_json::Value>)> = sqlx::query_as(
@@ -416,9 +414,9 @@ impl Tasks {
             .bind(context)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((task_id, status, request)) = next else { return Ok(()) };
+            let Some((task_id, status, request)) = next else { return Ok(None) };
             if status == "running" {
-                return Ok(());
+                return Ok(Some(task_id));
             }
             let corrupt = |reason: String| TaskError::Corrupt { task_id, reason };
             let request = request.ok_or_else(|| corrupt("no request stored (waiting task)".into()))?;
@@ -453,7 +451,7 @@ impl Tasks {
             // The dispatch marks the task running, with its start time.
             let task_ref = (task_id, request.lane);
             dispatch((tx, out), task_ref, first.action.clone(), 0, plan.len(), 0, self.timing(None)).await?;
-            return Ok(());
+            return Ok(None);
         }
     }
 
@@ -508,10 +506,18 @@ async fn lock_entity(tx: &mut PgConnection, context: &str) -> Result<(), sqlx::E
 
 /// Locks a task and its entity (entity first, as everywhere, so no deadlock).
 async fn lock_task(tx: &mut PgConnection, task_id: Uuid) -> Result<Option<TaskRow>, sqlx::Error> {
-    let context: Option<(String,)> =
-        sqlx::query_as("SELECT context FROM tasks WHERE task_id = $1").bind(task_id).fetch_optional(&mut *tx).await?;
-    let Some((context,)) = context else { return Ok(None) };
-    lock_entity(tx, &context).await?;
+    // A task's context never changes, so its entity can be locked by the row's context
+    // before the row itself (one round trip for both).
+    let locked: Option<(String,)> = sqlx::query_as(
+        "SELECT context FROM tasks, LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(context, 0))) AS entity
+         WHERE task_id = $1",
+    )
+    .bind(task_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if locked.is_none() {
+        return Ok(None);
+    }
     sqlx::query_as(
         "SELECT context, kind, status, current_step, attempt, steps, request, phase, failed_step, failure,
                 rollback_errors
