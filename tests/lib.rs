@@ -679,7 +679,7 @@ impl System {
             .queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, Default::default())
             .await
             .unwrap();
-        for key in ["step.result", "task.log"] {
+        for key in ["step.result.#", "task.log"] {
             channel
                 .queue_bind(
                     queue.name().clone(),

@@ -36,8 +36,9 @@ use crate::views::{ContextStatus, SiteStatus, TaskStatus};
 
 /// Deliveries the broker may send ahead of the one being handled.
 const PREFETCH: u16 = 100;
-const EVENT_KEYS: [EventKey; 4] =
-    [EventKey::TaskLog, EventKey::StepResult, EventKey::TaskStarted, EventKey::TaskFinished];
+/// A bare step result is not routed here; one queued before its binding went still reads.
+const EVENT_KEYS: [EventKey; 5] =
+    [EventKey::TaskLog, EventKey::StepResult, EventKey::StepResultBare, EventKey::TaskStarted, EventKey::TaskFinished];
 
 /// Events of one lane taken at once: consecutive log lines among them are stored in one
 /// statement.
@@ -112,7 +113,7 @@ impl Event {
         })?;
         let decoded = match key {
             EventKey::TaskLog => LogLine::decode(body).map(Event::Log),
-            EventKey::StepResult => StepResult::decode(body).map(Event::Step),
+            EventKey::StepResult | EventKey::StepResultBare => StepResult::decode(body).map(Event::Step),
             EventKey::TaskStarted => TaskStarted::decode(body).map(Event::Started),
             EventKey::TaskFinished => TaskFinished::decode(body).map(Event::Finished),
         };
@@ -333,7 +334,7 @@ impl EventConsumer {
         match event {
             Event::Log(line) => Ok(self.log_lines(tx, &[line], after).await?.remove(0)),
             Event::Started(started) => task_started(tx, started, after).await,
-            Event::Step(result) => self.step_result(tx, result).await,
+            Event::Step(result) => self.step_result(tx, result, after).await,
             Event::Finished(finished) => self.task_finished(tx, finished, after).await,
         }
     }
@@ -365,7 +366,7 @@ impl EventConsumer {
 
     /// A successful step tells what it found about the task's context: versions, the
     /// platform's type and profiles, and the packages of a platform or site.
-    async fn step_result(&self, tx: &mut PgConnection, result: &StepResult) -> sqlx::Result<Effect> {
+    async fn step_result(&self, tx: &mut PgConnection, result: &StepResult, after: &mut After) -> sqlx::Result<Effect> {
         let StepOutcome::Success { facts } = &result.outcome else { return Ok(Effect::Unchanged) };
         // Most steps (a ping, a vhost write) report nothing: no read, no transaction.
         if *facts == StepFacts::default() {
@@ -403,7 +404,8 @@ impl EventConsumer {
                 match ServerName::parse(&platform.web_server) {
                     Ok(web_server) => {
                         let step = ImportStep { task_id: result.task_id, step: result.step, at: result.finished_at };
-                        let created = import::create_records(tx, &self.live, name, &web_server, sites, &step).await?;
+                        let created =
+                            import::create_records(tx, &mut after.live, name, &web_server, sites, &step).await?;
                         tracing::info!(platform = %name, found = sites.len(), created, "platform import");
                         changed = true;
                     }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::db::sites::SiteRecord;
-use crate::live::{LiveEvent, LiveLog};
+use crate::live::LiveEvent;
 use crate::views::SiteStatus;
 
 /// The step whose result listed the sites.
@@ -23,10 +23,11 @@ pub struct ImportStep {
     pub at: DateTime<Utc>,
 }
 
-/// Creates the records; returns how many were created.
+/// Creates the records; returns how many were created. The log lines it writes go to
+/// `announce`, for the live log once the transaction committed.
 pub async fn create_records(
     conn: &mut PgConnection,
-    live: &LiveLog,
+    announce: &mut Vec<LiveEvent>,
     platform: &PlatformName,
     web_server: &ServerName,
     sites: &[FoundSite],
@@ -48,7 +49,7 @@ pub async fn create_records(
                 (LogLevel::Warning, format!("no record created for @{}: {reason}", site.uri))
             }
         };
-        log(conn, live, step, site, level, message).await?;
+        log(conn, announce, step, site, level, message).await?;
     }
     Ok(created)
 }
@@ -134,7 +135,7 @@ async fn import_one(
 /// redelivered step result adds no second line.
 async fn log(
     conn: &mut PgConnection,
-    live: &LiveLog,
+    announce: &mut Vec<LiveEvent>,
     step: &ImportStep,
     site: &FoundSite,
     level: LogLevel,
@@ -150,7 +151,7 @@ async fn log(
         at: Utc::now(),
     };
     if let Some(row) = db::task_log::insert(&mut *conn, &line).await? {
-        live.announce(LiveEvent::Line { task_id: step.task_id, entry: row.into() });
+        announce.push(LiveEvent::Line { task_id: step.task_id, entry: row.into() });
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use aegir_contract::{
     Command, CommandAccepted, CommandRejected, LogLine, Message, PartnerTaskFinished, PartnerTaskStarted,
-    StepDispatched, StepResult, TaskCancelRequested, TaskFinished, TaskRequested, TaskStarted,
+    StepDispatched, StepFacts, StepOutcome, StepResult, TaskCancelRequested, TaskFinished, TaskRequested, TaskStarted,
 };
 
 use crate::topology::{
@@ -44,7 +44,16 @@ macro_rules! event {
     };
 }
 
-event!(StepResult, EventKey::StepResult);
+impl Publishable for StepResult {
+    fn destination(&self) -> (&'static str, String) {
+        let key = match &self.outcome {
+            StepOutcome::Success { facts } if *facts != StepFacts::default() => EventKey::StepResult,
+            _ => EventKey::StepResultBare,
+        };
+        (EVENTS_EXCHANGE, key.as_str().into())
+    }
+}
+
 event!(LogLine, EventKey::TaskLog);
 event!(TaskStarted, EventKey::TaskStarted);
 event!(TaskFinished, EventKey::TaskFinished);
@@ -69,3 +78,26 @@ partner_event!(CommandAccepted, PartnerEventKey::CommandAccepted);
 partner_event!(CommandRejected, PartnerEventKey::CommandRejected);
 partner_event!(PartnerTaskStarted, PartnerEventKey::TaskStarted);
 partner_event!(PartnerTaskFinished, PartnerEventKey::TaskFinished);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(outcome: StepOutcome) -> StepResult {
+        let body = br#"{"task_id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","step":0,"attempt":0,
+            "route":"server_master.http","worker":"w","outcome":{"status":"success"},
+            "finished_at":"2025-01-01T00:00:00Z"}"#;
+        StepResult { outcome, ..StepResult::decode(body).unwrap() }
+    }
+
+    #[test]
+    fn only_results_with_facts_go_where_task_api_reads_them() {
+        let facts = StepFacts { app_version: Some("6.4.2".into()), ..Default::default() };
+        let with_facts = result(StepOutcome::Success { facts });
+        assert_eq!(with_facts.destination(), (EVENTS_EXCHANGE, "step.result".into()));
+        let bare = result(StepOutcome::Success { facts: StepFacts::default() });
+        assert_eq!(bare.destination(), (EVENTS_EXCHANGE, "step.result.bare".into()));
+        let failed = result(StepOutcome::Failed { reason: "no".into(), transient: false });
+        assert_eq!(failed.destination(), (EVENTS_EXCHANGE, "step.result.bare".into()));
+    }
+}

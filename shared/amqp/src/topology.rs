@@ -5,8 +5,8 @@
 //!                        task.cancel ────────────────▶ scheduler.tasks  (behind its request)
 //! aegir.work   (direct)  <server>.<service> ─────────▶ <server>.<service>        (people's steps)
 //!                        <server>.<service>.bulk ────▶ <server>.<service>.bulk   (scheduled and batch steps)
-//! aegir.events (topic)   step.result ────────────────▶ scheduler.results
-//!                        #  (every event) ───────────▶ api.events
+//! aegir.events (topic)   step.result, step.result.bare ▶ scheduler.results
+//!                        task.#, step.result ────────▶ api.events  (a bare result, most of them, has nothing for it)
 //! aegir.commands (direct) command ────────────────▶ api.commands   (partners' commands, signed)
 //! aegir.partner-events (topic)  <partner>.command.accepted|rejected, <partner>.task.started|finished
 //!                                  ──────────────▶ billing.<partner>.*  (queues each partner declares)
@@ -42,7 +42,11 @@ pub const DELIVERY_LIMIT: i64 = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKey {
     TaskLog,
+    /// A step result that reports facts for task-api to record.
     StepResult,
+    /// A step result with nothing to record (a failure, or a success without facts):
+    /// only the scheduler takes it, which spares task-api most results.
+    StepResultBare,
     TaskStarted,
     TaskFinished,
 }
@@ -52,6 +56,7 @@ impl EventKey {
         match self {
             EventKey::TaskLog => "task.log",
             EventKey::StepResult => "step.result",
+            EventKey::StepResultBare => "step.result.bare",
             EventKey::TaskStarted => "task.started",
             EventKey::TaskFinished => "task.finished",
         }
@@ -189,9 +194,14 @@ impl QueueName {
             QueueName::SchedulerTasks => {
                 vec![(TASKS_EXCHANGE, TASK_REQUESTED_KEY.into()), (TASKS_EXCHANGE, TASK_CANCEL_KEY.into())]
             }
-            QueueName::SchedulerResults => vec![(EVENTS_EXCHANGE, EventKey::StepResult.as_str().into())],
+            QueueName::SchedulerResults => vec![
+                (EVENTS_EXCHANGE, EventKey::StepResult.as_str().into()),
+                (EVENTS_EXCHANGE, EventKey::StepResultBare.as_str().into()),
+            ],
             QueueName::SchedulerDead | QueueName::DeadLetters => vec![(DEAD_LETTER_EXCHANGE, String::new())],
-            QueueName::ApiEvents => vec![(EVENTS_EXCHANGE, "#".into())],
+            QueueName::ApiEvents => {
+                vec![(EVENTS_EXCHANGE, "task.#".into()), (EVENTS_EXCHANGE, EventKey::StepResult.as_str().into())]
+            }
             QueueName::ApiCommands => vec![(COMMANDS_EXCHANGE, COMMAND_KEY.into())],
             QueueName::Work(_) | QueueName::BulkWork(_) => vec![(WORK_EXCHANGE, self.name())],
         }
@@ -232,6 +242,10 @@ pub async fn declare_core(channel: &Channel) -> Result<(), lapin::Error> {
     for queue in &CORE_QUEUES {
         declare_queue(channel, queue).await?;
     }
+    // Earlier versions bound api.events to every event; that binding would still hand it
+    // every bare step result. Unbinding one that is not there is no error.
+    let events = QueueName::ApiEvents.name();
+    channel.queue_unbind(events.into(), EVENTS_EXCHANGE.into(), "#".into(), FieldTable::default()).await?;
     Ok(())
 }
 
