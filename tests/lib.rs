@@ -589,7 +589,8 @@ pub fn copy_tree_resolving(src: &Path, dst: &Path, skip: &[&str]) {
 
 /// An apache of the test's own: its own config file, pid file and logs under `dir`,
 /// including the http-worker's base config (`<config_dir>/apache.conf`), which holds
-/// the `Listen` for `port` once a server verify has written it.
+/// the `Listen` for `port` (and for https) once a server verify has written it. It loads
+/// mod_ssl as Debian's apache2 does after `a2enmod ssl`, so sites with ssl answer over https.
 /// Stopped when dropped.
 pub struct Apache {
     pub conf: PathBuf,
@@ -615,6 +616,10 @@ impl Apache {
             ("rewrite_module", "mod_rewrite.so"),
             ("proxy_module", "mod_proxy.so"),
             ("proxy_fcgi_module", "mod_proxy_fcgi.so"),
+            // What `a2enmod ssl` enables on Debian: mod_ssl and the modules it depends on.
+            ("setenvif_module", "mod_setenvif.so"),
+            ("socache_shmcb_module", "mod_socache_shmcb.so"),
+            ("ssl_module", "mod_ssl.so"),
         ];
         let mut conf = format!(
             "ServerName localhost\n\
@@ -630,6 +635,17 @@ impl Apache {
         for (name, file) in modules {
             conf.push_str(&format!("LoadModule {name} /usr/lib/apache2/modules/{file}\n"));
         }
+        // Debian's mods-available/ssl.conf, with the session cache in this apache's own directory.
+        conf.push_str(&format!(
+            "SSLRandomSeed startup builtin\n\
+             SSLRandomSeed connect builtin\n\
+             SSLSessionCache shmcb:{r}/ssl_scache(512000)\n\
+             SSLSessionCacheTimeout 300\n\
+             SSLCipherSuite HIGH:!aNULL\n\
+             SSLProtocol all -SSLv3\n\
+             SSLSessionTickets off\n",
+            r = run.display()
+        ));
         conf.push_str(&format!(
             "TypesConfig /etc/mime.types\n\
              <Directory />\n    AllowOverride None\n    Require all denied\n</Directory>\n\

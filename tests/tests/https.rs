@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aegir_e2e::{Options, fetch, free_port, random_suffix, start_with_php, wait_for, write_tree};
+use aegir_e2e::{Apache, Options, fetch, free_port, mariadb_url, random_suffix, start_with_php, wait_for, write_tree};
 use serde_json::Value;
 
 /// pebble and its DNS, each a child process of the test.
@@ -610,4 +610,79 @@ async fn a_site_serves_the_certificate_its_owner_supplied_and_a_wrong_one_change
     assert!(renewed.stdout.contains("replaced by one from ACME"), "{renewed}");
     let (status, body) = fetch_https(&uri, https_port, &ca_file).await;
     assert_eq!((status, body.as_str()), (200, marker.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forced_ssl_site_on_apache_serves_its_supplied_certificate_over_https() {
+    let https_port = free_port();
+    // No ACME server: a supplied certificate never needs one.
+    let acme = format!("https://127.0.0.1:{}/dir", free_port());
+    let (mut system, fpm) = start_with_php(Options::default()).await;
+
+    // An apache loading mod_ssl (as Debian's does after `a2enmod ssl`), driven by the
+    // http-worker through its main config.
+    let apache_port = free_port();
+    let apache = Apache::start(system.dir.path(), &system.config_dir(), apache_port);
+    let (conf, socket, https) =
+        (apache.conf.display().to_string(), fpm.socket.display().to_string(), https_port.to_string());
+    system.kill9("http-worker").await;
+    system.respawn_with(
+        "http-worker",
+        &[
+            ("AEGIR_APACHE_CONF", conf.as_str()),
+            ("AEGIR_PHP_FPM_SOCKET", socket.as_str()),
+            ("AEGIR_HTTPS_PORT", https.as_str()),
+            ("AEGIR_ACME_DIRECTORY", acme.as_str()),
+        ],
+    );
+    system.wait_healthy("http-worker").await;
+    let server = format!("@{}", system.server);
+    let http_port = format!("--http_port={apache_port}");
+    let master_db = format!("--master_db={}", mariadb_url());
+    let save_server =
+        ["save", &server, "--context_type=server", "--remote_host=localhost", "--http_service_type=apache"];
+    system.cli_ok(&[&save_server[..], &[&http_port, "--db_service_type=mariadb", &master_db]].concat()).await;
+    let verified = system.cli_ok(&[&server, "verify"]).await;
+    assert!(verified.contains("apache loads mod_ssl"), "{verified}");
+
+    let marker = format!("apache https page {}", random_suffix());
+    let root = system.platforms_dir().join("apache_tls");
+    write_tree(&root, &[("index.php", &format!("<?php echo '{marker}';\n"))]);
+    let root_arg = format!("--root={}", root.display());
+    let web = format!("--web_server={server}");
+    system.cli_ok(&["save", "@platform_apache_tls", "--context_type=platform", &root_arg, &web]).await;
+    system.cli_ok(&["@platform_apache_tls", "verify"]).await;
+
+    let uri = format!("apache-{}.example.com", random_suffix());
+    let alias = format!("www.{uri}");
+    let site = format!("@{uri}");
+    let db = format!("--db_server={server}");
+    let aliases = format!("--aliases={alias}");
+    let save = ["save", &site, "--context_type=site", "--platform=@platform_apache_tls", &db, &aliases];
+    system.cli_ok(&save).await;
+    system.cli_ok(&[&site, "install"]).await;
+    let (status, body, _) = fetch(&uri, apache_port, "/", false).await;
+    let apache_log = || std::fs::read_to_string(system.dir.path().join("apache/error.log")).unwrap_or_default();
+    assert_eq!((status, body.as_str()), (200, marker.as_str()), "http before https; apache: {}", apache_log());
+    system.cli_ok(&[&save[..], &["--ssl=forced"]].concat()).await;
+
+    let ca = TestCa::new();
+    let (chain, key) = ca.issue("apache", &[&uri, &alias], 60);
+    let out = system.cli(&[&site, "certificate", "--cert", &chain, "--key", &key]).await;
+    assert_eq!(out.code, Some(0), "{out}\napache: {}", apache_log());
+    let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!((view["ssl_source"].as_str(), view["ssl_status"].as_str()), (Some("user"), Some("valid")), "{view}");
+
+    // https answers with the site's content for its uri and alias, trusted through the
+    // test CA only, with the supplied certificate.
+    let ca_file = PathBuf::from(ca.path("ca.pem"));
+    for host in [&uri, &alias] {
+        let (status, body) = fetch_https(host, https_port, &ca_file).await;
+        assert_eq!((status, body.as_str()), (200, marker.as_str()), "https of {host}; apache: {}", apache_log());
+    }
+    assert_eq!(served_serial(&uri, https_port).await, plain_serial(&view));
+    // http redirects to https, keeping the path and query.
+    let (status, _, location) = fetch(&uri, apache_port, "/some/page?x=1", false).await;
+    assert_eq!((status, location.as_str()), (301, format!("https://{uri}:{https_port}/some/page?x=1").as_str()));
+    drop(apache);
 }
