@@ -24,6 +24,7 @@ Examples:
   aegir @www.example.com backup        (then: aegir backups @www.example.com)
   aegir @www.example.com restore --backup=ID
   aegir @www.example.com certificate --cert=fullchain.pem --key=privkey.pem
+  aegir @www.example.com certificate --remove
   aegir @www.example.com clone --new_uri=staging.example.com [--platform=@platform_wp2]
   aegir @www.example.com migrate --platform=@platform_wp2 [--db_server=@server_db2] [--new_uri=URI]
   aegir @server_master verify          (the same as: aegir run @server_master verify)
@@ -96,7 +97,8 @@ pub enum Command {
     /// Serve a site over https with a certificate of your own instead of one from ACME;
     /// also written `aegir @SITE certificate --cert FILE --key FILE`. It is checked, then
     /// installed by a verify task; nothing renews it: upload a new one before it expires
-    /// (`aegir @SITE verify --renew` switches the site back to ACME)
+    /// (`aegir @SITE verify --renew` switches the site back to ACME);
+    /// `aegir @SITE certificate --remove` removes it and orders one from ACME
     Certificate(CertificateArgs),
 }
 
@@ -107,13 +109,18 @@ pub struct CertificateArgs {
     pub site: SiteUri,
 
     /// PEM file: the site's certificate first, then its intermediates
-    #[arg(long, value_name = "FILE")]
-    pub cert: std::path::PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "remove", conflicts_with = "remove")]
+    pub cert: Option<std::path::PathBuf>,
 
     /// PEM file: the certificate's private key (unencrypted); it goes to the site's web
     /// server only, never shown or logged
-    #[arg(long, value_name = "FILE")]
-    pub key: std::path::PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "remove", conflicts_with = "remove")]
+    pub key: Option<std::path::PathBuf>,
+
+    /// Remove the certificate supplied for the site: a verify orders one from ACME in
+    /// its place, and the supplied one (and its key) leaves the web server once that one serves
+    #[arg(long)]
+    pub remove: bool,
 }
 
 #[derive(Debug, Subcommand)]

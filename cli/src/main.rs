@@ -92,6 +92,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Cancel(args) => commands::tasks::cancel(&connect()?, args).await,
         Command::Batch(args) => commands::batch::run(&connect()?, args).await,
         Command::Keys(command) => commands::keys::run(command),
+        Command::Certificate(args) if args.remove => commands::certificate::remove(&connect()?, &args.site).await,
         Command::Certificate(args) => {
             let body = commands::certificate::read(&args)?;
             commands::certificate::run(&connect()?, &args.site, body).await
@@ -144,6 +145,14 @@ mod tests {
         let cli = Cli::try_parse_from(rewrite_argv(argv.map(OsString::from))).unwrap();
         let Command::Certificate(args) = cli.command else { panic!("expected certificate") };
         assert_eq!(args.site.as_str(), "www.example.com");
+        let argv = ["aegir", "@www.example.com", "certificate", "--remove"];
+        let cli = Cli::try_parse_from(rewrite_argv(argv.map(OsString::from))).unwrap();
+        let Command::Certificate(args) = cli.command else { panic!("expected certificate") };
+        assert!(args.remove && args.cert.is_none());
+        let both = ["aegir", "@www.example.com", "certificate", "--remove", "--cert", "c.pem"];
+        assert!(Cli::try_parse_from(rewrite_argv(both.map(OsString::from))).is_err(), "--remove takes no files");
+        let none = ["aegir", "@www.example.com", "certificate"];
+        assert!(Cli::try_parse_from(rewrite_argv(none.map(OsString::from))).is_err(), "files or --remove");
     }
 
     #[test]

@@ -613,10 +613,10 @@ async fn a_site_serves_the_certificate_its_owner_supplied_and_a_wrong_one_change
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_forced_ssl_site_on_apache_serves_its_supplied_certificate_over_https() {
+async fn a_forced_ssl_site_on_apache_serves_its_supplied_certificate_over_https_until_it_is_removed_for_acme() {
     let https_port = free_port();
-    // No ACME server: a supplied certificate never needs one.
-    let acme = format!("https://127.0.0.1:{}/dir", free_port());
+    let mut pebble = Pebble::new();
+    let acme = pebble.directory();
     let (mut system, fpm) = start_with_php(Options::default()).await;
 
     // An apache loading mod_ssl (as Debian's does after `a2enmod ssl`), driven by the
@@ -633,9 +633,13 @@ async fn a_forced_ssl_site_on_apache_serves_its_supplied_certificate_over_https(
             ("AEGIR_PHP_FPM_SOCKET", socket.as_str()),
             ("AEGIR_HTTPS_PORT", https.as_str()),
             ("AEGIR_ACME_DIRECTORY", acme.as_str()),
+            ("AEGIR_ACME_CA_FILE", pebble.ca_file().to_str().unwrap()),
         ],
     );
     system.wait_healthy("http-worker").await;
+    // pebble validates its HTTP-01 challenges on apache's port.
+    pebble.start(apache_port);
+    let root = pebble.root("root.pem").await;
     let server = format!("@{}", system.server);
     let http_port = format!("--http_port={apache_port}");
     let master_db = format!("--master_db={}", mariadb_url());
@@ -646,9 +650,9 @@ async fn a_forced_ssl_site_on_apache_serves_its_supplied_certificate_over_https(
     assert!(verified.contains("apache loads mod_ssl"), "{verified}");
 
     let marker = format!("apache https page {}", random_suffix());
-    let root = system.platforms_dir().join("apache_tls");
-    write_tree(&root, &[("index.php", &format!("<?php echo '{marker}';\n"))]);
-    let root_arg = format!("--root={}", root.display());
+    let platform = system.platforms_dir().join("apache_tls");
+    write_tree(&platform, &[("index.php", &format!("<?php echo '{marker}';\n"))]);
+    let root_arg = format!("--root={}", platform.display());
     let web = format!("--web_server={server}");
     system.cli_ok(&["save", "@platform_apache_tls", "--context_type=platform", &root_arg, &web]).await;
     system.cli_ok(&["@platform_apache_tls", "verify"]).await;
@@ -684,5 +688,43 @@ async fn a_forced_ssl_site_on_apache_serves_its_supplied_certificate_over_https(
     // http redirects to https, keeping the path and query.
     let (status, _, location) = fetch(&uri, apache_port, "/some/page?x=1", false).await;
     assert_eq!((status, location.as_str()), (301, format!("https://{uri}:{https_port}/some/page?x=1").as_str()));
+
+    // Removed: a verify orders a certificate from ACME in its place, which serves; the
+    // supplied certificate and its key are gone from the web server.
+    let supplied_key = std::fs::read_to_string(&key).unwrap();
+    let removed = system.cli(&[&site, "certificate", "--remove"]).await;
+    assert_eq!(removed.code, Some(0), "{removed}\npebble:\n{}\napache: {}", pebble.log(), apache_log());
+    assert!(removed.stdout.contains("replaced by one from ACME"), "{removed}");
+    let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    assert_eq!((view["ssl_source"].as_str(), view["ssl_status"].as_str()), (Some("acme"), Some("valid")), "{view}");
+    assert!(view["ssl_issuer"].as_str().unwrap_or_default().contains("Pebble"), "{view}");
+    let acme_serial = plain_serial(&view);
+    assert!(wait_for(Duration::from_secs(15), || async { served_serial(&uri, https_port).await == acme_serial }).await);
+    for host in [&uri, &alias] {
+        let (status, body) = fetch_https(host, https_port, &root).await;
+        assert_eq!((status, body.as_str()), (200, marker.as_str()), "https of {host} with the ACME certificate");
+    }
+    let site_certs = system.config_dir().join("ssl/sites").join(&uri);
+    let mut files = vec![site_certs.clone()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(!text.contains(supplied_key.trim()), "the supplied key is still at {}", path.display());
+        }
+    }
+
+    // Nothing supplied is left to remove; an unknown site is not found.
+    let system = &system;
+    let answer = |path: String| async move {
+        let response = system.http.delete(format!("{}{path}", system.api)).send().await.expect("API reachable");
+        (response.status().as_u16(), response.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let (status, body) = answer(format!("/api/v1/sites/{uri}/certificate")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("nothing to remove"), "{body}");
+    let (status, body) = answer("/api/v1/sites/nowhere.example.com/certificate".to_owned()).await;
+    assert_eq!(status, 404, "{body}");
     drop(apache);
 }

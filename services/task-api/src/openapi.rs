@@ -21,7 +21,7 @@ use crate::views::{ContextStatus, PackageView, SiteStatus, TaskStatus};
         servers::list, servers::get, servers::save, servers::delete,
         platforms::list, platforms::get, platforms::save, platforms::delete,
         clients::list, clients::get, clients::save, clients::delete,
-        sites::list, sites::get, sites::save, sites::delete, sites::put_certificate,
+        sites::list, sites::get, sites::save, sites::delete, sites::put_certificate, sites::delete_certificate,
         backups::of_site, backups::get,
         tasks::create, tasks::list, tasks::get, tasks::cancel,
         crate::batches::create, crate::batches::get, task_log::log,

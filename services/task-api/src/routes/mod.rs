@@ -41,7 +41,7 @@ pub fn router_with(state: AppState, settings: AccountSettings) -> Router {
         .route("/api/v1/sites", get(sites::list))
         .route("/api/v1/sites/{uri}", get(sites::get).put(sites::save).delete(sites::delete))
         .route("/api/v1/sites/{uri}/backups", get(backups::of_site))
-        .route("/api/v1/sites/{uri}/certificate", put(sites::put_certificate))
+        .route("/api/v1/sites/{uri}/certificate", put(sites::put_certificate).delete(sites::delete_certificate))
         .route("/api/v1/sites/{uri}/{*rest}", any(sites::uri_with_path))
         .route("/api/v1/backups/{id}", get(backups::get))
         .route("/api/v1/tasks", get(tasks::list).post(tasks::create))

@@ -517,6 +517,50 @@ pub async fn put_certificate(
     Ok((StatusCode::ACCEPTED, Json(row.into())))
 }
 
+/// Remove the certificate supplied by the site's owner and go back to ACME: a `verify`
+/// that orders a certificate over ACME is queued (as `verify` with `renew` would be).
+/// Once the ACME certificate serves, the supplied one and its key are removed from the
+/// web server; should the order fail, the supplied one keeps serving and the site shows
+/// the failure.
+#[utoipa::path(
+    delete, path = "/api/v1/sites/{uri}/certificate", operation_id = "delete_site_certificate", tag = "sites",
+    params(("uri" = String, Path, description = "Site uri, e.g. `www.example.com`")),
+    responses(
+        (status = 202, description = "The `verify` task that orders a certificate from ACME in its place is queued", body = crate::views::TaskView),
+        (status = 404, description = "No such site", body = ErrorBody),
+        (status = 409, description = "The site serves no certificate its owner supplied, or a task that changes it has not finished", body = ErrorBody),
+    )
+)]
+pub async fn delete_certificate(
+    State(state): State<AppState>,
+    PathParam(uri): PathParam,
+) -> Result<(StatusCode, Json<crate::views::TaskView>), ApiError> {
+    let uri: SiteUri = parse_segment("uri", &uri)?;
+    let mut tx = state.pool.begin().await?;
+    let site = db::sites::lock(&mut tx, &uri).await?.ok_or_else(|| not_found(&uri))?;
+    if site.ssl_source.as_deref() != Some("user") {
+        let serves = match site.ssl_source.as_deref() {
+            Some("acme") => "serves a certificate from ACME",
+            _ if site.ssl == "off" => "is served over http only (ssl `off`)",
+            _ => "has no certificate yet",
+        };
+        return Err(ApiError::conflict(
+            None,
+            format!(
+                "`@{uri}` {serves}, not one its owner supplied: there is nothing to remove; \
+                 `aegir @{uri} verify --renew` orders a new certificate from ACME"
+            ),
+        ));
+    }
+    let args = crate::task_args::TaskArgs { renew: true, ..Default::default() };
+    let context = ContextName::Site(uri.clone());
+    let row = crate::routes::tasks::enqueue(&mut tx, &context, (TaskKind::Verify, Lane::Interactive), &args).await?;
+    tx.commit().await?;
+    state.outbox.wake();
+    tracing::info!(site = %uri, task_id = %row.id, "supplied certificate removed; an ACME order is queued");
+    Ok((StatusCode::ACCEPTED, Json(row.into())))
+}
+
 /// `/api/v1/sites/www.example.com/x`: a uri is a host name, never a path.
 pub async fn uri_with_path(uri: axum::http::Uri) -> ApiError {
     let site = uri.path().trim_start_matches("/api/v1/sites/");
