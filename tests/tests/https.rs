@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aegir_e2e::{Apache, Options, fetch, free_port, mariadb_url, random_suffix, start_with_php, wait_for, write_tree};
+use aegir_e2e::{
+    Apache, Options, PATIENCE, System, fetch, free_port, mariadb_url, new_site, random_suffix, start_with_php,
+    wait_for, web_server, write_tree,
+};
 use serde_json::Value;
 
 /// pebble and its DNS, each a child process of the test.
@@ -727,4 +730,54 @@ async fn a_forced_ssl_site_on_apache_serves_its_supplied_certificate_over_https_
     let (status, body) = answer("/api/v1/sites/nowhere.example.com/certificate".to_owned()).await;
     assert_eq!(status, 404, "{body}");
     drop(apache);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_step_carrying_a_supplied_key_is_kept_in_the_dead_letters_without_the_key() {
+    use aegir_contract::{
+        HttpServiceType, Lane, Message, PlatformType, Secret, SslMode, StepAction, StepDispatched, SuppliedCertificate,
+    };
+    use lapin::options::{BasicAckOptions, BasicGetOptions};
+
+    let system = System::start().await;
+    let server = web_server(&system, HttpServiceType::Nginx, system.http_port);
+    let mut site = new_site(&server, &system.platforms_dir().join("dead"), PlatformType::Wordpress, "dead");
+    site.ssl = SslMode::On;
+    let ca = TestCa::new();
+    let (chain, key) = ca.issue("dead", &[site.uri.as_str()], 10);
+    let key_pem = std::fs::read_to_string(&key).unwrap();
+    let key_line = key_pem.lines().nth(1).unwrap().to_owned();
+    let supplied = SuppliedCertificate { chain: std::fs::read_to_string(&chain).unwrap(), key: Secret::new(key_pem) };
+    let action = StepAction::SiteCertificate { site, renew: false, supplied: Some(supplied) };
+    let task_id = uuid::Uuid::now_v7();
+    let step = StepDispatched {
+        task_id,
+        step: 1,
+        attempt: 0,
+        route: action.route(),
+        lane: Lane::Interactive,
+        action,
+        dispatched_at: chrono::Utc::now(),
+    };
+    assert!(String::from_utf8_lossy(&step.encode()).contains(&key_line), "the step carries the key");
+
+    // Unsigned, so the worker refuses it and keeps it for operators.
+    let dead_before = system.queue_depth("aegir.dead-letters").await;
+    aegir_amqp::Broker::new(system.amqp_url.clone(), "forger").publish(&step).await.unwrap();
+    let dead = wait_for(PATIENCE, || async { system.queue_depth("aegir.dead-letters").await > dead_before }).await;
+    assert!(dead, "the refused step is kept in the dead letters");
+    let channel = system.channel().await;
+    let mut kept = None;
+    while let Some(message) = channel.basic_get("aegir.dead-letters".into(), BasicGetOptions::default()).await.unwrap()
+    {
+        message.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        let text = String::from_utf8_lossy(&message.delivery.data).into_owned();
+        if text.contains(&task_id.to_string()) {
+            kept = Some(text);
+        }
+    }
+    let kept = kept.expect("the dead letter of the refused step");
+    assert!(!kept.contains("PRIVATE KEY") && !kept.contains(&key_line), "the key in the dead letters: {kept}");
+    assert!(kept.contains(aegir_amqp::dead_letter::REMOVED), "{kept}");
+    assert!(kept.contains("BEGIN CERTIFICATE"), "the rest of the step is kept: {kept}");
 }

@@ -8,10 +8,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use aegir_amqp::dead_letter::{carries_private_key, without_private_keys};
 use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use aegir_amqp::lapin_types::{AMQPValue, FieldTable};
 use aegir_amqp::signing::MasterKey;
-use aegir_amqp::topology::{QueueName, TASK_CANCEL_KEY};
+use aegir_amqp::topology::{DEAD_LETTER_EXCHANGE, QueueName, TASK_CANCEL_KEY};
 use aegir_amqp::{Broker, Delivery, extract_trace_context};
 use aegir_contract::{LogLevel, LogLine, Message, Route, StepResult, TaskCancelRequested, TaskRef, TaskRequested};
 use chrono::Utc;
@@ -137,9 +138,32 @@ impl Consumers {
                 tracing::warn!(error = %e, "could not log the refusal in the task's log");
             }
         }
+        if carries_private_key(&delivery.data) {
+            return self.refuse_keeping_no_key(delivery, queue, why).await;
+        }
         if let Err(e) = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await {
             tracing::warn!(error = %e, "could not dead-letter a refused message");
         }
+    }
+
+    /// A refused message that carries a private key (a task request with a supplied
+    /// certificate): the broker's dead letter would keep the key, so its task fails here,
+    /// as that dead letter would have failed it, and the copy kept for operators has the
+    /// key removed.
+    async fn refuse_keeping_no_key(&self, delivery: &Delivery, queue: &str, why: &str) {
+        if let Some(task) = TaskRef::peek(&delivery.data) {
+            let step = task.step.zip(task.attempt);
+            let reason = format!("a message of this task was refused by `{queue}`: {why}");
+            if !self.retry(|| self.tasks.fail(task.task_id, step, reason.clone())).await {
+                // Shutting down: the broker hands it out again to the next run.
+                return;
+            }
+        }
+        let copy = without_private_keys(&delivery.data);
+        if let Err(e) = self.broker.publish_bytes(DEAD_LETTER_EXCHANGE, delivery.routing_key.as_str(), &copy).await {
+            tracing::error!(error = %e, "could not keep a refused message carrying a private key; dropping it");
+        }
+        ack(delivery).await;
     }
 
     /// Runs a state change until it commits. Returns false when shutting down first;

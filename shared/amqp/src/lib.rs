@@ -5,6 +5,7 @@
 
 mod broker;
 mod consume;
+pub mod dead_letter;
 mod publish;
 pub mod signing;
 pub mod topology;

@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aegir_amqp::dead_letter::{carries_private_key, delivery_count, is_last_chance, without_private_keys};
 use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use aegir_amqp::signing::{Signer, SigningKey, load_key};
 use aegir_amqp::topology::{DEAD_LETTER_EXCHANGE, QueueName};
@@ -158,6 +159,18 @@ impl StepContext {
             };
             tracing::Span::current().record("task_id", tracing::field::display(step.task_id));
             tracing::Span::current().record("step", step.step);
+            let headers = delivery.properties.headers().as_ref();
+            if carries_private_key(&delivery.data) && is_last_chance(headers) {
+                // Failing once more would have the broker dead-letter it whole, key included.
+                let why = format!(
+                    "{} was handed out {} times without finishing (its worker stopped each time); it carries a \
+                     private key, which is never kept in the dead letters, so it fails here instead; supply the \
+                     certificate again",
+                    step.action.label(),
+                    delivery_count(headers) + 1
+                );
+                return self.refuse(&delivery, &why).await;
+            }
             // Which worker ran which step, for the operator reading this server's log.
             tracing::info!(action = step.action.label(), attempt = step.attempt, "running step");
             let log = StepLog::new(self.broker.clone(), step.task_id, Some(step.step), self.route.to_string());
@@ -247,6 +260,9 @@ impl StepContext {
             log.flush().await;
         }
         let Some((task, step, attempt)) = task.and_then(|t| Some((t.task_id, t.step?, t.attempt?))) else {
+            if carries_private_key(&delivery.data) {
+                return self.keep_without_key(delivery).await;
+            }
             if let Err(e) = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await {
                 tracing::warn!(error = %e, "could not dead-letter a refused message");
             }
@@ -265,7 +281,8 @@ impl StepContext {
         // the scheduler might fail the task on the dead letter, without the reason,
         // before the result arrived.
         let reported = self.broker.publish(&result).await;
-        let kept = self.broker.publish_bytes(DEAD_LETTER_EXCHANGE, delivery.routing_key.as_str(), &delivery.data).await;
+        let copy = without_private_keys(&delivery.data);
+        let kept = self.broker.publish_bytes(DEAD_LETTER_EXCHANGE, delivery.routing_key.as_str(), &copy).await;
         match (reported, kept) {
             (Ok(()), Ok(())) => {
                 if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
@@ -274,9 +291,27 @@ impl StepContext {
             }
             (reported, kept) => {
                 let error = reported.err().or(kept.err()).map(|e| e.to_string()).unwrap_or_default();
+                if carries_private_key(&delivery.data) {
+                    // The broker's own dead letter would keep the key: dropped instead.
+                    tracing::error!(%error, "could not report a refused message carrying a private key; dropping it");
+                    let _ = delivery.ack(BasicAckOptions::default()).await;
+                    return;
+                }
                 tracing::warn!(%error, "could not report a refused message; dead-lettering it");
                 let _ = delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await;
             }
+        }
+    }
+
+    /// Keeps a refused message that carries a private key in the dead letters without
+    /// the key, and takes it off its queue (the broker's dead letter would keep it whole).
+    async fn keep_without_key(&self, delivery: &Delivery) {
+        let copy = without_private_keys(&delivery.data);
+        if let Err(e) = self.broker.publish_bytes(DEAD_LETTER_EXCHANGE, delivery.routing_key.as_str(), &copy).await {
+            tracing::error!(error = %e, "could not keep a refused message carrying a private key; dropping it");
+        }
+        if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+            tracing::warn!(error = %e, "could not ack a refused message");
         }
     }
 }
