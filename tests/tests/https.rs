@@ -244,6 +244,20 @@ fn plain_serial(site: &Value) -> String {
     site["ssl_serial"].as_str().unwrap_or_default().replace(':', "").to_uppercase()
 }
 
+/// Saves and verifies `@platform_<name>` on the system's server: one `index.php` that
+/// prints a marker made of `what` and a random suffix, which is returned.
+async fn marker_platform(system: &aegir_e2e::System, name: &str, what: &str) -> String {
+    let marker = format!("{what} {}", random_suffix());
+    let root = system.platforms_dir().join(name);
+    write_tree(&root, &[("index.php", &format!("<?php echo '{marker}';\n"))]);
+    let root_arg = format!("--root={}", root.display());
+    let web = format!("--web_server=@{}", system.server);
+    let platform = format!("@platform_{name}");
+    system.cli_ok(&["save", &platform, "--context_type=platform", &root_arg, &web]).await;
+    system.cli_ok(&[&platform, "verify"]).await;
+    marker
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forced_ssl_site_gets_renews_and_keeps_its_certificate_through_acme_failures() {
     let https_port = free_port();
@@ -261,13 +275,7 @@ async fn a_forced_ssl_site_gets_renews_and_keeps_its_certificate_through_acme_fa
     let root1 = pebble.root("root1.pem").await;
     system.server_ready().await;
 
-    let marker = format!("secure page {}", random_suffix());
-    let root = system.platforms_dir().join("app");
-    write_tree(&root, &[("index.php", &format!("<?php echo '{marker}';\n"))]);
-    let root_arg = format!("--root={}", root.display());
-    let web = format!("--web_server=@{}", system.server);
-    system.cli_ok(&["save", "@platform_app", "--context_type=platform", &root_arg, &web]).await;
-    system.cli_ok(&["@platform_app", "verify"]).await;
+    let marker = marker_platform(&system, "app", "secure page").await;
 
     let uri = format!("tls-{}.example.com", random_suffix());
     let site = format!("@{uri}");
@@ -475,13 +483,7 @@ async fn a_site_serves_the_certificate_its_owner_supplied_and_a_wrong_one_change
     let (system, _fpm) = start_with_php(options).await;
     system.server_ready().await;
 
-    let marker = format!("owner certificate page {}", random_suffix());
-    let root = system.platforms_dir().join("own");
-    write_tree(&root, &[("index.php", &format!("<?php echo '{marker}';\n"))]);
-    let root_arg = format!("--root={}", root.display());
-    let web = format!("--web_server=@{}", system.server);
-    system.cli_ok(&["save", "@platform_own", "--context_type=platform", &root_arg, &web]).await;
-    system.cli_ok(&["@platform_own", "verify"]).await;
+    let marker = marker_platform(&system, "own", "owner certificate page").await;
 
     let uri = format!("own-{}.example.com", random_suffix());
     let alias = format!("www.{uri}");
@@ -652,13 +654,7 @@ async fn a_forced_ssl_site_on_apache_serves_its_supplied_certificate_over_https_
     let verified = system.cli_ok(&[&server, "verify"]).await;
     assert!(verified.contains("apache loads mod_ssl"), "{verified}");
 
-    let marker = format!("apache https page {}", random_suffix());
-    let platform = system.platforms_dir().join("apache_tls");
-    write_tree(&platform, &[("index.php", &format!("<?php echo '{marker}';\n"))]);
-    let root_arg = format!("--root={}", platform.display());
-    let web = format!("--web_server={server}");
-    system.cli_ok(&["save", "@platform_apache_tls", "--context_type=platform", &root_arg, &web]).await;
-    system.cli_ok(&["@platform_apache_tls", "verify"]).await;
+    let marker = marker_platform(&system, "apache_tls", "apache https page").await;
 
     let uri = format!("apache-{}.example.com", random_suffix());
     let alias = format!("www.{uri}");
