@@ -342,6 +342,17 @@ async fn passwords_log_in_tokens_are_revoked_and_the_audit_log_says_who_did_what
         .unwrap()
         .to_owned();
     assert!(tokens["items"][0]["last_used_at"].is_string(), "{tokens}");
+    // Written at most once a minute, so a client's requests do not queue on the token's row.
+    let last_used = |tokens: &Value| {
+        let items = tokens["items"].as_array().unwrap();
+        items.iter().find(|t| t["id"] == script_id.as_str()).unwrap()["last_used_at"].clone()
+    };
+    let first_use = last_used(&tokens);
+    assert!(first_use.is_string(), "{tokens}");
+    let (status, _) = send(&script, reqwest::Method::GET, app.url("/api/v1/me"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, again) = app.get("/api/v1/users/bob/tokens").await;
+    assert_eq!(last_used(&again), first_use, "a second use within the minute writes nothing");
     assert!(!tokens.to_string().contains(&script_token), "a token is shown once only");
     let (status, _) = app.delete(&format!("/api/v1/users/bob/tokens/{script_id}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
