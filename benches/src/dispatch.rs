@@ -34,7 +34,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         sent_at.push((id, sent));
     }
 
-    let (mut to_worker, mut to_created, mut to_finished) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut to_worker, mut to_created, mut to_started, mut to_finished) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (id, sent) in &sent_at {
         let view = setup::get(&system, &format!("/api/v1/tasks/{id}")).await?;
         let log = setup::get(&system, &format!("/api/v1/tasks/{id}/log")).await?;
@@ -44,6 +45,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("task {id} has no log line from {worker}: {log}"))?;
         to_worker.push(between(*sent, time(first, "at")?));
         to_created.push(between(*sent, time(&view, "created_at")?));
+        to_started.push(between(*sent, time(&view, "started_at")?));
         to_finished.push(between(*sent, time(&view, "finished_at")?));
     }
 
@@ -51,6 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("  system (client clock at POST; worker and API timestamps, same machine):");
     print_percentiles("POST sent -> worker starts the step", &Samples::new(to_worker));
     print_percentiles("  of which POST sent -> task row created", &Samples::new(to_created));
+    print_percentiles("  of which POST sent -> scheduler starts it", &Samples::new(to_started));
     print_percentiles("POST sent -> task finished_at (scheduler)", &Samples::new(to_finished));
     println!("  reference (bare RabbitMQ, own vhost, quorum queue, persistent, confirms):");
     print_percentiles("publish -> consumer receives", &Samples::new(bare));

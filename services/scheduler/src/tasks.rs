@@ -9,7 +9,8 @@
 //!   that finishes it matches once.
 //!
 //! The messages a change causes are staged and written to the outbox in one statement
-//! just before its commit, so a change costs a few round trips, not one per message.
+//! just before its commit, so a change costs a few round trips, not one per message;
+//! after the commit they go to the relay from memory.
 
 use std::time::Duration;
 
@@ -148,9 +149,17 @@ impl Tasks {
         let stored = serde_json::to_value(request).expect("contract messages serialize");
         let mut tx = self.pool.begin().await?;
         lock_entity(&mut tx, &context).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO tasks (task_id, context, kind, request, steps, status, requested_at)
-             VALUES ($1, $2, $3, $4, $5, 'waiting', $6) ON CONFLICT (task_id) DO NOTHING",
+        // The task goes in, and what stands before it on its entity comes back with it:
+        // the running task, else the oldest waiting one (the statement does not see the
+        // row it inserts).
+        let (inserted, ahead): (bool, Option<Uuid>) = sqlx::query_as(
+            "WITH inserted AS (
+                 INSERT INTO tasks (task_id, context, kind, request, steps, status, requested_at)
+                 VALUES ($1, $2, $3, $4, $5, 'waiting', $6) ON CONFLICT (task_id) DO NOTHING RETURNING 1
+             )
+             SELECT EXISTS (SELECT 1 FROM inserted),
+                    (SELECT task_id FROM tasks WHERE context = $2 AND status IN ('waiting', 'running')
+                     ORDER BY status = 'running' DESC, requested_at, seq LIMIT 1)",
         )
         .bind(request.task_id)
         .bind(&context)
@@ -158,25 +167,29 @@ impl Tasks {
         .bind(stored)
         .bind(steps)
         .bind(request.requested_at)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 0 {
+        if !inserted {
             tracing::info!(task_id = %request.task_id, "task already accepted; ignoring the repeat");
             return Ok(());
         }
         let mut out = Staged::new();
-        if let Some(running) = self.start_next(&mut tx, &mut out, &context).await? {
+        // Nothing before it: it starts now, as it was asked (one that has no step ends at
+        // once, and so the scheduler looks for the next one as after any end).
+        let started = ahead.is_none() && self.start(&mut tx, &mut out, request.task_id, request).await?;
+        let running = if started { None } else { self.start_next(&mut tx, &mut out, &context).await? };
+        if let Some(running) = running {
             let message = format!("queued: waiting for task {running} on {context} to finish");
             stage_log(&mut out, request.task_id, None, LogLevel::Info, message);
         }
         self.commit(tx, out).await
     }
 
-    /// Writes the staged messages, commits, and wakes the relay.
+    /// Writes the staged messages, commits, and hands them to the relay.
     async fn commit(&self, mut tx: sqlx::Transaction<'_, sqlx::Postgres>, out: Staged) -> Result<(), TaskError> {
-        Outbox::enqueue_staged(&mut tx, out).await?;
+        let written = self.outbox.write(&mut tx, out).await?;
         tx.commit().await?;
-        self.outbox.wake();
+        self.outbox.hand_off(written);
         Ok(())
     }
 
@@ -421,38 +434,52 @@ impl Tasks {
             let corrupt = |reason: String| TaskError::Corrupt { task_id, reason };
             let request = request.ok_or_else(|| corrupt("no request stored (waiting task)".into()))?;
             let request: TaskRequested = serde_json::from_value(request).map_err(|e| corrupt(e.to_string()))?;
-            let plan = plan::steps(&request);
-            let started = TaskStarted {
-                task_id,
-                context: request.target.context(),
-                kind: request.kind,
-                steps: plan.len() as u32,
-                at: Utc::now(),
-            };
-            out.push(&started, None);
-            let lane = match request.lane {
-                Lane::Interactive => "",
-                Lane::Bulk => " (bulk lane: people's steps go first)",
-            };
-            let message = format!("{} {} started: {} step(s){lane}", request.kind, started.context, plan.len());
-            stage_log(out, task_id, None, LogLevel::Info, message);
-            if let Some(notice) = plan::notice(&request) {
-                stage_log(out, task_id, None, LogLevel::Warning, notice);
+            if self.start(&mut *tx, out, task_id, &request).await? {
+                return Ok(None);
             }
-            let Some(first) = plan.first() else {
-                sqlx::query("UPDATE tasks SET status = 'running', started_at = now() WHERE task_id = $1")
-                    .bind(task_id)
-                    .execute(&mut *tx)
-                    .await?;
-                stage_log(out, task_id, None, LogLevel::Info, "no step runs on a server for this task");
-                self.finish(&mut *tx, out, &request, TaskOutcome::Success, None).await?;
-                continue;
-            };
-            // The dispatch marks the task running, with its start time.
-            let task_ref = (task_id, request.lane);
-            dispatch((tx, out), task_ref, first.action.clone(), 0, plan.len(), 0, self.timing(None)).await?;
-            return Ok(None);
         }
+    }
+
+    /// Starts a waiting task: its start and first step go out. Returns false when it has
+    /// no step to run on a server and so ended at once.
+    async fn start(
+        &self,
+        tx: &mut PgConnection,
+        out: &mut Staged,
+        task_id: Uuid,
+        request: &TaskRequested,
+    ) -> Result<bool, TaskError> {
+        let plan = plan::steps(request);
+        let started = TaskStarted {
+            task_id,
+            context: request.target.context(),
+            kind: request.kind,
+            steps: plan.len() as u32,
+            at: Utc::now(),
+        };
+        out.push(&started, None);
+        let lane = match request.lane {
+            Lane::Interactive => "",
+            Lane::Bulk => " (bulk lane: people's steps go first)",
+        };
+        let message = format!("{} {} started: {} step(s){lane}", request.kind, started.context, plan.len());
+        stage_log(out, task_id, None, LogLevel::Info, message);
+        if let Some(notice) = plan::notice(request) {
+            stage_log(out, task_id, None, LogLevel::Warning, notice);
+        }
+        let Some(first) = plan.first() else {
+            sqlx::query("UPDATE tasks SET status = 'running', started_at = now() WHERE task_id = $1")
+                .bind(task_id)
+                .execute(&mut *tx)
+                .await?;
+            stage_log(out, task_id, None, LogLevel::Info, "no step runs on a server for this task");
+            self.finish(&mut *tx, out, request, TaskOutcome::Success, None).await?;
+            return Ok(false);
+        };
+        // The dispatch marks the task running, with its start time.
+        let task_ref = (task_id, request.lane);
+        dispatch((tx, out), task_ref, first.action.clone(), 0, plan.len(), 0, self.timing(None)).await?;
+        Ok(true)
     }
 
     /// Ends a task. Does nothing when it has ended already.

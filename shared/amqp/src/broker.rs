@@ -376,26 +376,28 @@ impl Broker {
     }
 
     async fn publish_many_once(&self, live: &Live, batch: &[Outgoing<'_>]) -> Result<(), AmqpError> {
-        let mut confirms = Vec::with_capacity(batch.len());
-        for message in batch {
+        let Some(first) = batch.first() else { return Ok(()) };
+        // Each publish hands its frames to the connection when first polled, so polling
+        // them together in order sends the batch in order without a wait per message.
+        let sends = batch.iter().map(|message| {
             let properties = {
                 let _in_span = message.span.enter();
                 self.properties(message.exchange, message.key, message.body)
             };
-            let timeout = |_| AmqpError::Timeout { exchange: message.exchange.into(), key: message.key.into() };
-            let confirm = tokio::time::timeout(
-                CONFIRM_TIMEOUT,
-                live.publisher.basic_publish(
-                    message.exchange.into(),
-                    message.key.into(),
-                    BasicPublishOptions { mandatory: true, ..Default::default() },
-                    message.body,
-                    properties,
-                ),
+            live.publisher.basic_publish(
+                message.exchange.into(),
+                message.key.into(),
+                BasicPublishOptions { mandatory: true, ..Default::default() },
+                message.body,
+                properties,
             )
-            .await
-            .map_err(timeout)??;
-            confirms.push((message, confirm));
+        });
+        let timeout = |_| AmqpError::Timeout { exchange: first.exchange.into(), key: first.key.into() };
+        let sent =
+            tokio::time::timeout(CONFIRM_TIMEOUT, futures_util::future::join_all(sends)).await.map_err(timeout)?;
+        let mut confirms = Vec::with_capacity(batch.len());
+        for (message, confirm) in batch.iter().zip(sent) {
+            confirms.push((message, confirm?));
         }
         for (message, confirm) in confirms {
             let (exchange, key) = (message.exchange, message.key);

@@ -7,6 +7,16 @@
 //! any point loses nothing; at worst a message is published twice, which every consumer
 //! tolerates (they are idempotent).
 //!
+//! Two ways a row reaches the relay:
+//! - **Polled**: [`Outbox::enqueue`] writes a row due now; the relay selects due rows
+//!   when woken ([`Outbox::wake`]) and every second.
+//! - **Handed off**: [`Outbox::write`] writes the staged rows and returns them; after the
+//!   commit, [`Outbox::hand_off`] gives them to the relay, which publishes them from
+//!   memory without reading them back (one round trip less on the way of every task).
+//!   Such a row is written due only [`HANDOFF_GRACE`] later, so the relay of this or any
+//!   other process polls it only when its writer never published it (a crash between
+//!   commit and publish, or a broker that stayed away).
+//!
 //! The table, created by each service's migrations:
 //!
 //! ```sql
@@ -21,12 +31,13 @@
 //! CREATE INDEX outbox_ready ON outbox (publish_after, id);
 //! ```
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aegir_amqp::topology::{QueueName, WORK_EXCHANGE};
 use aegir_amqp::{AmqpError, Broker, Outgoing, Publishable};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -45,17 +56,52 @@ const BATCH: i64 = 200;
 /// written by another process).
 const POLL: Duration = Duration::from_secs(1);
 
-/// A handle to wake the relay after a commit.
-#[derive(Clone, Default)]
+/// How long a handed-off row waits in the table before any relay polls it.
+pub const HANDOFF_GRACE: Duration = Duration::from_secs(5);
+/// Handed-off rows kept in memory at most (while the broker is away); beyond that the
+/// newest are left to the poll, after their grace.
+const HANDOFF_ROOM: usize = 20_000;
+
+/// A handle to the relay: rows handed off after a commit, and a wake-up for polled rows.
+#[derive(Clone)]
 pub struct Outbox {
     wake: Arc<Notify>,
+    handed: Arc<Handed>,
+    grace: Duration,
+}
+
+#[derive(Default)]
+struct Handed {
+    rows: Mutex<VecDeque<Row>>,
+    arrived: Notify,
 }
 
 type Row = (i64, String, String, Vec<u8>, Option<String>);
 
+impl Default for Outbox {
+    fn default() -> Self {
+        Self { wake: Arc::default(), handed: Arc::default(), grace: HANDOFF_GRACE }
+    }
+}
+
+/// Rows a transaction wrote with [`Outbox::write`], to hand to the relay once it
+/// committed. Dropped unhanded (the transaction rolled back, or its commit failed),
+/// nothing is published from memory; a committed row is then polled after its grace.
+#[derive(Debug, Default)]
+#[must_use = "hand the rows to the relay after the commit, or they wait for the poll"]
+pub struct Written {
+    rows: Vec<Row>,
+}
+
 impl Outbox {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An outbox whose handed-off rows are polled after `grace` instead of
+    /// [`HANDOFF_GRACE`] (tests of what a crash leaves behind).
+    pub fn with_grace(grace: Duration) -> Self {
+        Self { grace, ..Self::default() }
     }
 
     /// Writes `message` to the outbox inside the caller's transaction. With `delay`, the
@@ -82,28 +128,58 @@ impl Outbox {
         Ok(())
     }
 
-    /// Writes every message of `staged` to the outbox inside the caller's transaction, in
-    /// the order they were staged, in one statement.
-    pub async fn enqueue_staged(conn: &mut PgConnection, staged: Staged) -> Result<(), OutboxError> {
+    /// Writes every message of `staged` inside the caller's transaction, in one
+    /// statement, and returns those due now for [`Self::hand_off`] after the commit.
+    /// Delayed ones are polled when due.
+    pub async fn write(&self, conn: &mut PgConnection, staged: Staged) -> Result<Written, OutboxError> {
         if staged.keys.is_empty() {
-            return Ok(());
+            return Ok(Written::default());
         }
-        sqlx::query(
+        let grace_ms = self.grace.as_millis() as f64;
+        let due_ms: Vec<f64> = staged.delays_ms.iter().map(|&d| if d == 0.0 { grace_ms } else { d }).collect();
+        let mut ids: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO outbox (exchange, routing_key, body, traceparent, publish_after)
              SELECT m.exchange, m.routing_key, m.body, m.traceparent,
                     now() + make_interval(secs => m.delay_ms / 1000)
              FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::text[], $5::double precision[])
                   WITH ORDINALITY AS m(exchange, routing_key, body, traceparent, delay_ms, n)
-             ORDER BY m.n",
+             ORDER BY m.n
+             RETURNING id",
         )
-        .bind(staged.exchanges)
-        .bind(staged.keys)
-        .bind(staged.bodies)
-        .bind(staged.traceparents)
-        .bind(staged.delays_ms)
-        .execute(conn)
+        .bind(&staged.exchanges)
+        .bind(&staged.keys)
+        .bind(&staged.bodies)
+        .bind(&staged.traceparents)
+        .bind(due_ms)
+        .fetch_all(conn)
         .await?;
-        Ok(())
+        // The serial is drawn row by row in the order inserted.
+        ids.sort_unstable();
+        let Staged { exchanges, keys, bodies, traceparents, delays_ms } = staged;
+        let rows = ids
+            .into_iter()
+            .zip(exchanges.into_iter().zip(keys).zip(bodies).zip(traceparents).zip(delays_ms))
+            .filter(|(_, (_, delay))| *delay == 0.0)
+            .map(|(id, ((((exchange, key), body), traceparent), _))| (id, exchange.to_owned(), key, body, traceparent))
+            .collect();
+        Ok(Written { rows })
+    }
+
+    /// Gives the relay rows whose transaction committed, to publish now in the order
+    /// handed.
+    pub fn hand_off(&self, written: Written) {
+        if written.rows.is_empty() {
+            return;
+        }
+        {
+            let mut rows = self.handed.rows.lock().expect("handed rows");
+            if rows.len() >= HANDOFF_ROOM {
+                // The broker has been away a while; the table keeps them for the poll.
+                return;
+            }
+            rows.extend(written.rows);
+        }
+        self.handed.arrived.notify_one();
     }
 
     /// Call after committing a transaction that enqueued messages.
@@ -111,32 +187,81 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    /// Publishes due rows until `shutdown`, in id order.
+    /// Publishes handed-off rows as they come and polls due rows (when woken and every
+    /// second) until `shutdown`. Its deletes go through a connection of its own that does
+    /// not wait for them to be flushed: a lost delete only publishes a row again.
     pub async fn relay(self, pool: PgPool, broker: Broker, shutdown: CancellationToken) {
+        let options = (*pool.connect_options()).clone().options([("synchronous_commit", "off")]);
+        let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut poll_due = true;
+        let mut backoff = false;
         loop {
-            match relay_batch(&pool, &broker).await {
-                Ok(n) if n as i64 == BATCH => continue,
-                Ok(_) => {}
-                Err(e) => {
+            if backoff {
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = shutdown.cancelled() => return self.drain(&pool, &broker).await,
+                }
+                backoff = false;
+            }
+            let handed = self.take_handed();
+            if !handed.is_empty() {
+                if let Err(e) = publish_handed(&pool, &broker, &handed).await {
                     tracing::warn!(error = %e, "outbox relay failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(POLL) => {}
-                        _ = shutdown.cancelled() => return,
+                    self.put_back(handed);
+                    backoff = true;
+                }
+                continue;
+            }
+            if poll_due {
+                match relay_batch(&pool, &broker).await {
+                    Ok(n) if n as i64 == BATCH => continue,
+                    Ok(_) => poll_due = false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox relay failed; retrying");
+                        backoff = true;
+                        continue;
                     }
-                    continue;
                 }
             }
             tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
-                _ = shutdown.cancelled() => return,
+                _ = self.handed.arrived.notified() => {}
+                _ = self.wake.notified() => poll_due = true,
+                _ = poll.tick() => poll_due = true,
+                _ = shutdown.cancelled() => return self.drain(&pool, &broker).await,
             }
+        }
+    }
+
+    fn take_handed(&self) -> Vec<Row> {
+        let mut rows = self.handed.rows.lock().expect("handed rows");
+        let n = rows.len().min(BATCH as usize);
+        rows.drain(..n).collect()
+    }
+
+    /// Rows that could not be published go first again, keeping their order.
+    fn put_back(&self, failed: Vec<Row>) {
+        let mut rows = self.handed.rows.lock().expect("handed rows");
+        for row in failed.into_iter().rev() {
+            rows.push_front(row);
+        }
+    }
+
+    /// On shutdown: one try at what was handed off; the rest is polled after its grace
+    /// by the next run.
+    async fn drain(&self, pool: &PgPool, broker: &Broker) {
+        let handed = self.take_handed();
+        if !handed.is_empty()
+            && let Err(e) = publish_handed(pool, broker, &handed).await
+        {
+            tracing::warn!(error = %e, "outbox rows left for the next run");
         }
     }
 }
 
 /// Messages a transaction will write to the outbox, gathered so that
-/// [`Outbox::enqueue_staged`] writes them in one statement (one round trip per
+/// [`Outbox::write`] writes them in one statement (one round trip per
 /// transaction rather than one per message). Each keeps the trace context current when
 /// it was staged.
 #[derive(Debug, Default)]
@@ -180,6 +305,43 @@ enum RelayError {
     Broker(#[from] AmqpError),
 }
 
+/// Publishes handed-off rows in order, confirms awaited together, and deletes them. A
+/// row the broker refuses is dropped as [`relay_batch`] drops it.
+async fn publish_handed(pool: &PgPool, broker: &Broker, rows: &[Row]) -> Result<(), RelayError> {
+    let batch = outgoing(rows);
+    declare_work_queues(broker, rows).await?;
+    match broker.publish_many(&batch).await {
+        Ok(()) => {}
+        Err(AmqpError::Nacked { .. } | AmqpError::Unroutable { .. }) => {
+            for (id, exchange, key, body, traceparent) in rows {
+                let span = tracing::info_span!("publish", exchange = %exchange, routing_key = %key);
+                set_parent(&span, traceparent.as_deref());
+                match publish(broker, exchange, key, body).instrument(span).await {
+                    Ok(()) => {}
+                    Err(e @ (AmqpError::Nacked { .. } | AmqpError::Unroutable { .. })) => {
+                        tracing::error!(outbox_id = id, error = %e, "dropping a message the broker refuses");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    delete(&mut *pool.acquire().await?, &ids).await?;
+    Ok(())
+}
+
+fn outgoing(rows: &[Row]) -> Vec<Outgoing<'_>> {
+    rows.iter()
+        .map(|(_, exchange, key, body, traceparent)| {
+            let span = tracing::info_span!("publish", exchange = %exchange, routing_key = %key);
+            set_parent(&span, traceparent.as_deref());
+            Outgoing { exchange, key, body, span }
+        })
+        .collect()
+}
+
 async fn relay_batch(pool: &PgPool, broker: &Broker) -> Result<usize, RelayError> {
     let mut tx = pool.begin().await?;
     let rows: Vec<Row> = sqlx::query_as(
@@ -193,14 +355,7 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> Result<usize, RelayError
         return Ok(0);
     }
     // Fast path: the whole batch in order, confirms awaited together.
-    let batch: Vec<Outgoing> = rows
-        .iter()
-        .map(|(_, exchange, key, body, traceparent)| {
-            let span = tracing::info_span!("publish", exchange = %exchange, routing_key = %key);
-            set_parent(&span, traceparent.as_deref());
-            Outgoing { exchange, key, body, span }
-        })
-        .collect();
+    let batch = outgoing(&rows);
     declare_work_queues(broker, &rows).await?;
     match broker.publish_many(&batch).await {
         Ok(()) => {

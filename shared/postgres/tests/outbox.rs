@@ -1,5 +1,6 @@
 //! The outbox against real PostgreSQL and RabbitMQ: a committed message is published, a
-//! rolled-back one never is, and a delayed one waits.
+//! rolled-back one never is, and a delayed one waits; handed-off messages go from
+//! memory, and one its writer never handed off is polled after its grace.
 
 use std::time::Duration;
 
@@ -151,8 +152,9 @@ async fn staged_messages_are_written_together_in_order_and_keep_their_delay() {
     let mut tx = pool.begin().await.unwrap();
     let mut staged = Staged::new();
     staged.push(&line("rolled back"), None);
-    Outbox::enqueue_staged(&mut tx, staged).await.unwrap();
+    let rolled_back = outbox.write(&mut tx, staged).await.unwrap();
     tx.rollback().await.unwrap();
+    drop(rolled_back);
     let mut tx = pool.begin().await.unwrap();
     let mut staged = Staged::new();
     staged.push(&line("delayed"), Some(Duration::from_millis(1500)));
@@ -160,10 +162,11 @@ async fn staged_messages_are_written_together_in_order_and_keep_their_delay() {
         staged.push(&line(&format!("line {n}")), None);
     }
     assert_eq!(staged.len(), 51);
-    Outbox::enqueue_staged(&mut tx, staged).await.unwrap();
-    Outbox::enqueue_staged(&mut tx, Staged::new()).await.unwrap();
+    let written = outbox.write(&mut tx, staged).await.unwrap();
+    let nothing = outbox.write(&mut tx, Staged::new()).await.unwrap();
     tx.commit().await.unwrap();
-    outbox.wake();
+    outbox.hand_off(written);
+    outbox.hand_off(nothing);
 
     for n in 0..50 {
         let got = wait_event(&channel, Duration::from_secs(10)).await.unwrap_or_else(|| panic!("line {n} published"));
@@ -176,6 +179,81 @@ async fn staged_messages_are_written_together_in_order_and_keep_their_delay() {
     let left: (i64,) = sqlx::query_as("SELECT count(*) FROM outbox").fetch_one(&pool).await.unwrap();
     assert_eq!(left.0, 0, "published rows are deleted");
 
+    shutdown.cancel();
+    relay.await.unwrap();
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handed_off_messages_go_from_memory_and_ones_never_handed_off_are_polled_after_their_grace() {
+    let scratch = Scratch::new();
+    let pool = aegir_postgres::connect(&scratch.database_url, Some("outbox_test"), 4).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE outbox (id bigserial PRIMARY KEY, exchange text NOT NULL, routing_key text NOT NULL,
+         body bytea NOT NULL, traceparent text, publish_after timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let broker = Broker::new(scratch.amqp_url.clone(), "outbox test");
+    broker.ready().await;
+    let conn = lapin::Connection::connect(&scratch.amqp_url, Default::default()).await.unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let shutdown = CancellationToken::new();
+    let staged = |messages: &[&str]| {
+        let mut staged = Staged::new();
+        for message in messages {
+            staged.push(&line(message), None);
+        }
+        staged
+    };
+
+    // An hour's grace: whatever comes now came from memory, not from the poll.
+    let outbox = Outbox::with_grace(Duration::from_secs(3600));
+    let relay = tokio::spawn(outbox.clone().relay(pool.clone(), broker.clone(), shutdown.clone()));
+    let mut tx = pool.begin().await.unwrap();
+    let rolled_back = outbox.write(&mut tx, staged(&["rolled back"])).await.unwrap();
+    tx.rollback().await.unwrap();
+    drop(rolled_back);
+    let mut tx = pool.begin().await.unwrap();
+    let never_handed = outbox.write(&mut tx, staged(&["never handed off"])).await.unwrap();
+    tx.commit().await.unwrap();
+    drop(never_handed);
+    let mut tx = pool.begin().await.unwrap();
+    let mut first = staged(&["first", "second"]);
+    first.push(&line("delayed"), Some(Duration::from_millis(1500)));
+    let first = outbox.write(&mut tx, first).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let then = outbox.write(&mut tx, staged(&["third"])).await.unwrap();
+    tx.commit().await.unwrap();
+    outbox.hand_off(first);
+    outbox.hand_off(then);
+
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(wait_event(&channel, Duration::from_secs(10)).await.expect("handed-off line published").message);
+    }
+    assert_eq!(got, ["first", "second", "third"], "in the order handed off");
+    let delayed = wait_event(&channel, Duration::from_secs(10)).await.expect("delayed published");
+    assert_eq!(delayed.message, "delayed", "a delayed one is polled when due");
+    assert!(wait_event(&channel, Duration::from_millis(1500)).await.is_none(), "nothing else comes");
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT convert_from(body, 'UTF8') FROM outbox").fetch_all(&pool).await.unwrap();
+    assert_eq!(left.len(), 1, "published rows are deleted: {left:?}");
+    assert!(left[0].contains("never handed off"), "{left:?}");
+    shutdown.cancel();
+    relay.await.unwrap();
+
+    // What a writer committed but never handed off (it crashed) is polled after the grace.
+    let shutdown = CancellationToken::new();
+    sqlx::query("UPDATE outbox SET publish_after = now() + interval '1 second'").execute(&pool).await.unwrap();
+    let relay =
+        tokio::spawn(Outbox::with_grace(Duration::from_secs(1)).relay(pool.clone(), broker.clone(), shutdown.clone()));
+    let late = wait_event(&channel, Duration::from_secs(10)).await.expect("the row left behind is published");
+    assert_eq!(late.message, "never handed off");
+    let left: (i64,) = sqlx::query_as("SELECT count(*) FROM outbox").fetch_one(&pool).await.unwrap();
+    assert_eq!(left.0, 0, "and deleted");
     shutdown.cancel();
     relay.await.unwrap();
     pool.close().await;
