@@ -15,6 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aegir_contract::Lane;
 use aegir_worker::StepError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -68,12 +69,16 @@ pub struct Applied {
 /// tasks a batch starts as the last ones end). A stream of changes is told from its end
 /// by a lull several times its usual gap (at least 100 ms, which a lone change on a
 /// quiet server waits before its test and reload), or, while a fleet operation goes on,
-/// as long as the longest lull within its last window; after a full window, at least a
-/// second (the operation's next tasks start as the results of the last go round, the
-/// first of them a second or two later and not all at once). A steady stream is cut
+/// as long as the longest lull within its last window; after a full window, at least
+/// 2.5 s (the operation's next tasks start as the results of the last go round, on a
+/// busy machine the first of them seconds later and not all at once). A steady stream is cut
 /// after four times the last test and reload, at least 10 s (a batch's thousand tasks
 /// reach the worker at the rate the system sustains, about a hundred a second on a
-/// small machine) and at most 20 s.
+/// small machine) and at most 20 s. A window of bulk-lane changes only (fleet operations
+/// and scheduled queues, which no one watches one by one) waits out a lull as long as
+/// the last test and reload (a second before the first), up to a quarter of its
+/// longest: one more change in the window costs it that wait at most, one that misses it
+/// costs a test and reload of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     /// Test and reload of the last cycle that did both; zero before the first.
@@ -107,7 +112,9 @@ impl Window {
     /// A lull this many times the usual gap between changes ends a stream of them.
     const LULL: u32 = 8;
     /// After a full window, a lull this long at least ends the next.
-    const LULL_AFTER_FULL: Duration = Duration::from_secs(1);
+    const LULL_AFTER_FULL: Duration = Duration::from_millis(2_500);
+    /// What a test and reload are taken to cost before the first is timed.
+    const UNTIMED_COST: Duration = Duration::from_secs(1);
 
     /// Windows for a worker that runs `steps` at once. Fleet operations and scheduled
     /// queues get all but one of them (the other is kept for people's steps), so that
@@ -139,15 +146,21 @@ impl Window {
     }
 
     /// A lull this long closes the window, once `arrived` changes came over `span`
-    /// (from the first to the last).
-    pub fn quiet(&self, arrived: usize, span: Duration) -> Duration {
+    /// (from the first to the last), in the bulk lane only or not.
+    pub fn quiet(&self, arrived: usize, span: Duration, bulk: bool) -> Duration {
         let usual_gap = match arrived {
             0 | 1 => Duration::ZERO,
             n => span / (n as u32 - 1),
         };
         let stream = (self.last_cost / 8).max(usual_gap * Self::LULL).clamp(Self::QUIET_MIN, Self::QUIET_MAX);
         let fleet = if self.last_full { self.last_lull.max(Self::LULL_AFTER_FULL) } else { self.last_lull };
-        stream.max(fleet.min(self.longest() / 4))
+        // A server not yet tested and reloaded is taken to need a second for both.
+        let unwatched = match (bulk, self.last_cost.is_zero()) {
+            (false, _) => Duration::ZERO,
+            (true, true) => Self::UNTIMED_COST,
+            (true, false) => self.last_cost,
+        };
+        stream.max(fleet.max(unwatched).min(self.longest() / 4))
     }
 
     /// The window stays open this long after its first change at least.
@@ -165,6 +178,8 @@ struct Request {
     /// `None`: only a reload.
     file: Option<(PathBuf, Change)>,
     always: bool,
+    /// Asked by a bulk-lane step.
+    bulk: bool,
     answer: oneshot::Sender<Result<Applied, StepError>>,
 }
 
@@ -201,15 +216,27 @@ impl Queue {
     /// Makes `change` to the file at `path`, tested with the whole config, and returns
     /// once it is live (the file is put back as it was when the test fails with it).
     pub async fn apply(&self, path: &Path, change: Change, reload: Reload) -> Result<Applied, StepError> {
+        self.apply_in(path, change, reload, Lane::Interactive).await
+    }
+
+    /// [`Self::apply`] for a step of `lane`: bulk-lane changes may wait longer for others
+    /// to share their test and reload.
+    pub async fn apply_in(
+        &self,
+        path: &Path,
+        change: Change,
+        reload: Reload,
+        lane: Lane,
+    ) -> Result<Applied, StepError> {
         if reload == Reload::IfChanged && self.already_live(path, &change) {
             return Ok(Applied { changed: false, together: 0 });
         }
-        self.ask(Some((path.to_path_buf(), change)), reload == Reload::Always).await
+        self.ask(Some((path.to_path_buf(), change)), reload == Reload::Always, lane).await
     }
 
     /// Returns once everything written before the call is live.
     pub async fn reload(&self) -> Result<(), StepError> {
-        self.ask(None, true).await.map(|_| ())
+        self.ask(None, true, Lane::Interactive).await.map(|_| ())
     }
 
     /// Held by the cycles while they change, test and load the config: whoever changes
@@ -231,13 +258,14 @@ impl Queue {
         }
     }
 
-    async fn ask(&self, file: Option<(PathBuf, Change)>, always: bool) -> Result<Applied, StepError> {
+    async fn ask(&self, file: Option<(PathBuf, Change)>, always: bool, lane: Lane) -> Result<Applied, StepError> {
         let path = file.as_ref().map(|(p, _)| p.clone());
         if let Some(path) = &path {
             *self.shared.lock().expect("config queue lock").pending.entry(path.clone()).or_default() += 1;
         }
         let (answer, answered) = oneshot::channel();
-        if self.inbox.send(Request { file, always, answer }).is_err() {
+        let bulk = lane == Lane::Bulk;
+        if self.inbox.send(Request { file, always, bulk, answer }).is_err() {
             if let Some(path) = &path {
                 done_with(&self.shared, path);
             }
@@ -284,13 +312,15 @@ async fn cycles<S: Server>(
         }
         let mut batch = vec![first];
         batch.extend(carried.drain(..));
+        let mut bulk = batch.iter().all(|r| r.bulk);
         let (open_until, close) = (opened + window.shortest(), opened + window.longest());
         let (mut last, mut lull) = (opened, Duration::ZERO);
         // Checked before waiting: changes that are ready at once would keep it open.
         while Instant::now() < close && !window.is_full(batch.len()) {
-            let until = close.min(open_until.max(last + window.quiet(batch.len(), last - opened)));
+            let until = close.min(open_until.max(last + window.quiet(batch.len(), last - opened, bulk)));
             match tokio::time::timeout_at(until, requests.recv()).await {
                 Ok(Some(request)) => {
+                    bulk &= request.bulk;
                     batch.push(request);
                     lull = lull.max(last.elapsed());
                     last = Instant::now();
@@ -665,33 +695,45 @@ mod tests {
         let after = |cost_ms: u64| Window::default().after(Duration::from_millis(cost_ms), Duration::ZERO, false);
         let ms = Duration::from_millis;
         let new_server = Window::default();
-        assert_eq!(new_server.quiet(1, Duration::ZERO), Window::QUIET_MIN, "a lone change waits a moment only");
+        assert_eq!(new_server.quiet(1, Duration::ZERO, false), Window::QUIET_MIN, "a lone change waits a moment only");
         assert_eq!(new_server.shortest(), Duration::ZERO);
         assert_eq!(new_server.longest(), Window::LONGEST_MIN);
 
         let small = after(30);
-        assert_eq!(small.quiet(1, Duration::ZERO), Window::QUIET_MIN);
+        assert_eq!(small.quiet(1, Duration::ZERO, false), Window::QUIET_MIN);
         assert_eq!(small.shortest(), ms(30));
-        assert_eq!(small.quiet(101, Duration::from_secs(2)), ms(160), "8 gaps of a stream of 50 a second");
-        assert_eq!(small.quiet(3, Duration::from_secs(10)), Window::QUIET_MAX, "a slow trickle is no stream");
+        assert_eq!(small.quiet(101, Duration::from_secs(2), false), ms(160), "8 gaps of a stream of 50 a second");
+        assert_eq!(small.quiet(3, Duration::from_secs(10), false), Window::QUIET_MAX, "a slow trickle is no stream");
 
-        assert_eq!(after(1_600).quiet(1, Duration::ZERO), ms(200));
+        assert_eq!(after(1_600).quiet(1, Duration::ZERO, false), ms(200));
         assert_eq!(after(3_000).longest(), Duration::from_secs(12));
         let large = after(4_000);
-        assert_eq!(large.quiet(1, Duration::ZERO), Window::QUIET_MAX, "a quarter second ends a burst");
+        assert_eq!(large.quiet(1, Duration::ZERO, false), Window::QUIET_MAX, "a quarter second ends a burst");
         assert_eq!(large.shortest(), ms(4_000), "what came during a long cycle waits for what follows");
         assert_eq!(large.longest(), Duration::from_secs(16), "a stream is cut after four cycles");
         assert_eq!(after(600_000).longest(), Window::LONGEST_MAX);
         assert_eq!(after(600_000).shortest(), Window::LONGEST_MAX);
 
         // A fleet operation's tasks come in bursts: the next window waits out a lull as
-        // long as the longest in the last one (a second at least after a full one), up to
-        // a quarter of its longest.
+        // long as the longest in the last one (2.5 s at least after a full one), up to a
+        // quarter of its longest.
         let fleet = large.after(ms(1_000), ms(1_500), false);
-        assert_eq!(fleet.quiet(1, Duration::ZERO), ms(1_500));
-        assert_eq!(large.after(ms(1_000), ms(300), true).quiet(1, Duration::ZERO), ms(1_000));
-        assert_eq!(large.after(ms(1_000), Duration::from_secs(30), true).quiet(1, Duration::ZERO), ms(2_500));
-        assert_eq!(fleet.after_a_while().quiet(1, Duration::ZERO), ms(125), "once the stream is over, it is over");
+        assert_eq!(fleet.quiet(1, Duration::ZERO, false), ms(1_500));
+        assert_eq!(large.after(ms(1_000), ms(300), true).quiet(1, Duration::ZERO, false), ms(2_500));
+        assert_eq!(large.after(ms(1_000), Duration::from_secs(30), true).quiet(1, Duration::ZERO, false), ms(2_500));
+        assert_eq!(
+            fleet.after_a_while().quiet(1, Duration::ZERO, false),
+            ms(125),
+            "once the stream is over, it is over"
+        );
+
+        // Changes no one watches one by one wait out a lull as long as a test and reload,
+        // up to a quarter of the longest window; a person's change in the window ends that.
+        assert_eq!(large.quiet(1, Duration::ZERO, true), ms(4_000));
+        assert_eq!(after(600_000).quiet(1, Duration::ZERO, true), Duration::from_secs(5));
+        assert_eq!(small.quiet(1, Duration::ZERO, true), Window::QUIET_MIN, "a quick server waits no longer");
+        assert_eq!(new_server.quiet(1, Duration::ZERO, true), ms(1_000), "a reload not timed yet is taken as a second");
+        assert_eq!(large.after_a_while().quiet(1, Duration::ZERO, true), ms(4_000), "a reload costs what it costs");
 
         let four_steps = Window::for_steps(4);
         assert!(!four_steps.is_full(2) && four_steps.is_full(3), "a fleet operation runs three steps at most");

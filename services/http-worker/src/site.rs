@@ -485,7 +485,7 @@ impl<'a> SiteWork<'a> {
         files::ensure_dir(&dir, 0o755, Ownership::default())?;
         let path = self.vhost_path();
         let kind = self.http.service_type;
-        let applied = self.web.apply_vhost(&path, &text, reload).await.map_err(|e| {
+        let applied = self.web.apply_vhost(&path, &text, reload, log.lane()).await.map_err(|e| {
             if e.reason.starts_with(&format!("{kind} config test failed")) {
                 StepError {
                     reason: format!(

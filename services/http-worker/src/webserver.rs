@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use aegir_contract::HttpServiceType;
+use aegir_contract::{HttpServiceType, Lane};
 use aegir_worker::StepError;
 use aegir_worker::command::{self, CommandError, CommandOutput};
 
@@ -175,8 +175,15 @@ impl WebServer {
     /// and the reload. When the test fails the previous vhost is put back (or the new
     /// one removed), so one broken site never stops the server from reloading for the
     /// others; the error carries the web server's own words.
-    pub async fn apply_vhost(&self, path: &Path, contents: &str, reload: Reload) -> Result<Applied, StepError> {
-        self.queue().apply(path, Change::Put(contents.as_bytes().to_vec()), reload).await
+    /// Bulk-lane steps' vhosts may wait longer for others to share the reload.
+    pub async fn apply_vhost(
+        &self,
+        path: &Path,
+        contents: &str,
+        reload: Reload,
+        lane: Lane,
+    ) -> Result<Applied, StepError> {
+        self.queue().apply_in(path, Change::Put(contents.as_bytes().to_vec()), reload, lane).await
     }
 
     /// Removes a vhost and returns once the web server no longer serves it. Returns

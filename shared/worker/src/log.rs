@@ -1,7 +1,7 @@
 use std::sync::{Arc, Mutex};
 
 use aegir_amqp::{Broker, Unconfirmed};
-use aegir_contract::{LogLevel, LogLine};
+use aegir_contract::{Lane, LogLevel, LogLine};
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -19,12 +19,24 @@ pub struct StepLog {
     task_id: Uuid,
     step: Option<u32>,
     source: String,
+    lane: Lane,
     unconfirmed: Arc<Mutex<Vec<Unconfirmed>>>,
 }
 
 impl StepLog {
     pub fn new(broker: Broker, task_id: Uuid, step: Option<u32>, source: String) -> Self {
-        Self { broker, task_id, step, source, unconfirmed: Default::default() }
+        Self { broker, task_id, step, source, lane: Lane::Interactive, unconfirmed: Default::default() }
+    }
+
+    /// The log of a step of `lane`.
+    pub fn in_lane(self, lane: Lane) -> Self {
+        Self { lane, ..self }
+    }
+
+    /// The lane of the step: work it shares with others (a web server's reload) may wait
+    /// longer for them in the bulk lane, where no one watches each step.
+    pub fn lane(&self) -> Lane {
+        self.lane
     }
 
     pub async fn line(&self, level: LogLevel, message: impl Into<String>) {

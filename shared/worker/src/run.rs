@@ -173,7 +173,8 @@ impl StepContext {
             }
             // Which worker ran which step, for the operator reading this server's log.
             tracing::info!(action = step.action.label(), attempt = step.attempt, "running step");
-            let log = StepLog::new(self.broker.clone(), step.task_id, Some(step.step), self.route.to_string());
+            let log = StepLog::new(self.broker.clone(), step.task_id, Some(step.step), self.route.to_string())
+                .in_lane(step.lane);
             let outcome = self.run_step(&step, &delivery, handler, &log).await;
             let result = StepResult {
                 task_id: step.task_id,
