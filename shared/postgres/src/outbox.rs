@@ -32,6 +32,7 @@
 //! ```
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ use aegir_amqp::{AmqpError, Broker, Outgoing, Publishable};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -66,6 +68,8 @@ const HANDOFF_ROOM: usize = 20_000;
 #[derive(Clone)]
 pub struct Outbox {
     wake: Arc<Notify>,
+    /// Set by [`Outbox::wake`]: the next round polls.
+    poll_asked: Arc<AtomicBool>,
     handed: Arc<Handed>,
     grace: Duration,
 }
@@ -80,7 +84,7 @@ type Row = (i64, String, String, Vec<u8>, Option<String>);
 
 impl Default for Outbox {
     fn default() -> Self {
-        Self { wake: Arc::default(), handed: Arc::default(), grace: HANDOFF_GRACE }
+        Self { wake: Arc::default(), poll_asked: Arc::default(), handed: Arc::default(), grace: HANDOFF_GRACE }
     }
 }
 
@@ -184,18 +188,18 @@ impl Outbox {
 
     /// Call after committing a transaction that enqueued messages.
     pub fn wake(&self) {
+        self.poll_asked.store(true, Ordering::SeqCst);
         self.wake.notify_one();
     }
 
     /// Publishes handed-off rows as they come and polls due rows (when woken and every
-    /// second) until `shutdown`. Its deletes go through a connection of its own that does
-    /// not wait for them to be flushed: a lost delete only publishes a row again.
+    /// second, also while handed-off rows keep coming) until `shutdown`. Its deletes go
+    /// through a connection of its own that does not wait for them to be flushed: a lost
+    /// delete only publishes a row again.
     pub async fn relay(self, pool: PgPool, broker: Broker, shutdown: CancellationToken) {
         let options = (*pool.connect_options()).clone().options([("synchronous_commit", "off")]);
         let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
-        let mut poll = tokio::time::interval(POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut poll_due = true;
+        let mut next_poll = Instant::now();
         let mut backoff = false;
         loop {
             if backoff {
@@ -206,29 +210,33 @@ impl Outbox {
                 backoff = false;
             }
             let handed = self.take_handed();
-            if !handed.is_empty() {
-                if let Err(e) = publish_handed(&pool, &broker, &handed).await {
-                    tracing::warn!(error = %e, "outbox relay failed; retrying");
-                    self.put_back(handed);
-                    backoff = true;
+            let had_handed = !handed.is_empty();
+            if had_handed && let Err(e) = publish_handed(&pool, &broker, &handed).await {
+                tracing::warn!(error = %e, "outbox relay failed; retrying");
+                self.put_back(handed);
+                backoff = true;
+                continue;
+            }
+            if self.poll_asked.swap(false, Ordering::SeqCst) || Instant::now() >= next_poll {
+                match relay_batch(&pool, &broker).await {
+                    // More are due: poll again next round.
+                    Ok(n) if n as i64 == BATCH => self.poll_asked.store(true, Ordering::SeqCst),
+                    Ok(_) => next_poll = Instant::now() + POLL,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox relay failed; retrying");
+                        self.poll_asked.store(true, Ordering::SeqCst);
+                        backoff = true;
+                    }
                 }
                 continue;
             }
-            if poll_due {
-                match relay_batch(&pool, &broker).await {
-                    Ok(n) if n as i64 == BATCH => continue,
-                    Ok(_) => poll_due = false,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "outbox relay failed; retrying");
-                        backoff = true;
-                        continue;
-                    }
-                }
+            if had_handed {
+                continue;
             }
             tokio::select! {
                 _ = self.handed.arrived.notified() => {}
-                _ = self.wake.notified() => poll_due = true,
-                _ = poll.tick() => poll_due = true,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep_until(next_poll) => {}
                 _ = shutdown.cancelled() => return self.drain(&pool, &broker).await,
             }
         }

@@ -256,5 +256,32 @@ async fn handed_off_messages_go_from_memory_and_ones_never_handed_off_are_polled
     assert_eq!(left.0, 0, "and deleted");
     shutdown.cancel();
     relay.await.unwrap();
+
+    // A long run of handed-off rows does not hold back a polled one.
+    const STREAM: usize = 10_000;
+    let shutdown = CancellationToken::new();
+    let outbox = Outbox::new();
+    let relay = tokio::spawn(outbox.clone().relay(pool.clone(), broker.clone(), shutdown.clone()));
+    let names: Vec<String> = (0..STREAM).map(|n| format!("stream {n}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut tx = pool.begin().await.unwrap();
+    let stream = outbox.write(&mut tx, staged(&names)).await.unwrap();
+    tx.commit().await.unwrap();
+    outbox.hand_off(stream);
+    let mut tx = pool.begin().await.unwrap();
+    Outbox::enqueue(&mut tx, &line("polled"), None).await.unwrap();
+    tx.commit().await.unwrap();
+    outbox.wake();
+    let mut order = Vec::new();
+    while let Some(line) = wait_event(&channel, Duration::from_secs(10)).await {
+        order.push(line.message);
+        if order.len() == STREAM + 1 {
+            break;
+        }
+    }
+    let polled = order.iter().position(|m| m == "polled").expect("the polled row is published");
+    assert!(polled < STREAM / 2, "the polled row waited for the handed-off ones: {polled} of {}", order.len());
+    shutdown.cancel();
+    relay.await.unwrap();
     pool.close().await;
 }
