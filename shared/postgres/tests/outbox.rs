@@ -45,6 +45,26 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// The scratch database with an outbox table, a broker handle, and a channel to read
+    /// what is published (with its connection, kept open as long as it is used).
+    async fn connect(&self) -> (sqlx::PgPool, Broker, lapin::Connection, lapin::Channel) {
+        let pool = aegir_postgres::connect(&self.database_url, Some("outbox_test"), 4).await.unwrap();
+        sqlx::query(
+            "CREATE TABLE outbox (id bigserial PRIMARY KEY, exchange text NOT NULL, routing_key text NOT NULL,
+             body bytea NOT NULL, traceparent text, publish_after timestamptz NOT NULL DEFAULT now())",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let broker = Broker::new(self.amqp_url.clone(), "outbox test");
+        broker.ready().await;
+        let conn = lapin::Connection::connect(&self.amqp_url, Default::default()).await.unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        (pool, broker, conn, channel)
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::process::Command::new("rabbitmqctl").args(["delete_vhost", &self.vhost]).output();
@@ -86,22 +106,10 @@ async fn wait_event(channel: &lapin::Channel, within: Duration) -> Option<LogLin
 #[tokio::test(flavor = "multi_thread")]
 async fn committed_messages_are_published_rolled_back_ones_never_and_delayed_ones_later() {
     let scratch = Scratch::new();
-    let pool = aegir_postgres::connect(&scratch.database_url, Some("outbox_test"), 4).await.unwrap();
-    sqlx::query(
-        "CREATE TABLE outbox (id bigserial PRIMARY KEY, exchange text NOT NULL, routing_key text NOT NULL,
-         body bytea NOT NULL, traceparent text, publish_after timestamptz NOT NULL DEFAULT now())",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-
-    let broker = Broker::new(scratch.amqp_url.clone(), "outbox test");
-    broker.ready().await;
+    let (pool, broker, _conn, channel) = scratch.connect().await;
     let outbox = Outbox::new();
     let shutdown = CancellationToken::new();
     let relay = tokio::spawn(outbox.clone().relay(pool.clone(), broker.clone(), shutdown.clone()));
-    let conn = lapin::Connection::connect(&scratch.amqp_url, Default::default()).await.unwrap();
-    let channel = conn.create_channel().await.unwrap();
 
     let mut tx = pool.begin().await.unwrap();
     Outbox::enqueue(&mut tx, &line("rolled back"), None).await.unwrap();
@@ -132,22 +140,10 @@ async fn committed_messages_are_published_rolled_back_ones_never_and_delayed_one
 #[tokio::test(flavor = "multi_thread")]
 async fn staged_messages_are_written_together_in_order_and_keep_their_delay() {
     let scratch = Scratch::new();
-    let pool = aegir_postgres::connect(&scratch.database_url, Some("outbox_test"), 4).await.unwrap();
-    sqlx::query(
-        "CREATE TABLE outbox (id bigserial PRIMARY KEY, exchange text NOT NULL, routing_key text NOT NULL,
-         body bytea NOT NULL, traceparent text, publish_after timestamptz NOT NULL DEFAULT now())",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-
-    let broker = Broker::new(scratch.amqp_url.clone(), "outbox test");
-    broker.ready().await;
+    let (pool, broker, _conn, channel) = scratch.connect().await;
     let outbox = Outbox::new();
     let shutdown = CancellationToken::new();
     let relay = tokio::spawn(outbox.clone().relay(pool.clone(), broker.clone(), shutdown.clone()));
-    let conn = lapin::Connection::connect(&scratch.amqp_url, Default::default()).await.unwrap();
-    let channel = conn.create_channel().await.unwrap();
 
     let mut tx = pool.begin().await.unwrap();
     let mut staged = Staged::new();
@@ -187,18 +183,7 @@ async fn staged_messages_are_written_together_in_order_and_keep_their_delay() {
 #[tokio::test(flavor = "multi_thread")]
 async fn handed_off_messages_go_from_memory_and_ones_never_handed_off_are_polled_after_their_grace() {
     let scratch = Scratch::new();
-    let pool = aegir_postgres::connect(&scratch.database_url, Some("outbox_test"), 4).await.unwrap();
-    sqlx::query(
-        "CREATE TABLE outbox (id bigserial PRIMARY KEY, exchange text NOT NULL, routing_key text NOT NULL,
-         body bytea NOT NULL, traceparent text, publish_after timestamptz NOT NULL DEFAULT now())",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    let broker = Broker::new(scratch.amqp_url.clone(), "outbox test");
-    broker.ready().await;
-    let conn = lapin::Connection::connect(&scratch.amqp_url, Default::default()).await.unwrap();
-    let channel = conn.create_channel().await.unwrap();
+    let (pool, broker, _conn, channel) = scratch.connect().await;
     let shutdown = CancellationToken::new();
     let staged = |messages: &[&str]| {
         let mut staged = Staged::new();
