@@ -794,6 +794,34 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bulk_lane_changes_wait_out_a_lull_as_long_as_a_reload_and_peoples_do_not() {
+        // Reloads for three changes of `lane` half a second apart, on a server whose test
+        // and reload take 0.8 s together.
+        async fn reloads_for(lane: Lane) -> usize {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = Fake::new(dir.path(), Duration::from_millis(400));
+            let queue = Queue::start(fake.clone(), usize::MAX);
+            // One change first, so the queue has timed a test and reload.
+            queue.apply(&vhost(dir.path(), 0), Change::Put(b"first".to_vec()), Reload::IfChanged).await.unwrap();
+            let before = fake.reloads.load(Ordering::SeqCst);
+            let mut asks = Vec::new();
+            for n in 1..=3 {
+                let (queue, path) = (queue.clone(), vhost(dir.path(), n));
+                asks.push(tokio::spawn(async move {
+                    queue.apply_in(&path, Change::Put(b"server".to_vec()), Reload::IfChanged, lane).await
+                }));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            for ask in asks {
+                assert!(ask.await.unwrap().is_ok());
+            }
+            fake.reloads.load(Ordering::SeqCst) - before
+        }
+        assert_eq!(reloads_for(Lane::Bulk).await, 1, "a fleet operation's changes share one reload");
+        assert_eq!(reloads_for(Lane::Interactive).await, 2, "a person's change does not wait that long");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn changes_that_come_during_a_long_cycle_wait_for_the_next_wave() {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(dir.path(), Duration::from_millis(200));
