@@ -1,7 +1,8 @@
 //! What the scheduled queues share: each enabled site gets a task once per interval, at
-//! a moment within the period fixed by its uri, so thousands of sites are spread evenly
-//! over the period instead of all starting at once. A site busy with another task, or
-//! one whose state refuses the task, skips that round only.
+//! a moment within the period fixed by its uri and the queue, so thousands of sites are
+//! spread evenly over the period instead of all starting at once, and one site's queues
+//! fall at different moments. A site busy with another task is asked again shortly
+//! (see [`busy_retry`]); one whose state refuses the task skips that round only.
 
 use std::time::Duration;
 
@@ -14,6 +15,13 @@ use crate::task_args::TaskArgs;
 
 /// Sites queued per round at most, so one round is one short transaction.
 const BATCH: i64 = 200;
+
+/// How long a site found busy waits before its queue asks again: a tenth of the
+/// interval, between 1 s and 5 minutes. Skipping a whole period instead would let two
+/// queues that keep finding each other's task running starve one another.
+pub fn busy_retry(interval: Duration) -> Duration {
+    (interval / 10).clamp(Duration::from_secs(1), Duration::from_secs(300))
+}
 
 /// One scheduled queue.
 pub struct Periodic {
@@ -34,13 +42,15 @@ impl Periodic {
         };
         let default_secs = i32::try_from(default.as_secs()).unwrap_or(i32::MAX);
         let mut tx = pool.begin().await?;
-        // Column names come from this file only, never from input.
+        // Column names come from this file only, never from input. The queue's name salts
+        // the moment, so a site's cron and stats do not fall due together.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE sites SET {next} = now() + make_interval(
-                 secs => {interval} * ((hashtext(uri) & 2147483647) % 10000) / 10000.0)
+                 secs => {interval} * ((hashtext(uri || ' ' || $2) & 2147483647) % 10000) / 10000.0)
              WHERE status = 'enabled' AND {next} IS NULL AND {interval} > 0"
         )))
         .bind(default_secs)
+        .bind(self.task.to_string())
         .execute(&mut *tx)
         .await?;
         let due: Vec<(String, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -54,23 +64,48 @@ impl Periodic {
         .await?;
         let mut queued = 0;
         for (uri, secs) in due {
-            // One period on, or half a period from now when rounds were missed.
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE sites SET {next} = GREATEST({next} + make_interval(secs => $2),
-                                                    now() + make_interval(secs => $2) / 2)
-                 WHERE uri = $1"
-            )))
-            .bind(&uri)
-            .bind(f64::from(secs))
-            .execute(&mut *tx)
-            .await?;
-            let Ok(uri) = SiteUri::parse(&uri) else { continue };
-            match enqueue_queued(&mut tx, &ContextName::Site(uri.clone()), self.task, &TaskArgs::default()).await? {
-                Queued::Task(_) => queued += 1,
-                Queued::Busy => tracing::debug!(site = %uri, task = %self.task, "skipped this round: the site is busy"),
-                Queued::Refused(reason) => {
-                    tracing::warn!(site = %uri, task = %self.task, %reason, "not queued this round")
+            let busy = match SiteUri::parse(&uri) {
+                Err(_) => false,
+                Ok(site) => {
+                    match enqueue_queued(&mut tx, &ContextName::Site(site.clone()), self.task, &TaskArgs::default())
+                        .await?
+                    {
+                        Queued::Task(_) => {
+                            queued += 1;
+                            false
+                        }
+                        Queued::Busy => {
+                            tracing::debug!(site = %site, task = %self.task, "the site is busy: asking again shortly");
+                            true
+                        }
+                        Queued::Refused(reason) => {
+                            tracing::warn!(site = %site, task = %self.task, %reason, "not queued this round");
+                            false
+                        }
+                    }
                 }
+            };
+            let period = f64::from(secs);
+            if busy {
+                let retry = busy_retry(Duration::from_secs(u64::try_from(secs).unwrap_or(1))).as_secs_f64();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE sites SET {next} = now() + make_interval(secs => $2) WHERE uri = $1"
+                )))
+                .bind(&uri)
+                .bind(retry)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                // One period on, or half a period from now when rounds were missed.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE sites SET {next} = GREATEST({next} + make_interval(secs => $2),
+                                                        now() + make_interval(secs => $2) / 2)
+                     WHERE uri = $1"
+                )))
+                .bind(&uri)
+                .bind(period)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;

@@ -7,6 +7,7 @@ mod helpers;
 mod https;
 mod operations;
 mod retention;
+mod scheduled_queues;
 mod site_archives;
 mod sites;
 mod tasks;
