@@ -759,14 +759,16 @@ impl PendingStep {
         while let Some(delivery) = self.consumer.next().await {
             let delivery = delivery.unwrap();
             if delivery.routing_key.as_str() == "task.log" {
-                let line = aegir_contract::LogLine::decode(&delivery.data).unwrap();
-                if line.task_id == self.task_id {
-                    lines.push(line);
+                let log = aegir_contract::TaskLog::decode(&delivery.data).unwrap();
+                if log.task_id == self.task_id {
+                    lines.extend(log.lines);
                 }
                 continue;
             }
             let result = aegir_contract::StepResult::decode(&delivery.data).unwrap();
             if result.task_id == self.task_id {
+                // The lines not sent before the step ended ride in its result.
+                lines.extend(result.log.iter().cloned());
                 return (result, lines);
             }
         }

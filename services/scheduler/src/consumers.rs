@@ -14,12 +14,11 @@ use aegir_amqp::lapin_types::{AMQPValue, FieldTable};
 use aegir_amqp::signing::MasterKey;
 use aegir_amqp::topology::{DEAD_LETTER_EXCHANGE, QueueName, TASK_CANCEL_KEY};
 use aegir_amqp::{Broker, Delivery, extract_trace_context};
-use aegir_contract::{LogLevel, LogLine, Message, Route, StepResult, TaskCancelRequested, TaskRef, TaskRequested};
-use chrono::Utc;
+use aegir_contract::{LogLevel, Message, Route, StepResult, TaskCancelRequested, TaskLog, TaskRef, TaskRequested};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use uuid::Uuid;
 
+use crate::change::scheduler_line;
 use crate::tasks::{TaskError, Tasks};
 
 #[derive(Clone)]
@@ -125,16 +124,9 @@ impl Consumers {
     async fn refuse(&self, delivery: &Delivery, queue: &str, why: &str) {
         tracing::warn!(queue, reason = why, "refusing an invalid message; dead-lettering it");
         if let Some(task) = TaskRef::peek(&delivery.data) {
-            let line = LogLine {
-                id: Uuid::now_v7(),
-                task_id: task.task_id,
-                step: task.step,
-                level: LogLevel::Error,
-                message: format!("the scheduler refused a message of this task: {why}"),
-                source: "scheduler".into(),
-                at: Utc::now(),
-            };
-            if let Err(e) = self.broker.publish(&line).await {
+            let message = format!("the scheduler refused a message of this task: {why}");
+            let lines = vec![scheduler_line(task.task_id, task.step, LogLevel::Error, message)];
+            if let Err(e) = self.broker.publish(&TaskLog { task_id: task.task_id, lines }).await {
                 tracing::warn!(error = %e, "could not log the refusal in the task's log");
             }
         }

@@ -5,10 +5,11 @@
 //! scheduler.results ── StepResult    ──▶ record: next step, retry, or finish
 //! scheduler.dead    ── dead letters  ──▶ fail the task they belong to
 //!                                        │
-//!            outbox (same transaction) ◀─┘──▶ relay ──▶ StepDispatched, LogLine,
+//!            outbox (same transaction) ◀─┘──▶ relay ──▶ StepDispatched, TaskLog,
 //!                                                      TaskStarted, TaskFinished
 //! ```
 
+mod change;
 mod consumers;
 mod plan;
 mod requests;

@@ -8,21 +8,22 @@
 //! - a task ends exactly once: the `UPDATE … WHERE status IN ('waiting', 'running')`
 //!   that finishes it matches once.
 //!
-//! The messages a change causes are staged and written to the outbox in one statement
-//! just before its commit, so a change costs a few round trips, not one per message;
-//! after the commit they go to the relay from memory.
+//! The messages a change causes are gathered in a [`Change`] and written to the outbox
+//! in one statement just before its commit, so a change costs a few round trips, not one
+//! per message; after the commit they go to the relay from memory.
 
 use std::time::Duration;
 
 use aegir_contract::{
-    Lane, LogLevel, LogLine, StepAction, StepDispatched, StepOutcome, StepResult, TaskFinished, TaskOutcome,
+    Lane, LogLevel, StepAction, StepDispatched, StepOutcome, StepResult, TaskFinished, TaskLog, TaskOutcome,
     TaskRequested, TaskStarted,
 };
-use aegir_postgres::{Outbox, OutboxError, Staged};
+use aegir_postgres::{Outbox, OutboxError};
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::change::{Change, scheduler_line};
 use crate::plan;
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +134,7 @@ impl Tasks {
                     transient: false,
                 },
                 finished_at: Utc::now(),
+                log: vec![],
             };
             tracing::warn!(%task_id, step, route = %action.route(), "step overdue; failing it");
             self.record(&result).await?;
@@ -173,21 +175,21 @@ impl Tasks {
             tracing::info!(task_id = %request.task_id, "task already accepted; ignoring the repeat");
             return Ok(());
         }
-        let mut out = Staged::new();
+        let mut out = Change::new();
         // Nothing before it: it starts now, as it was asked (one that has no step ends at
         // once, and so the scheduler looks for the next one as after any end).
         let started = ahead.is_none() && self.start(&mut tx, &mut out, request.task_id, request).await?;
         let running = if started { None } else { self.start_next(&mut tx, &mut out, &context).await? };
         if let Some(running) = running {
             let message = format!("queued: waiting for task {running} on {context} to finish");
-            stage_log(&mut out, request.task_id, None, LogLevel::Info, message);
+            out.log(request.task_id, None, LogLevel::Info, message);
         }
         self.commit(tx, out).await
     }
 
     /// Writes the staged messages, commits, and hands them to the relay.
-    async fn commit(&self, mut tx: sqlx::Transaction<'_, sqlx::Postgres>, out: Staged) -> Result<(), TaskError> {
-        let written = self.outbox.write(&mut tx, out).await?;
+    async fn commit(&self, mut tx: sqlx::Transaction<'_, sqlx::Postgres>, out: Change) -> Result<(), TaskError> {
+        let written = self.outbox.write(&mut tx, out.into_staged()).await?;
         tx.commit().await?;
         self.outbox.hand_off(written);
         Ok(())
@@ -201,7 +203,7 @@ impl Tasks {
             tracing::warn!(%task_id, "cancel of a task this scheduler never accepted; ignoring it");
             return Ok(());
         };
-        let mut out = Staged::new();
+        let mut out = Change::new();
         if task.status == "waiting" {
             let request = stored_request(task_id, &task)?;
             let reason = Some("cancelled before it started".into());
@@ -209,7 +211,7 @@ impl Tasks {
         } else {
             let when = if task.status == "running" { "had started" } else { "had ended" };
             let message = format!("cancel refused: the task {when}; a task can be cancelled only while it waits");
-            stage_log(&mut out, task_id, None, LogLevel::Warning, message);
+            out.log(task_id, None, LogLevel::Warning, message);
         }
         self.commit(tx, out).await
     }
@@ -246,7 +248,7 @@ impl Tasks {
             return Ok(());
         }
         let label = action.map_or("step", StepAction::label);
-        let mut out = Staged::new();
+        let mut out = Change::new();
         match &result.outcome {
             StepOutcome::Failed { reason, transient: true } if result.attempt + 1 < self.retry.max_attempts => {
                 let attempt = result.attempt + 1;
@@ -257,7 +259,7 @@ impl Tasks {
                     attempt + 1,
                     self.retry.max_attempts
                 );
-                stage_log(&mut out, result.task_id, Some(result.step), LogLevel::Warning, message);
+                out.log(result.task_id, Some(result.step), LogLevel::Warning, message);
                 let action = action.cloned().expect("a current step has an action");
                 dispatch(
                     (&mut tx, &mut out),
@@ -337,9 +339,9 @@ impl Tasks {
             .bind(&reason)
             .execute(&mut *tx)
             .await?;
-            let mut out = Staged::new();
+            let mut out = Change::new();
             if inserted.rows_affected() == 1 {
-                stage_log(&mut out, task_id, None, LogLevel::Error, format!("task failed: {reason}"));
+                out.log(task_id, None, LogLevel::Error, format!("task failed: {reason}"));
                 let finished = TaskFinished {
                     task_id,
                     context: None,
@@ -347,8 +349,9 @@ impl Tasks {
                     outcome: TaskOutcome::Failed,
                     reason: Some(reason),
                     at: Utc::now(),
+                    log: vec![],
                 };
-                out.push(&finished, None);
+                out.finished(finished);
             }
             return self.commit(tx, out).await;
         };
@@ -361,7 +364,7 @@ impl Tasks {
             return Ok(());
         }
         let request = stored_request(task_id, &task)?;
-        let mut out = Staged::new();
+        let mut out = Change::new();
         if task.status == "running" && task.phase == "forward" {
             let plan = plan::steps(&request);
             let step = task.current_step as usize;
@@ -384,7 +387,7 @@ impl Tasks {
     async fn step_failed(
         &self,
         tx: &mut PgConnection,
-        out: &mut Staged,
+        out: &mut Change,
         task: &TaskRow,
         request: &TaskRequested,
         plan: &[plan::PlannedStep],
@@ -404,7 +407,7 @@ impl Tasks {
             .await?;
         let labels: Vec<&str> = undo.iter().map(StepAction::label).collect();
         let message = format!("{reason}; rolling back: {}", labels.join(", then "));
-        stage_log(out, request.task_id, None, LogLevel::Error, message);
+        out.log(request.task_id, None, LogLevel::Error, message);
         let task_ref = (request.task_id, request.lane);
         dispatch((tx, out), task_ref, first, plan.len(), plan.len(), 0, self.timing(None)).await
     }
@@ -414,7 +417,7 @@ impl Tasks {
     async fn start_next(
         &self,
         tx: &mut PgConnection,
-        out: &mut Staged,
+        out: &mut Change,
         context: &str,
     ) -> Result<Option<Uuid>, TaskError> {
         loop {
@@ -445,7 +448,7 @@ impl Tasks {
     async fn start(
         &self,
         tx: &mut PgConnection,
-        out: &mut Staged,
+        out: &mut Change,
         task_id: Uuid,
         request: &TaskRequested,
     ) -> Result<bool, TaskError> {
@@ -456,23 +459,24 @@ impl Tasks {
             kind: request.kind,
             steps: plan.len() as u32,
             at: Utc::now(),
+            log: vec![],
         };
-        out.push(&started, None);
         let lane = match request.lane {
             Lane::Interactive => "",
             Lane::Bulk => " (bulk lane: people's steps go first)",
         };
         let message = format!("{} {} started: {} step(s){lane}", request.kind, started.context, plan.len());
-        stage_log(out, task_id, None, LogLevel::Info, message);
+        out.started(started);
+        out.log(task_id, None, LogLevel::Info, message);
         if let Some(notice) = plan::notice(request) {
-            stage_log(out, task_id, None, LogLevel::Warning, notice);
+            out.log(task_id, None, LogLevel::Warning, notice);
         }
         let Some(first) = plan.first() else {
             sqlx::query("UPDATE tasks SET status = 'running', started_at = now() WHERE task_id = $1")
                 .bind(task_id)
                 .execute(&mut *tx)
                 .await?;
-            stage_log(out, task_id, None, LogLevel::Info, "no step runs on a server for this task");
+            out.log(task_id, None, LogLevel::Info, "no step runs on a server for this task");
             self.finish(&mut *tx, out, request, TaskOutcome::Success, None).await?;
             return Ok(false);
         };
@@ -486,7 +490,7 @@ impl Tasks {
     async fn finish(
         &self,
         tx: &mut PgConnection,
-        out: &mut Staged,
+        out: &mut Change,
         request: &TaskRequested,
         outcome: TaskOutcome,
         reason: Option<String>,
@@ -505,12 +509,10 @@ impl Tasks {
         }
         match (outcome, &reason) {
             (TaskOutcome::Cancelled, _) => {
-                stage_log(out, request.task_id, None, LogLevel::Warning, "task cancelled before it started")
+                out.log(request.task_id, None, LogLevel::Warning, "task cancelled before it started")
             }
-            (_, Some(reason)) => {
-                stage_log(out, request.task_id, None, LogLevel::Error, format!("task failed: {reason}"))
-            }
-            (_, None) => stage_log(out, request.task_id, None, LogLevel::Success, "task succeeded"),
+            (_, Some(reason)) => out.log(request.task_id, None, LogLevel::Error, format!("task failed: {reason}")),
+            (_, None) => out.log(request.task_id, None, LogLevel::Success, "task succeeded"),
         }
         let finished = TaskFinished {
             task_id: request.task_id,
@@ -519,8 +521,9 @@ impl Tasks {
             outcome,
             reason,
             at: Utc::now(),
+            log: vec![],
         };
-        out.push(&finished, None);
+        out.finished(finished);
         Ok(())
     }
 }
@@ -577,7 +580,7 @@ struct Timing {
 /// makes it the task's current step and attempt, with the deadline of its answer, and
 /// marks the task running (since now, when it had not started).
 async fn dispatch(
-    (tx, out): (&mut PgConnection, &mut Staged),
+    (tx, out): (&mut PgConnection, &mut Change),
     (task_id, lane): (Uuid, Lane),
     action: StepAction,
     step: usize,
@@ -603,10 +606,10 @@ async fn dispatch(
     } else {
         format!("undo step {}: {} on {route}", step - planned + 1, action.label())
     };
-    stage_log(out, task_id, Some(step as u32), LogLevel::Info, message);
+    out.log(task_id, Some(step as u32), LogLevel::Info, message);
     let dispatched =
         StepDispatched { task_id, step: step as u32, attempt, route, lane, action, dispatched_at: Utc::now() };
-    out.push(&dispatched, delay);
+    out.dispatch(dispatched, delay);
     Ok(())
 }
 
@@ -618,24 +621,8 @@ pub(crate) async fn log(
     level: LogLevel,
     message: impl Into<String>,
 ) -> Result<(), OutboxError> {
-    Outbox::enqueue(tx, &scheduler_line(task_id, step, level, message), None).await
-}
-
-/// Like [`log`], staged with the other messages of the change.
-fn stage_log(out: &mut Staged, task_id: Uuid, step: Option<u32>, level: LogLevel, message: impl Into<String>) {
-    out.push(&scheduler_line(task_id, step, level, message), None);
-}
-
-fn scheduler_line(task_id: Uuid, step: Option<u32>, level: LogLevel, message: impl Into<String>) -> LogLine {
-    LogLine {
-        id: Uuid::now_v7(),
-        task_id,
-        step,
-        level,
-        message: message.into(),
-        source: "scheduler".into(),
-        at: Utc::now(),
-    }
+    let lines = vec![scheduler_line(task_id, step, level, message)];
+    Outbox::enqueue(tx, &TaskLog { task_id, lines }, None).await
 }
 
 /// Forgets tasks that finished more than `keep` ago. The scheduler's rows only guard

@@ -2,7 +2,8 @@
 //!
 //! Events are stored in lanes side by side, each lane in queue order; all events of one
 //! task take the same lane, so a task's log keeps its order. What a lane has received
-//! is stored in one transaction (runs of log lines in one statement).
+//! is stored in one transaction, all its log lines in one statement (the lines a start,
+//! end or step result carries are stored before it is applied).
 //! Each event is applied idempotently (a redelivered event changes nothing) and acked
 //! only after its transaction committed.
 //! An event that cannot be understood is dead-lettered; one the database refuses is
@@ -17,7 +18,7 @@ use aegir_amqp::topology::{EventKey, QueueName};
 use aegir_amqp::{Broker, ConsumerSpec, Delivery, consume, extract_trace_context};
 use aegir_contract::{
     ContextName, LogLine, Message, PlatformName, ServerName, SiteUri, StepFacts, StepOutcome, StepResult, TaskFinished,
-    TaskKind, TaskOutcome, TaskRef, TaskStarted,
+    TaskKind, TaskLog, TaskOutcome, TaskRef, TaskStarted,
 };
 use aegir_postgres::Outbox;
 use chrono::{DateTime, Utc};
@@ -40,8 +41,7 @@ const PREFETCH: u16 = 100;
 const EVENT_KEYS: [EventKey; 5] =
     [EventKey::TaskLog, EventKey::StepResult, EventKey::StepResultBare, EventKey::TaskStarted, EventKey::TaskFinished];
 
-/// Events of one lane taken at once: consecutive log lines among them are stored in one
-/// statement.
+/// Events of one lane taken at once: their log lines are stored in one statement.
 const BATCH: usize = 64;
 
 /// Lanes events are stored in, side by side. The events of one task always take the
@@ -99,7 +99,7 @@ fn event_key(routing_key: &str) -> Option<EventKey> {
 // One at a time, decoded and dropped: boxing would only make matching noisier.
 #[allow(clippy::large_enum_variant)]
 enum Event {
-    Log(LogLine),
+    Log(TaskLog),
     Step(StepResult),
     Started(TaskStarted),
     Finished(TaskFinished),
@@ -112,7 +112,7 @@ impl Event {
             format!("unknown event `{routing_key}`; task-api knows task.log, step.result, task.started, task.finished")
         })?;
         let decoded = match key {
-            EventKey::TaskLog => LogLine::decode(body).map(Event::Log),
+            EventKey::TaskLog => TaskLog::decode(body).map(Event::Log),
             EventKey::StepResult | EventKey::StepResultBare => StepResult::decode(body).map(Event::Step),
             EventKey::TaskStarted => TaskStarted::decode(body).map(Event::Started),
             EventKey::TaskFinished => TaskFinished::decode(body).map(Event::Finished),
@@ -126,6 +126,16 @@ impl Event {
             Event::Step(_) => EventKey::StepResult.as_str(),
             Event::Started(_) => EventKey::TaskStarted.as_str(),
             Event::Finished(_) => EventKey::TaskFinished.as_str(),
+        }
+    }
+
+    /// The log lines it carries, stored before it is applied.
+    fn lines(&self) -> &[LogLine] {
+        match self {
+            Event::Log(m) => &m.lines,
+            Event::Step(m) => &m.log,
+            Event::Started(m) => &m.log,
+            Event::Finished(m) => &m.log,
         }
     }
 
@@ -179,7 +189,7 @@ const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
 impl EventConsumer {
-    /// Stores a lane's batch of events in one transaction, in their order (runs of log
+    /// Stores a lane's batch of events in one transaction, in their order (their log
     /// lines in one statement), and acks them once it committed: one commit for many
     /// events rather than one each. When the database refuses something in it, the
     /// events go through one at a time, so only the refused one is dead-lettered.
@@ -233,26 +243,32 @@ impl EventConsumer {
     async fn store_together(&self, events: &[(Delivery, Event)]) -> sqlx::Result<(Vec<Effect>, After)> {
         let mut tx = self.pool.begin().await?;
         let mut after = After::default();
-        let mut effects = Vec::with_capacity(events.len());
-        let mut rest = events;
-        while let Some(((_, first), _)) = rest.split_first() {
-            let lines: Vec<&LogLine> = rest
-                .iter()
-                .map_while(|(_, event)| match event {
-                    Event::Log(line) => Some(line),
-                    _ => None,
-                })
-                .collect();
-            if lines.len() > 1 {
-                effects.extend(self.log_lines(&mut tx, &lines, &mut after).await?);
-                rest = &rest[lines.len()..];
-            } else {
-                effects.push(self.apply(&mut tx, first, &mut after).await?);
-                rest = &rest[1..];
-            }
-        }
+        let events: Vec<&Event> = events.iter().map(|(_, event)| event).collect();
+        let effects = self.store(&mut tx, &events, &mut after).await?;
         tx.commit().await?;
         Ok((effects, after))
+    }
+
+    /// Applies `events` in `tx`, in their order, every line they carry first; their effects.
+    async fn store(&self, tx: &mut PgConnection, events: &[&Event], after: &mut After) -> sqlx::Result<Vec<Effect>> {
+        let lines: Vec<&LogLine> = events.iter().flat_map(|event| event.lines()).collect();
+        let applied = self.log_lines(tx, &lines, after).await?;
+        let mut effects = Vec::with_capacity(events.len());
+        for event in events {
+            let lines_applied = event.lines().iter().any(|line| applied.contains(&line.id));
+            let effect = match event {
+                Event::Log(_) if lines_applied => Effect::Applied,
+                Event::Log(log) => unchanged_or_unknown(tx, log.task_id).await?,
+                Event::Started(started) => task_started(tx, started, after).await?,
+                Event::Step(result) => self.step_result(tx, result, after).await?,
+                Event::Finished(finished) => self.task_finished(tx, finished, after).await?,
+            };
+            effects.push(match effect {
+                Effect::Unchanged if lines_applied => Effect::Applied,
+                effect => effect,
+            });
+        }
+        Ok(effects)
     }
 
     /// Stores one event in a transaction of its own, retrying while the database is away.
@@ -266,7 +282,7 @@ impl EventConsumer {
                 let mut after = After::default();
                 let stored = async {
                     let mut tx = self.pool.begin().await?;
-                    let effect = self.apply(&mut tx, &event, &mut after).await?;
+                    let effect = self.store(&mut tx, &[&event], &mut after).await?.remove(0);
                     tx.commit().await?;
                     Ok::<_, sqlx::Error>(effect)
                 };
@@ -330,38 +346,26 @@ impl EventConsumer {
         }
     }
 
-    async fn apply(&self, tx: &mut PgConnection, event: &Event, after: &mut After) -> sqlx::Result<Effect> {
-        match event {
-            Event::Log(line) => Ok(self.log_lines(tx, &[line], after).await?.remove(0)),
-            Event::Started(started) => task_started(tx, started, after).await,
-            Event::Step(result) => self.step_result(tx, result, after).await,
-            Event::Finished(finished) => self.task_finished(tx, finished, after).await,
-        }
-    }
-
-    /// Stores log lines in one statement, numbered in their order; each one's effect.
+    /// Stores log lines in one statement, numbered in their order, and tells the live
+    /// log's watchers; the ids of those not stored before.
     async fn log_lines(
         &self,
         tx: &mut PgConnection,
         lines: &[&LogLine],
         after: &mut After,
-    ) -> sqlx::Result<Vec<Effect>> {
+    ) -> sqlx::Result<std::collections::HashSet<Uuid>> {
+        if lines.is_empty() {
+            return Ok(Default::default());
+        }
         let mut stored = db::task_log::insert_many(&mut *tx, lines).await?;
         stored.sort_by_key(|s| s.row.seq);
-        let applied: std::collections::HashSet<Uuid> = stored.iter().map(|s| s.line_id).collect();
+        let applied = stored.iter().map(|s| s.line_id).collect();
         for line in stored {
             if let Some(task_id) = lines.iter().find(|l| l.id == line.line_id).map(|l| l.task_id) {
                 after.live.push(LiveEvent::Line { task_id, entry: line.row.into() });
             }
         }
-        let mut effects = Vec::with_capacity(lines.len());
-        for line in lines {
-            effects.push(match applied.contains(&line.id) {
-                true => Effect::Applied,
-                false => unchanged_or_unknown(tx, line.task_id).await?,
-            });
-        }
-        Ok(effects)
+        Ok(applied)
     }
 
     /// A successful step tells what it found about the task's context: versions, the

@@ -2,8 +2,8 @@
 //! the message itself, never written out at call sites.
 
 use aegir_contract::{
-    Command, CommandAccepted, CommandRejected, LogLine, Message, PartnerTaskFinished, PartnerTaskStarted,
-    StepDispatched, StepFacts, StepOutcome, StepResult, TaskCancelRequested, TaskFinished, TaskRequested, TaskStarted,
+    Command, CommandAccepted, CommandRejected, Message, PartnerTaskFinished, PartnerTaskStarted, StepDispatched,
+    StepFacts, StepOutcome, StepResult, TaskCancelRequested, TaskFinished, TaskLog, TaskRequested, TaskStarted,
 };
 
 use crate::topology::{
@@ -48,13 +48,14 @@ impl Publishable for StepResult {
     fn destination(&self) -> (&'static str, String) {
         let key = match &self.outcome {
             StepOutcome::Success { facts } if *facts != StepFacts::default() => EventKey::StepResult,
+            _ if !self.log.is_empty() => EventKey::StepResult,
             _ => EventKey::StepResultBare,
         };
         (EVENTS_EXCHANGE, key.as_str().into())
     }
 }
 
-event!(LogLine, EventKey::TaskLog);
+event!(TaskLog, EventKey::TaskLog);
 event!(TaskStarted, EventKey::TaskStarted);
 event!(TaskFinished, EventKey::TaskFinished);
 

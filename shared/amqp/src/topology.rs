@@ -6,7 +6,7 @@
 //! aegir.work   (direct)  <server>.<service> ─────────▶ <server>.<service>        (people's steps)
 //!                        <server>.<service>.bulk ────▶ <server>.<service>.bulk   (scheduled and batch steps)
 //! aegir.events (topic)   step.result, step.result.bare ▶ scheduler.results
-//!                        task.#, step.result ────────▶ api.events  (a bare result, most of them, has nothing for it)
+//!                        task.#, step.result ────────▶ api.events  (a bare result has nothing for it)
 //! aegir.commands (direct) command ────────────────▶ api.commands   (partners' commands, signed)
 //! aegir.partner-events (topic)  <partner>.command.accepted|rejected, <partner>.task.started|finished
 //!                                  ──────────────▶ billing.<partner>.*  (queues each partner declares)
@@ -42,10 +42,10 @@ pub const DELIVERY_LIMIT: i64 = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKey {
     TaskLog,
-    /// A step result that reports facts for task-api to record.
+    /// A step result that reports facts or carries log lines for task-api to record.
     StepResult,
-    /// A step result with nothing to record (a failure, or a success without facts):
-    /// only the scheduler takes it, which spares task-api most results.
+    /// A step result with nothing to record (no facts, no lines): only the scheduler
+    /// takes it, which spares task-api those results.
     StepResultBare,
     TaskStarted,
     TaskFinished,

@@ -3,8 +3,11 @@
 //! 1. [`TaskRequested`]: task-api → scheduler, a task to run.
 //! 2. [`StepDispatched`]: scheduler → a `<server>.<service>` queue, one step of it.
 //! 3. [`StepResult`]: worker → scheduler (and task-api), how the step ended.
-//! 4. [`LogLine`]: any service → task-api, one line of a task's log.
+//! 4. [`TaskLog`]: any service → task-api, lines of a task's log.
 //! 5. [`TaskStarted`] / [`TaskFinished`]: scheduler → everyone, the task's status.
+//!
+//! Lines written just before a step result, a start or an end ride inside that message
+//! (its `log`) instead of a [`TaskLog`] of their own: most tasks' lines cost no message.
 //!
 //! And [`TaskCancelRequested`]: task-api → scheduler, after the request it cancels.
 
@@ -686,10 +689,28 @@ pub struct StepResult {
     pub worker: String,
     pub outcome: StepOutcome,
     pub finished_at: DateTime<Utc>,
+    /// The step's last log lines, not sent before it ended; stored before the result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<LogLine>,
 }
 
 impl Message for StepResult {
     const NAME: &'static str = "step_result";
+
+    fn validate(&self) -> Result<(), ContractError> {
+        lines_of(Self::NAME, self.task_id, &self.log)
+    }
+}
+
+/// Refuses lines carried by a message of another task.
+fn lines_of(message: &'static str, task_id: Uuid, lines: &[LogLine]) -> Result<(), ContractError> {
+    match lines.iter().find(|line| line.task_id != task_id) {
+        Some(line) => Err(ContractError::Invalid {
+            message,
+            reason: format!("it carries a log line of task {}, not of its task {task_id}", line.task_id),
+        }),
+        None => Ok(()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -701,7 +722,8 @@ pub enum LogLevel {
     Success,
 }
 
-/// One line of a task's log.
+/// One line of a task's log: sent in a [`TaskLog`], or inside the step result, start or
+/// end it was written with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogLine {
@@ -717,8 +739,25 @@ pub struct LogLine {
     pub at: DateTime<Utc>,
 }
 
-impl Message for LogLine {
-    const NAME: &'static str = "log_line";
+/// any service → task-api: lines of one task's log, in the order written. A worker sends
+/// the lines of a long step as they come, a few at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskLog {
+    pub task_id: Uuid,
+    /// At least one.
+    pub lines: Vec<LogLine>,
+}
+
+impl Message for TaskLog {
+    const NAME: &'static str = "task_log";
+
+    fn validate(&self) -> Result<(), ContractError> {
+        if self.lines.is_empty() {
+            return Err(ContractError::Invalid { message: Self::NAME, reason: "it has no line".into() });
+        }
+        lines_of(Self::NAME, self.task_id, &self.lines)
+    }
 }
 
 /// scheduler → everyone: a task left the queue and runs.
@@ -730,10 +769,17 @@ pub struct TaskStarted {
     pub kind: TaskKind,
     pub steps: u32,
     pub at: DateTime<Utc>,
+    /// The scheduler's lines written as it started the task; stored before the start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<LogLine>,
 }
 
 impl Message for TaskStarted {
     const NAME: &'static str = "task_started";
+
+    fn validate(&self) -> Result<(), ContractError> {
+        lines_of(Self::NAME, self.task_id, &self.log)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -769,10 +815,17 @@ pub struct TaskFinished {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub at: DateTime<Utc>,
+    /// The scheduler's lines written as it ended the task; stored before the end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<LogLine>,
 }
 
 impl Message for TaskFinished {
     const NAME: &'static str = "task_finished";
+
+    fn validate(&self) -> Result<(), ContractError> {
+        lines_of(Self::NAME, self.task_id, &self.log)
+    }
 }
 
 /// The task a message belongs to, read from a body that may not be a valid message.
@@ -835,6 +888,44 @@ mod tests {
             dispatched_at: Utc::now(),
         };
         assert_eq!(StepDispatched::decode(&step.encode()).unwrap(), step);
+    }
+
+    fn line(task_id: Uuid) -> LogLine {
+        LogLine {
+            id: Uuid::now_v7(),
+            task_id,
+            step: None,
+            level: LogLevel::Info,
+            message: "a line".into(),
+            source: "scheduler".into(),
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn lines_ride_only_with_their_own_task() {
+        let (task_id, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let log = TaskLog { task_id, lines: vec![line(task_id), line(task_id)] };
+        assert_eq!(TaskLog::decode(&log.encode()).unwrap(), log);
+        let empty = TaskLog { task_id, lines: vec![] };
+        assert!(TaskLog::decode(&empty.encode()).unwrap_err().to_string().contains("no line"));
+        let mixed = TaskLog { task_id, lines: vec![line(task_id), line(other)] };
+        assert!(TaskLog::decode(&mixed.encode()).unwrap_err().to_string().contains(&other.to_string()));
+
+        let finished = |log| TaskFinished {
+            task_id,
+            context: None,
+            kind: None,
+            outcome: TaskOutcome::Success,
+            reason: None,
+            at: Utc::now(),
+            log,
+        };
+        let carried = finished(vec![line(task_id)]);
+        assert_eq!(TaskFinished::decode(&carried.encode()).unwrap(), carried);
+        assert!(TaskFinished::decode(&finished(vec![line(other)]).encode()).is_err());
+        // Without lines the field is left out, as earlier versions wrote it.
+        assert!(!String::from_utf8(finished(vec![]).encode()).unwrap().contains("log"));
     }
 
     #[test]

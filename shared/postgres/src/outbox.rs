@@ -303,6 +303,11 @@ impl Staged {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// `(routing key, body)` of each message, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.keys.iter().map(String::as_str).zip(self.bodies.iter().map(Vec::as_slice))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aegir_amqp::Broker;
-use aegir_contract::{LogLevel, LogLine, Message};
+use aegir_contract::{LogLevel, LogLine, Message, TaskLog};
 use aegir_postgres::{Outbox, Staged};
 use lapin::options::BasicGetOptions;
 use rand::distr::{Alphanumeric, SampleString};
@@ -75,21 +75,24 @@ impl Drop for Scratch {
     }
 }
 
-fn line(message: &str) -> LogLine {
-    LogLine {
+/// A message of one log line.
+fn line(message: &str) -> TaskLog {
+    let task_id = Uuid::now_v7();
+    let line = LogLine {
         id: Uuid::now_v7(),
-        task_id: Uuid::now_v7(),
+        task_id,
         step: None,
         level: LogLevel::Info,
         message: message.into(),
         source: "test".into(),
         at: chrono::Utc::now(),
-    }
+    };
+    TaskLog { task_id, lines: vec![line] }
 }
 
 async fn next_event(channel: &lapin::Channel) -> Option<LogLine> {
     let got = channel.basic_get("api.events".into(), BasicGetOptions { no_ack: true }).await.unwrap();
-    got.map(|m| LogLine::decode(&m.delivery.data).expect("a valid log line"))
+    got.map(|m| TaskLog::decode(&m.delivery.data).expect("a valid log message").lines.remove(0))
 }
 
 async fn wait_event(channel: &lapin::Channel, within: Duration) -> Option<LogLine> {

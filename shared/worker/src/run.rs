@@ -184,9 +184,11 @@ impl StepContext {
                 worker: self.identity.instance.clone(),
                 outcome,
                 finished_at: Utc::now(),
+                log: log.rest().await,
             };
-            // The result goes out behind the step's log lines; their confirms are awaited
-            // together, and the step is acked only once the result's came.
+            // The result goes out behind the step's log lines sent before it, or carries
+            // them; their confirms are awaited together, and the step is acked only once
+            // the result's came.
             let sent = self.broker.publish_unconfirmed(&result).await;
             log.flush().await;
             match self.broker.confirm(vec![sent]).await {
@@ -277,6 +279,7 @@ impl StepContext {
             worker: self.identity.instance.clone(),
             outcome: StepOutcome::Failed { reason: format!("refused its step message: {why}"), transient: false },
             finished_at: Utc::now(),
+            log: vec![],
         };
         // The result first, then the copy for operators: had the broker dead-lettered it,
         // the scheduler might fail the task on the dead letter, without the reason,

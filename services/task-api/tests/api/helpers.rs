@@ -11,7 +11,7 @@ use aegir_amqp::{Broker, Publishable};
 use aegir_config::{CommonArgs, DatabaseArgs, LogFormat, SigningKeyArgs};
 use aegir_contract::{
     ContextName, LogLevel, LogLine, Message, Route, StepFacts, StepOutcome, StepResult, TaskFinished, TaskKind,
-    TaskOutcome, TaskRequested, TaskStarted,
+    TaskLog, TaskOutcome, TaskRequested, TaskStarted,
 };
 use chrono::Utc;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
@@ -313,7 +313,12 @@ pub fn assert_error(answer: &(StatusCode, Value), status: StatusCode, code: &str
     assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
 }
 
-pub fn log_line(task_id: Uuid, message: &str) -> LogLine {
+/// A message of one line.
+pub fn log_line(task_id: Uuid, message: &str) -> TaskLog {
+    TaskLog { task_id, lines: vec![line(task_id, message)] }
+}
+
+pub fn line(task_id: Uuid, message: &str) -> LogLine {
     LogLine {
         id: Uuid::now_v7(),
         task_id,
@@ -332,6 +337,7 @@ pub fn task_started(task_id: Uuid, context: &str) -> TaskStarted {
         kind: TaskKind::Verify,
         steps: 2,
         at: Utc::now(),
+        log: vec![],
     }
 }
 
@@ -344,6 +350,7 @@ pub fn step_succeeded(task_id: Uuid, step: u32, route: &str, facts: StepFacts) -
         worker: "test:1".to_owned(),
         outcome: StepOutcome::Success { facts },
         finished_at: Utc::now(),
+        log: vec![],
     }
 }
 
@@ -355,5 +362,6 @@ pub fn task_finished(task_id: Uuid, outcome: TaskOutcome, reason: Option<&str>) 
         outcome,
         reason: reason.map(str::to_owned),
         at: Utc::now(),
+        log: vec![],
     }
 }

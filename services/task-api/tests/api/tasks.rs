@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_error, eventually, log_line, step_succeeded, task_finished, task_started};
+use crate::helpers::{TestApp, assert_error, eventually, line, log_line, step_succeeded, task_finished, task_started};
 
 async fn save_master(app: &TestApp) {
     let body = json!({
@@ -113,8 +113,13 @@ async fn a_server_verify_goes_from_request_to_finished() {
     app.publish(&log_line(id, "nginx: configuration test ok")).await;
     let facts = |version: &str| StepFacts { service_version: Some(version.to_owned()), ..Default::default() };
     app.publish(&step_succeeded(id, 0, "server_master.http", facts("nginx/1.22.1"))).await;
-    app.publish(&step_succeeded(id, 1, "server_master.db", facts("10.11.6-MariaDB"))).await;
-    app.publish(&task_finished(id, TaskOutcome::Success, None)).await;
+    // A step's last lines ride in its result, the scheduler's in the end: stored first.
+    let mut db_step = step_succeeded(id, 1, "server_master.db", facts("10.11.6-MariaDB"));
+    db_step.log = vec![line(id, "database server answers")];
+    app.publish(&db_step).await;
+    let mut finished = task_finished(id, TaskOutcome::Success, None);
+    finished.log = vec![line(id, "task succeeded")];
+    app.publish(&finished).await;
 
     let done = app.task_reaches(id, "success").await;
     assert_eq!(done["reason"], Value::Null);
@@ -125,38 +130,45 @@ async fn a_server_verify_goes_from_request_to_finished() {
     assert_eq!(server["http"]["version"], "nginx/1.22.1");
     assert_eq!(server["db"]["version"], "10.11.6-MariaDB");
 
-    let lines = app.log_reaches(id, 2).await;
+    let lines = app.log_reaches(id, 4).await;
     let messages: Vec<_> = lines.iter().map(|l| l["message"].as_str().unwrap()).collect();
-    assert_eq!(messages, ["web server verify started", "nginx: configuration test ok"]);
+    assert_eq!(
+        messages,
+        ["web server verify started", "nginx: configuration test ok", "database server answers", "task succeeded"]
+    );
     assert_eq!(lines[0]["level"], "info");
     assert_eq!(lines[0]["source"], "server_master.http");
     assert_eq!(lines[0]["step"], 0);
-    assert!(lines[0]["seq"].as_i64() < lines[1]["seq"].as_i64());
-    assert_eq!(app.count("task_log").await, 2);
+    assert!(lines.windows(2).all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64()));
+    assert_eq!(app.count("task_log").await, 4);
 
     let events = ended(live).await;
     let kinds: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(kinds, ["log", "log", "finished"]);
+    assert_eq!(kinds, ["log", "log", "log", "log", "finished"]);
     assert_eq!(events[0].id, lines[0]["seq"].to_string());
-    assert_eq!(data(&events[0]), lines[0]);
-    assert_eq!(data(&events[1]), lines[1]);
-    assert_eq!(data(&events[2]), done);
+    for (event, line) in events.iter().zip(&lines) {
+        assert_eq!(&data(event), line);
+    }
+    assert_eq!(data(&events[4]), done);
 
-    // A duplicate finish, here claiming failure, changes nothing.
+    // A duplicate finish, here claiming failure, changes nothing; its lines are stored once.
+    app.publish(&finished).await;
     app.publish(&task_finished(id, TaskOutcome::Failed, Some("a late duplicate"))).await;
     app.publish(&log_line(id, "after the end")).await;
-    let lines = app.log_reaches(id, 3).await;
+    let lines = app.log_reaches(id, 5).await;
+    assert_eq!(lines[4]["message"], "after the end");
     assert_eq!(app.get(&format!("/api/v1/tasks/{id}")).await.1, done);
     assert_eq!(app.get("/api/v1/servers/server_master").await.1, server);
 
     // Reconnecting after the first line replays the rest, then says it is finished.
     let replay = ended(follow_log(&app, id, Some(&lines[0]["seq"].to_string())).await).await;
     let kinds: Vec<_> = replay.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(kinds, ["log", "log", "finished"]);
-    assert_eq!(data(&replay[0]), lines[1]);
-    assert_eq!(data(&replay[1]), lines[2]);
-    assert_eq!(replay[1].id, lines[2]["seq"].to_string());
-    assert_eq!(data(&replay[2])["status"], "success");
+    assert_eq!(kinds, ["log", "log", "log", "log", "finished"]);
+    for (event, line) in replay.iter().zip(&lines[1..]) {
+        assert_eq!(&data(event), line);
+    }
+    assert_eq!(replay[3].id, lines[4]["seq"].to_string());
+    assert_eq!(data(&replay[4])["status"], "success");
 
     let (_, listed) = app.get("/api/v1/tasks?context=@server_master&status=success").await;
     assert_eq!(listed["total"], 1);
