@@ -165,12 +165,20 @@ pub async fn list_of_client(
 }
 
 /// `queued` → `running`. False when the task is not queued (unknown, or already past it).
+///
+/// The status guards of this and [`mark_finished`] name the states a task must not have
+/// reached yet: no index on status answers that, so the primary key always finds the row.
+/// `status = 'queued'` let a plan made while the table was small scan every waiting task
+/// by the status index instead, for every start, until the table was next analyzed.
 pub async fn mark_started(db: impl PgExecutor<'_>, id: Uuid, at: DateTime<Utc>) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE tasks SET status = 'running', started_at = $2 WHERE id = $1 AND status = 'queued'")
-        .bind(id)
-        .bind(at)
-        .execute(db)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE tasks SET status = 'running', started_at = $2
+         WHERE id = $1 AND status NOT IN ('running', 'success', 'failed', 'cancelled')",
+    )
+    .bind(id)
+    .bind(at)
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -184,7 +192,7 @@ pub async fn mark_finished(
 ) -> sqlx::Result<Option<TaskRow>> {
     sqlx::query_as(concat!(
         "UPDATE tasks SET status = $2, reason = $3, finished_at = $4
-         WHERE id = $1 AND status IN ('queued', 'running')
+         WHERE id = $1 AND status NOT IN ('success', 'failed', 'cancelled')
          RETURNING ",
         columns!()
     ))
