@@ -94,6 +94,10 @@ pub struct StoredLine {
 
 /// Stores many lines in one statement, numbered in the order given. Lines already
 /// stored (redeliveries) and lines of unknown tasks are left out of the answer.
+///
+/// Each line's task is looked up by its own key (a lateral subquery with a limit is never
+/// turned into a join): as a join, a plan made while `tasks` was small hashed the whole
+/// table for every batch of lines until it was next analyzed.
 pub async fn insert_many(db: impl PgExecutor<'_>, lines: &[&LogLine]) -> sqlx::Result<Vec<StoredLine>> {
     let ids: Vec<Uuid> = lines.iter().map(|l| l.id).collect();
     let tasks: Vec<Uuid> = lines.iter().map(|l| l.task_id).collect();
@@ -107,7 +111,7 @@ pub async fn insert_many(db: impl PgExecutor<'_>, lines: &[&LogLine]) -> sqlx::R
          SELECT l.line_id, t.id, l.at, l.level, l.source, l.step, l.message
          FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::int[], $7::text[])
               WITH ORDINALITY AS l(line_id, task_id, at, level, source, step, message, n)
-         JOIN tasks t ON t.id = l.task_id
+         CROSS JOIN LATERAL (SELECT id FROM tasks WHERE id = l.task_id LIMIT 1) t
          ORDER BY l.n
          ON CONFLICT (line_id) DO NOTHING
          RETURNING line_id, seq, at, level, source, step, message",
