@@ -72,27 +72,35 @@ impl Change {
                 carrier.entry(task_id).or_insert(at);
             }
         }
-        // Lines by the position of the message that will carry them (a start or end, or
-        // the task's first line, which becomes its TaskLog).
+        // Lines by the position of the message that will carry them: a start or end, or
+        // the task's first line, which becomes its TaskLog. Lines are moved, not copied.
         let mut lines: HashMap<usize, Vec<LogLine>> = HashMap::new();
         let mut first_line: HashMap<Uuid, usize> = HashMap::new();
-        for (at, message) in self.outgoing.iter().enumerate() {
-            if let Outgoing::Line(line) = message {
-                let by = carrier.get(&line.task_id).copied().unwrap_or(*first_line.entry(line.task_id).or_insert(at));
-                lines.entry(by).or_default().push(line.clone());
-            }
+        let mut sent: Vec<(usize, Option<Outgoing>)> = Vec::with_capacity(self.outgoing.len());
+        for (at, message) in self.outgoing.into_iter().enumerate() {
+            let Outgoing::Line(line) = message else {
+                sent.push((at, Some(message)));
+                continue;
+            };
+            let by = match carrier.get(&line.task_id) {
+                Some(&by) => by,
+                None => *first_line.entry(line.task_id).or_insert_with(|| {
+                    // The task's TaskLog goes here.
+                    sent.push((at, None));
+                    at
+                }),
+            };
+            lines.entry(by).or_default().push(line);
         }
         let mut staged = Staged::new();
-        for (at, message) in self.outgoing.into_iter().enumerate() {
+        for (at, message) in sent {
             let log = lines.remove(&at).unwrap_or_default();
             match message {
-                Outgoing::Started(started) => staged.push(&TaskStarted { log, ..started }, None),
-                Outgoing::Finished(finished) => staged.push(&TaskFinished { log, ..finished }, None),
-                Outgoing::Step(step, delay) => staged.push(&step, delay),
-                Outgoing::Line(line) if !log.is_empty() => {
-                    staged.push(&TaskLog { task_id: line.task_id, lines: log }, None)
-                }
-                Outgoing::Line(_) => {}
+                Some(Outgoing::Started(started)) => staged.push(&TaskStarted { log, ..started }, None),
+                Some(Outgoing::Finished(finished)) => staged.push(&TaskFinished { log, ..finished }, None),
+                Some(Outgoing::Step(step, delay)) => staged.push(&step, delay),
+                Some(Outgoing::Line(_)) => unreachable!("lines were gathered above"),
+                None => staged.push(&TaskLog { task_id: log[0].task_id, lines: log }, None),
             }
         }
         staged
