@@ -122,6 +122,32 @@ async fn wordpress_and_mediawiki_on_nginx_install_answer_disable_enable_and_remo
     // Settings files are not served.
     let (status, _) = get(wp.uri.as_str(), port, &format!("/sites/{}/wp-config.php", wp.uri)).await;
     assert_eq!(status, 404);
+    // Hidden files, other sites' files and settings are not served either; PHP gets its
+    // path info, and a missing script is nginx's 404, not PHP's.
+    write_tree(
+        &wp_root,
+        &[
+            ("pathinfo.php", "<?php echo 'path info: ', $_SERVER['PATH_INFO'] ?? '', \"\\n\";\n"),
+            (".hidden.txt", "hidden\n"),
+            ("sites/other.example.com/files/upload.txt", "theirs\n"),
+            ("sites/other.example.com/private/key.txt", "private\n"),
+            ("sites/shared.info", "settings\n"),
+            ("public.txt", "public\n"),
+        ],
+    );
+    let (status, body) = get(wp.uri.as_str(), port, "/pathinfo.php/a/b").await;
+    assert_eq!((status, body.trim()), (200, "path info: /a/b"));
+    for denied in [
+        "/.hidden.txt",
+        "/sites/other.example.com/files/upload.txt",
+        "/sites/other.example.com/private/key.txt",
+        "/sites/shared.info",
+        "/missing.php",
+        "/missing.php/a",
+    ] {
+        assert_eq!(get(wp.uri.as_str(), port, denied).await.0, 404, "{denied}");
+    }
+    assert_eq!(get(wp.uri.as_str(), port, "/public.txt").await, (200, "public\n".to_owned()));
 
     // A platform verify fixes the code base's permissions but leaves the site's own alone.
     let platform = wp.platform.clone();

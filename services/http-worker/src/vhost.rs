@@ -137,18 +137,15 @@ fn nginx(
     let (root, socket, challenges) = paths;
     let port = v.port;
     // The answers of this server's own orders first, else what another ACME client put
-    // in the platform.
+    // in the platform. Both from one location (full paths under `root /`, where `$uri` is
+    // already normalised): nginx pays for every location of every vhost at each test and
+    // reload, which with thousands of sites is most of their time.
     let challenge = format!(
         "    # ACME challenges are served even when the site is disabled or forced to https.\n    \
              location ^~ /.well-known/acme-challenge/ {{\n        \
-                 root {challenges};\n        \
+                 root /;\n        \
                  default_type text/plain;\n        \
-                 try_files $uri @acme_platform;\n    \
-             }}\n    \
-             location @acme_platform {{\n        \
-                 root {root};\n        \
-                 default_type text/plain;\n        \
-                 try_files $uri =404;\n    \
+                 try_files {challenges}$uri {root}$uri =404;\n    \
              }}\n"
     );
     let https = v.https.as_ref().zip(tls.as_ref());
@@ -224,29 +221,24 @@ fn nginx_body(v: &Vhost, root: &str, socket: &str, challenge: &str) -> String {
         }
         let _ = write!(
             out,
-            "    # Hidden files (our install leftovers, .htaccess, .git) are never served.\n    \
-                 location ~ /\\. {{\n        \
+            "    # Never served: hidden files (our install leftovers, .htaccess, .git), other\n    \
+                 # sites' files and every settings file. One regex for all three, as each\n    \
+                 # location costs every test and reload of the server.\n    \
+                 location ~ /\\.|^/sites/[^/]+/(files|private)/|^/sites/.*\\.(php|inc|info|yml|sql|txt|json)$ {{\n        \
                      return 404;\n    \
                  }}\n    \
                  # The site's uploads: static files only, never run as PHP.\n    \
                  location ^~ /sites/{uri}/files/ {{\n        \
                      try_files $uri =404;\n    \
                  }}\n    \
-                 # Other sites' files and every settings file stay private.\n    \
-                 location ~ ^/sites/[^/]+/(files|private)/ {{\n        \
-                     return 404;\n    \
-                 }}\n    \
-                 location ~ ^/sites/.*\\.(php|inc|info|yml|sql|txt|json)$ {{\n        \
-                     return 404;\n    \
-                 }}\n    \
                  location ~ [^/]\\.php(/|$) {{\n        \
                      fastcgi_split_path_info ^(.+?\\.php)(/.*)$;\n        \
-                     if (!-f $document_root$fastcgi_script_name) {{\n            \
-                         return 404;\n        \
-                     }}\n        \
+                     # try_files empties the path info, so it is kept first.\n        \
+                     set $path_info $fastcgi_path_info;\n        \
+                     try_files $fastcgi_script_name =404;\n        \
                      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n        \
                      fastcgi_param SCRIPT_NAME $fastcgi_script_name;\n        \
-                     fastcgi_param PATH_INFO $fastcgi_path_info;\n        \
+                     fastcgi_param PATH_INFO $path_info;\n        \
                      fastcgi_param QUERY_STRING $query_string;\n        \
                      fastcgi_param REQUEST_METHOD $request_method;\n        \
                      fastcgi_param CONTENT_TYPE $content_type;\n        \
@@ -498,7 +490,7 @@ mod tests {
         let forced = render(HttpServiceType::Nginx, &v).unwrap();
         assert_eq!(forced.matches("fastcgi_pass").count(), 1, "only https serves the site: {forced}");
         assert!(forced.contains("return 301 https://$host:8443$request_uri;"));
-        assert_eq!(forced.matches("root /var/aegir/ssl/challenges;").count(), 2, "{forced}");
+        assert_eq!(forced.matches("try_files /var/aegir/ssl/challenges$uri ").count(), 2, "{forced}");
         let apache = render(HttpServiceType::Apache, &v).unwrap();
         assert!(apache.contains("<VirtualHost *:8443>"), "{apache}");
         assert!(apache.contains("SSLCertificateKeyFile \"/k/privkey.pem\""));
