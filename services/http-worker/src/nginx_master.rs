@@ -15,6 +15,9 @@ use nix::unistd::Pid;
 
 /// How often the master's workers are looked at while it reloads.
 const POLL: Duration = Duration::from_millis(10);
+/// Polls without a new worker appearing after which the master is taken to have started
+/// all of a reload's workers (forking a master of a large config takes milliseconds).
+const STEADY_POLLS: u32 = 3;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReloadError {
@@ -144,6 +147,11 @@ impl Master {
     /// Sends SIGHUP and waits until the master has a worker it did not have before: it
     /// has loaded the config on disk and serves it. A master that cannot load it keeps
     /// its old workers, and this ends after `timeout`.
+    ///
+    /// Returns only once the new workers stopped appearing: the master forks them one
+    /// after another, and a worker of this reload forked after the next reload looked at
+    /// the children would pass for a worker of that one, which would then return before
+    /// the master even read its config.
     pub async fn reload(&self, timeout: Duration) -> Result<(), ReloadError> {
         let before = self.children();
         if before.is_empty() {
@@ -151,10 +159,17 @@ impl Master {
         }
         kill(self.pid, Signal::SIGHUP).map_err(|e| ReloadError::Unreachable(format!("cannot signal it: {e}")))?;
         let deadline = tokio::time::Instant::now() + timeout;
+        let (mut new, mut steady) = (0, 0);
         loop {
             tokio::time::sleep(POLL).await;
-            if self.children().iter().any(|c| !before.contains(c)) {
-                return Ok(());
+            let now_new = self.children().iter().filter(|c| !before.contains(c)).count();
+            if now_new > 0 {
+                steady = if now_new == new { steady + 1 } else { 0 };
+                new = now_new;
+                if steady == STEADY_POLLS || tokio::time::Instant::now() > deadline {
+                    return Ok(());
+                }
+                continue;
             }
             if !self.is_running() {
                 return Err(ReloadError::Stopped);
