@@ -218,7 +218,7 @@ impl Outbox {
                 continue;
             }
             if self.poll_asked.swap(false, Ordering::SeqCst) || Instant::now() >= next_poll {
-                match relay_batch(&pool, &broker).await {
+                match relay_batch(&self, &pool, &broker).await {
                     // More are due: poll again next round.
                     Ok(n) if n as i64 == BATCH => self.poll_asked.store(true, Ordering::SeqCst),
                     Ok(_) => next_poll = Instant::now() + POLL,
@@ -355,31 +355,54 @@ fn outgoing(rows: &[Row]) -> Vec<Outgoing<'_>> {
         .collect()
 }
 
-async fn relay_batch(pool: &PgPool, broker: &Broker) -> Result<usize, RelayError> {
+/// Publishes the due rows of the table, and with them the rows handed off while they
+/// were being read, all in the order they were written: a row handed off before a polled
+/// one was written (a task's request before its cancel) must reach the broker first.
+/// Returns how many rows were polled.
+async fn relay_batch(outbox: &Outbox, pool: &PgPool, broker: &Broker) -> Result<usize, RelayError> {
     let mut tx = pool.begin().await?;
-    let rows: Vec<Row> = sqlx::query_as(
+    let polled: Vec<Row> = sqlx::query_as(
         "SELECT id, exchange, routing_key, body, traceparent FROM outbox
          WHERE publish_after <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(BATCH)
     .fetch_all(&mut *tx)
     .await?;
-    if rows.is_empty() {
+    if polled.is_empty() {
         return Ok(0);
     }
+    let count = polled.len();
+    let handed = outbox.take_handed();
+    let handed_ids: Vec<i64> = handed.iter().map(|r| r.0).collect();
+    let mut rows = polled;
+    rows.extend(handed);
+    rows.sort_unstable_by_key(|r| r.0);
+    // Rows handed off but not published go back to memory, in order (the transaction
+    // rolls back, so the polled ones stay in the table).
+    let put_back = |rows: &[Row], done: &[i64]| {
+        let left = rows.iter().filter(|r| handed_ids.contains(&r.0) && !done.contains(&r.0)).cloned().collect();
+        outbox.put_back(left);
+    };
     // Fast path: the whole batch in order, confirms awaited together.
     let batch = outgoing(&rows);
-    declare_work_queues(broker, &rows).await?;
+    if let Err(e) = declare_work_queues(broker, &rows).await {
+        put_back(&rows, &[]);
+        return Err(e.into());
+    }
     match broker.publish_many(&batch).await {
         Ok(()) => {
+            // Should the delete fail, the rows are published again later, which every
+            // consumer tolerates.
             let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-            delete(&mut tx, &ids).await?;
-            tx.commit().await?;
-            return Ok(rows.len());
+            finish(tx, &ids).await?;
+            return Ok(count);
         }
         // One message the broker refuses: sort it out one by one below.
         Err(AmqpError::Nacked { .. } | AmqpError::Unroutable { .. }) => {}
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            put_back(&rows, &[]);
+            return Err(e.into());
+        }
     }
     let mut done = Vec::with_capacity(rows.len());
     for (id, exchange, key, body, traceparent) in &rows {
@@ -395,15 +418,20 @@ async fn relay_batch(pool: &PgPool, broker: &Broker) -> Result<usize, RelayError
             }
             Err(e) => {
                 // Keep what was confirmed; the rest is retried.
-                delete(&mut tx, &done).await?;
-                tx.commit().await?;
+                put_back(&rows, &done);
+                finish(tx, &done).await?;
                 return Err(e.into());
             }
         }
     }
-    delete(&mut tx, &done).await?;
-    tx.commit().await?;
-    Ok(rows.len())
+    finish(tx, &done).await?;
+    Ok(count)
+}
+
+/// Deletes the published rows and commits.
+async fn finish(mut tx: sqlx::Transaction<'_, sqlx::Postgres>, ids: &[i64]) -> Result<(), sqlx::Error> {
+    delete(&mut tx, ids).await?;
+    tx.commit().await
 }
 
 /// Declares the work queues a batch publishes to (once per connection each).

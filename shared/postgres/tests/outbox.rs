@@ -273,3 +273,53 @@ async fn handed_off_messages_go_from_memory_and_ones_never_handed_off_are_polled
     relay.await.unwrap();
     pool.close().await;
 }
+
+/// A row handed off while the relay reads the table goes out before a row that read
+/// finds and that was written after it: a task's request before its cancel.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_handed_off_while_the_table_is_read_goes_out_before_a_later_polled_one() {
+    let scratch = Scratch::new();
+    let (pool, broker, _conn, channel) = scratch.connect().await;
+    let shutdown = CancellationToken::new();
+    // An hour's grace: the handed-off row can only go from memory.
+    let outbox = Outbox::with_grace(Duration::from_secs(3600));
+    let relay = tokio::spawn(outbox.clone().relay(pool.clone(), broker.clone(), shutdown.clone()));
+
+    // The relay's read of the table waits for this transaction's lock.
+    let mut writer = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE outbox IN EXCLUSIVE MODE").execute(&mut *writer).await.unwrap();
+    outbox.wake();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the relay never read the table");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut request = Staged::new();
+    request.push(&line("request"), None);
+    let request = outbox.write(&mut writer, request).await.unwrap();
+    // Handed off while the relay waits in its read (a service hands off after its commit;
+    // the read waiting here is what that commit would race with).
+    outbox.hand_off(request);
+    Outbox::enqueue(&mut writer, &line("cancel"), None).await.unwrap();
+    writer.commit().await.unwrap();
+
+    let mut order = Vec::new();
+    for _ in 0..2 {
+        order.push(wait_event(&channel, Duration::from_secs(10)).await.expect("both are published").message);
+    }
+    assert_eq!(order, ["request", "cancel"], "in the order they were written");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&pool).await.unwrap();
+    assert_eq!(left, 0, "both rows are deleted");
+    shutdown.cancel();
+    relay.await.unwrap();
+    pool.close().await;
+}
