@@ -147,35 +147,51 @@ impl Tasks {
     /// A request seen before (a redelivery) changes nothing.
     pub async fn accept(&self, request: &TaskRequested) -> Result<(), TaskError> {
         let context = request.target.context().to_string();
-        let steps = plan::steps(request).len() as i32;
+        let plan = plan::steps(request);
         let stored = serde_json::to_value(request).expect("contract messages serialize");
         let mut tx = self.pool.begin().await?;
         lock_entity(&mut tx, &context).await?;
         // The task goes in, and what stands before it on its entity comes back with it:
         // the running task, else the oldest waiting one (the statement does not see the
-        // row it inserts).
-        let (inserted, ahead): (bool, Option<Uuid>) = sqlx::query_as(
-            "WITH inserted AS (
-                 INSERT INTO tasks (task_id, context, kind, request, steps, status, requested_at)
-                 VALUES ($1, $2, $3, $4, $5, 'waiting', $6) ON CONFLICT (task_id) DO NOTHING RETURNING 1
+        // row it inserts). With nothing before it and a step to send, it goes in running
+        // that step: the common case costs no second statement.
+        let (status, ahead): (Option<String>, Option<Uuid>) = sqlx::query_as(
+            "WITH ahead AS (
+                 SELECT task_id FROM tasks WHERE context = $2 AND status IN ('waiting', 'running')
+                 ORDER BY status = 'running' DESC, requested_at, seq LIMIT 1
+             ), inserted AS (
+                 INSERT INTO tasks (task_id, context, kind, request, steps, status, requested_at, started_at,
+                                    step_deadline)
+                 SELECT $1, $2, $3, $4, $5, s.status, $6,
+                        CASE WHEN s.status = 'running' THEN now() END,
+                        CASE WHEN s.status = 'running' THEN now() + make_interval(secs => $8) END
+                 FROM (SELECT CASE WHEN $7 AND NOT EXISTS (SELECT 1 FROM ahead) THEN 'running' ELSE 'waiting' END
+                       AS status) s
+                 ON CONFLICT (task_id) DO NOTHING RETURNING status
              )
-             SELECT EXISTS (SELECT 1 FROM inserted),
-                    (SELECT task_id FROM tasks WHERE context = $2 AND status IN ('waiting', 'running')
-                     ORDER BY status = 'running' DESC, requested_at, seq LIMIT 1)",
+             SELECT (SELECT status FROM inserted), (SELECT task_id FROM ahead)",
         )
         .bind(request.task_id)
         .bind(&context)
         .bind(request.kind.as_str())
         .bind(stored)
-        .bind(steps)
+        .bind(plan.len() as i32)
         .bind(request.requested_at)
+        .bind(!plan.is_empty())
+        .bind(self.step_deadline.as_secs_f64())
         .fetch_one(&mut *tx)
         .await?;
-        if !inserted {
+        let Some(status) = status else {
             tracing::info!(task_id = %request.task_id, "task already accepted; ignoring the repeat");
             return Ok(());
-        }
+        };
         let mut out = Change::new();
+        if let (Some(first), "running") = (plan.first(), status.as_str()) {
+            stage_start(&mut out, request.task_id, request, plan.len());
+            let task_ref = (request.task_id, request.lane);
+            stage_dispatch(&mut out, task_ref, first.action.clone(), (0, plan.len(), 0), None);
+            return self.commit(tx, out).await;
+        }
         // Nothing before it: it starts now, as it was asked (one that has no step ends at
         // once, and so the scheduler looks for the next one as after any end).
         let started = ahead.is_none() && self.start(&mut tx, &mut out, request.task_id, request).await?;
@@ -453,24 +469,7 @@ impl Tasks {
         request: &TaskRequested,
     ) -> Result<bool, TaskError> {
         let plan = plan::steps(request);
-        let started = TaskStarted {
-            task_id,
-            context: request.target.context(),
-            kind: request.kind,
-            steps: plan.len() as u32,
-            at: Utc::now(),
-            log: vec![],
-        };
-        let lane = match request.lane {
-            Lane::Interactive => "",
-            Lane::Bulk => " (bulk lane: people's steps go first)",
-        };
-        let message = format!("{} {} started: {} step(s){lane}", request.kind, started.context, plan.len());
-        out.started(started);
-        out.log(task_id, None, LogLevel::Info, message);
-        if let Some(notice) = plan::notice(request) {
-            out.log(task_id, None, LogLevel::Warning, notice);
-        }
+        stage_start(out, task_id, request, plan.len());
         let Some(first) = plan.first() else {
             sqlx::query("UPDATE tasks SET status = 'running', started_at = now() WHERE task_id = $1")
                 .bind(task_id)
@@ -578,7 +577,8 @@ struct Timing {
 
 /// Sends step `step` (numbered from 0; undo steps follow the plan's `planned` steps):
 /// makes it the task's current step and attempt, with the deadline of its answer, and
-/// marks the task running (since now, when it had not started).
+/// marks the task running (since now, when it had not started). The row written, the
+/// rest is [`stage_dispatch`].
 async fn dispatch(
     (tx, out): (&mut PgConnection, &mut Change),
     (task_id, lane): (Uuid, Lane),
@@ -600,6 +600,19 @@ async fn dispatch(
     .bind((deadline + delay.unwrap_or_default()).as_secs_f64())
     .execute(&mut *tx)
     .await?;
+    stage_dispatch(out, (task_id, lane), action, (step, planned, attempt), delay);
+    Ok(())
+}
+
+/// The messages of a dispatch whose row is written: the step (after `delay`), and its
+/// line in the task's log. `at` is (step, planned steps, attempt) as for [`dispatch`].
+fn stage_dispatch(
+    out: &mut Change,
+    (task_id, lane): (Uuid, Lane),
+    action: StepAction,
+    (step, planned, attempt): (usize, usize, u32),
+    delay: Option<Duration>,
+) {
     let route = action.route();
     let message = if step < planned {
         format!("step {} of {planned}: {} on {route}", step + 1, action.label())
@@ -610,7 +623,28 @@ async fn dispatch(
     let dispatched =
         StepDispatched { task_id, step: step as u32, attempt, route, lane, action, dispatched_at: Utc::now() };
     out.dispatch(dispatched, delay);
-    Ok(())
+}
+
+/// The messages of a task's start: the event, and its first lines.
+fn stage_start(out: &mut Change, task_id: Uuid, request: &TaskRequested, steps: usize) {
+    let started = TaskStarted {
+        task_id,
+        context: request.target.context(),
+        kind: request.kind,
+        steps: steps as u32,
+        at: Utc::now(),
+        log: vec![],
+    };
+    let lane = match request.lane {
+        Lane::Interactive => "",
+        Lane::Bulk => " (bulk lane: people's steps go first)",
+    };
+    let message = format!("{} {} started: {steps} step(s){lane}", request.kind, started.context);
+    out.started(started);
+    out.log(task_id, None, LogLevel::Info, message);
+    if let Some(notice) = plan::notice(request) {
+        out.log(task_id, None, LogLevel::Warning, notice);
+    }
 }
 
 /// Writes a line of the scheduler's to a task's log, through the outbox.
