@@ -358,17 +358,22 @@ impl System {
         self.cli_with_token(&self.admin_token, args).await
     }
 
-    /// Runs the `aegir` CLI against this system's API with `token`.
+    /// Runs the `aegir` CLI against this system's API with `token`. A run that outlasts
+    /// the longest task (one following a task that never ends) fails the test rather
+    /// than holding it forever.
     pub async fn cli_with_token(&self, token: &str, args: &[&str]) -> CliOutput {
-        let out = Command::new(bin("aegir"))
+        let run = Command::new(bin("aegir"))
             .args(args)
             .env("AEGIR_API", &self.api)
             .env("AEGIR_TOKEN", token)
             .env_remove("AEGIR_TOKEN_FILE")
             .env_remove("AEGIR_MASTER_DB")
             .stdin(Stdio::null())
-            .output()
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(INSTALL_PATIENCE * 2, run)
             .await
+            .unwrap_or_else(|_| panic!("aegir {args:?} did not end within {} s", (INSTALL_PATIENCE * 2).as_secs()))
             .expect("aegir runs");
         CliOutput {
             code: out.status.code(),
