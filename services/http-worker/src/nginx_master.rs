@@ -237,6 +237,77 @@ mod tests {
         assert!(matches!(Master::from_pid_file(&dir.path().join("none")), Err(ReloadError::Unreachable(_))));
     }
 
+    /// An nginx of its own, stopped when dropped.
+    struct Nginx {
+        _dir: tempfile::TempDir,
+        master: Master,
+    }
+
+    impl Drop for Nginx {
+        fn drop(&mut self) {
+            let _ = kill(self.master.pid, Signal::SIGTERM);
+        }
+    }
+
+    /// A real nginx with `workers` workers and enough vhosts that forking each worker
+    /// takes a while.
+    fn nginx(workers: usize, vhosts: usize) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let d = dir.path().display();
+        let mut servers = String::new();
+        for n in 0..vhosts {
+            servers.push_str(&format!(
+                "server {{ listen 127.0.0.1:{port}; server_name site{n}.test; root {d};
+                 location ~ \\.php$ {{ return 404; }}
+ location / {{ try_files $uri =404; }} }}
+"
+            ));
+        }
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "worker_processes {workers};
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+                 events {{ worker_connections 16; }}
+                 http {{ access_log off; server_names_hash_bucket_size 64; server_names_hash_max_size 65536;
+                 client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
+                 uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+{servers}}}
+"
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .expect("nginx is installed (deploy/lib.sh installs it)");
+        assert!(out.status.success(), "nginx: {}", String::from_utf8_lossy(&out.stderr));
+        let master = Master::from_pid_file(&dir.path().join("nginx.pid")).unwrap();
+        Nginx { _dir: dir, master }
+    }
+
+    #[tokio::test]
+    async fn a_reload_returns_once_every_new_worker_started() {
+        const WORKERS: usize = 16;
+        let nginx = nginx(WORKERS, 2000);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while nginx.master.children().len() < WORKERS {
+            assert!(tokio::time::Instant::now() < deadline, "nginx never started its workers");
+            tokio::time::sleep(POLL).await;
+        }
+        for _ in 0..3 {
+            let before = nginx.master.children();
+            nginx.master.reload(Duration::from_secs(30)).await.unwrap();
+            let new = nginx.master.children().into_iter().filter(|c| !before.contains(c)).count();
+            // A worker forked after this returned would pass for one of the next reload.
+            assert_eq!(new, WORKERS, "the reload returned before all its workers were there");
+        }
+    }
+
     #[test]
     fn a_processs_parent_is_read_from_proc() {
         assert_eq!(parent_of(std::process::id() as i32), Some(std::os::unix::process::parent_id() as i32));
