@@ -79,25 +79,76 @@ impl Consumers {
     }
 
     pub async fn on_result(&self, delivery: Delivery) {
-        let span = tracing::info_span!("step result", task_id = tracing::field::Empty);
-        extract_trace_context(delivery.properties.headers().as_ref(), &span);
+        let span = result_span(&delivery);
         async {
-            let result = match StepResult::decode(&delivery.data) {
-                Ok(result) => result,
-                Err(e) => return self.refuse(&delivery, "scheduler.results", &e.to_string()).await,
-            };
-            // Only the workers of the server the result names hold the key it must carry.
-            if let Err(e) = self.master.server(&result.route.server).verify_delivery(&delivery) {
-                let why = format!("refused a step result from {}: {e}", result.route);
-                return self.refuse(&delivery, "scheduler.results", &why).await;
-            }
-            tracing::Span::current().record("task_id", tracing::field::display(result.task_id));
+            let Some(result) = self.check_result(&delivery).await else { return };
             if self.retry(|| self.tasks.record(&result)).await {
                 ack(&delivery).await;
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// Step results taken together: the valid ones of different tasks are recorded in one
+    /// transaction. Should that fail, each is recorded on its own (so one that cannot be
+    /// recorded holds up no other), as is a second result of a task in the same batch.
+    pub async fn on_results(&self, deliveries: Vec<Delivery>) {
+        if deliveries.len() == 1 {
+            return self.on_result(deliveries.into_iter().next().expect("one delivery")).await;
+        }
+        let mut batch = Vec::with_capacity(deliveries.len());
+        let mut later = Vec::new();
+        for delivery in deliveries {
+            let span = result_span(&delivery);
+            let Some(result) = self.check_result(&delivery).instrument(span.clone()).await else { continue };
+            if batch.iter().any(|(_, r, _): &(Delivery, StepResult, tracing::Span)| r.task_id == result.task_id) {
+                later.push(delivery);
+            } else {
+                batch.push((delivery, result, span));
+            }
+        }
+        let results: Vec<(&StepResult, tracing::Span)> = batch.iter().map(|(_, r, s)| (r, s.clone())).collect();
+        match self.tasks.record_batch(&results).await {
+            Ok(()) => {
+                for (delivery, _, _) in &batch {
+                    ack(delivery).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, results = batch.len(), "cannot record step results together; recording each on its own");
+                for (delivery, result, span) in &batch {
+                    let recorded = self.retry(|| self.tasks.record(result)).instrument(span.clone()).await;
+                    if !recorded {
+                        return;
+                    }
+                    ack(delivery).await;
+                }
+            }
+        }
+        for delivery in later {
+            self.on_result(delivery).await;
+        }
+    }
+
+    /// The result a delivery carries, when it is valid and signed by the server it names;
+    /// else it is refused (dead-lettered) and `None` comes back.
+    async fn check_result(&self, delivery: &Delivery) -> Option<StepResult> {
+        let result = match StepResult::decode(&delivery.data) {
+            Ok(result) => result,
+            Err(e) => {
+                self.refuse(delivery, "scheduler.results", &e.to_string()).await;
+                return None;
+            }
+        };
+        // Only the workers of the server the result names hold the key it must carry.
+        if let Err(e) = self.master.server(&result.route.server).verify_delivery(delivery) {
+            let why = format!("refused a step result from {}: {e}", result.route);
+            self.refuse(delivery, "scheduler.results", &why).await;
+            return None;
+        }
+        tracing::Span::current().record("task_id", tracing::field::display(result.task_id));
+        Some(result)
     }
 
     /// A message some queue gave up on. When it belongs to a task that is still
@@ -185,6 +236,13 @@ impl Consumers {
             }
         }
     }
+}
+
+/// The span of a step result, in the trace its message carries.
+fn result_span(delivery: &Delivery) -> tracing::Span {
+    let span = tracing::info_span!("step result", task_id = tracing::field::Empty);
+    extract_trace_context(delivery.properties.headers().as_ref(), &span);
+    span
 }
 
 async fn ack(delivery: &Delivery) {

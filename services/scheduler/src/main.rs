@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! scheduler.tasks   ── TaskRequested ──▶ accept: queue behind the entity, or start
-//! scheduler.results ── StepResult    ──▶ record: next step, retry, or finish
+//! scheduler.results ── StepResult    ──▶ record (in batches): next step, retry, or finish
 //! scheduler.dead    ── dead letters  ──▶ fail the task they belong to
 //!                                        │
 //!            outbox (same transaction) ◀─┘──▶ relay ──▶ StepDispatched, TaskLog,
@@ -13,6 +13,7 @@ mod change;
 mod consumers;
 mod plan;
 mod requests;
+mod results;
 mod tasks;
 mod unattended;
 
@@ -108,22 +109,24 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     running.spawn(consume(broker.clone(), spec, shutdown.clone(), requests));
-    // Results and dead letters are handled side by side.
-    for queue in [QueueName::SchedulerResults, QueueName::SchedulerDead] {
-        let spec = ConsumerSpec { queue: queue.clone(), prefetch: cli.prefetch, in_order: false };
+    // Results are recorded in lanes by task, in batches.
+    let results = std::sync::Arc::new(results::Lanes::start(&consumers, &mut running));
+    let spec = ConsumerSpec { queue: QueueName::SchedulerResults, prefetch: cli.prefetch, in_order: true };
+    let handler = move |delivery| {
+        let results = results.clone();
+        async move { results.handle(delivery).await }
+    };
+    running.spawn(consume(broker.clone(), spec, shutdown.clone(), handler));
+    // Dead letters are handled side by side.
+    let spec = ConsumerSpec { queue: QueueName::SchedulerDead, prefetch: cli.prefetch, in_order: false };
+    let dead = {
         let consumers = consumers.clone();
-        let handler = move |delivery| {
+        move |delivery| {
             let consumers = consumers.clone();
-            let queue = queue.clone();
-            async move {
-                match queue {
-                    QueueName::SchedulerResults => consumers.on_result(delivery).await,
-                    _ => consumers.on_dead_letter(delivery).await,
-                }
-            }
-        };
-        running.spawn(consume(broker.clone(), spec, shutdown.clone(), handler));
-    }
+            async move { consumers.on_dead_letter(delivery).await }
+        }
+    };
+    running.spawn(consume(broker.clone(), spec, shutdown.clone(), dead));
     tracing::info!("scheduler running");
 
     wait_for_signal().await;

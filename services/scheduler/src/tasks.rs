@@ -18,9 +18,10 @@ use aegir_contract::{
     Lane, LogLevel, StepAction, StepDispatched, StepOutcome, StepResult, TaskFinished, TaskLog, TaskOutcome,
     TaskRequested, TaskStarted,
 };
-use aegir_postgres::{Outbox, OutboxError};
+use aegir_postgres::{Outbox, OutboxError, Staged};
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::change::{Change, scheduler_line};
@@ -58,6 +59,14 @@ pub struct Tasks {
     retry: RetryPolicy,
     /// How long a dispatched step may go without an answer before it fails.
     step_deadline: Duration,
+}
+
+/// A task row read with its id, for a batch.
+#[derive(sqlx::FromRow)]
+struct LockedRow {
+    task_id: Uuid,
+    #[sqlx(flatten)]
+    task: TaskRow,
 }
 
 /// The part of a task row the state machine works with.
@@ -239,6 +248,67 @@ impl Tasks {
             tracing::warn!(task_id = %result.task_id, "result for a task this scheduler never accepted; ignoring it");
             return Ok(());
         };
+        let mut out = Change::new();
+        self.apply_result(&mut tx, &mut out, result, task).await?;
+        self.commit(tx, out).await
+    }
+
+    /// Advances several tasks by results of their steps, in one transaction: one commit
+    /// for all of them rather than one each. Each result is applied in its own span, so
+    /// what it sends stays in its task's trace. `results` name different tasks.
+    ///
+    /// The entities of all the tasks are locked first, in one order every batch shares,
+    /// so two batches never wait for each other in a circle; everything else locks one
+    /// entity per transaction.
+    pub async fn record_batch(&self, results: &[(&StepResult, tracing::Span)]) -> Result<(), TaskError> {
+        let ids: Vec<Uuid> = results.iter().map(|(result, _)| result.task_id).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(entity) FROM (
+                 SELECT DISTINCT hashtextextended(context, 0) AS entity FROM tasks WHERE task_id = ANY($1)
+                 ORDER BY entity
+             ) AS entities",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        let rows: Vec<(Uuid, TaskRow)> = sqlx::query_as::<_, LockedRow>(
+            "SELECT task_id, context, kind, status, current_step, attempt, steps, request, phase, failed_step,
+                    failure, rollback_errors
+             FROM tasks WHERE task_id = ANY($1) FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|row| (row.task_id, row.task))
+        .collect();
+        let mut rows: std::collections::HashMap<Uuid, TaskRow> = rows.into_iter().collect();
+        let mut staged = Staged::new();
+        for (result, span) in results {
+            let Some(task) = rows.remove(&result.task_id) else {
+                let _entered = span.enter();
+                tracing::warn!(task_id = %result.task_id, "result for a task this scheduler never accepted; ignoring it");
+                continue;
+            };
+            let mut out = Change::new();
+            self.apply_result(&mut tx, &mut out, result, task).instrument(span.clone()).await?;
+            span.in_scope(|| staged.append(out.into_staged()));
+        }
+        let written = self.outbox.write(&mut tx, staged).await?;
+        tx.commit().await?;
+        self.outbox.hand_off(written);
+        Ok(())
+    }
+
+    /// Applies a step result to its task, locked and read as `task`, in `tx`.
+    async fn apply_result(
+        &self,
+        tx: &mut PgConnection,
+        out: &mut Change,
+        result: &StepResult,
+        task: TaskRow,
+    ) -> Result<(), TaskError> {
         let current = task.status == "running"
             && task.current_step == result.step as i32
             && task.attempt == result.attempt as i32;
@@ -264,7 +334,6 @@ impl Tasks {
             return Ok(());
         }
         let label = action.map_or("step", StepAction::label);
-        let mut out = Change::new();
         match &result.outcome {
             StepOutcome::Failed { reason, transient: true } if result.attempt + 1 < self.retry.max_attempts => {
                 let attempt = result.attempt + 1;
@@ -278,7 +347,7 @@ impl Tasks {
                 out.log(result.task_id, Some(result.step), LogLevel::Warning, message);
                 let action = action.cloned().expect("a current step has an action");
                 dispatch(
-                    (&mut tx, &mut out),
+                    (&mut *tx, &mut *out),
                     (result.task_id, request.lane),
                     action,
                     step,
@@ -301,7 +370,7 @@ impl Tasks {
                         .execute(&mut *tx)
                         .await?;
                     dispatch(
-                        (&mut tx, &mut out),
+                        (&mut *tx, &mut *out),
                         (result.task_id, request.lane),
                         action,
                         plan.len() + next,
@@ -317,26 +386,26 @@ impl Tasks {
                     } else {
                         format!("{failure}; the rollback was incomplete: {}", errors.join("; "))
                     };
-                    self.finish(&mut tx, &mut out, &request, TaskOutcome::Failed, Some(reason)).await?;
-                    self.start_next(&mut tx, &mut out, &task.context).await?;
+                    let end = (TaskOutcome::Failed, Some(reason));
+                    self.end_then_start_next(&mut *tx, &mut *out, &request, end, &task.context).await?;
                 }
             }
             StepOutcome::Success { .. } if step + 1 >= plan.len() => {
-                self.finish(&mut tx, &mut out, &request, TaskOutcome::Success, None).await?;
-                self.start_next(&mut tx, &mut out, &task.context).await?;
+                let end = (TaskOutcome::Success, None);
+                self.end_then_start_next(&mut *tx, &mut *out, &request, end, &task.context).await?;
             }
             StepOutcome::Success { .. } => {
                 let next = plan[step + 1].action.clone();
                 let task_ref = (result.task_id, request.lane);
-                dispatch((&mut tx, &mut out), task_ref, next, step + 1, plan.len(), 0, self.timing(None)).await?;
+                dispatch((&mut *tx, &mut *out), task_ref, next, step + 1, plan.len(), 0, self.timing(None)).await?;
             }
             StepOutcome::Failed { reason, transient } => {
                 let tries = if *transient { format!(" (after {} tries)", result.attempt + 1) } else { String::new() };
                 let reason = format!("{label} on {} failed{tries}: {reason}", result.route);
-                self.step_failed(&mut tx, &mut out, &task, &request, &plan, step, reason).await?;
+                self.step_failed(&mut *tx, &mut *out, &task, &request, &plan, step, reason).await?;
             }
         }
-        self.commit(tx, out).await
+        Ok(())
     }
 
     /// Fails a task because one of its messages was dead-lettered. `step` names the step
@@ -391,8 +460,8 @@ impl Tasks {
                 Some(failure) => format!("{failure}; the rollback was interrupted: {reason}"),
                 None => reason,
             };
-            self.finish(&mut tx, &mut out, &request, TaskOutcome::Failed, Some(reason)).await?;
-            self.start_next(&mut tx, &mut out, &task.context).await?;
+            let end = (TaskOutcome::Failed, Some(reason));
+            self.end_then_start_next(&mut tx, &mut out, &request, end, &task.context).await?;
         }
         self.commit(tx, out).await
     }
@@ -412,8 +481,8 @@ impl Tasks {
     ) -> Result<(), TaskError> {
         let undo = plan::rollback(plan, step);
         let Some(first) = undo.first().cloned() else {
-            self.finish(&mut *tx, out, request, TaskOutcome::Failed, Some(reason)).await?;
-            return self.start_next(tx, out, &task.context).await.map(drop);
+            let end = (TaskOutcome::Failed, Some(reason));
+            return self.end_then_start_next(tx, out, request, end, &task.context).await;
         };
         sqlx::query("UPDATE tasks SET phase = 'rollback', failed_step = $2, failure = $3 WHERE task_id = $1")
             .bind(request.task_id)
@@ -450,9 +519,7 @@ impl Tasks {
             if status == "running" {
                 return Ok(Some(task_id));
             }
-            let corrupt = |reason: String| TaskError::Corrupt { task_id, reason };
-            let request = request.ok_or_else(|| corrupt("no request stored (waiting task)".into()))?;
-            let request: TaskRequested = serde_json::from_value(request).map_err(|e| corrupt(e.to_string()))?;
+            let request = waiting_request(task_id, request)?;
             if self.start(&mut *tx, out, task_id, &request).await? {
                 return Ok(None);
             }
@@ -503,28 +570,87 @@ impl Tasks {
         .bind(&reason)
         .execute(&mut *tx)
         .await?;
-        if ended.rows_affected() == 0 {
-            return Ok(());
+        if ended.rows_affected() == 1 {
+            stage_finish(out, request, outcome, reason);
         }
-        match (outcome, &reason) {
-            (TaskOutcome::Cancelled, _) => {
-                out.log(request.task_id, None, LogLevel::Warning, "task cancelled before it started")
-            }
-            (_, Some(reason)) => out.log(request.task_id, None, LogLevel::Error, format!("task failed: {reason}")),
-            (_, None) => out.log(request.task_id, None, LogLevel::Success, "task succeeded"),
-        }
-        let finished = TaskFinished {
-            task_id: request.task_id,
-            context: Some(request.target.context()),
-            kind: Some(request.kind),
-            outcome,
-            reason,
-            at: Utc::now(),
-            log: vec![],
-        };
-        out.finished(finished);
         Ok(())
     }
+
+    /// Ends a running task (when it has not ended already) and starts the next waiting
+    /// task of its entity, `context`. The end and the look for what comes next are one
+    /// statement: a task's end is the most common change there is.
+    async fn end_then_start_next(
+        &self,
+        tx: &mut PgConnection,
+        out: &mut Change,
+        request: &TaskRequested,
+        (outcome, reason): (TaskOutcome, Option<String>),
+        context: &str,
+    ) -> Result<(), TaskError> {
+        // The statement's snapshot still shows the ending task unfinished: it is left
+        // out of what comes next by its id.
+        let (ended, next_id, next_status, next_request): (
+            bool,
+            Option<Uuid>,
+            Option<String>,
+            Option<serde_json::Value>,
+        ) = sqlx::query_as(
+            "WITH ended AS (
+                     UPDATE tasks SET status = $2, reason = $3, finished_at = now(), request = NULL
+                     WHERE task_id = $1 AND status IN ('waiting', 'running') RETURNING task_id
+                 )
+                 SELECT EXISTS (SELECT 1 FROM ended), next.task_id, next.status, next.request
+                 FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+                     SELECT task_id, status, request FROM tasks
+                     WHERE context = $4 AND status IN ('waiting', 'running') AND task_id <> $1
+                     ORDER BY status = 'running' DESC, requested_at, seq LIMIT 1
+                 ) AS next ON true",
+        )
+        .bind(request.task_id)
+        .bind(outcome.as_str())
+        .bind(&reason)
+        .bind(context)
+        .fetch_one(&mut *tx)
+        .await?;
+        if ended {
+            stage_finish(out, request, outcome, reason);
+        }
+        let (Some(task_id), Some("waiting")) = (next_id, next_status.as_deref()) else { return Ok(()) };
+        let next = waiting_request(task_id, next_request)?;
+        if !self.start(&mut *tx, out, task_id, &next).await? {
+            // It had no step and ended at once: the one after it, then.
+            self.start_next(tx, out, context).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The messages of a task's end: its last line and the event.
+fn stage_finish(out: &mut Change, request: &TaskRequested, outcome: TaskOutcome, reason: Option<String>) {
+    match (outcome, &reason) {
+        (TaskOutcome::Cancelled, _) => {
+            out.log(request.task_id, None, LogLevel::Warning, "task cancelled before it started")
+        }
+        (_, Some(reason)) => out.log(request.task_id, None, LogLevel::Error, format!("task failed: {reason}")),
+        (_, None) => out.log(request.task_id, None, LogLevel::Success, "task succeeded"),
+    }
+    let finished = TaskFinished {
+        task_id: request.task_id,
+        context: Some(request.target.context()),
+        kind: Some(request.kind),
+        outcome,
+        reason,
+        at: Utc::now(),
+        log: vec![],
+    };
+    out.finished(finished);
+}
+
+/// The stored request of a waiting task.
+fn waiting_request(task_id: Uuid, request: Option<serde_json::Value>) -> Result<TaskRequested, TaskError> {
+    let corrupt = |reason: String| TaskError::Corrupt { task_id, reason };
+    let request = request.ok_or_else(|| corrupt("no request stored (waiting task)".into()))?;
+    serde_json::from_value(request).map_err(|e| corrupt(e.to_string()))
 }
 
 /// Serialises every change to one entity's tasks across all scheduler processes.
@@ -533,24 +659,17 @@ async fn lock_entity(tx: &mut PgConnection, context: &str) -> Result<(), sqlx::E
     Ok(())
 }
 
-/// Locks a task and its entity (entity first, as everywhere, so no deadlock).
+/// Locks a task and its entity (entity first, as everywhere, so no deadlock), and reads it.
 async fn lock_task(tx: &mut PgConnection, task_id: Uuid) -> Result<Option<TaskRow>, sqlx::Error> {
-    // A task's context never changes, so its entity can be locked by the row's context
-    // before the row itself (one round trip for both).
-    let locked: Option<(String,)> = sqlx::query_as(
-        "SELECT context FROM tasks, LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(context, 0))) AS entity
-         WHERE task_id = $1",
-    )
-    .bind(task_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if locked.is_none() {
-        return Ok(None);
-    }
+    // One round trip for both locks: a task's context never changes, so the row found
+    // names its entity, whose lock is taken (the subquery is volatile, so it runs for
+    // the row before the row is locked). A change committed while this waited for the
+    // entity is what `FOR UPDATE` returns: it reads the newest version of a row it locks.
     sqlx::query_as(
-        "SELECT context, kind, status, current_step, attempt, steps, request, phase, failed_step, failure,
-                rollback_errors
-         FROM tasks WHERE task_id = $1 FOR UPDATE",
+        "SELECT t.context, t.kind, t.status, t.current_step, t.attempt, t.steps, t.request, t.phase,
+                t.failed_step, t.failure, t.rollback_errors
+         FROM tasks t, LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(t.context, 0))) AS entity
+         WHERE t.task_id = $1 FOR UPDATE OF t",
     )
     .bind(task_id)
     .fetch_optional(tx)

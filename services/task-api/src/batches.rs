@@ -249,23 +249,6 @@ async fn view(conn: &mut PgConnection, id: Uuid) -> Result<BatchView, ApiError> 
     })
 }
 
-/// Records the end of a batch's task (called with each finished task).
-pub async fn task_finished(
-    conn: &mut PgConnection,
-    task_id: Uuid,
-    status: &str,
-    reason: Option<&str>,
-) -> sqlx::Result<bool> {
-    let status = if status == "success" { "success" } else { "failed" };
-    let done = sqlx::query("UPDATE batch_items SET status = $2, reason = $3 WHERE task_id = $1 AND status = 'queued'")
-        .bind(task_id)
-        .bind(status)
-        .bind(reason)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected() > 0)
-}
-
 /// Tasks of a batch queued per transaction: each chunk is committed, and its tasks
 /// start, while the next is queued (a thousand take a couple of seconds to queue).
 const CHUNK: i64 = 100;

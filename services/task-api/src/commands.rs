@@ -363,29 +363,39 @@ fn site_body(product: &aegir_contract::PlatformName, client: &ClientName, option
     body
 }
 
-/// The command that made a task, if a command did.
-async fn command_of(
-    conn: &mut PgConnection,
-    task_id: Uuid,
-) -> sqlx::Result<Option<(PartnerName, IdempotencyKey, Option<SiteUri>)>> {
-    let row: Option<(String, String, Value)> =
-        sqlx::query_as("SELECT partner, idempotency_key, command FROM commands WHERE task_id = $1")
-            .bind(task_id)
-            .fetch_optional(conn)
-            .await?;
-    let Some((partner, key, command)) = row else { return Ok(None) };
-    let (Ok(partner), Ok(key)) = (PartnerName::parse(&partner), IdempotencyKey::parse(&key)) else {
-        tracing::warn!(%task_id, "a stored command has a partner or key this version cannot read");
-        return Ok(None);
-    };
-    let site = command.get("site").and_then(Value::as_str).and_then(|s| SiteUri::parse(s).ok());
-    Ok(Some((partner, key, site)))
+/// The partner command that made a task, as stored; all `None` when no command did. Read
+/// in the statement that records the task's start or end (see `db::tasks`), so the
+/// partner hears of it without a look-up of its own.
+#[derive(Debug, Default, sqlx::FromRow)]
+pub struct CommandOfTask {
+    pub partner: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub command: Option<Value>,
+}
+
+impl CommandOfTask {
+    /// The partner, the command's key and its site, when a command made task `task_id`.
+    fn read(self, task_id: Uuid) -> Option<(PartnerName, IdempotencyKey, Option<SiteUri>)> {
+        let (Some(partner), Some(key), Some(command)) = (self.partner, self.idempotency_key, self.command) else {
+            return None;
+        };
+        let (Ok(partner), Ok(key)) = (PartnerName::parse(&partner), IdempotencyKey::parse(&key)) else {
+            tracing::warn!(%task_id, "a stored command has a partner or key this version cannot read");
+            return None;
+        };
+        let site = command.get("site").and_then(Value::as_str).and_then(|s| SiteUri::parse(s).ok());
+        Some((partner, key, site))
+    }
 }
 
 /// Tells the partner whose command made the task that it started, in the transaction
-/// that records the start.
-pub async fn task_started(conn: &mut PgConnection, started: &TaskStarted) -> sqlx::Result<bool> {
-    let Some((partner, idempotency_key, site)) = command_of(conn, started.task_id).await? else { return Ok(false) };
+/// that records the start. False when no command made it.
+pub async fn task_started(
+    conn: &mut PgConnection,
+    started: &TaskStarted,
+    command: CommandOfTask,
+) -> sqlx::Result<bool> {
+    let Some((partner, idempotency_key, site)) = command.read(started.task_id) else { return Ok(false) };
     let event = PartnerTaskStarted {
         partner,
         idempotency_key,
@@ -399,9 +409,14 @@ pub async fn task_started(conn: &mut PgConnection, started: &TaskStarted) -> sql
 }
 
 /// Tells the partner whose command made the task how it ended, in the transaction that
-/// records the end (which happens once per task).
-pub async fn task_finished(conn: &mut PgConnection, finished: &TaskFinished, kind: TaskKind) -> sqlx::Result<bool> {
-    let Some((partner, idempotency_key, site)) = command_of(conn, finished.task_id).await? else { return Ok(false) };
+/// records the end (which happens once per task). False when no command made it.
+pub async fn task_finished(
+    conn: &mut PgConnection,
+    finished: &TaskFinished,
+    kind: TaskKind,
+    command: CommandOfTask,
+) -> sqlx::Result<bool> {
+    let Some((partner, idempotency_key, site)) = command.read(finished.task_id) else { return Ok(false) };
     let event = PartnerTaskFinished {
         partner,
         idempotency_key,

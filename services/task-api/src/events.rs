@@ -472,7 +472,8 @@ impl EventConsumer {
             TaskOutcome::Failed => TaskStatus::Failed,
             TaskOutcome::Cancelled => TaskStatus::Cancelled,
         };
-        let Some(task) =
+        // The task's batch item ends with it.
+        let Some(db::tasks::Ended { task, command }) =
             db::tasks::mark_finished(tx, finished.task_id, status, finished.reason.as_deref(), finished.at).await?
         else {
             let effect = unchanged_or_unknown(tx, finished.task_id).await?;
@@ -489,7 +490,6 @@ impl EventConsumer {
                 Ok(ContextName::Site(_)) | Err(_) => {}
             }
         }
-        crate::batches::task_finished(tx, task.id, status.as_str(), finished.reason.as_deref()).await?;
         match (ContextName::parse(&task.context), task.kind.parse::<TaskKind>()) {
             (Ok(ContextName::Site(uri)), Ok(kind)) => {
                 let args = TaskArgs::from_stored(task.options.as_ref()).unwrap_or_default();
@@ -507,7 +507,7 @@ impl EventConsumer {
         }
         let kind = finished.kind.or_else(|| task.kind.parse().ok());
         let told = match kind {
-            Some(kind) => crate::commands::task_finished(tx, finished, kind).await?,
+            Some(kind) => crate::commands::task_finished(tx, finished, kind, command).await?,
             None => false,
         };
         after.wake_outbox |= told;
@@ -521,9 +521,9 @@ async fn unchanged_or_unknown(tx: &mut PgConnection, task_id: Uuid) -> sqlx::Res
 }
 
 async fn task_started(tx: &mut PgConnection, started: &TaskStarted, after: &mut After) -> sqlx::Result<Effect> {
-    if db::tasks::mark_started(&mut *tx, started.task_id, started.at).await? {
+    if let Some(command) = db::tasks::mark_started(&mut *tx, started.task_id, started.at).await? {
         // A task a partner's command made: the partner hears of it too.
-        after.wake_outbox |= crate::commands::task_started(tx, started).await?;
+        after.wake_outbox |= crate::commands::task_started(tx, started, command).await?;
         Ok(Effect::Applied)
     } else {
         unchanged_or_unknown(tx, started.task_id).await

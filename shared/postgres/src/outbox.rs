@@ -296,6 +296,17 @@ impl Staged {
         self.delays_ms.push(delay.map_or(0, |d| d.as_millis() as i64) as f64);
     }
 
+    /// Moves `other`'s messages after these, each keeping the trace it was staged in
+    /// (several changes written in one transaction stay in their own traces).
+    pub fn append(&mut self, other: Staged) {
+        let Staged { exchanges, keys, bodies, traceparents, delays_ms } = other;
+        self.exchanges.extend(exchanges);
+        self.keys.extend(keys);
+        self.bodies.extend(bodies);
+        self.traceparents.extend(traceparents);
+        self.delays_ms.extend(delays_ms);
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }

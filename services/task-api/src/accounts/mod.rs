@@ -275,7 +275,13 @@ pub struct AuditEntry<'a> {
 }
 
 pub async fn audit(pool: &PgPool, entry: AuditEntry<'_>) {
-    let written = sqlx::query(
+    if let Err(e) = insert_audit(pool, &entry).await {
+        tracing::error!(error = %e, action = entry.action, "cannot write the audit log");
+    }
+}
+
+async fn insert_audit(db: impl sqlx::PgExecutor<'_>, entry: &AuditEntry<'_>) -> sqlx::Result<()> {
+    sqlx::query(
         "INSERT INTO audit_log (user_name, token_id, action, target, status, remote_addr)
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -285,10 +291,59 @@ pub async fn audit(pool: &PgPool, entry: AuditEntry<'_>) {
     .bind(entry.target)
     .bind(i32::from(entry.status))
     .bind(entry.remote_addr)
-    .execute(pool)
-    .await;
-    if let Err(e) = written {
-        tracing::error!(error = %e, action = entry.action, "cannot write the audit log");
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// The audit row of a change, for a handler that writes it in the transaction of the
+/// change itself: the row then goes in with the change or not at all, and the change
+/// costs one commit instead of two. When the handler has not written it (it failed, or
+/// never takes this), [`guard`] writes it after the response, as for any change.
+#[derive(Debug, Clone)]
+pub struct ChangeAudit {
+    user: String,
+    token_id: Uuid,
+    action: String,
+    target: String,
+    remote_addr: Option<String>,
+    written: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ChangeAudit {
+    /// Writes the row in `tx`, with the status the handler answers once `tx` commits.
+    /// Call [`ChangeAudit::committed`] after the commit.
+    pub async fn write(&self, tx: &mut sqlx::PgConnection, status: axum::http::StatusCode) -> sqlx::Result<()> {
+        let entry = AuditEntry {
+            user: Some(&self.user),
+            token_id: Some(self.token_id),
+            action: &self.action,
+            target: Some(&self.target),
+            status: status.as_u16(),
+            remote_addr: self.remote_addr.as_deref(),
+        };
+        insert_audit(tx, &entry).await
+    }
+
+    /// The transaction that holds the row committed: the guard writes no other.
+    pub fn committed(&self) {
+        self.written.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn is_written(&self) -> bool {
+        self.written.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ChangeAudit {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<ChangeAudit>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("a change's audit row was asked for outside the accounts guard"))
     }
 }
 
@@ -329,15 +384,28 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             return response;
         }
     };
+    let mut in_change = None;
     let (response, target) = match scope::check(&state, &caller, &route, request).await {
         Ok(scope::Checked::Pass(mut request, target)) => {
             request.extensions_mut().insert(caller.clone());
+            if changes {
+                let audit = ChangeAudit {
+                    user: caller.user.clone(),
+                    token_id: caller.token_id,
+                    action: action.clone(),
+                    target: target.clone().unwrap_or_else(|| path_target.clone()),
+                    remote_addr: remote.clone(),
+                    written: Default::default(),
+                };
+                request.extensions_mut().insert(audit.clone());
+                in_change = Some(audit);
+            }
             (next.run(request).await, target)
         }
         Ok(scope::Checked::Answer(response)) => (response, None),
         Err(e) => (e.into_response(), None),
     };
-    if changes {
+    if changes && !in_change.is_some_and(|audit| audit.is_written()) {
         let entry = AuditEntry {
             user: Some(&caller.user),
             token_id: Some(caller.token_id),

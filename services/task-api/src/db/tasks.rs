@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::commands::CommandOfTask;
 use crate::input::Page;
 use crate::views::{TaskStatus, TaskView};
 
@@ -164,37 +165,60 @@ pub async fn list_of_client(
     Ok((rows, total))
 }
 
-/// `queued` → `running`. False when the task is not queued (unknown, or already past it).
+/// `queued` → `running`. `None` when the task is not queued (unknown, or already past
+/// it); else the partner command that made it (all `None` when none did), read in the
+/// same statement since the partner hears of the start.
 ///
 /// The status guards of this and [`mark_finished`] name the states a task must not have
 /// reached yet: no index on status answers that, so the primary key always finds the row.
 /// `status = 'queued'` let a plan made while the table was small scan every waiting task
 /// by the status index instead, for every start, until the table was next analyzed.
-pub async fn mark_started(db: impl PgExecutor<'_>, id: Uuid, at: DateTime<Utc>) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE tasks SET status = 'running', started_at = $2
-         WHERE id = $1 AND status NOT IN ('running', 'success', 'failed', 'cancelled')",
+pub async fn mark_started(db: impl PgExecutor<'_>, id: Uuid, at: DateTime<Utc>) -> sqlx::Result<Option<CommandOfTask>> {
+    sqlx::query_as(
+        "WITH started AS (
+             UPDATE tasks SET status = 'running', started_at = $2
+             WHERE id = $1 AND status NOT IN ('running', 'success', 'failed', 'cancelled') RETURNING id
+         )
+         SELECT c.partner, c.idempotency_key, c.command FROM started LEFT JOIN commands c ON c.task_id = started.id",
     )
     .bind(id)
     .bind(at)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    .fetch_optional(db)
+    .await
+}
+
+/// A task's row as its end left it, and the partner command that made it.
+#[derive(Debug, FromRow)]
+pub struct Ended {
+    #[sqlx(flatten)]
+    pub task: TaskRow,
+    #[sqlx(flatten)]
+    pub command: CommandOfTask,
 }
 
 /// Ends a task that has not ended yet; `None` when it is unknown or already finished.
+/// The same statement settles what waited on the end: the task's item of a batch ends
+/// (`success`, or `failed` for any other end), and the partner command that made the
+/// task (all `None` when none did) comes back, since the partner hears of the end.
 pub async fn mark_finished(
     conn: &mut PgConnection,
     id: Uuid,
     status: TaskStatus,
     reason: Option<&str>,
     at: DateTime<Utc>,
-) -> sqlx::Result<Option<TaskRow>> {
+) -> sqlx::Result<Option<Ended>> {
     sqlx::query_as(concat!(
-        "UPDATE tasks SET status = $2, reason = $3, finished_at = $4
-         WHERE id = $1 AND status NOT IN ('success', 'failed', 'cancelled')
-         RETURNING ",
-        columns!()
+        "WITH ended AS (
+             UPDATE tasks SET status = $2, reason = $3, finished_at = $4
+             WHERE id = $1 AND status NOT IN ('success', 'failed', 'cancelled')
+             RETURNING ",
+        columns!(),
+        "
+         ), item AS (
+             UPDATE batch_items SET status = CASE WHEN $2 = 'success' THEN 'success' ELSE 'failed' END, reason = $3
+             WHERE task_id IN (SELECT id FROM ended) AND status = 'queued'
+         )
+         SELECT ended.*, c.partner, c.idempotency_key, c.command FROM ended LEFT JOIN commands c ON c.task_id = ended.id"
     ))
     .bind(id)
     .bind(status.as_str())

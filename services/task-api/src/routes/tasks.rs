@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{FETCHED, listing};
+use crate::accounts::ChangeAudit;
 use crate::db;
 use crate::db::tasks::TaskFilter;
 use crate::error::{ApiError, ErrorBody};
@@ -372,6 +373,7 @@ pub(crate) async fn enqueue_queued(
 )]
 pub async fn create(
     State(state): State<AppState>,
+    audit: ChangeAudit,
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<TaskView>), ApiError> {
     let input = TaskInput::parse(body)?;
@@ -382,7 +384,9 @@ pub async fn create(
     let mut out = Staged::new();
     out.push(&request, None);
     let written = state.outbox.write(&mut tx, out).await?;
+    audit.write(&mut tx, StatusCode::ACCEPTED).await?;
     tx.commit().await?;
+    audit.committed();
     state.outbox.hand_off(written);
     let id = row.id;
 

@@ -317,6 +317,30 @@ async fn bad_task_requests_are_refused_and_nothing_is_queued() {
 }
 
 #[tokio::test]
+async fn each_task_request_leaves_one_audit_row_with_its_answer() {
+    let app = TestApp::spawn().await;
+    save_master(&app).await;
+    // Accepted: the row goes in with the task (one transaction); refused: written after.
+    let (status, task) = app.post("/api/v1/tasks", json!({"context": "@server_master", "task": "verify"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{task}");
+    let refused = app.post("/api/v1/tasks", json!({"context": "@server_nope", "task": "verify"})).await;
+    assert_error(&refused, StatusCode::NOT_FOUND, "not_found", Some("context"));
+
+    let rows: Vec<(String, i32, Option<String>)> = sqlx::query_as(
+        "SELECT target, status, user_name FROM audit_log WHERE action = 'POST /api/v1/tasks' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let expected = [
+        ("@server_master verify".to_owned(), 202, Some("admin".to_owned())),
+        ("@server_nope verify".to_owned(), 404, Some("admin".to_owned())),
+    ];
+    assert_eq!(rows, expected);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn invalid_events_are_dead_lettered_and_the_consumer_keeps_going() {
     let app = TestApp::spawn().await;
     save_master(&app).await;
