@@ -457,6 +457,27 @@ impl System {
             .collect()
     }
 
+    /// Saves `@platform_{name}`: an empty directory on this system's server.
+    pub async fn save_empty_platform(&self, name: &str) {
+        let root = self.platforms_dir().join(name);
+        std::fs::create_dir_all(&root).unwrap();
+        let root = format!("--root={}", root.display());
+        let web = format!("--web_server=@{}", self.server);
+        self.cli_ok(&["save", &format!("@platform_{name}"), "--context_type=platform", &root, &web]).await;
+    }
+
+    /// Takes the one message waiting in `queue` off it (as its sender signed it) and
+    /// returns its body.
+    pub async fn take_message(&self, queue: &str) -> Vec<u8> {
+        use lapin::options::{BasicAckOptions, BasicGetOptions};
+        let waiting = wait_for(PATIENCE, || async { self.queue_depth(queue).await == 1 }).await;
+        assert!(waiting, "no message waits in {queue}");
+        let channel = self.channel().await;
+        let message = channel.basic_get(queue.into(), BasicGetOptions::default()).await.unwrap().expect("a message");
+        message.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        message.delivery.data.clone()
+    }
+
     /// A channel on this system's vhost, for tests that talk to RabbitMQ directly.
     pub async fn channel(&self) -> lapin::Channel {
         let conn = lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default()).await.unwrap();

@@ -1,7 +1,9 @@
 //! How the scheduler runs tasks: one at a time per entity, in order; transient failures
 //! retried a bounded number of times; each task ends once.
 
-use aegir_e2e::{Options, System, mariadb_url};
+use aegir_amqp::Broker;
+use aegir_amqp::signing::Signer;
+use aegir_e2e::{Options, PATIENCE, System, mariadb_url, wait_for};
 use serde_json::Value;
 
 fn time(view: &Value, field: &str) -> String {
@@ -192,4 +194,71 @@ async fn a_persons_task_goes_before_the_bulk_lane_however_long_it_is() {
     );
     let log = system.task_log(&bulk[0]).await;
     assert!(log.iter().any(|(_, _, m)| m.contains("bulk lane")), "a bulk task's log says so: {log:?}");
+}
+
+/// Requests that pile up while the scheduler is away reach it together, and it takes
+/// them in batches (one transaction each): every entity's tasks still run one at a time
+/// in the order they were asked for, and a forged request among them is refused without
+/// holding up the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_piled_up_while_the_scheduler_was_away_run_in_order_and_a_forged_one_holds_up_none() {
+    let mut system = System::start().await;
+    system.save_server(&mariadb_url()).await;
+    let platforms = ["a", "b", "c"];
+    for name in platforms {
+        system.save_empty_platform(name).await;
+    }
+    system.kill9("scheduler").await;
+
+    // The first request, taken off the queue, goes back behind an unsigned copy of itself.
+    let first = system.post_task("@platform_a", "ping").await;
+    let body = system.take_message("scheduler.tasks").await;
+    let mut forged: Value = serde_json::from_slice(&body).unwrap();
+    let forged_id = uuid::Uuid::now_v7();
+    forged["task_id"] = forged_id.to_string().into();
+    Broker::new(system.amqp_url.clone(), "forger")
+        .publish_bytes("aegir.tasks", "task.requested", forged.to_string().as_bytes())
+        .await
+        .unwrap();
+    Broker::signed(system.amqp_url.clone(), "task-api", Signer::Control(system.master_key.clone()))
+        .publish_bytes("aegir.tasks", "task.requested", &body)
+        .await
+        .unwrap();
+    let mut asked: Vec<(&str, String)> = vec![("a", first)];
+    for _ in 0..4 {
+        for name in platforms {
+            asked.push((name, system.post_task(&format!("@platform_{name}"), "ping").await));
+        }
+    }
+    system.respawn_with("scheduler", &[("RUST_LOG", "info,scheduler=debug")]);
+
+    let mut views = Vec::new();
+    for (name, id) in &asked {
+        let view = system.wait_task(id).await;
+        assert_eq!(view["status"], "success", "{view}");
+        views.push((*name, view));
+    }
+    for name in platforms {
+        let mine: Vec<&Value> = views.iter().filter(|(n, _)| *n == name).map(|(_, v)| v).collect();
+        for pair in mine.windows(2) {
+            let (earlier, later) = (pair[0], pair[1]);
+            assert!(
+                time(later, "started_at") >= time(earlier, "finished_at"),
+                "a task of @platform_{name} started before the one asked for ahead of it finished:\n{earlier}\n{later}"
+            );
+        }
+    }
+    let refused = wait_for(PATIENCE, || async {
+        let row: Option<(String, Option<chrono::DateTime<chrono::Utc>>)> =
+            sqlx::query_as("SELECT status, started_at FROM scheduler.tasks WHERE task_id = $1")
+                .bind(forged_id)
+                .fetch_optional(&system.pg)
+                .await
+                .unwrap();
+        row.is_some_and(|(status, started)| status == "failed" && started.is_none())
+    })
+    .await;
+    assert!(refused, "the forged request ends failed in the scheduler without starting");
+    let log = system.log_tail("scheduler");
+    assert!(log.contains("accepting task requests together"), "the piled-up requests were taken in batches:\n{log}");
 }

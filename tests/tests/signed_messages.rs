@@ -8,26 +8,6 @@ use aegir_amqp::Broker;
 use aegir_amqp::signing::{Signer, SigningKey};
 use aegir_contract::ServerName;
 use aegir_e2e::{PATIENCE, System, mariadb_url, wait_for};
-use lapin::options::{BasicAckOptions, BasicGetOptions};
-
-/// Takes the one message waiting in `queue` off it (the genuine one, as its sender
-/// signed it) and returns its body.
-async fn take_message(system: &System, queue: &str) -> Vec<u8> {
-    let waiting = wait_for(PATIENCE, || async { system.queue_depth(queue).await == 1 }).await;
-    assert!(waiting, "no message waits in {queue}");
-    let channel = system.channel().await;
-    let message = channel.basic_get(queue.into(), BasicGetOptions::default()).await.unwrap().expect("a message");
-    message.delivery.ack(BasicAckOptions::default()).await.unwrap();
-    message.delivery.data.clone()
-}
-
-async fn save_platform(system: &System, name: &str) {
-    let root = system.platforms_dir().join(name);
-    std::fs::create_dir_all(&root).unwrap();
-    let root = format!("--root={}", root.display());
-    let web = format!("--web_server=@{}", system.server);
-    system.cli_ok(&["save", &format!("@platform_{name}"), "--context_type=platform", &root, &web]).await;
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_refuses_unsigned_or_wrongly_signed_steps_and_their_tasks_fail_with_the_reason() {
@@ -50,9 +30,9 @@ async fn a_worker_refuses_unsigned_or_wrongly_signed_steps_and_their_tasks_fail_
         // The worker is away while its step waits; the genuine step is swapped for a
         // copy that is not signed with this server's key.
         system.kill9("http-worker").await;
-        save_platform(&system, &format!("p{i}")).await;
+        system.save_empty_platform(&format!("p{i}")).await;
         let id = system.post_task(&format!("@platform_p{i}"), "verify").await;
-        let body = take_message(&system, &route).await;
+        let body = system.take_message(&route).await;
         assert!(String::from_utf8_lossy(&body).contains(&id), "the step of task {id}");
         forger.publish_bytes("aegir.work", &route, &body).await.unwrap();
         system.spawn("http-worker");
@@ -82,12 +62,12 @@ async fn a_worker_refuses_unsigned_or_wrongly_signed_steps_and_their_tasks_fail_
 async fn the_scheduler_runs_no_task_request_the_control_plane_did_not_sign() {
     let mut system = System::start().await;
     system.save_server(&mariadb_url()).await;
-    save_platform(&system, "pings").await;
+    system.save_empty_platform("pings").await;
 
     // A genuine request, taken off the scheduler's queue while the scheduler is away.
     system.kill9("scheduler").await;
     let genuine = system.post_task("@platform_pings", "ping").await;
-    let body = take_message(&system, "scheduler.tasks").await;
+    let body = system.take_message("scheduler.tasks").await;
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(request["task_id"], genuine.as_str());
 

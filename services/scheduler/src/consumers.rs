@@ -36,24 +36,69 @@ impl Consumers {
         if delivery.routing_key.as_str() == TASK_CANCEL_KEY {
             return self.on_cancel(delivery).await;
         }
-        let span = tracing::info_span!("task requested", task_id = tracing::field::Empty);
-        extract_trace_context(delivery.properties.headers().as_ref(), &span);
+        let span = traced_span(&delivery, tracing::info_span!("task requested", task_id = tracing::field::Empty));
         async {
-            if let Err(e) = self.master.control().verify_delivery(&delivery) {
-                let why = format!("refused a task request: {e}");
-                return self.refuse(&delivery, "scheduler.tasks", &why).await;
-            }
-            let request = match TaskRequested::decode(&delivery.data) {
-                Ok(request) => request,
-                Err(e) => return self.refuse(&delivery, "scheduler.tasks", &e.to_string()).await,
-            };
-            tracing::Span::current().record("task_id", tracing::field::display(request.task_id));
+            let Some(request) = self.check_request(&delivery).await else { return };
             if self.retry(|| self.tasks.accept(&request)).await {
                 ack(&delivery).await;
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// Task requests taken together, in their order (cancels go through
+    /// [`Consumers::on_request`]): the valid ones are accepted in one transaction. Should
+    /// that fail, each is accepted on its own, in order, so one that cannot be accepted
+    /// holds up no other.
+    pub async fn on_requests(&self, deliveries: Vec<Delivery>) {
+        if deliveries.len() == 1 {
+            return self.on_request(deliveries.into_iter().next().expect("one delivery")).await;
+        }
+        let mut batch = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let span = traced_span(&delivery, tracing::info_span!("task requested", task_id = tracing::field::Empty));
+            if let Some(request) = self.check_request(&delivery).instrument(span.clone()).await {
+                batch.push((delivery, request, span));
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        tracing::debug!(requests = batch.len(), "accepting task requests together");
+        let requests: Vec<(&TaskRequested, tracing::Span)> = batch.iter().map(|(_, r, s)| (r, s.clone())).collect();
+        if let Err(e) = self.tasks.accept_batch(&requests).await {
+            tracing::warn!(error = %e, requests = batch.len(), "cannot accept task requests together; accepting each on its own");
+            for (delivery, request, span) in &batch {
+                if !self.retry(|| self.tasks.accept(request)).instrument(span.clone()).await {
+                    return;
+                }
+                ack(delivery).await;
+            }
+            return;
+        }
+        for (delivery, _, _) in &batch {
+            ack(delivery).await;
+        }
+    }
+
+    /// The request a delivery carries, when it is valid and signed with the control key;
+    /// else it is refused (dead-lettered) and `None` comes back.
+    async fn check_request(&self, delivery: &Delivery) -> Option<TaskRequested> {
+        if let Err(e) = self.master.control().verify_delivery(delivery) {
+            let why = format!("refused a task request: {e}");
+            self.refuse(delivery, "scheduler.tasks", &why).await;
+            return None;
+        }
+        let request = match TaskRequested::decode(&delivery.data) {
+            Ok(request) => request,
+            Err(e) => {
+                self.refuse(delivery, "scheduler.tasks", &e.to_string()).await;
+                return None;
+            }
+        };
+        tracing::Span::current().record("task_id", tracing::field::display(request.task_id));
+        Some(request)
     }
 
     /// A cancel arrives behind the request it cancels (one queue, taken in order).
@@ -108,6 +153,10 @@ impl Consumers {
                 batch.push((delivery, result, span));
             }
         }
+        if batch.is_empty() {
+            return;
+        }
+        tracing::debug!(results = batch.len(), "recording step results together");
         let results: Vec<(&StepResult, tracing::Span)> = batch.iter().map(|(_, r, s)| (r, s.clone())).collect();
         match self.tasks.record_batch(&results).await {
             Ok(()) => {
@@ -238,11 +287,15 @@ impl Consumers {
     }
 }
 
-/// The span of a step result, in the trace its message carries.
-fn result_span(delivery: &Delivery) -> tracing::Span {
-    let span = tracing::info_span!("step result", task_id = tracing::field::Empty);
+/// `span`, in the trace the delivery's message carries.
+fn traced_span(delivery: &Delivery, span: tracing::Span) -> tracing::Span {
     extract_trace_context(delivery.properties.headers().as_ref(), &span);
     span
+}
+
+/// The span of a step result.
+fn result_span(delivery: &Delivery) -> tracing::Span {
+    traced_span(delivery, tracing::info_span!("step result", task_id = tracing::field::Empty))
 }
 
 async fn ack(delivery: &Delivery) {

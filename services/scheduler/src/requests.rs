@@ -2,7 +2,8 @@
 //!
 //! `scheduler.tasks` is read in order. Each request goes to the lane of its entity, so
 //! one entity's requests are accepted in the order they were sent while other entities'
-//! requests do not wait behind them. A cancel first waits until every lane has handled
+//! requests do not wait behind them. A lane takes what has arrived since its last round
+//! as one batch, accepted in one transaction. A cancel first waits until every lane has handled
 //! what was read before it, so it always finds the request it cancels.
 
 use aegir_amqp::Delivery;
@@ -37,12 +38,24 @@ impl Lanes {
                 let (sender, mut receiver) = mpsc::channel::<Item>(LANE_DEPTH);
                 let consumers = consumers.clone();
                 running.spawn(async move {
-                    while let Some(item) = receiver.recv().await {
-                        match item {
-                            Item::Request(delivery) => consumers.on_request(*delivery).await,
-                            Item::Barrier(done) => {
-                                let _ = done.send(());
+                    // What has arrived since the last round is accepted as one batch; a
+                    // barrier is answered once the requests before it are.
+                    let mut items = Vec::with_capacity(LANE_DEPTH);
+                    while receiver.recv_many(&mut items, LANE_DEPTH).await > 0 {
+                        let mut requests = Vec::new();
+                        for item in items.drain(..) {
+                            match item {
+                                Item::Request(delivery) => requests.push(*delivery),
+                                Item::Barrier(done) => {
+                                    if !requests.is_empty() {
+                                        consumers.on_requests(std::mem::take(&mut requests)).await;
+                                    }
+                                    let _ = done.send(());
+                                }
                             }
+                        }
+                        if !requests.is_empty() {
+                            consumers.on_requests(requests).await;
                         }
                     }
                 });

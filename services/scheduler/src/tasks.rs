@@ -155,11 +155,56 @@ impl Tasks {
     /// Takes in a requested task; it starts now or waits behind its entity's other tasks.
     /// A request seen before (a redelivery) changes nothing.
     pub async fn accept(&self, request: &TaskRequested) -> Result<(), TaskError> {
+        let mut tx = self.pool.begin().await?;
+        lock_entity(&mut tx, &request.target.context().to_string()).await?;
+        let mut out = Change::new();
+        if !self.accept_in(&mut tx, &mut out, request).await? {
+            return Ok(());
+        }
+        self.commit(tx, out).await
+    }
+
+    /// Takes in several requested tasks in one transaction: one commit for all of them
+    /// rather than one each. Requests of one entity are taken in their order; each in its
+    /// own span, so what it sends stays in its task's trace.
+    ///
+    /// Their entities are locked first, in the order every batch shares (see
+    /// [`Tasks::record_batch`]).
+    pub async fn accept_batch(&self, requests: &[(&TaskRequested, tracing::Span)]) -> Result<(), TaskError> {
+        let contexts: Vec<String> = requests.iter().map(|(request, _)| request.target.context().to_string()).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(entity) FROM (
+                 SELECT DISTINCT hashtextextended(context, 0) AS entity FROM unnest($1::text[]) AS context
+                 ORDER BY entity
+             ) AS entities",
+        )
+        .bind(&contexts)
+        .execute(&mut *tx)
+        .await?;
+        let mut staged = Staged::new();
+        for (request, span) in requests {
+            let mut out = Change::new();
+            self.accept_in(&mut tx, &mut out, request).instrument(span.clone()).await?;
+            span.in_scope(|| staged.append(out.into_staged()));
+        }
+        let written = self.outbox.write(&mut tx, staged).await?;
+        tx.commit().await?;
+        self.outbox.hand_off(written);
+        Ok(())
+    }
+
+    /// Takes in a requested task in `tx`, its entity locked. False when it was taken in
+    /// before (a redelivery): then nothing changed.
+    async fn accept_in(
+        &self,
+        tx: &mut PgConnection,
+        out: &mut Change,
+        request: &TaskRequested,
+    ) -> Result<bool, TaskError> {
         let context = request.target.context().to_string();
         let plan = plan::steps(request);
         let stored = serde_json::to_value(request).expect("contract messages serialize");
-        let mut tx = self.pool.begin().await?;
-        lock_entity(&mut tx, &context).await?;
         // The task goes in, and what stands before it on its entity comes back with it:
         // the running task, else the oldest waiting one (the statement does not see the
         // row it inserts). With nothing before it and a step to send, it goes in running
@@ -192,24 +237,23 @@ impl Tasks {
         .await?;
         let Some(status) = status else {
             tracing::info!(task_id = %request.task_id, "task already accepted; ignoring the repeat");
-            return Ok(());
+            return Ok(false);
         };
-        let mut out = Change::new();
         if let (Some(first), "running") = (plan.first(), status.as_str()) {
-            stage_start(&mut out, request.task_id, request, plan.len());
+            stage_start(out, request.task_id, request, plan.len());
             let task_ref = (request.task_id, request.lane);
-            stage_dispatch(&mut out, task_ref, first.action.clone(), (0, plan.len(), 0), None);
-            return self.commit(tx, out).await;
+            stage_dispatch(out, task_ref, first.action.clone(), (0, plan.len(), 0), None);
+            return Ok(true);
         }
         // Nothing before it: it starts now, as it was asked (one that has no step ends at
         // once, and so the scheduler looks for the next one as after any end).
-        let started = ahead.is_none() && self.start(&mut tx, &mut out, request.task_id, request).await?;
-        let running = if started { None } else { self.start_next(&mut tx, &mut out, &context).await? };
+        let started = ahead.is_none() && self.start(&mut *tx, out, request.task_id, request).await?;
+        let running = if started { None } else { self.start_next(&mut *tx, out, &context).await? };
         if let Some(running) = running {
             let message = format!("queued: waiting for task {running} on {context} to finish");
             out.log(request.task_id, None, LogLevel::Info, message);
         }
-        self.commit(tx, out).await
+        Ok(true)
     }
 
     /// Writes the staged messages, commits, and hands them to the relay.
