@@ -1,7 +1,7 @@
 //! scheduler: turns requested tasks into steps, one task at a time per entity.
 //!
 //! ```text
-//! scheduler.tasks   ── TaskRequested ──▶ accept: queue behind the entity, or start
+//! scheduler.tasks   ── TaskRequested ──▶ accept (in batches): queue behind the entity, or start
 //! scheduler.results ── StepResult    ──▶ record (in batches): next step, retry, or finish
 //! scheduler.dead    ── dead letters  ──▶ fail the task they belong to
 //!                                        │

@@ -188,10 +188,7 @@ impl Tasks {
             self.accept_in(&mut tx, &mut out, request).instrument(span.clone()).await?;
             span.in_scope(|| staged.append(out.into_staged()));
         }
-        let written = self.outbox.write(&mut tx, staged).await?;
-        tx.commit().await?;
-        self.outbox.hand_off(written);
-        Ok(())
+        self.commit_staged(tx, staged).await
     }
 
     /// Takes in a requested task in `tx`, its entity locked. False when it was taken in
@@ -256,9 +253,18 @@ impl Tasks {
         Ok(true)
     }
 
-    /// Writes the staged messages, commits, and hands them to the relay.
-    async fn commit(&self, mut tx: sqlx::Transaction<'_, sqlx::Postgres>, out: Change) -> Result<(), TaskError> {
-        let written = self.outbox.write(&mut tx, out.into_staged()).await?;
+    /// Writes the messages of a change, commits, and hands them to the relay.
+    async fn commit(&self, tx: sqlx::Transaction<'_, sqlx::Postgres>, out: Change) -> Result<(), TaskError> {
+        self.commit_staged(tx, out.into_staged()).await
+    }
+
+    /// Writes staged messages, commits, and hands them to the relay.
+    async fn commit_staged(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        staged: Staged,
+    ) -> Result<(), TaskError> {
+        let written = self.outbox.write(&mut tx, staged).await?;
         tx.commit().await?;
         self.outbox.hand_off(written);
         Ok(())
@@ -339,10 +345,7 @@ impl Tasks {
             self.apply_result(&mut tx, &mut out, result, task).instrument(span.clone()).await?;
             span.in_scope(|| staged.append(out.into_staged()));
         }
-        let written = self.outbox.write(&mut tx, staged).await?;
-        tx.commit().await?;
-        self.outbox.hand_off(written);
-        Ok(())
+        self.commit_staged(tx, staged).await
     }
 
     /// Applies a step result to its task, locked and read as `task`, in `tx`.
