@@ -262,3 +262,47 @@ async fn requests_piled_up_while_the_scheduler_was_away_run_in_order_and_a_forge
     let log = system.log_tail("scheduler");
     assert!(log.contains("accepting task requests together"), "the piled-up requests were taken in batches:\n{log}");
 }
+
+/// Step results that pile up while the scheduler is away reach it together, and it
+/// records them in batches (one transaction each): every task still ends once, with
+/// success.
+#[tokio::test(flavor = "multi_thread")]
+async fn results_piled_up_while_the_scheduler_was_away_are_recorded_together_and_every_task_ends() {
+    let mut system = System::start().await;
+    system.save_server(&mariadb_url()).await;
+    let platforms = ["a", "b", "c", "d", "e", "f"];
+    for name in platforms {
+        system.save_empty_platform(name).await;
+    }
+    // Steps are sent while the worker is away, so none is answered yet.
+    system.kill9("http-worker").await;
+    let mut ids = Vec::new();
+    for name in platforms {
+        ids.push(system.post_task(&format!("@platform_{name}"), "ping").await);
+    }
+    let all_running = wait_for(PATIENCE, || async {
+        let mut running = true;
+        for id in &ids {
+            running &= system.get(&format!("/api/v1/tasks/{id}")).await.1["status"] == "running";
+        }
+        running
+    })
+    .await;
+    assert!(all_running, "every task starts its step");
+    // The answers come while the scheduler is away, and wait for it.
+    system.kill9("scheduler").await;
+    system.spawn("http-worker");
+    let piled =
+        wait_for(PATIENCE, || async { system.queue_depth("scheduler.results").await == ids.len() as u32 }).await;
+    assert!(piled, "every step's result waits in scheduler.results");
+    system.respawn_with("scheduler", &[("RUST_LOG", "info,scheduler=debug")]);
+
+    for id in &ids {
+        let view = system.wait_task(id).await;
+        assert_eq!(view["status"], "success", "{view}");
+        let ends = system.task_log(id).await.iter().filter(|(_, _, m)| m == "task succeeded").count();
+        assert_eq!(ends, 1, "task {id} ends once");
+    }
+    let log = system.log_tail("scheduler");
+    assert!(log.contains("recording step results together"), "the piled-up results were recorded in batches:\n{log}");
+}
