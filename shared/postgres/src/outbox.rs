@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use aegir_amqp::topology::{QueueName, WORK_EXCHANGE};
 use aegir_amqp::{AmqpError, Broker, Outgoing, Publishable};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -198,7 +197,7 @@ impl Outbox {
     /// delete only publishes a row again.
     pub async fn relay(self, pool: PgPool, broker: Broker, shutdown: CancellationToken) {
         let options = (*pool.connect_options()).clone().options([("synchronous_commit", "off")]);
-        let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
+        let pool = crate::connect::pool_options().max_connections(1).connect_lazy_with(options);
         let mut next_poll = Instant::now();
         let mut backoff = false;
         loop {
