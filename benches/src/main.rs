@@ -88,8 +88,8 @@ async fn main() -> anyhow::Result<()> {
             backup::run(backup::Args { files_mib: all.backup_files_mib, db_mib: all.backup_db_mib }).await?;
             fleet_verify::run(fleet_verify::Args {
                 sites: all.fleet_sites,
-                parallel: 1000,
-                worker_steps: 1001,
+                parallel: 2000,
+                worker_steps: 2001,
                 http_sample: 50,
                 logs: None,
             })

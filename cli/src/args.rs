@@ -250,7 +250,7 @@ pub struct BatchArgs {
     pub to: Option<ContextName>,
 
     /// Tasks running at once
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=5000))]
     pub parallel: u16,
 
     /// Start no new task once more than this many have failed

@@ -60,7 +60,8 @@ pub struct Applied {
 
 /// How long a cycle collects changes before it tests and reloads: at least `shortest`,
 /// then until none has come for `quiet`, and at most `longest` after the first; at once
-/// when as many changes wait as a fleet operation can have steps running on the worker.
+/// when half as many changes wait as a fleet operation can have steps running on the
+/// worker (the other half fill the next window meanwhile).
 ///
 /// A change that misses a window costs a test and a reload of its own, which with
 /// thousands of vhosts take seconds. So a window stays open at least as long as the
@@ -117,10 +118,13 @@ impl Window {
     const UNTIMED_COST: Duration = Duration::from_secs(1);
 
     /// Windows for a worker that runs `steps` at once. Fleet operations and scheduled
-    /// queues get all but one of them (the other is kept for people's steps), so that
-    /// many changes waiting is a full window.
+    /// queues get all but one of them (the other is kept for people's steps); half of
+    /// those waiting is a full window. So while one window's changes are tested and
+    /// reloaded (seconds, with thousands of vhosts), the steps of the other half still
+    /// come in and fill the next: the web server's work overlaps the tasks', rather
+    /// than every step waiting for the reload before the next can start.
     pub fn for_steps(steps: usize) -> Self {
-        Self { room: steps.saturating_sub(1).max(1), ..Self::default() }
+        Self { room: steps.saturating_sub(1).max(1).div_ceil(2), ..Self::default() }
     }
 
     /// This window after a cycle whose test and reload took `cost`, whose changes came
@@ -735,9 +739,13 @@ mod tests {
         assert_eq!(new_server.quiet(1, Duration::ZERO, true), ms(1_000), "a reload not timed yet is taken as a second");
         assert_eq!(large.after_a_while().quiet(1, Duration::ZERO, true), ms(4_000), "a reload costs what it costs");
 
-        let four_steps = Window::for_steps(4);
-        assert!(!four_steps.is_full(2) && four_steps.is_full(3), "a fleet operation runs three steps at most");
-        assert!(Window::for_steps(1).is_full(1));
+        let five_steps = Window::for_steps(5);
+        assert!(
+            !five_steps.is_full(1) && five_steps.is_full(2),
+            "a fleet operation runs four steps at most: two fill a window while two more come"
+        );
+        assert!(Window::for_steps(4).is_full(2), "three steps: two in a window");
+        assert!(Window::for_steps(2).is_full(1) && Window::for_steps(1).is_full(1));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -852,8 +860,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = Fake::new(dir.path(), Duration::from_millis(5));
         // A fleet operation is under way (its last window had a lull of 2 s), and the
-        // worker runs 11 steps at once: 10 for fleet operations.
-        let window = Window::for_steps(11).after(Duration::ZERO, Duration::from_secs(2), true);
+        // worker runs 21 steps at once: 20 for fleet operations, 10 of them a window.
+        let window = Window::for_steps(21).after(Duration::ZERO, Duration::from_secs(2), true);
         let queue = Queue::start_with(fake.clone(), window);
         let started = Instant::now();
         let changes = (0..10).map(|n| (vhost(dir.path(), n), b"server".to_vec())).collect();

@@ -85,10 +85,14 @@ struct BatchRow {
     finished_at: Option<DateTime<Utc>>,
 }
 
+/// Tasks a batch may run at once. A web server carries a fleet operation's changes in
+/// windows while the next ones come in, so a large fleet wants a few thousand at once.
+const MAX_PARALLEL: i64 = 5000;
+
 /// Run `verify` or `migrate` on every site of a platform.
 #[utoipa::path(
     post, path = "/api/v1/batches", operation_id = "create_batch", tag = "batches",
-    request_body(content = Object, description = "`platform` (`@platform_x`), `task` (`verify` or `migrate`), `to_platform` (migrate), `parallel` (default 5), `max_failures` (default 0: stop at the first failure)"),
+    request_body(content = Object, description = "`platform` (`@platform_x`), `task` (`verify` or `migrate`), `to_platform` (migrate), `parallel` (default 5, at most 5000), `max_failures` (default 0: stop at the first failure)"),
     responses(
         (status = 202, description = "Started", body = BatchView),
         (status = 404, description = "A platform does not exist", body = ErrorBody),
@@ -120,8 +124,8 @@ pub async fn create(
         }
         _ => return Err(ApiError::invalid("task", format!("a batch runs `verify` or `migrate`, not `{task}`"))),
     }
-    if !(1..=1000).contains(&parallel) {
-        return Err(ApiError::invalid("parallel", format!("`parallel` is {parallel}: give 1 to 1000")));
+    if !(1..=MAX_PARALLEL).contains(&parallel) {
+        return Err(ApiError::invalid("parallel", format!("`parallel` is {parallel}: give 1 to {MAX_PARALLEL}")));
     }
     if !(0..=i64::from(i32::MAX)).contains(&max_failures) {
         return Err(ApiError::invalid("max_failures", "`max_failures` must be 0 or more"));

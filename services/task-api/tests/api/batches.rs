@@ -47,6 +47,11 @@ async fn a_batch_verifies_every_site_a_few_at_a_time_and_stops_past_its_failures
             StatusCode::UNPROCESSABLE_ENTITY,
             "parallel",
         ),
+        (
+            json!({"platform": "@platform_wp", "task": "verify", "parallel": 5001}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "parallel",
+        ),
     ] {
         let answer = app.post("/api/v1/batches", body).await;
         assert_eq!(answer.0, status, "{}", answer.1);
@@ -81,13 +86,16 @@ async fn a_batch_verifies_every_site_a_few_at_a_time_and_stops_past_its_failures
     assert!(stopped["failures"][0]["reason"].as_str().unwrap().contains("exited with status 1"), "{stopped}");
     assert!(stopped["finished_at"].is_string());
 
-    // A batch that may fail more runs every site to the end.
-    let (_, view) = app
+    // A batch that may fail more runs every site to the end (as many at once as a large
+    // fleet's batch may).
+    let (status, view) = app
         .post(
             "/api/v1/batches",
-            json!({"platform": "@platform_wp", "task": "verify", "parallel": 3, "max_failures": 4}),
+            json!({"platform": "@platform_wp", "task": "verify", "parallel": 5000, "max_failures": 4}),
         )
         .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+    assert_eq!(view["parallel"], 5000, "{view}");
     let id = view["id"].as_str().unwrap().to_owned();
     let mut seen = Vec::new();
     while seen.len() < 4 {
