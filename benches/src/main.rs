@@ -6,6 +6,7 @@
 mod api_list;
 mod backup;
 mod broker;
+mod cpu;
 mod dispatch;
 mod fleet_verify;
 mod memory;

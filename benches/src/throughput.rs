@@ -2,7 +2,8 @@
 //! API, planned by the scheduler, run by the http-worker, and its events persisted by
 //! task-api. Tasks are spread over many platforms (the system runs one task at a time
 //! per entity) with a bounded number of requests in flight. Next to it: the bare
-//! broker's rate for confirmed publishes consumed with acks.
+//! broker's rate for confirmed publishes consumed with acks, and the CPU each process
+//! spent per task, which bounds the rate on a small machine.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use anyhow::bail;
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::broker::BareBroker;
+use crate::cpu::CpuTimes;
 use crate::setup;
 use crate::stats::rate;
 
@@ -38,6 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         setup::empty_platform(&system, &format!("t{i}")).await?;
     }
 
+    let cpu_before = CpuTimes::now(&system);
     let start = Instant::now();
     let system = &system;
     stream::iter(0..args.tasks)
@@ -58,6 +61,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let all_done = start.elapsed();
+    let cpu_after = CpuTimes::now(system);
 
     let bare = BareBroker::new().rate(args.tasks, args.in_flight).await?;
     println!("  system (first request -> all tasks `success` in the API, polled every 50 ms):");
@@ -68,6 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rate(args.tasks, submitted),
         submitted.as_secs_f64()
     );
+    cpu_before.print_per_task(&cpu_after, args.tasks);
     println!("  reference (bare RabbitMQ, {} messages, confirms, {} in flight, acked):", args.tasks, args.in_flight);
     println!("  {:<44} {:>10.1} msgs/s", "publish + consume", bare);
     Ok(())
