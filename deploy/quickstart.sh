@@ -267,6 +267,7 @@ ensure_platform_roots() {
 DEMO_PLATFORM=platform_wordpress
 DEMO_ROOT="${PLATFORM_ROOTS%%:*}/wordpress"
 DEMO_SITE="${AEGIR_DEMO_SITE:-aegir-demo.localhost}"
+DEMO_TITLE="Aegir demo site"
 
 # ensure_keys: makes the master key once, and this server's workers' key from it;
 # both readable by root only.
@@ -318,12 +319,19 @@ demo_site() {
         aegir_log "demo: @${DEMO_SITE} is installed already"
     else
         aegir_cli save "@${DEMO_SITE}" --context_type=site --platform="@${DEMO_PLATFORM}" \
-            --db_server="@${SERVER}" --title="Aegir demo site" || aegir_die "aegir save @${DEMO_SITE} failed"
+            --db_server="@${SERVER}" --title="${DEMO_TITLE}" || aegir_die "aegir save @${DEMO_SITE} failed"
         aegir_cli "@${DEMO_SITE}" install || aegir_die "install of @${DEMO_SITE} failed; see ${LOG_DIR}/"
     fi
-    aegir_wait_for "the demo site to answer" 30 curl -fsS -m 5 -o /dev/null -H "Host: ${DEMO_SITE}" http://127.0.0.1/ ||
+    aegir_wait_for "the demo site to answer" 30 demo_answers ||
         aegir_die "the demo site does not answer on http://127.0.0.1/ with Host: ${DEMO_SITE}"
     aegir_log "demo: @${DEMO_SITE} answers over HTTP"
+}
+
+# Whether the demo site itself answers: its own page, not merely a 200 from port 80,
+# where the distribution's default site answers any name nginx does not serve yet.
+demo_answers() {
+    local page
+    page="$(curl -fsS -m 5 -H "Host: ${DEMO_SITE}" http://127.0.0.1/)" && [[ "${page}" == *"${DEMO_TITLE}"* ]]
 }
 
 # ---------------------------------------------------------------------------
