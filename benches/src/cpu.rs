@@ -53,7 +53,7 @@ impl CpuTimes {
             .map(|(group, time)| (*group, time.saturating_sub(self.0.get(group).copied().unwrap_or_default())))
             .filter(|(_, time)| !time.is_zero())
             .collect();
-        spent.sort_by(|a, b| b.1.cmp(&a.1));
+        spent.sort_by_key(|(_, time)| std::cmp::Reverse(*time));
         let per_task = |time: Duration| time.as_secs_f64() * 1000.0 / tasks.max(1) as f64;
         println!("  CPU per task (/proc of each process, first request -> all done):");
         for (group, time) in &spent {
