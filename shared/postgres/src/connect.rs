@@ -78,7 +78,7 @@ pub async fn connect(url: &str, schema: Option<&str>, pool_size: u32) -> Result<
 }
 
 /// Options every pool of ours shares. A connection in steady use is not pinged before
-/// each use (a round trip, a third of all on a busy service): one returned to the pool
+/// each use (a round trip, a fifth of all on a busy service): one returned to the pool
 /// was pinged then, so only one that sat idle since, when the server may have gone, is
 /// tested again.
 pub(crate) fn pool_options() -> PgPoolOptions {
