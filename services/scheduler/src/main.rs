@@ -100,7 +100,8 @@ async fn main() -> anyhow::Result<()> {
     // Requests are read in the order they were sent and accepted in lanes by entity, so
     // an entity's tasks run in the order they were asked for.
     let lanes = std::sync::Arc::new(requests::Lanes::start(&consumers, &mut running));
-    let spec = ConsumerSpec { queue: QueueName::SchedulerTasks, prefetch: cli.prefetch, in_order: true };
+    let spec =
+        ConsumerSpec { queue: QueueName::SchedulerTasks, prefetch: cli.prefetch, in_order: true, batch_acks: true };
     let requests = {
         let consumers = consumers.clone();
         move |delivery| {
@@ -111,14 +112,16 @@ async fn main() -> anyhow::Result<()> {
     running.spawn(consume(broker.clone(), spec, shutdown.clone(), requests));
     // Results are recorded in lanes by task, in batches.
     let results = std::sync::Arc::new(results::Lanes::start(&consumers, &mut running));
-    let spec = ConsumerSpec { queue: QueueName::SchedulerResults, prefetch: cli.prefetch, in_order: true };
+    let spec =
+        ConsumerSpec { queue: QueueName::SchedulerResults, prefetch: cli.prefetch, in_order: true, batch_acks: true };
     let handler = move |delivery| {
         let results = results.clone();
         async move { results.handle(delivery).await }
     };
     running.spawn(consume(broker.clone(), spec, shutdown.clone(), handler));
     // Dead letters are handled side by side.
-    let spec = ConsumerSpec { queue: QueueName::SchedulerDead, prefetch: cli.prefetch, in_order: false };
+    let spec =
+        ConsumerSpec { queue: QueueName::SchedulerDead, prefetch: cli.prefetch, in_order: false, batch_acks: false };
     let dead = {
         let consumers = consumers.clone();
         move |delivery| {

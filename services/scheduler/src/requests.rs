@@ -14,8 +14,9 @@ use tokio::task::JoinSet;
 
 use crate::consumers::Consumers;
 
-/// Requests accepted at once, each on an entity of its own.
-const LANES: usize = 8;
+/// Requests accepted at once, each on an entity of its own. Two keep the database busy
+/// while one waits; more lanes take smaller batches, each its own commit.
+const LANES: usize = 2;
 /// Requests a lane may hold before the reader waits for it.
 const LANE_DEPTH: usize = 64;
 

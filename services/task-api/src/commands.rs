@@ -58,7 +58,7 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// Consumes `api.commands` until `shutdown`.
 pub async fn run(state: AppState, master: MasterKey, shutdown: CancellationToken) {
-    let spec = ConsumerSpec { queue: QueueName::ApiCommands, prefetch: PREFETCH, in_order: false };
+    let spec = ConsumerSpec { queue: QueueName::ApiCommands, prefetch: PREFETCH, in_order: false, batch_acks: false };
     let broker = state.broker.clone();
     consume(broker, spec, shutdown.clone(), move |delivery| {
         let (state, master, shutdown) = (state.clone(), master.clone(), shutdown.clone());

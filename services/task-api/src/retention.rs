@@ -11,24 +11,20 @@ use tokio_util::sync::CancellationToken;
 const BATCH: i64 = 5_000;
 const EVERY: Duration = Duration::from_secs(3600);
 
-/// Deletes finished tasks (and, by cascade, their logs) that finished more than `keep`
-/// ago. Returns how many tasks went.
+/// Deletes finished tasks, and their logs, that finished more than `keep` ago. Returns
+/// how many tasks went.
 pub async fn prune(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
     let keep_secs = keep.as_secs_f64();
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
-            "DELETE FROM tasks WHERE id IN (
-                 SELECT id FROM tasks
-                 WHERE status IN ('success', 'failed', 'cancelled')
-                   AND finished_at < now() - make_interval(secs => $1)
-                 LIMIT $2)",
+        let deleted = delete_with_logs(
+            pool,
+            "SELECT id FROM tasks
+             WHERE status IN ('success', 'failed', 'cancelled') AND finished_at < now() - make_interval(secs => $1)
+             LIMIT $2",
+            keep_secs,
         )
-        .bind(keep_secs)
-        .bind(BATCH)
-        .execute(pool)
-        .await?
-        .rows_affected();
+        .await?;
         total += deleted;
         if deleted < BATCH as u64 {
             break;
@@ -36,21 +32,32 @@ pub async fn prune(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
     }
     // Successful cron runs come by the thousand every hour: a day of them is enough.
     loop {
-        let deleted = sqlx::query(
-            "DELETE FROM tasks WHERE id IN (
-                 SELECT id FROM tasks
-                 WHERE kind = 'cron' AND status = 'success' AND finished_at < now() - interval '1 day'
-                 LIMIT $1)",
+        let deleted = delete_with_logs(
+            pool,
+            "SELECT id FROM tasks
+             WHERE kind = 'cron' AND status = 'success' AND finished_at < now() - make_interval(secs => $1)
+             LIMIT $2",
+            86_400.0,
         )
-        .bind(BATCH)
-        .execute(pool)
-        .await?
-        .rows_affected();
+        .await?;
         total += deleted;
         if deleted < BATCH as u64 {
             return Ok(total);
         }
     }
+}
+
+/// Deletes the tasks `which` selects (its `$1` is `secs`, its `$2` the batch size) and
+/// their log lines, in one statement; returns how many tasks went.
+async fn delete_with_logs(pool: &PgPool, which: &'static str, secs: f64) -> sqlx::Result<u64> {
+    let statement = format!(
+        "WITH gone AS (DELETE FROM tasks WHERE id IN ({which}) RETURNING id),
+              lines AS (DELETE FROM task_log WHERE task_id IN (SELECT id FROM gone))
+         SELECT count(*) FROM gone"
+    );
+    let deleted: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(statement)).bind(secs).bind(BATCH).fetch_one(pool).await?;
+    Ok(deleted as u64)
 }
 
 /// Forgets partners' commands received more than `keep` ago: the same idempotency key

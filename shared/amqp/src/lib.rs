@@ -3,6 +3,7 @@
 //! confirms, consuming with manual acks, signed messages, and trace context carried
 //! in headers.
 
+mod acks;
 mod broker;
 mod consume;
 pub mod dead_letter;

@@ -138,9 +138,8 @@ impl Outbox {
         if staged.keys.is_empty() {
             return Ok(Written::default());
         }
-        let grace_ms = self.grace.as_millis() as f64;
-        let due_ms: Vec<f64> = staged.delays_ms.iter().map(|&d| if d == 0.0 { grace_ms } else { d }).collect();
-        let mut ids: Vec<i64> = sqlx::query_scalar(
+        let columns = self.columns(&staged);
+        let ids: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO outbox (exchange, routing_key, body, traceparent, publish_after)
              SELECT m.exchange, m.routing_key, m.body, m.traceparent,
                     now() + make_interval(secs => m.delay_ms / 1000)
@@ -149,13 +148,34 @@ impl Outbox {
              ORDER BY m.n
              RETURNING id",
         )
-        .bind(&staged.exchanges)
-        .bind(&staged.keys)
-        .bind(&staged.bodies)
-        .bind(&staged.traceparents)
-        .bind(due_ms)
+        .bind(columns.exchanges)
+        .bind(columns.keys)
+        .bind(columns.bodies)
+        .bind(columns.traceparents)
+        .bind(columns.delays_ms)
         .fetch_all(conn)
         .await?;
+        Ok(self.written(ids, staged))
+    }
+
+    /// The rows `staged` makes, as arrays, for a statement of the caller's that writes
+    /// them together with its own change (one round trip for both); give the ids it
+    /// inserted them under to [`Self::written`]. A row due now is written due only after
+    /// the hand-off grace, as [`Self::write`] writes it.
+    pub fn columns<'a>(&self, staged: &'a Staged) -> Columns<'a> {
+        let grace_ms = self.grace.as_millis() as f64;
+        Columns {
+            exchanges: &staged.exchanges,
+            keys: &staged.keys,
+            bodies: &staged.bodies,
+            traceparents: &staged.traceparents,
+            delays_ms: staged.delays_ms.iter().map(|&d| if d == 0.0 { grace_ms } else { d }).collect(),
+        }
+    }
+
+    /// The rows of `staged`, written under `ids`, to hand to the relay after the commit
+    /// (those due now).
+    pub fn written(&self, mut ids: Vec<i64>, staged: Staged) -> Written {
         // The serial is drawn row by row in the order inserted.
         ids.sort_unstable();
         let Staged { exchanges, keys, bodies, traceparents, delays_ms } = staged;
@@ -165,7 +185,7 @@ impl Outbox {
             .filter(|(_, (_, delay))| *delay == 0.0)
             .map(|(id, ((((exchange, key), body), traceparent), _))| (id, exchange.to_owned(), key, body, traceparent))
             .collect();
-        Ok(Written { rows })
+        Written { rows }
     }
 
     /// Gives the relay rows whose transaction committed, to publish now in the order
@@ -265,6 +285,17 @@ impl Outbox {
             tracing::warn!(error = %e, "outbox rows left for the next run");
         }
     }
+}
+
+/// The outbox rows of a [`Staged`], column by column: `exchange text[]`, `routing_key
+/// text[]`, `body bytea[]`, `traceparent text[]` and the delay before each is published,
+/// `delay_ms double precision[]`, in the order staged.
+pub struct Columns<'a> {
+    pub exchanges: &'a [&'static str],
+    pub keys: &'a [String],
+    pub bodies: &'a [Vec<u8>],
+    pub traceparents: &'a [Option<String>],
+    pub delays_ms: Vec<f64>,
 }
 
 /// Messages a transaction will write to the outbox, gathered so that

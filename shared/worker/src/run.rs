@@ -109,7 +109,12 @@ pub async fn run<H: StepHandler>(
             Lane::Interactive => ctx.args.prefetch,
             Lane::Bulk => ctx.args.prefetch.saturating_sub(1).max(1),
         };
-        let spec = ConsumerSpec { queue: QueueName::work(ctx.route.clone(), lane), prefetch, in_order: false };
+        let spec = ConsumerSpec {
+            queue: QueueName::work(ctx.route.clone(), lane),
+            prefetch,
+            in_order: false,
+            batch_acks: false,
+        };
         let (ctx, handler) = (ctx.clone(), handler.clone());
         consume(broker.clone(), spec, shutdown.clone(), move |delivery| {
             let (ctx, handler) = (ctx.clone(), handler.clone());

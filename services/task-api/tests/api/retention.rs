@@ -7,15 +7,20 @@ use uuid::Uuid;
 use crate::helpers::TestApp;
 
 async fn task(app: &TestApp, status: &str, finished_days_ago: Option<i32>) -> Uuid {
+    task_of_kind(app, "verify", status, finished_days_ago).await
+}
+
+async fn task_of_kind(app: &TestApp, kind: &str, status: &str, finished_days_ago: Option<i32>) -> Uuid {
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO tasks (id, context, context_type, kind, status, created_at, finished_at)
-         VALUES ($1, '@server_master', 'server', 'verify', $2, now() - interval '400 days',
+         VALUES ($1, '@server_master', 'server', $4, $2, now() - interval '400 days',
                  now() - make_interval(days => $3))",
     )
     .bind(id)
     .bind(status)
     .bind(finished_days_ago)
+    .bind(kind)
     .execute(&app.pool)
     .await
     .unwrap();
@@ -49,9 +54,14 @@ async fn finished_tasks_past_retention_go_with_their_logs_and_the_rest_stay() {
     let old_failed = task(&app, "failed", Some(95)).await;
     let recent = task(&app, "success", Some(10)).await;
     let running = task(&app, "running", None).await;
+    // Successful cron runs go after a day; a failed one stays as long as other tasks.
+    let old_cron = task_of_kind(&app, "cron", "success", Some(2)).await;
+    let failed_cron = task_of_kind(&app, "cron", "failed", Some(2)).await;
 
     let pruned = task_api::retention::prune(&app.pool, Duration::from_secs(90 * 86_400)).await.unwrap();
-    assert_eq!(pruned, 2);
+    assert_eq!(pruned, 3);
+    assert_eq!(exists(&app, old_cron).await, (false, 0));
+    assert_eq!(exists(&app, failed_cron).await, (true, 1));
     assert_eq!(exists(&app, old_success).await, (false, 0));
     assert_eq!(exists(&app, old_failed).await, (false, 0));
     assert_eq!(exists(&app, recent).await, (true, 1));
