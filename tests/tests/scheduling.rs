@@ -5,6 +5,7 @@ use aegir_amqp::Broker;
 use aegir_amqp::signing::Signer;
 use aegir_e2e::{Options, PATIENCE, System, mariadb_url, wait_for};
 use serde_json::Value;
+use std::time::Duration;
 
 fn time(view: &Value, field: &str) -> String {
     view[field].as_str().unwrap_or_else(|| panic!("{field} missing in {view}")).to_owned()
@@ -305,4 +306,14 @@ async fn results_piled_up_while_the_scheduler_was_away_are_recorded_together_and
     }
     let log = system.log_tail("scheduler");
     assert!(log.contains("recording step results together"), "the piled-up results were recorded in batches:\n{log}");
+
+    // What the scheduler and task-api handled they acked (together, a frame for many):
+    // once they are gone, nothing comes back to their queues.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    system.kill9("scheduler").await;
+    system.kill9("task-api").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for queue in ["scheduler.tasks", "scheduler.results", "api.events"] {
+        assert_eq!(system.queue_depth(queue).await, 0, "{queue}: every handled delivery was acked");
+    }
 }
