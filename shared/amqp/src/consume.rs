@@ -22,9 +22,10 @@ pub struct ConsumerSpec {
     /// keep order, such as the log persister).
     pub in_order: bool,
     /// Ack handled deliveries together, up to the first one still being handled (one
-    /// frame for many, which the broker settles at a fraction of the cost): for consumers whose handlers each take a moment, never for
-    /// ones that hold a delivery for minutes (a worker's steps), which would hold back
-    /// the acks of every delivery after it.
+    /// frame for many, which the broker settles at a fraction of the cost): for
+    /// consumers whose handlers each take a moment, never for ones that hold a delivery
+    /// for minutes (a worker's steps), which would hold back the acks of every delivery
+    /// after it.
     pub batch_acks: bool,
 }
 
