@@ -212,6 +212,25 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn a_delivery_dropped_unsettled_goes_back_and_holds_up_no_ack_after_it() {
+        let acks = Acks::new();
+        let delivery = |tag| {
+            let inner = lapin::message::Delivery::mock(tag, "".into(), "".into(), false, vec![]);
+            Delivery::new(inner, Some(acks.clone()))
+        };
+        let (first, second) = (delivery(1), delivery(2));
+        second.ack(BasicAckOptions::default()).await.unwrap();
+        assert_eq!(acks.state.lock().unwrap().settled_below, 1, "2 waits for 1");
+        // 1's handler stopped without settling it: it is nacked back to the queue.
+        drop(first);
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        let state = acks.state.lock().unwrap();
+        assert_eq!(state.settled_below, 3);
+        assert!(state.unsent.is_none() && !state.sending, "2's ack went out");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_nacked_delivery_is_passed_over_but_never_named() {
         let acks = Acks::new();
         acks.acked(1, acker(1));
