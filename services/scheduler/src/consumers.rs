@@ -12,7 +12,7 @@ use aegir_amqp::dead_letter::{carries_private_key, without_private_keys};
 use aegir_amqp::lapin_options::{BasicAckOptions, BasicNackOptions};
 use aegir_amqp::lapin_types::{AMQPValue, FieldTable};
 use aegir_amqp::signing::MasterKey;
-use aegir_amqp::topology::{DEAD_LETTER_EXCHANGE, QueueName, TASK_CANCEL_KEY};
+use aegir_amqp::topology::{DEAD_LETTER_EXCHANGE, QueueName};
 use aegir_amqp::{Broker, Delivery, extract_trace_context};
 use aegir_contract::{LogLevel, Message, Route, StepResult, TaskCancelRequested, TaskLog, TaskRef, TaskRequested};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,13 @@ use tracing::Instrument;
 
 use crate::change::scheduler_line;
 use crate::tasks::{TaskError, Tasks};
+
+/// A task request that passed [`Consumers::check`], with its delivery and span.
+pub struct CheckedRequest {
+    pub delivery: Delivery,
+    pub request: TaskRequested,
+    pub span: tracing::Span,
+}
 
 #[derive(Clone)]
 pub struct Consumers {
@@ -32,53 +39,43 @@ pub struct Consumers {
 }
 
 impl Consumers {
-    pub async fn on_request(&self, delivery: Delivery) {
-        if delivery.routing_key.as_str() == TASK_CANCEL_KEY {
-            return self.on_cancel(delivery).await;
-        }
+    /// Checks a task request as it is read: the request it carries, in the span of its
+    /// trace, when it is valid and signed with the control key; else it is refused
+    /// (dead-lettered) and `None` comes back. Decoded once, here, it goes on to its lane.
+    pub async fn check(&self, delivery: Delivery) -> Option<CheckedRequest> {
         let span = traced_span(&delivery, tracing::info_span!("task requested", task_id = tracing::field::Empty));
-        async {
-            let Some(request) = self.check_request(&delivery).await else { return };
-            if self.retry(|| self.tasks.accept(&request)).await {
-                ack(&delivery).await;
-            }
-        }
-        .instrument(span)
-        .await
+        let request = self.check_request(&delivery).instrument(span.clone()).await?;
+        Some(CheckedRequest { delivery, request, span })
     }
 
-    /// Task requests taken together, in their order (cancels go through
-    /// [`Consumers::on_request`]): the valid ones are accepted in one transaction. Should
-    /// that fail, each is accepted on its own, in order, so one that cannot be accepted
-    /// holds up no other.
-    pub async fn on_requests(&self, deliveries: Vec<Delivery>) {
-        if deliveries.len() == 1 {
-            return self.on_request(deliveries.into_iter().next().expect("one delivery")).await;
-        }
-        let mut batch = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            let span = traced_span(&delivery, tracing::info_span!("task requested", task_id = tracing::field::Empty));
-            if let Some(request) = self.check_request(&delivery).instrument(span.clone()).await {
-                batch.push((delivery, request, span));
+    /// Checked task requests taken together, in their order (cancels go through
+    /// [`Consumers::on_cancel`]): accepted in one transaction. Should that fail, each is
+    /// accepted on its own, in order, so one that cannot be accepted holds up no other.
+    pub async fn on_requests(&self, batch: Vec<CheckedRequest>) {
+        if let [one] = batch.as_slice() {
+            if self.retry(|| self.tasks.accept(&one.request)).instrument(one.span.clone()).await {
+                ack(&one.delivery).await;
             }
+            return;
         }
         if batch.is_empty() {
             return;
         }
         tracing::debug!(requests = batch.len(), "accepting task requests together");
-        let requests: Vec<(&TaskRequested, tracing::Span)> = batch.iter().map(|(_, r, s)| (r, s.clone())).collect();
+        let requests: Vec<(&TaskRequested, tracing::Span)> =
+            batch.iter().map(|c| (&c.request, c.span.clone())).collect();
         if let Err(e) = self.tasks.accept_batch(&requests).await {
             tracing::warn!(error = %e, requests = batch.len(), "cannot accept task requests together; accepting each on its own");
-            for (delivery, request, span) in &batch {
-                if !self.retry(|| self.tasks.accept(request)).instrument(span.clone()).await {
+            for checked in &batch {
+                if !self.retry(|| self.tasks.accept(&checked.request)).instrument(checked.span.clone()).await {
                     return;
                 }
-                ack(delivery).await;
+                ack(&checked.delivery).await;
             }
             return;
         }
-        for (delivery, _, _) in &batch {
-            ack(delivery).await;
+        for checked in &batch {
+            ack(&checked.delivery).await;
         }
     }
 
@@ -102,7 +99,7 @@ impl Consumers {
     }
 
     /// A cancel arrives behind the request it cancels (one queue, taken in order).
-    async fn on_cancel(&self, delivery: Delivery) {
+    pub async fn on_cancel(&self, delivery: Delivery) {
         let span = tracing::info_span!("task cancel", task_id = tracing::field::Empty);
         extract_trace_context(delivery.properties.headers().as_ref(), &span);
         async {

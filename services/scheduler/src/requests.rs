@@ -8,11 +8,11 @@
 
 use aegir_amqp::Delivery;
 use aegir_amqp::topology::TASK_CANCEL_KEY;
-use aegir_contract::{Message, TaskRequested};
+use aegir_contract::TaskRequested;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::consumers::Consumers;
+use crate::consumers::{CheckedRequest, Consumers};
 
 /// Requests accepted at once, each on an entity of its own. Two keep the database busy
 /// while one waits; more lanes take smaller batches, each its own commit.
@@ -21,7 +21,7 @@ const LANES: usize = 2;
 const LANE_DEPTH: usize = 64;
 
 enum Item {
-    Request(Box<Delivery>),
+    Request(Box<CheckedRequest>),
     /// Answered once everything sent to the lane before it was handled.
     Barrier(oneshot::Sender<()>),
 }
@@ -46,7 +46,7 @@ impl Lanes {
                         let mut requests = Vec::new();
                         for item in items.drain(..) {
                             match item {
-                                Item::Request(delivery) => requests.push(*delivery),
+                                Item::Request(checked) => requests.push(*checked),
                                 Item::Barrier(done) => {
                                     if !requests.is_empty() {
                                         consumers.on_requests(std::mem::take(&mut requests)).await;
@@ -66,15 +66,17 @@ impl Lanes {
         Self { senders }
     }
 
-    /// Takes the next delivery of `scheduler.tasks`, in queue order.
+    /// Takes the next delivery of `scheduler.tasks`, in queue order. A request is checked
+    /// here (an invalid one is refused) and goes to its lane decoded.
     pub async fn handle(&self, consumers: &Consumers, delivery: Delivery) {
         if delivery.routing_key.as_str() == TASK_CANCEL_KEY {
             self.drain().await;
-            return consumers.on_request(delivery).await;
+            return consumers.on_cancel(delivery).await;
         }
-        let lane = lane_of(&delivery.data);
+        let Some(checked) = consumers.check(delivery).await else { return };
+        let lane = lane_of(&checked.request);
         // A closed lane means shutdown; the unacked delivery comes back next run.
-        let _ = self.senders[lane].send(Item::Request(Box::new(delivery))).await;
+        let _ = self.senders[lane].send(Item::Request(Box::new(checked))).await;
     }
 
     /// Waits until every lane has handled what it was given.
@@ -92,11 +94,9 @@ impl Lanes {
     }
 }
 
-/// The lane of a request: by its entity. One that cannot be read (it will be refused)
-/// takes the first lane.
-fn lane_of(body: &[u8]) -> usize {
+/// The lane of a request: by its entity.
+fn lane_of(request: &TaskRequested) -> usize {
     use std::hash::{Hash, Hasher};
-    let Ok(request) = TaskRequested::decode(body) else { return 0 };
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     request.target.context().to_string().hash(&mut hasher);
     (hasher.finish() % LANES as u64) as usize

@@ -20,6 +20,7 @@ use aegir_contract::{
 };
 use aegir_postgres::{Outbox, OutboxError, Staged};
 use chrono::Utc;
+use serde::Deserialize;
 use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -187,7 +188,7 @@ impl Tasks {
                 .bind(request.task_id)
                 .bind(request.target.context().to_string())
                 .bind(request.kind.as_str())
-                .bind(serde_json::to_value(request).expect("contract messages serialize"))
+                .bind(sqlx::types::Json(request))
                 .bind(plan.len() as i32)
                 .bind(request.requested_at)
                 .bind(self.step_deadline.as_secs_f64())
@@ -240,14 +241,14 @@ impl Tasks {
     ) -> Result<bool, TaskError> {
         let context = request.target.context().to_string();
         let plan = plan::steps(request);
-        let stored = serde_json::to_value(request).expect("contract messages serialize");
+        let stored = sqlx::types::Json(request);
         // The task goes in, and what stands before it on its entity comes back with it:
         // the running task, else the oldest waiting one (the statement does not see the
         // row it inserts). With nothing before it and a step to send, it goes in running
         // that step: the common case costs no second statement.
-        let (status, ahead): (Option<String>, Option<Uuid>) = sqlx::query_as(
+        let (status, ahead, ahead_status): (Option<String>, Option<Uuid>, Option<String>) = sqlx::query_as(
             "WITH ahead AS (
-                 SELECT task_id FROM tasks WHERE context = $2 AND status IN ('waiting', 'running')
+                 SELECT task_id, status FROM tasks WHERE context = $2 AND status IN ('waiting', 'running')
                  ORDER BY status = 'running' DESC, requested_at, seq LIMIT 1
              ), inserted AS (
                  INSERT INTO tasks (task_id, context, kind, request, steps, status, requested_at, started_at,
@@ -259,7 +260,7 @@ impl Tasks {
                        AS status) s
                  ON CONFLICT (task_id) DO NOTHING RETURNING status
              )
-             SELECT (SELECT status FROM inserted), (SELECT task_id FROM ahead)",
+             SELECT (SELECT status FROM inserted), (SELECT task_id FROM ahead), (SELECT status FROM ahead)",
         )
         .bind(request.task_id)
         .bind(&context)
@@ -282,9 +283,13 @@ impl Tasks {
             return Ok(true);
         }
         // Nothing before it: it starts now, as it was asked (one that has no step ends at
-        // once, and so the scheduler looks for the next one as after any end).
-        let started = ahead.is_none() && self.start(&mut *tx, out, request.task_id, request).await?;
-        let running = if started { None } else { self.start_next(&mut *tx, out, &context).await? };
+        // once, and so the scheduler looks for the next one as after any end). Behind a
+        // running task it waits; behind only waiting ones, the oldest of them starts.
+        let running = match (ahead, ahead_status.as_deref()) {
+            (Some(running), Some("running")) => Some(running),
+            (None, _) if self.start(&mut *tx, out, request.task_id, request).await? => None,
+            _ => self.start_next(&mut *tx, out, &context).await?,
+        };
         if let Some(running) = running {
             let message = format!("queued: waiting for task {running} on {context} to finish");
             out.log(request.task_id, None, LogLevel::Info, message);
@@ -675,27 +680,38 @@ impl Tasks {
     ) -> Result<(), TaskError> {
         // The statement's snapshot still shows the ending task unfinished: it is left
         // out of what comes next by its id.
-        let (ended, next_id, next_status, next_request): (
+        // A waiting task with a step to run is put in running its first step by the same
+        // statement (as `dispatch` would): only its messages are left to stage.
+        let (ended, next_id, next_status, next_request, next_started): (
             bool,
             Option<Uuid>,
             Option<String>,
             Option<serde_json::Value>,
+            bool,
         ) = sqlx::query_as(
             "WITH ended AS (
                      UPDATE tasks SET status = $2, reason = $3, finished_at = now(), request = NULL
                      WHERE task_id = $1 AND status IN ('waiting', 'running') RETURNING task_id
-                 )
-                 SELECT EXISTS (SELECT 1 FROM ended), next.task_id, next.status, next.request
-                 FROM (SELECT 1) AS one LEFT JOIN LATERAL (
-                     SELECT task_id, status, request FROM tasks
+                 ), next AS (
+                     SELECT task_id, status, request, steps FROM tasks
                      WHERE context = $4 AND status IN ('waiting', 'running') AND task_id <> $1
                      ORDER BY status = 'running' DESC, requested_at, seq LIMIT 1
-                 ) AS next ON true",
+                 ), started AS (
+                     UPDATE tasks SET status = 'running', started_at = coalesce(tasks.started_at, now()),
+                            current_step = 0, attempt = 0, step_deadline = now() + make_interval(secs => $5)
+                     FROM next
+                     WHERE tasks.task_id = next.task_id AND next.status = 'waiting' AND next.steps > 0
+                     RETURNING tasks.task_id
+                 )
+                 SELECT EXISTS (SELECT 1 FROM ended), next.task_id, next.status, next.request,
+                        EXISTS (SELECT 1 FROM started)
+                 FROM (SELECT 1) AS one LEFT JOIN next ON true",
         )
         .bind(request.task_id)
         .bind(outcome.as_str())
         .bind(&reason)
         .bind(context)
+        .bind(self.step_deadline.as_secs_f64())
         .fetch_one(&mut *tx)
         .await?;
         if ended {
@@ -703,6 +719,17 @@ impl Tasks {
         }
         let (Some(task_id), Some("waiting")) = (next_id, next_status.as_deref()) else { return Ok(()) };
         let next = waiting_request(task_id, next_request)?;
+        if next_started {
+            let plan = plan::steps(&next);
+            let Some(first) = plan.first() else {
+                let reason = "its plan changed since it was accepted".into();
+                return Err(TaskError::Corrupt { task_id, reason });
+            };
+            stage_start(out, task_id, &next, plan.len());
+            let task_ref = (task_id, next.lane);
+            stage_dispatch(out, task_ref, first.action.clone(), (0, plan.len(), 0), None);
+            return Ok(());
+        }
         if !self.start(&mut *tx, out, task_id, &next).await? {
             // It had no step and ended at once: the one after it, then.
             self.start_next(tx, out, context).await?;
@@ -764,8 +791,8 @@ async fn lock_task(tx: &mut PgConnection, task_id: Uuid) -> Result<Option<TaskRo
 
 fn stored_request(task_id: Uuid, task: &TaskRow) -> Result<TaskRequested, TaskError> {
     let corrupt = |reason: String| TaskError::Corrupt { task_id, reason };
-    let value = task.request.clone().ok_or_else(|| corrupt(format!("no request stored ({} task)", task.kind)))?;
-    let request: TaskRequested = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+    let value = task.request.as_ref().ok_or_else(|| corrupt(format!("no request stored ({} task)", task.kind)))?;
+    let request = TaskRequested::deserialize(value).map_err(|e| corrupt(e.to_string()))?;
     if plan::steps(&request).len() as i32 != task.steps {
         return Err(corrupt("its plan changed since it was accepted".into()));
     }

@@ -255,15 +255,39 @@ impl EventConsumer {
     async fn store(&self, tx: &mut PgConnection, events: &[&Event], after: &mut After) -> sqlx::Result<Vec<Effect>> {
         let lines: Vec<&LogLine> = events.iter().flat_map(|event| event.lines()).collect();
         let applied = self.log_lines(tx, &lines, after).await?;
+        // The tasks' rows take their starts, then their ends, one statement each for the
+        // whole batch (a task's start comes before its end); what follows from each, its
+        // partner's event and its context's state, is settled below in the events' order.
+        let starts: Vec<(Uuid, DateTime<Utc>)> = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Started(started) => Some((started.task_id, started.at)),
+                _ => None,
+            })
+            .collect();
+        let mut started = db::tasks::mark_started(tx, &starts).await?;
+        let ends: Vec<db::tasks::End<'_>> = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Finished(finished) => Some(db::tasks::End {
+                    id: finished.task_id,
+                    status: finished_status(finished.outcome),
+                    reason: finished.reason.as_deref(),
+                    at: finished.at,
+                }),
+                _ => None,
+            })
+            .collect();
+        let mut ended = db::tasks::mark_finished(tx, &ends).await?;
         let mut effects = Vec::with_capacity(events.len());
         for event in events {
             let lines_applied = event.lines().iter().any(|line| applied.contains(&line.id));
             let effect = match event {
                 Event::Log(_) if lines_applied => Effect::Applied,
                 Event::Log(log) => unchanged_or_unknown(tx, log.task_id).await?,
-                Event::Started(started) => task_started(tx, started, after).await?,
+                Event::Started(s) => task_started(tx, s, started.remove(&s.task_id), after).await?,
                 Event::Step(result) => self.step_result(tx, result, after).await?,
-                Event::Finished(finished) => self.task_finished(tx, finished, after).await?,
+                Event::Finished(f) => self.task_finished(tx, f, ended.remove(&f.task_id), after).await?,
             };
             effects.push(match effect {
                 Effect::Unchanged if lines_applied => Effect::Applied,
@@ -463,21 +487,17 @@ impl EventConsumer {
         Ok(if changed { Effect::Applied } else { Effect::Unchanged })
     }
 
+    /// What follows from a task's end: `ended` is its row as [`db::tasks::mark_finished`]
+    /// left it, `None` when that changed nothing.
     async fn task_finished(
         &self,
         tx: &mut PgConnection,
         finished: &TaskFinished,
+        ended: Option<db::tasks::Ended>,
         after: &mut After,
     ) -> sqlx::Result<Effect> {
-        let status = match finished.outcome {
-            TaskOutcome::Success => TaskStatus::Success,
-            TaskOutcome::Failed => TaskStatus::Failed,
-            TaskOutcome::Cancelled => TaskStatus::Cancelled,
-        };
-        // The task's batch item ends with it.
-        let Some(db::tasks::Ended { task, command }) =
-            db::tasks::mark_finished(tx, finished.task_id, status, finished.reason.as_deref(), finished.at).await?
-        else {
+        let status = finished_status(finished.outcome);
+        let Some(db::tasks::Ended { task, command }) = ended else {
             let effect = unchanged_or_unknown(tx, finished.task_id).await?;
             if effect == Effect::UnknownTask {
                 tracing::warn!(task_id = %finished.task_id, "task.finished for a task task-api does not know; ignoring it");
@@ -522,8 +542,23 @@ async fn unchanged_or_unknown(tx: &mut PgConnection, task_id: Uuid) -> sqlx::Res
     Ok(if db::tasks::exists(tx, task_id).await? { Effect::Unchanged } else { Effect::UnknownTask })
 }
 
-async fn task_started(tx: &mut PgConnection, started: &TaskStarted, after: &mut After) -> sqlx::Result<Effect> {
-    if let Some(command) = db::tasks::mark_started(&mut *tx, started.task_id, started.at).await? {
+fn finished_status(outcome: TaskOutcome) -> TaskStatus {
+    match outcome {
+        TaskOutcome::Success => TaskStatus::Success,
+        TaskOutcome::Failed => TaskStatus::Failed,
+        TaskOutcome::Cancelled => TaskStatus::Cancelled,
+    }
+}
+
+/// What follows from a task's start: `command` is what [`db::tasks::mark_started`] gave
+/// back for it, `None` when that changed nothing.
+async fn task_started(
+    tx: &mut PgConnection,
+    started: &TaskStarted,
+    command: Option<crate::commands::CommandOfTask>,
+    after: &mut After,
+) -> sqlx::Result<Effect> {
+    if let Some(command) = command {
         // A task a partner's command made: the partner hears of it too.
         after.wake_outbox |= crate::commands::task_started(tx, started, command).await?;
         Ok(Effect::Applied)

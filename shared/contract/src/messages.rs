@@ -839,6 +839,19 @@ pub struct TaskRef {
 
 impl TaskRef {
     pub fn peek(body: &[u8]) -> Option<TaskRef> {
+        // Every message of a task is peeked at for its lane: a well-formed one gives its
+        // ids without a tree of its whole body being built.
+        #[derive(Deserialize)]
+        struct Ids {
+            task_id: Uuid,
+            #[serde(default)]
+            step: Option<u32>,
+            #[serde(default)]
+            attempt: Option<u32>,
+        }
+        if let Ok(Ids { task_id, step, attempt }) = serde_json::from_slice(body) {
+            return Some(TaskRef { task_id, step, attempt });
+        }
         let value: serde_json::Value = serde_json::from_slice(body).ok()?;
         let task_id = value.get("task_id")?.as_str()?.parse().ok()?;
         let number = |k: &str| value.get(k).and_then(|v| v.as_u64()).and_then(|n| u32::try_from(n).ok());

@@ -33,7 +33,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use aegir_amqp::topology::{QueueName, WORK_EXCHANGE};
@@ -139,22 +139,15 @@ impl Outbox {
             return Ok(Written::default());
         }
         let columns = self.columns(&staged);
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO outbox (exchange, routing_key, body, traceparent, publish_after)
-             SELECT m.exchange, m.routing_key, m.body, m.traceparent,
-                    now() + make_interval(secs => m.delay_ms / 1000)
-             FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::text[], $5::double precision[])
-                  WITH ORDINALITY AS m(exchange, routing_key, body, traceparent, delay_ms, n)
-             ORDER BY m.n
-             RETURNING id",
-        )
-        .bind(columns.exchanges)
-        .bind(columns.keys)
-        .bind(columns.bodies)
-        .bind(columns.traceparents)
-        .bind(columns.delays_ms)
-        .fetch_all(conn)
-        .await?;
+        static INSERT: LazyLock<String> = LazyLock::new(|| insert_statement(1));
+        let ids: Vec<i64> = sqlx::query_scalar(INSERT.as_str())
+            .bind(columns.exchanges)
+            .bind(columns.keys)
+            .bind(columns.bodies)
+            .bind(columns.traceparents)
+            .bind(columns.delays_ms)
+            .fetch_all(conn)
+            .await?;
         Ok(self.written(ids, staged))
     }
 
@@ -296,6 +289,23 @@ pub struct Columns<'a> {
     pub bodies: &'a [Vec<u8>],
     pub traceparents: &'a [Option<String>],
     pub delays_ms: Vec<f64>,
+}
+
+/// The statement that writes the rows of a [`Columns`] bound as parameters `$first` to
+/// `$first + 4`, in its order, returning their ids: for [`Outbox::write`], and for a
+/// caller's statement that writes them in a CTE with its own change.
+pub fn insert_statement(first: usize) -> String {
+    let [exchange, key, body, traceparent, delay] = std::array::from_fn(|i| format!("${}", first + i));
+    format!(
+        "INSERT INTO outbox (exchange, routing_key, body, traceparent, publish_after)
+         SELECT m.exchange, m.routing_key, m.body, m.traceparent,
+                now() + make_interval(secs => m.delay_ms / 1000)
+         FROM UNNEST({exchange}::text[], {key}::text[], {body}::bytea[], {traceparent}::text[],
+                     {delay}::double precision[])
+              WITH ORDINALITY AS m(exchange, routing_key, body, traceparent, delay_ms, n)
+         ORDER BY m.n
+         RETURNING id"
+    )
 }
 
 /// Messages a transaction will write to the outbox, gathered so that

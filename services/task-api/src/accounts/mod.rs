@@ -11,6 +11,7 @@ pub mod scope;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::LazyLock;
 
 use aegir_contract::ClientName;
 use argon2::Argon2;
@@ -280,20 +281,34 @@ pub async fn audit(pool: &PgPool, entry: AuditEntry<'_>) {
     }
 }
 
-async fn insert_audit(db: impl sqlx::PgExecutor<'_>, entry: &AuditEntry<'_>) -> sqlx::Result<()> {
-    sqlx::query(
+/// The statement that writes an audit row bound as parameters `$first` to `$first + 5`
+/// by [`bind_audit`]; a caller's statement may write it in a CTE with its own change.
+pub(crate) fn audit_insert_statement(first: usize) -> String {
+    let [user, token, action, target, status, addr] = std::array::from_fn(|i| format!("${}", first + i));
+    format!(
         "INSERT INTO audit_log (user_name, token_id, action, target, status, remote_addr)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         VALUES ({user}, {token}, {action}, {target}, {status}, {addr})"
     )
-    .bind(entry.user)
-    .bind(entry.token_id)
-    .bind(entry.action)
-    .bind(entry.target)
-    .bind(i32::from(entry.status))
-    .bind(entry.remote_addr)
-    .execute(db)
-    .await
-    .map(drop)
+}
+
+/// Binds `entry` to the parameters of [`audit_insert_statement`], which come next in `query`.
+pub(crate) fn bind_audit<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    entry: &AuditEntry<'q>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    query
+        .bind(entry.user)
+        .bind(entry.token_id)
+        .bind(entry.action)
+        .bind(entry.target)
+        .bind(i32::from(entry.status))
+        .bind(entry.remote_addr)
+}
+
+async fn insert_audit(db: impl sqlx::PgExecutor<'_>, entry: &AuditEntry<'_>) -> sqlx::Result<()> {
+    static STATEMENT: LazyLock<String> = LazyLock::new(|| audit_insert_statement(1));
+    let query = sqlx::query_as::<_, ()>(STATEMENT.as_str());
+    bind_audit(query, entry).fetch_optional(db).await.map(drop)
 }
 
 /// The audit row of a change, for a handler that writes it in the transaction of the
@@ -314,15 +329,21 @@ impl ChangeAudit {
     /// Writes the row in `tx`, with the status the handler answers once `tx` commits.
     /// Call [`ChangeAudit::committed`] after the commit.
     pub async fn write(&self, tx: &mut sqlx::PgConnection, status: axum::http::StatusCode) -> sqlx::Result<()> {
-        let entry = AuditEntry {
+        insert_audit(tx, &self.entry(status)).await
+    }
+
+    /// The row, with the status the handler answers, for a statement of the handler's
+    /// that writes it with the change ([`bind_audit`]). Call [`ChangeAudit::committed`]
+    /// after the commit.
+    pub fn entry(&self, status: axum::http::StatusCode) -> AuditEntry<'_> {
+        AuditEntry {
             user: Some(&self.user),
             token_id: Some(self.token_id),
             action: &self.action,
             target: Some(&self.target),
             status: status.as_u16(),
             remote_addr: self.remote_addr.as_deref(),
-        };
-        insert_audit(tx, &entry).await
+        }
     }
 
     /// The transaction that holds the row committed: the guard writes no other.

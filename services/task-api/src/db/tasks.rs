@@ -2,10 +2,14 @@
 //! changes nothing.
 
 use aegir_contract::{ContextName, Lane, TaskKind};
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::accounts::AuditEntry;
 use crate::commands::CommandOfTask;
 use crate::input::Page;
 use crate::views::{TaskStatus, TaskView};
@@ -63,31 +67,75 @@ pub struct TaskFilter {
     pub status: Option<TaskStatus>,
 }
 
-pub async fn insert(
+/// A task's row, as [`insert`] writes it.
+pub struct NewTask<'a> {
+    pub id: Uuid,
+    pub context: &'a ContextName,
+    pub kind: TaskKind,
+    pub lane: Lane,
+    pub created_at: DateTime<Utc>,
+    pub trace_id: Option<&'a str>,
+    /// What the task was asked with.
+    pub options: Option<serde_json::Value>,
+}
+
+const INSERT: &str = "INSERT INTO tasks (id, context, context_type, kind, status, created_at, trace_id, options, lane)
+                      VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8)";
+
+fn bind_new<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    task: &'q NewTask<'_>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    query
+        .bind(task.id)
+        .bind(task.context.to_string())
+        .bind(task.context.context_type().as_str())
+        .bind(task.kind.as_str())
+        .bind(task.created_at)
+        .bind(task.trace_id)
+        .bind(&task.options)
+        .bind(task.lane.as_str())
+}
+
+pub async fn insert(conn: &mut PgConnection, task: &NewTask<'_>) -> sqlx::Result<TaskRow> {
+    static STATEMENT: LazyLock<String> = LazyLock::new(|| format!("{INSERT} RETURNING {}", columns!()));
+    bind_new(sqlx::query_as(STATEMENT.as_str()), task).fetch_one(conn).await
+}
+
+/// A task's row as [`insert_requested`] wrote it, and the ids of its outbox rows.
+#[derive(FromRow)]
+struct Requested {
+    #[sqlx(flatten)]
+    task: TaskRow,
+    outbox_ids: Vec<i64>,
+}
+
+/// Writes a task's row, its messages (`outbox`, the columns of the outbox's rows) and
+/// the audit row of the request that asked for it, in one statement: one round trip
+/// where three took one each. The row comes back with the ids of the outbox rows.
+pub async fn insert_requested(
     conn: &mut PgConnection,
-    id: Uuid,
-    context: &ContextName,
-    (kind, lane): (TaskKind, Lane),
-    created_at: DateTime<Utc>,
-    trace_id: Option<String>,
-    options: Option<serde_json::Value>,
-) -> sqlx::Result<TaskRow> {
-    sqlx::query_as(concat!(
-        "INSERT INTO tasks (id, context, context_type, kind, status, created_at, trace_id, options, lane)
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8)
-         RETURNING ",
-        columns!()
-    ))
-    .bind(id)
-    .bind(context.to_string())
-    .bind(context.context_type().as_str())
-    .bind(kind.as_str())
-    .bind(created_at)
-    .bind(trace_id)
-    .bind(options)
-    .bind(lane.as_str())
-    .fetch_one(conn)
-    .await
+    task: &NewTask<'_>,
+    outbox: &aegir_postgres::outbox::Columns<'_>,
+    audit: &AuditEntry<'_>,
+) -> sqlx::Result<(TaskRow, Vec<i64>)> {
+    static STATEMENT: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH task AS ({INSERT} RETURNING {}), sent AS ({}), audit AS ({})
+             SELECT task.*, ARRAY(SELECT id FROM sent) AS outbox_ids FROM task",
+            columns!(),
+            aegir_postgres::outbox::insert_statement(9),
+            crate::accounts::audit_insert_statement(14),
+        )
+    });
+    let query = bind_new(sqlx::query_as::<_, Requested>(STATEMENT.as_str()), task)
+        .bind(outbox.exchanges)
+        .bind(outbox.keys)
+        .bind(outbox.bodies)
+        .bind(outbox.traceparents)
+        .bind(&outbox.delays_ms);
+    let requested = crate::accounts::bind_audit(query, audit).fetch_one(conn).await?;
+    Ok((requested.task, requested.outbox_ids))
 }
 
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<TaskRow>> {
@@ -165,26 +213,45 @@ pub async fn list_of_client(
     Ok((rows, total))
 }
 
-/// `queued` → `running`. `None` when the task is not queued (unknown, or already past
-/// it); else the partner command that made it (all `None` when none did), read in the
-/// same statement since the partner hears of the start.
+/// `queued` → `running`, for the tasks of a batch of events, each with its start time:
+/// one statement for all of them. What comes back names each task started now (not the
+/// unknown ones, nor those already past `queued`), with the partner command that made it
+/// (all `None` when none did), since the partner hears of the start.
 ///
 /// The status guards of this and [`mark_finished`] name the states a task must not have
-/// reached yet: no index on status answers that, so the primary key always finds the row.
-/// `status = 'queued'` let a plan made while the table was small scan every waiting task
-/// by the status index instead, for every start, until the table was next analyzed.
-pub async fn mark_started(db: impl PgExecutor<'_>, id: Uuid, at: DateTime<Utc>) -> sqlx::Result<Option<CommandOfTask>> {
-    sqlx::query_as(
+/// reached yet, and the rows are found by `id = ANY(…)`: no index on status answers that,
+/// so the primary key always finds them. `status = 'queued'` let a plan made while the
+/// table was small scan every waiting task by the status index instead, for every start,
+/// until the table was next analyzed.
+pub async fn mark_started(
+    conn: &mut PgConnection,
+    started: &[(Uuid, DateTime<Utc>)],
+) -> sqlx::Result<HashMap<Uuid, CommandOfTask>> {
+    if started.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (ids, ats): (Vec<Uuid>, Vec<DateTime<Utc>>) = started.iter().copied().unzip();
+    let rows: Vec<StartedRow> = sqlx::query_as(
         "WITH started AS (
-             UPDATE tasks SET status = 'running', started_at = $2
-             WHERE id = $1 AND status NOT IN ('running', 'success', 'failed', 'cancelled') RETURNING id
+             UPDATE tasks SET status = 'running', started_at = s.s_at
+             FROM unnest($1::uuid[], $2::timestamptz[]) AS s(s_id, s_at)
+             WHERE id = ANY($1) AND id = s.s_id AND status NOT IN ('running', 'success', 'failed', 'cancelled')
+             RETURNING id
          )
-         SELECT c.partner, c.idempotency_key, c.command FROM started LEFT JOIN commands c ON c.task_id = started.id",
+         SELECT started.id, c.partner, c.idempotency_key, c.command FROM started LEFT JOIN commands c ON c.task_id = started.id",
     )
-    .bind(id)
-    .bind(at)
-    .fetch_optional(db)
-    .await
+    .bind(&ids)
+    .bind(&ats)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row.command)).collect())
+}
+
+#[derive(FromRow)]
+struct StartedRow {
+    id: Uuid,
+    #[sqlx(flatten)]
+    command: CommandOfTask,
 }
 
 /// A task's row as its end left it, and the partner command that made it.
@@ -196,36 +263,49 @@ pub struct Ended {
     pub command: CommandOfTask,
 }
 
-/// Ends a task that has not ended yet; `None` when it is unknown or already finished.
-/// The same statement settles what waited on the end: the task's item of a batch ends
+/// How a task ended, as [`mark_finished`] records it.
+pub struct End<'a> {
+    pub id: Uuid,
+    pub status: TaskStatus,
+    pub reason: Option<&'a str>,
+    pub at: DateTime<Utc>,
+}
+
+/// Ends the tasks of a batch of events that have not ended yet, in one statement; what
+/// comes back holds each task ended now (not the unknown or already finished ones). The
+/// same statement settles what waited on each end: the task's item of a batch ends
 /// (`success`, or `failed` for any other end), and the partner command that made the
 /// task (all `None` when none did) comes back, since the partner hears of the end.
-pub async fn mark_finished(
-    conn: &mut PgConnection,
-    id: Uuid,
-    status: TaskStatus,
-    reason: Option<&str>,
-    at: DateTime<Utc>,
-) -> sqlx::Result<Option<Ended>> {
-    sqlx::query_as(concat!(
+pub async fn mark_finished(conn: &mut PgConnection, ends: &[End<'_>]) -> sqlx::Result<HashMap<Uuid, Ended>> {
+    if ends.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<Uuid> = ends.iter().map(|e| e.id).collect();
+    let statuses: Vec<&str> = ends.iter().map(|e| e.status.as_str()).collect();
+    let reasons: Vec<Option<&str>> = ends.iter().map(|e| e.reason).collect();
+    let ats: Vec<DateTime<Utc>> = ends.iter().map(|e| e.at).collect();
+    let rows: Vec<Ended> = sqlx::query_as(concat!(
         "WITH ended AS (
-             UPDATE tasks SET status = $2, reason = $3, finished_at = $4
-             WHERE id = $1 AND status NOT IN ('success', 'failed', 'cancelled')
+             UPDATE tasks SET status = e.e_status, reason = e.e_reason, finished_at = e.e_at
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS e(e_id, e_status, e_reason, e_at)
+             WHERE id = ANY($1) AND id = e.e_id AND status NOT IN ('success', 'failed', 'cancelled')
              RETURNING ",
         columns!(),
         "
          ), item AS (
-             UPDATE batch_items SET status = CASE WHEN $2 = 'success' THEN 'success' ELSE 'failed' END, reason = $3
-             WHERE task_id IN (SELECT id FROM ended) AND status = 'queued'
+             UPDATE batch_items b
+             SET status = CASE WHEN ended.status = 'success' THEN 'success' ELSE 'failed' END, reason = ended.reason
+             FROM ended WHERE b.task_id = ended.id AND b.status = 'queued'
          )
          SELECT ended.*, c.partner, c.idempotency_key, c.command FROM ended LEFT JOIN commands c ON c.task_id = ended.id"
     ))
-    .bind(id)
-    .bind(status.as_str())
-    .bind(reason)
-    .bind(at)
-    .fetch_optional(conn)
-    .await
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&reasons)
+    .bind(&ats)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.task.id, row)).collect())
 }
 
 /// The oldest task of `context` (`@www.example.com`) that has not finished, with its kind.

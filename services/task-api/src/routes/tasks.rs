@@ -293,30 +293,70 @@ pub(crate) async fn enqueue_with_certificate(
     Ok(row)
 }
 
+/// A task ready to be written: its context's snapshot taken (refusing what its state
+/// does not allow), its options resolved, and the request to send for it.
+struct Prepared {
+    request: TaskRequested,
+    trace_id: Option<String>,
+    /// Lines for the task's log once its row is in.
+    warnings: Vec<String>,
+}
+
+impl Prepared {
+    /// Takes the snapshot and resolves the options in `tx`.
+    async fn new(
+        tx: &mut PgConnection,
+        context: &ContextName,
+        (task, lane): (TaskKind, Lane),
+        args: &TaskArgs,
+        certificate: Option<SuppliedCertificate>,
+    ) -> Result<Self, ApiError> {
+        let target = snapshot(&mut *tx, context, task).await?;
+        let resolved = match &target {
+            TaskTarget::Site { site } => site_moves::resolve(&mut *tx, site, task, args).await?,
+            _ => Resolved { options: TaskOptions::default(), warnings: Vec::new() },
+        };
+        let options = TaskOptions { certificate, ..resolved.options };
+        let request =
+            TaskRequested { task_id: Uuid::now_v7(), kind: task, target, options, lane, requested_at: Utc::now() };
+        Ok(Self { request, trace_id: aegir_amqp::current_trace_id(), warnings: resolved.warnings })
+    }
+
+    /// The task's row; `args` are what it was asked with.
+    fn row<'a>(&'a self, context: &'a ContextName, args: &TaskArgs) -> db::tasks::NewTask<'a> {
+        db::tasks::NewTask {
+            id: self.request.task_id,
+            context,
+            kind: self.request.kind,
+            lane: self.request.lane,
+            created_at: self.request.requested_at,
+            trace_id: self.trace_id.as_deref(),
+            options: args.to_json(),
+        }
+    }
+
+    /// Writes the warnings to the log of the task, whose row is in.
+    async fn log_warnings(&self, tx: &mut PgConnection) -> sqlx::Result<()> {
+        for warning in &self.warnings {
+            db::task_log::insert_warning(&mut *tx, self.request.task_id, self.request.requested_at, warning).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The task's row in `tx`, and the request to send for it: the context's snapshot
 /// (refusing what its state does not allow) and the task's options.
 async fn insert(
     tx: &mut PgConnection,
     context: &ContextName,
-    (task, lane): (TaskKind, Lane),
+    task: (TaskKind, Lane),
     args: &TaskArgs,
     certificate: Option<SuppliedCertificate>,
 ) -> Result<(db::tasks::TaskRow, TaskRequested), ApiError> {
-    let target = snapshot(&mut *tx, context, task).await?;
-    let resolved = match &target {
-        TaskTarget::Site { site } => site_moves::resolve(&mut *tx, site, task, args).await?,
-        _ => Resolved { options: TaskOptions::default(), warnings: Vec::new() },
-    };
-    let id = Uuid::now_v7();
-    let now = Utc::now();
-    let trace_id = aegir_amqp::current_trace_id();
-    let row = db::tasks::insert(&mut *tx, id, context, (task, lane), now, trace_id, args.to_json()).await?;
-    for warning in resolved.warnings {
-        db::task_log::insert_warning(&mut *tx, id, now, &warning).await?;
-    }
-    let options = TaskOptions { certificate, ..resolved.options };
-    let request = TaskRequested { task_id: id, kind: task, target, options, lane, requested_at: now };
-    Ok((row, request))
+    let prepared = Prepared::new(&mut *tx, context, task, args, certificate).await?;
+    let row = db::tasks::insert(&mut *tx, &prepared.row(context, args)).await?;
+    prepared.log_warnings(tx).await?;
+    Ok((row, prepared.request))
 }
 
 /// What became of a task a queue asked for.
@@ -379,15 +419,23 @@ pub async fn create(
     let input = TaskInput::parse(body)?;
 
     let mut tx = state.pool.begin().await?;
-    let (row, request) = insert(&mut tx, &input.context, (input.task, input.lane), &input.options, None).await?;
-    // Handed to the relay after the commit: the scheduler has it a round trip sooner.
+    let prepared = Prepared::new(&mut tx, &input.context, (input.task, input.lane), &input.options, None).await?;
+    // The row, the request in the outbox and the audit row go in with one statement; the
+    // request is handed to the relay after the commit, so the scheduler has it a round
+    // trip sooner.
     let mut out = Staged::new();
-    out.push(&request, None);
-    let written = state.outbox.write(&mut tx, out).await?;
-    audit.write(&mut tx, StatusCode::ACCEPTED).await?;
+    out.push(&prepared.request, None);
+    let (row, ids) = db::tasks::insert_requested(
+        &mut tx,
+        &prepared.row(&input.context, &input.options),
+        &state.outbox.columns(&out),
+        &audit.entry(StatusCode::ACCEPTED),
+    )
+    .await?;
+    prepared.log_warnings(&mut tx).await?;
     tx.commit().await?;
     audit.committed();
-    state.outbox.hand_off(written);
+    state.outbox.hand_off(state.outbox.written(ids, out));
     let id = row.id;
 
     let context_type = input.context.context_type().as_str();
