@@ -89,7 +89,7 @@ impl TryFrom<ServerRow> for ServerView {
 }
 
 /// A server as a task carries it, admin password included.
-#[derive(Debug, FromRow)]
+#[derive(Debug, Clone, FromRow)]
 pub struct ServerContextRow {
     name: String,
     remote_host: String,

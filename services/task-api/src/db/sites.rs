@@ -139,11 +139,25 @@ pub async fn lock(conn: &mut PgConnection, uri: &SiteUri) -> sqlx::Result<Option
         .await
 }
 
-pub async fn database(conn: &mut PgConnection, uri: &SiteUri) -> sqlx::Result<Option<SiteDatabaseRow>> {
-    sqlx::query_as("SELECT db_name, db_user, db_password FROM sites WHERE uri = $1")
-        .bind(uri.as_str())
-        .fetch_optional(conn)
-        .await
+/// A site locked for a task's snapshot, with its database account.
+#[derive(Debug, FromRow)]
+pub struct LockedForTask {
+    #[sqlx(flatten)]
+    pub site: SiteRow,
+    #[sqlx(flatten)]
+    pub database: SiteDatabaseRow,
+}
+
+/// [`lock`], with the site's database account read in the same statement.
+pub async fn lock_for_task(conn: &mut PgConnection, uri: &SiteUri) -> sqlx::Result<Option<LockedForTask>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        view_columns!(),
+        ", s.db_name, s.db_user, s.db_password FROM sites s WHERE s.uri = $1 FOR UPDATE OF s"
+    ))
+    .bind(uri.as_str())
+    .fetch_optional(conn)
+    .await
 }
 
 macro_rules! filter {

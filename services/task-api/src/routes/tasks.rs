@@ -200,7 +200,8 @@ async fn platform_deletable(
 /// row is locked so two requests cannot both pass the status check.
 async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -> Result<TaskTarget, ApiError> {
     let context = ContextName::Site(uri.clone());
-    let site = db::sites::lock(conn, uri).await?.ok_or_else(|| context_not_found(&context))?;
+    let db::sites::LockedForTask { site, database } =
+        db::sites::lock_for_task(conn, uri).await?.ok_or_else(|| context_not_found(&context))?;
     site_task_allowed(uri, site.status, task).map_err(|message| ApiError::conflict(Some("task"), message))?;
     if let Some((id, kind)) = db::tasks::pending_change(conn, &context.to_string()).await? {
         return Err(ApiError::conflict(
@@ -219,18 +220,20 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
             format!("platform `@{platform_name}` of `{context}` has no known type; verify @{platform_name} first"),
         ));
     };
-    let web_server: ServerName = db::stored("server name", platform.web_server.clone())?;
-    let dns_server = db::servers::dns_server_of(conn, &web_server).await?;
-    let web_server = db::servers::context(conn, &web_server)
+    let web_server_name: ServerName = db::stored("server name", platform.web_server.clone())?;
+    let dns_server = db::servers::dns_server_of(conn, &web_server_name).await?;
+    let web_server = db::servers::context(conn, &web_server_name)
         .await?
         .ok_or_else(|| ApiError::internal(format!("platform `@{platform_name}` refers to a missing server")))?;
-    let db_server: ServerName = db::stored("server name", site.db_server.clone())?;
-    let db_server = db::servers::context(conn, &db_server)
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("site `{context}` refers to a missing db server")))?;
-    let database = db::sites::database(conn, uri)
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("site `{context}` vanished while it was locked")))?;
+    let db_server_name: ServerName = db::stored("server name", site.db_server.clone())?;
+    // One server often serves both: its row is read (and share-locked) once.
+    let db_server = if db_server_name == web_server_name {
+        web_server.clone()
+    } else {
+        db::servers::context(conn, &db_server_name)
+            .await?
+            .ok_or_else(|| ApiError::internal(format!("site `{context}` refers to a missing db server")))?
+    };
 
     let site = SiteContext {
         uri: uri.clone(),
