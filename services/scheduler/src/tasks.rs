@@ -176,11 +176,10 @@ impl Tasks {
     /// decides then.
     async fn accept_running(&self, request: &TaskRequested) -> Result<bool, TaskError> {
         let plan = plan::steps(request);
-        let Some(first) = plan.first() else { return Ok(false) };
         let mut out = Change::new();
-        stage_start(&mut out, request.task_id, request, plan.len());
-        let task_ref = (request.task_id, request.lane);
-        stage_dispatch(&mut out, task_ref, first.action.clone(), (0, plan.len(), 0), None);
+        if !stage_first_step(&mut out, request.task_id, request, &plan) {
+            return Ok(false);
+        }
         let staged = out.into_staged();
         let columns = self.outbox.columns(&staged);
         let ids: Option<Vec<i64>> =
@@ -276,10 +275,7 @@ impl Tasks {
             tracing::info!(task_id = %request.task_id, "task already accepted; ignoring the repeat");
             return Ok(false);
         };
-        if let (Some(first), "running") = (plan.first(), status.as_str()) {
-            stage_start(out, request.task_id, request, plan.len());
-            let task_ref = (request.task_id, request.lane);
-            stage_dispatch(out, task_ref, first.action.clone(), (0, plan.len(), 0), None);
+        if status == "running" && stage_first_step(out, request.task_id, request, &plan) {
             return Ok(true);
         }
         // Nothing before it: it starts now, as it was asked (one that has no step ends at
@@ -720,14 +716,10 @@ impl Tasks {
         let (Some(task_id), Some("waiting")) = (next_id, next_status.as_deref()) else { return Ok(()) };
         let next = waiting_request(task_id, next_request)?;
         if next_started {
-            let plan = plan::steps(&next);
-            let Some(first) = plan.first() else {
+            if !stage_first_step(out, task_id, &next, &plan::steps(&next)) {
                 let reason = "its plan changed since it was accepted".into();
                 return Err(TaskError::Corrupt { task_id, reason });
-            };
-            stage_start(out, task_id, &next, plan.len());
-            let task_ref = (task_id, next.lane);
-            stage_dispatch(out, task_ref, first.action.clone(), (0, plan.len(), 0), None);
+            }
             return Ok(());
         }
         if !self.start(&mut *tx, out, task_id, &next).await? {
@@ -855,6 +847,15 @@ fn stage_dispatch(
     let dispatched =
         StepDispatched { task_id, step: step as u32, attempt, route, lane, action, dispatched_at: Utc::now() };
     out.dispatch(dispatched, delay);
+}
+
+/// The messages of a task whose row was put in running its first step of `plan`: its
+/// start, and that step. False (nothing staged) when the plan has no step.
+fn stage_first_step(out: &mut Change, task_id: Uuid, request: &TaskRequested, plan: &[plan::PlannedStep]) -> bool {
+    let Some(first) = plan.first() else { return false };
+    stage_start(out, task_id, request, plan.len());
+    stage_dispatch(out, (task_id, request.lane), first.action.clone(), (0, plan.len(), 0), None);
+    true
 }
 
 /// The messages of a task's start: the event, and its first lines.
