@@ -34,10 +34,18 @@ async fn cron_runs_for_every_enabled_site_and_for_no_disabled_one_and_stats_meas
     }
     let off = &sites[2];
     system.cli_ok(&[&format!("@{off}"), "disable"]).await;
-    // From here on: RFC 3339 UTC timestamps of one format compare as strings.
-    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // Timestamps are compared parsed: their text varies in precision.
+    let since = chrono::Utc::now();
     let after = |tasks: Vec<Value>| -> Vec<Value> {
-        tasks.into_iter().filter(|t| t["created_at"].as_str().unwrap_or_default() > since.as_str()).collect()
+        tasks
+            .into_iter()
+            .filter(|t| {
+                t["created_at"]
+                    .as_str()
+                    .and_then(|s| s.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                    .is_some_and(|at| at > since)
+            })
+            .collect()
     };
 
     // Within two periods every enabled site's cron has run, and succeeded.

@@ -7,8 +7,11 @@ use aegir_e2e::{Options, PATIENCE, System, mariadb_url, wait_for};
 use serde_json::Value;
 use std::time::Duration;
 
-fn time(view: &Value, field: &str) -> String {
-    view[field].as_str().unwrap_or_else(|| panic!("{field} missing in {view}")).to_owned()
+/// A task view's timestamp as a time: their text varies in precision ("56.952Z" against
+/// "56.952230Z"), so comparing the text would misorder them.
+fn time(view: &Value, field: &str) -> chrono::DateTime<chrono::Utc> {
+    let text = view[field].as_str().unwrap_or_else(|| panic!("{field} missing in {view}"));
+    text.parse().unwrap_or_else(|e| panic!("{field} is no timestamp ({e}) in {view}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
