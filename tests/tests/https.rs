@@ -214,7 +214,8 @@ async fn fetch_https(host: &str, port: u16, root: &Path) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
-/// The serial of the certificate the web server presents for `host` (hex, upper case).
+/// The serial of the certificate the web server presents for `host` (hex, upper case,
+/// without leading zeros).
 async fn served_serial(host: &str, port: u16) -> String {
     let out = tokio::process::Command::new("openssl")
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", host])
@@ -236,12 +237,16 @@ async fn served_serial(host: &str, port: u16) -> String {
         stdin.write_all(&out.stdout).await.unwrap();
     }
     let out = x509.wait_with_output().await.unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("serial=").to_uppercase()
+    let serial = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("serial=").to_uppercase();
+    serial.trim_start_matches('0').to_owned()
 }
 
-/// The API's serial (`aa:bb:…`) as openssl prints it (`AABB…`).
+/// The API's serial (`00:aa:bb:…`) in the form `served_serial` gives (`AABB…`): the API
+/// keeps the sign byte DER puts before a serial whose top bit is set, and
+/// `openssl x509 -serial` leaves it out.
 fn plain_serial(site: &Value) -> String {
-    site["ssl_serial"].as_str().unwrap_or_default().replace(':', "").to_uppercase()
+    let serial = site["ssl_serial"].as_str().unwrap_or_default().replace(':', "").to_uppercase();
+    serial.trim_start_matches('0').to_owned()
 }
 
 /// Saves and verifies `@platform_<name>` on the system's server: one `index.php` that
