@@ -63,6 +63,12 @@ impl Change {
         self.outgoing.push(Outgoing::Line(scheduler_line(task_id, step, level, message)));
     }
 
+    /// Passes lines written elsewhere (a worker's, in a result task-api does not read) on
+    /// to the task's log, as if written here.
+    pub fn pass_on(&mut self, lines: &[LogLine]) {
+        self.outgoing.extend(lines.iter().cloned().map(Outgoing::Line));
+    }
+
     /// The messages to write to the outbox: each task's lines inside its first start or
     /// end of this change, or else in one [`TaskLog`] where its first line was.
     pub fn into_staged(self) -> Staged {
@@ -200,6 +206,26 @@ mod tests {
                 ("server_master.http".to_owned(), vec![]),
                 ("task.log".to_owned(), vec!["queued behind a".to_owned()]),
             ]
+        );
+    }
+
+    #[test]
+    fn a_workers_lines_passed_on_go_first_in_the_message_that_follows_its_result() {
+        let a = Uuid::now_v7();
+        let worker_line = |message: &str| LogLine {
+            source: "server_master.http".into(),
+            ..scheduler_line(a, Some(0), LogLevel::Info, message)
+        };
+        let mut change = Change::new();
+        change.pass_on(&[worker_line("ping started"), worker_line("server_master.http answers")]);
+        change.log(a, None, LogLevel::Success, "task succeeded");
+        change.finished(finished(a));
+        assert_eq!(
+            sent(change),
+            [(
+                "task.finished".to_owned(),
+                vec!["ping started".to_owned(), "server_master.http answers".to_owned(), "task succeeded".to_owned()]
+            )]
         );
     }
 }

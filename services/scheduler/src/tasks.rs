@@ -396,6 +396,12 @@ impl Tasks {
         result: &StepResult,
         task: TaskRow,
     ) -> Result<(), TaskError> {
+        // Only the scheduler received this result: its lines go on first, ahead of what
+        // follows from it, and even when it is stale (a late attempt's lines still tell
+        // what happened). A repeated result's lines are stored once, by their ids.
+        if !result.read_by_task_api() {
+            out.pass_on(&result.log);
+        }
         let current = task.status == "running"
             && task.current_step == result.step as i32
             && task.attempt == result.attempt as i32;

@@ -3,7 +3,7 @@
 
 use aegir_contract::{
     Command, CommandAccepted, CommandRejected, Message, PartnerTaskFinished, PartnerTaskStarted, StepDispatched,
-    StepFacts, StepOutcome, StepResult, TaskCancelRequested, TaskFinished, TaskLog, TaskRequested, TaskStarted,
+    StepResult, TaskCancelRequested, TaskFinished, TaskLog, TaskRequested, TaskStarted,
 };
 
 use crate::topology::{
@@ -46,11 +46,7 @@ macro_rules! event {
 
 impl Publishable for StepResult {
     fn destination(&self) -> (&'static str, String) {
-        let key = match &self.outcome {
-            StepOutcome::Success { facts } if *facts != StepFacts::default() => EventKey::StepResult,
-            _ if !self.log.is_empty() => EventKey::StepResult,
-            _ => EventKey::StepResultBare,
-        };
+        let key = if self.read_by_task_api() { EventKey::StepResult } else { EventKey::StepResultBare };
         (EVENTS_EXCHANGE, key.as_str().into())
     }
 }
@@ -82,6 +78,8 @@ partner_event!(PartnerTaskFinished, PartnerEventKey::TaskFinished);
 
 #[cfg(test)]
 mod tests {
+    use aegir_contract::{StepFacts, StepOutcome};
+
     use super::*;
 
     fn result(outcome: StepOutcome) -> StepResult {
@@ -100,5 +98,14 @@ mod tests {
         assert_eq!(bare.destination(), (EVENTS_EXCHANGE, "step.result.bare".into()));
         let failed = result(StepOutcome::Failed { reason: "no".into(), transient: false });
         assert_eq!(failed.destination(), (EVENTS_EXCHANGE, "step.result.bare".into()));
+        // Lines alone do not send it to task-api: the scheduler passes them on.
+        let body = br#"{"task_id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","step":0,"attempt":0,
+            "route":"server_master.http","worker":"w","outcome":{"status":"success"},
+            "finished_at":"2025-01-01T00:00:00Z","log":[{"id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c",
+            "task_id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","step":0,"level":"success",
+            "message":"server_master.http answers","source":"server_master.http","at":"2025-01-01T00:00:00Z"}]}"#;
+        let logged = StepResult::decode(body).unwrap();
+        assert_eq!(logged.log.len(), 1);
+        assert_eq!(logged.destination(), (EVENTS_EXCHANGE, "step.result.bare".into()));
     }
 }

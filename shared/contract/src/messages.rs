@@ -689,9 +689,20 @@ pub struct StepResult {
     pub worker: String,
     pub outcome: StepOutcome,
     pub finished_at: DateTime<Utc>,
-    /// The step's last log lines, not sent before it ended; stored before the result.
+    /// The step's last log lines, not sent before it ended. task-api stores them before
+    /// the result's facts; a result without facts never reaches task-api, and the
+    /// scheduler passes its lines on in the message it sends next for the task.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<LogLine>,
+}
+
+impl StepResult {
+    /// Whether task-api reads this result itself: only a success with facts tells it
+    /// anything the scheduler's events do not. Any other goes to the scheduler alone,
+    /// which passes its log lines on, so each step costs the broker one delivery.
+    pub fn read_by_task_api(&self) -> bool {
+        matches!(&self.outcome, StepOutcome::Success { facts } if *facts != StepFacts::default())
+    }
 }
 
 impl Message for StepResult {
