@@ -1,11 +1,14 @@
 //! The `platforms` table.
 
+use std::sync::LazyLock;
+
 use aegir_contract::{AbsolutePath, PlatformName, PlatformSource, PlatformType, ProfileName, ServerName};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 
 use super::Saved;
+use super::servers::{self, ServerContextRow};
 use crate::input::Page;
 use crate::views::{ContextStatus, PackageView, PlatformView};
 
@@ -79,6 +82,88 @@ pub async fn lock(conn: &mut PgConnection, name: &PlatformName, exclusive: bool)
         concat!("SELECT ", view_columns!(), " FROM platforms WHERE name = $1 FOR SHARE")
     };
     sqlx::query_as(query).bind(name.as_str()).fetch_optional(conn).await
+}
+
+/// A platform locked for a task, with the servers the task carries.
+pub struct LockedForTask {
+    pub platform: PlatformRow,
+    /// Its web server, share-locked.
+    pub web_server: ServerContextRow,
+    /// For a site's task: the server keeping the dns records of the platform's sites (see
+    /// [`super::servers::dns_server_of`]), share-locked; `None` when there is none, and
+    /// for a platform's task, which has no use for it.
+    pub dns_server: Option<ServerContextRow>,
+}
+
+/// Which task a platform is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOf {
+    /// A task of the platform; `exclusive` holds it against every other writer (a
+    /// delete), else it is share-locked as [`lock`] does.
+    Platform { exclusive: bool },
+    /// A task of one of its sites, which carries the dns server too.
+    Site,
+}
+
+/// [`lock`], with the platform's web server (and, for a site's task, the dns server of
+/// its sites) in the same read: one round trip where a task's snapshot took two or three.
+/// `None` when there is no such platform.
+pub async fn lock_for_task(
+    conn: &mut PgConnection,
+    name: &PlatformName,
+    task: TaskOf,
+) -> sqlx::Result<Option<LockedForTask>> {
+    // Each server is share-locked inside its own subquery: a locking clause cannot reach
+    // the nullable side of an outer join.
+    fn query(task: TaskOf) -> String {
+        let (dns_columns, dns) = match task {
+            TaskOf::Site => (
+                ", d.*",
+                format!(
+                    "LEFT JOIN LATERAL (
+                     SELECT {} FROM servers
+                     WHERE name = COALESCE(w.web_dns_server, platforms.web_server) AND dns_service_type IS NOT NULL
+                     FOR SHARE
+                 ) d ON true",
+                    servers::context_columns_as("dns_")
+                ),
+            ),
+            TaskOf::Platform { .. } => ("", String::new()),
+        };
+        let lock = if task == (TaskOf::Platform { exclusive: true }) { "FOR UPDATE" } else { "FOR SHARE" };
+        format!(
+            "SELECT {platform}, w.*{dns_columns} FROM platforms
+             CROSS JOIN LATERAL (
+                 SELECT {web}, dns_server AS web_dns_server FROM servers
+                 WHERE name = platforms.web_server FOR SHARE
+             ) w
+             {dns}
+             WHERE platforms.name = $1 {lock} OF platforms",
+            platform = view_columns!(),
+            web = servers::context_columns_as("web_"),
+        )
+    }
+    static SHARED: LazyLock<String> = LazyLock::new(|| query(TaskOf::Platform { exclusive: false }));
+    static EXCLUSIVE: LazyLock<String> = LazyLock::new(|| query(TaskOf::Platform { exclusive: true }));
+    static SITE: LazyLock<String> = LazyLock::new(|| query(TaskOf::Site));
+    let sql = match task {
+        TaskOf::Platform { exclusive: false } => &SHARED,
+        TaskOf::Platform { exclusive: true } => &EXCLUSIVE,
+        TaskOf::Site => &SITE,
+    };
+    // Built only from constant column names.
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(name.as_str()).fetch_optional(conn).await?
+    else {
+        return Ok(None);
+    };
+    // An inner join: a platform row comes only with its web server.
+    let web_server = ServerContextRow::from_prefixed(&row, "web_")?
+        .ok_or_else(|| sqlx::Error::Decode("a platform read without its web server".into()))?;
+    let dns_server = match task {
+        TaskOf::Site => ServerContextRow::from_prefixed(&row, "dns_")?,
+        TaskOf::Platform { .. } => None,
+    };
+    Ok(Some(LockedForTask { platform: PlatformRow::from_row(&row)?, web_server, dns_server }))
 }
 
 pub async fn list(db: &PgPool, page: Page) -> sqlx::Result<(Vec<PlatformRow>, i64)> {

@@ -1,8 +1,11 @@
 //! The `servers` table.
 
+use std::sync::LazyLock;
+
 use aegir_contract::{DbService, DnsService, HttpService, PhpVersion, Secret, ServerContext, ServerName, ServiceKind};
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgConnection, PgExecutor};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, PgExecutor, Row};
 
 use super::{Saved, stored, stored_port};
 use crate::input::Page;
@@ -103,6 +106,27 @@ pub struct ServerContextRow {
     dns_service_type: Option<String>,
 }
 
+impl ServerContextRow {
+    /// The columns [`context_columns_as`] named with `prefix`; `None` when the row has
+    /// none there (an outer join that found no server).
+    pub fn from_prefixed(row: &PgRow, prefix: &str) -> sqlx::Result<Option<Self>> {
+        let column = |name: &str| format!("{prefix}{name}");
+        let Some(name) = row.try_get(column("name").as_str())? else { return Ok(None) };
+        Ok(Some(Self {
+            name,
+            remote_host: row.try_get(column("remote_host").as_str())?,
+            http_service_type: row.try_get(column("http_service_type").as_str())?,
+            http_port: row.try_get(column("http_port").as_str())?,
+            db_service_type: row.try_get(column("db_service_type").as_str())?,
+            db_host: row.try_get(column("db_host").as_str())?,
+            db_port: row.try_get(column("db_port").as_str())?,
+            db_admin_user: row.try_get(column("db_admin_user").as_str())?,
+            db_admin_password: row.try_get(column("db_admin_password").as_str())?,
+            dns_service_type: row.try_get(column("dns_service_type").as_str())?,
+        }))
+    }
+}
+
 impl TryFrom<ServerContextRow> for ServerContext {
     type Error = StoredValueError;
 
@@ -157,14 +181,31 @@ pub async fn lock(conn: &mut PgConnection, name: &ServerName, exclusive: bool) -
 
 /// The server as a task snapshot; keeps it from changing until the transaction ends.
 pub async fn context(conn: &mut PgConnection, name: &ServerName) -> sqlx::Result<Option<ServerContextRow>> {
-    sqlx::query_as(
-        "SELECT name, remote_host, http_service_type, http_port, db_service_type, db_host, db_port, db_admin_user,
-                db_admin_password, dns_service_type
-         FROM servers WHERE name = $1 FOR SHARE",
-    )
-    .bind(name.as_str())
-    .fetch_optional(conn)
-    .await
+    static QUERY: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {} FROM servers WHERE name = $1 FOR SHARE", CONTEXT_COLUMNS.join(", ")));
+    // Built only from the constant column names above.
+    sqlx::query_as(sqlx::AssertSqlSafe(QUERY.as_str())).bind(name.as_str()).fetch_optional(conn).await
+}
+
+/// The columns of [`ServerContextRow`].
+const CONTEXT_COLUMNS: [&str; 10] = [
+    "name",
+    "remote_host",
+    "http_service_type",
+    "http_port",
+    "db_service_type",
+    "db_host",
+    "db_port",
+    "db_admin_user",
+    "db_admin_password",
+    "dns_service_type",
+];
+
+/// The columns of [`ServerContextRow`] of `servers`, each named with `prefix` before it,
+/// so one read can take servers beside other rows; [`ServerContextRow::from_prefixed`]
+/// reads them back.
+pub fn context_columns_as(prefix: &str) -> String {
+    CONTEXT_COLUMNS.map(|column| format!("{column} AS {prefix}{column}")).join(", ")
 }
 
 /// The server whose dns service keeps the records of the sites on web server `name`

@@ -145,21 +145,19 @@ async fn snapshot(conn: &mut PgConnection, context: &ContextName, task: TaskKind
         ContextName::Platform(name) => {
             // A delete holds the platform until the task is queued, so no site is saved onto it meanwhile.
             let exclusive = task == TaskKind::Delete;
-            let platform =
-                db::platforms::lock(conn, name, exclusive).await?.ok_or_else(|| context_not_found(context))?;
+            let db::platforms::LockedForTask { platform, web_server, .. } =
+                db::platforms::lock_for_task(conn, name, db::platforms::TaskOf::Platform { exclusive })
+                    .await?
+                    .ok_or_else(|| context_not_found(context))?;
             if task == TaskKind::Delete {
                 platform_deletable(conn, name, context).await?;
             }
             let source = platform.platform_source().map_err(ApiError::internal)?;
-            let server_name: ServerName = db::stored("server name", platform.web_server)?;
-            let server = db::servers::context(conn, &server_name).await?.ok_or_else(|| {
-                ApiError::internal(format!("platform `@{name}` refers to server `@{server_name}`, which is missing"))
-            })?;
             Ok(TaskTarget::Platform {
                 platform: PlatformContext {
                     name: name.clone(),
                     root: db::stored("path", platform.root)?,
-                    web_server: server.try_into()?,
+                    web_server: web_server.try_into()?,
                     source,
                 },
             })
@@ -211,9 +209,10 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
     }
 
     let platform_name = db::stored("platform name", site.platform.clone())?;
-    let platform = db::platforms::lock(conn, &platform_name, false)
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("site `{context}` refers to a missing platform")))?;
+    let db::platforms::LockedForTask { platform, web_server, dns_server } =
+        db::platforms::lock_for_task(conn, &platform_name, db::platforms::TaskOf::Site)
+            .await?
+            .ok_or_else(|| ApiError::internal(format!("site `{context}` refers to a missing platform")))?;
     let Some(platform_type) = platform.platform_type.clone() else {
         return Err(ApiError::conflict(
             Some("context"),
@@ -221,10 +220,6 @@ async fn site_snapshot(conn: &mut PgConnection, uri: &SiteUri, task: TaskKind) -
         ));
     };
     let web_server_name: ServerName = db::stored("server name", platform.web_server.clone())?;
-    let dns_server = db::servers::dns_server_of(conn, &web_server_name).await?;
-    let web_server = db::servers::context(conn, &web_server_name)
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("platform `@{platform_name}` refers to a missing server")))?;
     let db_server_name: ServerName = db::stored("server name", site.db_server.clone())?;
     // One server often serves both: its row is read (and share-locked) once.
     let db_server = if db_server_name == web_server_name {
