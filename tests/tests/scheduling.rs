@@ -74,9 +74,9 @@ async fn a_step_without_an_answer_times_out_and_the_next_task_of_its_entity_runs
     let mut system = System::start_with(options).await;
     system.save_server(&mariadb_url()).await;
     let server = format!("@{}", system.server);
-    // The web server's worker is gone: the verify's first step gets no answer.
+    // The web server's worker is gone: the ping's first step gets no answer.
     system.kill9("http-worker").await;
-    let stuck = system.post_task(&server, "verify").await;
+    let stuck = system.post_task(&server, "ping").await;
     let next = system.post_task(&server, "verify").await;
 
     let view = system.wait_task(&stuck).await;
@@ -96,6 +96,14 @@ async fn a_step_without_an_answer_times_out_and_the_next_task_of_its_entity_runs
     let ends =
         system.task_log(&stuck).await.iter().filter(|(_, s, m)| s == "scheduler" && m.starts_with("task ")).count();
     assert_eq!(ends, 1);
+    // The late answer's lines still reach the stuck task's log: a ping's answer has no
+    // facts, so only the scheduler received it, and it passes the lines on though the
+    // answer changes nothing.
+    let late = wait_for(PATIENCE, || async {
+        system.task_log(&stuck).await.iter().any(|(_, s, m)| s.ends_with(".http") && m.ends_with(".http answers"))
+    })
+    .await;
+    assert!(late, "the late answer's lines are in the stuck task's log: {:?}", system.task_log(&stuck).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
