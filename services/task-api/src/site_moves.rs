@@ -107,10 +107,11 @@ async fn platform_for(
     conn: &mut PgConnection,
     name: &PlatformName,
     site: &SiteContext,
-) -> Result<(PlatformContext, PlatformType), ApiError> {
-    let row = db::platforms::lock(conn, name, false).await?.ok_or_else(|| {
-        ApiError::not_found_in("platform", format!("platform `@{name}` does not exist; save it first"))
-    })?;
+) -> Result<(PlatformContext, PlatformType, Option<ServerContext>), ApiError> {
+    let db::platforms::LockedForTask { platform: row, web_server, dns_server } =
+        db::platforms::lock_for_task(conn, name, db::platforms::TaskOf::Site).await?.ok_or_else(|| {
+            ApiError::not_found_in("platform", format!("platform `@{name}` does not exist; save it first"))
+        })?;
     let Some(platform_type) = row.platform_type.clone() else {
         return Err(ApiError::invalid(
             "platform",
@@ -136,12 +137,15 @@ async fn platform_for(
             format!("platform `@{name}` is locked and takes no new sites; run `unlock` on it first"),
         ));
     }
-    let web_server: ServerName = db::stored("server name", row.web_server)?;
-    let web_server = server_context(conn, &web_server, "platform").await?;
     // Sites never need their platform's source: only platform tasks build it.
-    let platform =
-        PlatformContext { name: name.clone(), root: db::stored("path", row.root)?, web_server, source: None };
-    Ok((platform, platform_type))
+    let platform = PlatformContext {
+        name: name.clone(),
+        root: db::stored("path", row.root)?,
+        web_server: web_server.try_into()?,
+        source: None,
+    };
+    // The records of a site on it go to its web server's dns server.
+    Ok((platform, platform_type, dns_server.map(ServerContext::try_from).transpose()?))
 }
 
 async fn server_context(conn: &mut PgConnection, name: &ServerName, field: &str) -> Result<ServerContext, ApiError> {
@@ -162,12 +166,6 @@ async fn db_server_for(conn: &mut PgConnection, name: &ServerName) -> Result<Ser
     Ok(server)
 }
 
-/// The dns server of the sites on the platform's web server, if it has one.
-async fn dns_server_of(conn: &mut PgConnection, platform: &PlatformContext) -> Result<Option<ServerContext>, ApiError> {
-    let row = db::servers::dns_server_of(conn, &platform.web_server.name).await?;
-    Ok(row.map(ServerContext::try_from).transpose()?)
-}
-
 /// No site or alias may already answer to `uri`.
 async fn check_free(conn: &mut PgConnection, uri: &SiteUri) -> Result<(), ApiError> {
     db::sites::lock_names(conn).await?;
@@ -186,7 +184,7 @@ async fn clone_target(conn: &mut PgConnection, site: &SiteContext, args: &TaskAr
     let uri = args.new_uri.clone().ok_or_else(|| ApiError::invalid("new_uri", "`new_uri` is missing"))?;
     check_free(conn, &uri).await?;
     let platform_name = args.platform.clone().unwrap_or_else(|| site.platform.name.clone());
-    let (platform, platform_type) = platform_for(conn, &platform_name, site).await?;
+    let (platform, platform_type, dns_server) = platform_for(conn, &platform_name, site).await?;
     let db_server = match &args.db_server {
         Some(name) => db_server_for(conn, name).await?,
         None => site.db_server.clone(),
@@ -210,7 +208,6 @@ async fn clone_target(conn: &mut PgConnection, site: &SiteContext, args: &TaskAr
     };
     db::sites::save(conn, &record, (&db_ident, &db_ident, &password)).await?;
     db::sites::set_status(conn, &uri, SiteStatus::Cloning, None).await?;
-    let dns_server = dns_server_of(conn, &platform).await?;
     Ok(SiteContext {
         uri,
         aliases: Vec::new(),
@@ -237,9 +234,9 @@ async fn migrate_target(conn: &mut PgConnection, site: &SiteContext, args: &Task
         }
     }
     if let Some(name) = &args.platform {
-        let (platform, platform_type) = platform_for(conn, name, site).await?;
+        let (platform, platform_type, dns_server) = platform_for(conn, name, site).await?;
         // The records follow the site to its new web server's dns server.
-        to.dns_server = dns_server_of(conn, &platform).await?;
+        to.dns_server = dns_server;
         to.platform = platform;
         to.platform_type = platform_type;
     }

@@ -89,9 +89,10 @@ pub struct LockedForTask {
     pub platform: PlatformRow,
     /// Its web server, share-locked.
     pub web_server: ServerContextRow,
-    /// For a site's task: the server keeping the dns records of the platform's sites (see
-    /// [`super::servers::dns_server_of`]), share-locked; `None` when there is none, and
-    /// for a platform's task, which has no use for it.
+    /// For a site's task: the server keeping the dns records of the platform's sites (the
+    /// one its web server names, else the web server itself), when it offers dns,
+    /// share-locked; `None` when there is none, and for a platform's task, which has no
+    /// use for it.
     pub dns_server: Option<ServerContextRow>,
 }
 

@@ -208,22 +208,6 @@ pub fn context_columns_as(prefix: &str) -> String {
     CONTEXT_COLUMNS.map(|column| format!("{column} AS {prefix}{column}")).join(", ")
 }
 
-/// The server whose dns service keeps the records of the sites on web server `name`
-/// (the one it names, else itself when it offers dns), as a task snapshot; `None` when
-/// there is none or it offers no dns service.
-pub async fn dns_server_of(conn: &mut PgConnection, name: &ServerName) -> sqlx::Result<Option<ServerContextRow>> {
-    sqlx::query_as(
-        "SELECT d.name, d.remote_host, d.http_service_type, d.http_port, d.db_service_type, d.db_host, d.db_port,
-                d.db_admin_user, d.db_admin_password, d.dns_service_type
-         FROM servers w JOIN servers d ON d.name = COALESCE(w.dns_server, w.name)
-         WHERE w.name = $1 AND d.dns_service_type IS NOT NULL
-         FOR SHARE OF d",
-    )
-    .bind(name.as_str())
-    .fetch_optional(conn)
-    .await
-}
-
 /// Whether server `name` exists and offers dns: `None` when it does not exist.
 pub async fn has_dns_service(conn: &mut PgConnection, name: &ServerName) -> sqlx::Result<Option<bool>> {
     sqlx::query_scalar("SELECT dns_service_type IS NOT NULL FROM servers WHERE name = $1 FOR SHARE")
