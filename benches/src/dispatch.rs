@@ -36,6 +36,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let (mut to_worker, mut to_created, mut to_started, mut to_finished) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut started_to_worker = Vec::new();
     for (id, sent) in &sent_at {
         let view = setup::get(&system, &format!("/api/v1/tasks/{id}")).await?;
         let log = setup::get(&system, &format!("/api/v1/tasks/{id}/log")).await?;
@@ -44,6 +45,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .and_then(|items| items.iter().find(|line| line["source"] == worker.as_str()))
             .with_context(|| format!("task {id} has no log line from {worker}: {log}"))?;
         to_worker.push(between(*sent, time(first, "at")?));
+        started_to_worker.push(between(time(&view, "started_at")?, time(first, "at")?));
         to_created.push(between(*sent, time(&view, "created_at")?));
         to_started.push(between(*sent, time(&view, "started_at")?));
         to_finished.push(between(*sent, time(&view, "finished_at")?));
@@ -54,6 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     print_percentiles("POST sent -> worker starts the step", &Samples::new(to_worker));
     print_percentiles("  of which POST sent -> task row created", &Samples::new(to_created));
     print_percentiles("  of which POST sent -> scheduler starts it", &Samples::new(to_started));
+    print_percentiles("  and scheduler starts it -> worker starts", &Samples::new(started_to_worker));
     print_percentiles("POST sent -> task finished_at (scheduler)", &Samples::new(to_finished));
     println!("  reference (bare RabbitMQ, own vhost, quorum queue, persistent, confirms):");
     print_percentiles("publish -> consumer receives", &Samples::new(bare));

@@ -3,7 +3,7 @@
 //! The scheduler's log lines ride inside the start or end of their task when the change
 //! sends one (most changes do), and otherwise go as one [`TaskLog`] per task, where the
 //! task's first line was written. So starting a task and sending its first step is
-//! three messages, however many lines it logs.
+//! two messages, however many lines it logs; the step goes first.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -98,6 +98,11 @@ impl Change {
             };
             lines.entry(by).or_default().push(line);
         }
+        // Steps go out first. The broker writes one queue's messages after another's, so a
+        // step sent ahead of its task's start reaches its worker a disk write sooner; and
+        // no one reads a step and an event in an order (the step's answer goes to the
+        // scheduler, which has committed this change before anything is sent).
+        sent.sort_by_key(|(_, message)| !matches!(message, Some(Outgoing::Step(..))));
         let mut staged = Staged::new();
         for (at, message) in sent {
             let log = lines.remove(&at).unwrap_or_default();
@@ -181,7 +186,7 @@ mod tests {
             ]
         );
 
-        // No start or end: the lines go together, before the step they announce.
+        // No start or end: the lines go together, behind the step they announce.
         let mut change = Change::new();
         change.log(a, Some(1), LogLevel::Info, "step 2 of 2");
         let route: aegir_contract::Route = "server_master.http".parse().unwrap();
@@ -202,9 +207,38 @@ mod tests {
         assert_eq!(
             sent(change),
             [
-                ("task.log".to_owned(), vec!["step 2 of 2".to_owned(), "a retry notice".to_owned()]),
                 ("server_master.http".to_owned(), vec![]),
+                ("task.log".to_owned(), vec!["step 2 of 2".to_owned(), "a retry notice".to_owned()]),
                 ("task.log".to_owned(), vec!["queued behind a".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_step_goes_out_before_the_start_of_its_task() {
+        let a = Uuid::now_v7();
+        let route: aegir_contract::Route = "server_master.http".parse().unwrap();
+        let mut change = Change::new();
+        change.started(started(a));
+        change.log(a, None, LogLevel::Info, "a started");
+        change.log(a, Some(0), LogLevel::Info, "step 1 of 1");
+        change.dispatch(
+            StepDispatched {
+                task_id: a,
+                step: 0,
+                attempt: 0,
+                route: route.clone(),
+                lane: aegir_contract::Lane::Interactive,
+                action: aegir_contract::StepAction::Ping { route },
+                dispatched_at: Utc::now(),
+            },
+            None,
+        );
+        assert_eq!(
+            sent(change),
+            [
+                ("server_master.http".to_owned(), vec![]),
+                ("task.started".to_owned(), vec!["a started".to_owned(), "step 1 of 1".to_owned()]),
             ]
         );
     }
