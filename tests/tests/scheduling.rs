@@ -282,7 +282,9 @@ async fn requests_piled_up_while_the_scheduler_was_away_run_in_order_and_a_forge
 async fn results_piled_up_while_the_scheduler_was_away_are_recorded_together_and_every_task_ends() {
     let mut system = System::start().await;
     system.save_server(&mariadb_url()).await;
-    let platforms = ["a", "b", "c", "d", "e", "f"];
+    // Enough that each of the scheduler's result lanes gets several: a lane takes what has
+    // arrived, so a lane given two could take each on its own when the second is late.
+    let platforms = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
     for name in platforms {
         system.save_empty_platform(name).await;
     }
