@@ -34,9 +34,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         sent_at.push((id, sent));
     }
 
-    let (mut to_worker, mut to_created, mut to_started, mut to_finished) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut started_to_worker = Vec::new();
+    // The whole, and its three stages per task (so noise in one stage does not blur the next).
+    let (mut to_worker, mut to_finished) = (Vec::new(), Vec::new());
+    let (mut to_created, mut created_to_started, mut started_to_worker) = (Vec::new(), Vec::new(), Vec::new());
     for (id, sent) in &sent_at {
         let view = setup::get(&system, &format!("/api/v1/tasks/{id}")).await?;
         let log = setup::get(&system, &format!("/api/v1/tasks/{id}/log")).await?;
@@ -44,19 +44,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .as_array()
             .and_then(|items| items.iter().find(|line| line["source"] == worker.as_str()))
             .with_context(|| format!("task {id} has no log line from {worker}: {log}"))?;
-        to_worker.push(between(*sent, time(first, "at")?));
-        started_to_worker.push(between(time(&view, "started_at")?, time(first, "at")?));
-        to_created.push(between(*sent, time(&view, "created_at")?));
-        to_started.push(between(*sent, time(&view, "started_at")?));
+        let (created, started, worker_at) =
+            (time(&view, "created_at")?, time(&view, "started_at")?, time(first, "at")?);
+        to_worker.push(between(*sent, worker_at));
+        to_created.push(between(*sent, created));
+        created_to_started.push(between(created, started));
+        started_to_worker.push(between(started, worker_at));
         to_finished.push(between(*sent, time(&view, "finished_at")?));
     }
 
     let bare = BareBroker::new().round_trips(args.tasks).await?;
     println!("  system (client clock at POST; worker and API timestamps, same machine):");
     print_percentiles("POST sent -> worker starts the step", &Samples::new(to_worker));
-    print_percentiles("  of which POST sent -> task row created", &Samples::new(to_created));
-    print_percentiles("  of which POST sent -> scheduler starts it", &Samples::new(to_started));
-    print_percentiles("  and scheduler starts it -> worker starts", &Samples::new(started_to_worker));
+    print_percentiles("  POST sent -> task row created", &Samples::new(to_created));
+    print_percentiles("  task row created -> scheduler starts it", &Samples::new(created_to_started));
+    print_percentiles("  scheduler starts it -> worker starts", &Samples::new(started_to_worker));
     print_percentiles("POST sent -> task finished_at (scheduler)", &Samples::new(to_finished));
     println!("  reference (bare RabbitMQ, own vhost, quorum queue, persistent, confirms):");
     print_percentiles("publish -> consumer receives", &Samples::new(bare));
