@@ -153,6 +153,20 @@ mod tests {
         serde_json::from_value(body).unwrap()
     }
 
+    /// Step `step` of task `task_id`: a ping of server_master's web server.
+    fn ping(task_id: Uuid, step: u32) -> StepDispatched {
+        let route: aegir_contract::Route = "server_master.http".parse().unwrap();
+        StepDispatched {
+            task_id,
+            step,
+            attempt: 0,
+            route: route.clone(),
+            lane: aegir_contract::Lane::Interactive,
+            action: aegir_contract::StepAction::Ping { route },
+            dispatched_at: Utc::now(),
+        }
+    }
+
     /// `(routing key, messages of the lines it carries)` of each staged message.
     fn sent(change: Change) -> Vec<(String, Vec<String>)> {
         let staged = change.into_staged();
@@ -189,19 +203,7 @@ mod tests {
         // No start or end: the lines go together, behind the step they announce.
         let mut change = Change::new();
         change.log(a, Some(1), LogLevel::Info, "step 2 of 2");
-        let route: aegir_contract::Route = "server_master.http".parse().unwrap();
-        change.dispatch(
-            StepDispatched {
-                task_id: a,
-                step: 1,
-                attempt: 0,
-                route: route.clone(),
-                lane: aegir_contract::Lane::Interactive,
-                action: aegir_contract::StepAction::Ping { route: route.clone() },
-                dispatched_at: Utc::now(),
-            },
-            None,
-        );
+        change.dispatch(ping(a, 1), None);
         change.log(b, None, LogLevel::Info, "queued behind a");
         change.log(a, Some(1), LogLevel::Warning, "a retry notice");
         assert_eq!(
@@ -217,23 +219,11 @@ mod tests {
     #[test]
     fn a_step_goes_out_before_the_start_of_its_task() {
         let a = Uuid::now_v7();
-        let route: aegir_contract::Route = "server_master.http".parse().unwrap();
         let mut change = Change::new();
         change.started(started(a));
         change.log(a, None, LogLevel::Info, "a started");
         change.log(a, Some(0), LogLevel::Info, "step 1 of 1");
-        change.dispatch(
-            StepDispatched {
-                task_id: a,
-                step: 0,
-                attempt: 0,
-                route: route.clone(),
-                lane: aegir_contract::Lane::Interactive,
-                action: aegir_contract::StepAction::Ping { route },
-                dispatched_at: Utc::now(),
-            },
-            None,
-        );
+        change.dispatch(ping(a, 0), None);
         assert_eq!(
             sent(change),
             [
