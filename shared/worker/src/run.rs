@@ -8,7 +8,9 @@ use aegir_amqp::signing::{Signer, SigningKey, load_key};
 use aegir_amqp::topology::{DEAD_LETTER_EXCHANGE, QueueName};
 use aegir_amqp::{Broker, ConsumerSpec, Delivery, consume, extract_trace_context};
 use aegir_config::WorkerKeyArgs;
-use aegir_contract::{Lane, Message, Route, ServerName, StepAction, StepDispatched, StepOutcome, StepResult, TaskRef};
+use aegir_contract::{
+    Lane, Message, Route, ServerName, StepAction, StepDispatched, StepFacts, StepOutcome, StepResult, TaskRef,
+};
 use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
@@ -49,6 +51,38 @@ pub struct WorkerArgs {
     /// can kill the worker while it holds one.
     #[arg(long, env = "AEGIR_STEP_DELAY_MS", default_value_t = 0, hide = true)]
     pub step_delay_ms: u64,
+}
+
+/// How long a step that timed out gets to stop before its slot is taken back anyway.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs a step's work on its own task, so a panic in it fails the step and not the
+/// worker, for at most `timeout`. Work still running then is stopped: its future is
+/// dropped at its next await, which kills the programs it runs (they are spawned
+/// `kill_on_drop`), so a stuck step neither holds its slot nor keeps changing the site
+/// after its task has failed.
+async fn run_bounded<F>(work: F, timeout: Duration) -> Result<StepFacts, StepError>
+where
+    F: Future<Output = Result<StepFacts, StepError>> + Send + 'static,
+{
+    let mut handle = tokio::spawn(work);
+    match tokio::time::timeout(timeout, &mut handle).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(StepError::permanent(format!("the worker crashed while running the step: {join}"))),
+        Err(_) => {
+            handle.abort();
+            // Work busy without an await cannot be stopped there; it is left to finish
+            // on its own rather than hold the slot.
+            let stopped = tokio::time::timeout(STOP_GRACE, handle).await.is_ok();
+            if !stopped {
+                tracing::warn!("a step that timed out did not stop within {} s", STOP_GRACE.as_secs());
+            }
+            Err(StepError::permanent(format!(
+                "the step did not finish within {} s and was stopped",
+                timeout.as_secs_f64()
+            )))
+        }
+    }
 }
 
 fn instance_name() -> String {
@@ -233,17 +267,11 @@ impl StepContext {
             log.success(format!("{} answers", self.route)).await;
             return StepOutcome::Success { facts: Default::default() };
         }
-        let timeout = Duration::from_secs(self.args.step_timeout_secs);
         let work = {
             let (step, log) = (step.clone(), log.clone());
-            tokio::spawn(async move { handler.run(&step, &log).await })
+            async move { handler.run(&step, &log).await }
         };
-        let result = match tokio::time::timeout(timeout, work).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(StepError::permanent(format!("the worker crashed while running the step: {join}"))),
-            Err(_) => Err(StepError::permanent(format!("the step did not finish within {} s", timeout.as_secs()))),
-        };
-        match result {
+        match run_bounded(work, Duration::from_secs(self.args.step_timeout_secs)).await {
             Ok(facts) => {
                 log.success(format!("{} succeeded", step.action.label())).await;
                 StepOutcome::Success { facts }
@@ -322,5 +350,76 @@ impl StepContext {
         if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
             tracing::warn!(error = %e, "could not ack a refused message");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tells, when dropped, that the work holding it was stopped.
+    struct Stopped(Option<tokio::sync::oneshot::Sender<()>>);
+
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = self.0.take().map(|tx| tx.send(()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_past_its_timeout_fails_and_is_stopped() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let work = async move {
+            let _guard = Stopped(Some(tx));
+            std::future::pending::<()>().await;
+            Ok(StepFacts::default())
+        };
+        let result = run_bounded(work, Duration::from_millis(50)).await;
+        let reason = result.unwrap_err().reason;
+        assert!(reason.contains("did not finish within 0.05 s and was stopped"), "{reason}");
+        // The work was dropped before the step's failure was reported.
+        let stopped = tokio::time::timeout(Duration::from_millis(100), rx).await;
+        assert!(matches!(stopped, Ok(Ok(()))), "the stuck work is still running");
+    }
+
+    #[tokio::test]
+    async fn a_program_a_stuck_step_runs_is_killed_with_it() {
+        let pid = Arc::new(std::sync::Mutex::new(None));
+        let work = {
+            let pid = pid.clone();
+            async move {
+                let mut child = tokio::process::Command::new("sleep").arg("600").kill_on_drop(true).spawn().unwrap();
+                *pid.lock().unwrap() = child.id();
+                let _ = child.wait().await;
+                Ok(StepFacts::default())
+            }
+        };
+        assert!(run_bounded(work, Duration::from_millis(300)).await.is_err());
+        let pid = pid.lock().unwrap().expect("the program started");
+        // Killed: gone, or dead and waiting to be reaped (state `Z`).
+        let dead = async {
+            loop {
+                match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                    Err(_) => return,
+                    Ok(stat) if stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) => {
+                        return;
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), dead).await.expect("`sleep 600` still runs");
+    }
+
+    #[tokio::test]
+    async fn a_step_that_panics_fails_and_the_worker_goes_on() {
+        let work = async {
+            if true {
+                panic!("boom");
+            }
+            Ok(StepFacts::default())
+        };
+        let reason = run_bounded(work, Duration::from_secs(5)).await.unwrap_err().reason;
+        assert!(reason.contains("the worker crashed while running the step"), "{reason}");
     }
 }
