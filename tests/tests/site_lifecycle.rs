@@ -144,6 +144,14 @@ async fn a_mediawiki_site_is_installed_answers_and_is_deleted_through_the_cli() 
     assert!(body.contains(&title), "the wiki shows its own name");
     assert_eq!(db_traces(&uri).await, (1, 2));
 
+    // The wiki's own counts, as Special:Statistics has them: the installer's account,
+    // and its Main Page with the edit that made it.
+    system.cli_ok(&[&format!("@{uri}"), "stats"]).await;
+    let (_, view) = system.get(&format!("/api/v1/sites/{uri}")).await;
+    let figures = &view["stats"]["figures"];
+    assert_eq!(figures["users"], 1, "{view}");
+    assert!(figures["pages"].as_u64().unwrap() >= 1 && figures["edits"].as_u64().unwrap() >= 1, "{view}");
+
     system.cli_ok(&[&format!("@{uri}"), "delete"]).await;
     let (_, body) = fetch_showing(&uri, system.http_port, &title, false).await;
     assert!(!body.contains(&title));

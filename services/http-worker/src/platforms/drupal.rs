@@ -266,6 +266,25 @@ impl Platform for Drupal {
         drush_run(site, "drush cron", env, &["core:cron".into()])
     }
 
+    fn figures(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        // Straight from the tables, so a site whose entity caches are stale still counts
+        // right; node and comment only where their modules are installed.
+        let code = format!(
+            "{boot}$db = \\Drupal::database();\n\
+             $count = function ($sql) use ($db) {{ return (int) $db->query($sql)->fetchField(); }};\n\
+             echo 'users=' . $count('SELECT COUNT(*) FROM {{users}} WHERE uid > 0') . \"\\n\";\n\
+             if ($db->schema()->tableExists('node_field_data')) {{\n    \
+                 echo 'nodes=' . $count('SELECT COUNT(*) FROM {{node_field_data}} WHERE default_langcode = 1') . \"\\n\";\n    \
+                 echo 'published=' . $count('SELECT COUNT(*) FROM {{node_field_data}} WHERE default_langcode = 1 AND status = 1') . \"\\n\";\n\
+             }}\n\
+             if ($db->schema()->tableExists('comment_field_data')) {{\n    \
+                 echo 'comments=' . $count('SELECT COUNT(*) FROM {{comment_field_data}} WHERE default_langcode = 1') . \"\\n\";\n\
+             }}\n",
+            boot = kernel_boot(site, false),
+        );
+        Some(PhpRun::inline("Drupal figures", code, env, &site.root, Duration::from_secs(120)))
+    }
+
     fn packages(&self, root: &Path, site_dir: Option<&Path>) -> Vec<Package> {
         let core = scan::read(root, "core/lib/Drupal.php").and_then(|t| capture(&t, r#"const VERSION = '([^']+)'"#));
         let mut found = vec![package("drupal", PackageKind::Core, core)];

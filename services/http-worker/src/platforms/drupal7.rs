@@ -224,6 +224,25 @@ impl Platform for Drupal7 {
         Some(PhpRun::inline("Drupal 7 cron", code, env, &site.root, Duration::from_secs(900)))
     }
 
+    fn figures(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        // The database is all it needs: no modules are loaded.
+        let code = format!(
+            "{request}require_once DRUPAL_ROOT . '/includes/bootstrap.inc';\n\
+             drupal_bootstrap(DRUPAL_BOOTSTRAP_DATABASE);\n\
+             $count = function ($sql) {{ return (int) db_query($sql)->fetchField(); }};\n\
+             echo 'users=' . $count('SELECT COUNT(*) FROM {{users}} WHERE uid > 0') . \"\\n\";\n\
+             if (db_table_exists('node')) {{\n    \
+                 echo 'nodes=' . $count('SELECT COUNT(*) FROM {{node}}') . \"\\n\";\n    \
+                 echo 'published=' . $count('SELECT COUNT(*) FROM {{node}} WHERE status = 1') . \"\\n\";\n\
+             }}\n\
+             if (db_table_exists('comment')) {{\n    \
+                 echo 'comments=' . $count('SELECT COUNT(*) FROM {{comment}}') . \"\\n\";\n\
+             }}\n",
+            request = request(site),
+        );
+        Some(PhpRun::inline("Drupal 7 figures", code, env, &site.root, Duration::from_secs(120)))
+    }
+
     fn packages(&self, root: &Path, site_dir: Option<&Path>) -> Vec<Package> {
         let core =
             scan::read(root, "includes/bootstrap.inc").and_then(|t| capture(&t, r#"define\('VERSION', '([^']+)'\)"#));

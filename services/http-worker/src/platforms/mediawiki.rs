@@ -169,6 +169,25 @@ impl Platform for Mediawiki {
         })
     }
 
+    fn figures(&self, site: &SiteFiles, env: Vec<(&'static str, Secret)>) -> Option<PhpRun> {
+        // The counts MediaWiki keeps itself (Special:Statistics). eval.php runs each line
+        // on its own, so each is a whole statement.
+        let code = "echo 'users=' . (int) SiteStats::users() . \"\\n\";\n\
+                    echo 'articles=' . (int) SiteStats::articles() . \"\\n\";\n\
+                    echo 'pages=' . (int) SiteStats::pages() . \"\\n\";\n\
+                    echo 'edits=' . (int) SiteStats::edits() . \"\\n\";\n\
+                    echo 'uploads=' . (int) SiteStats::images() . \"\\n\";\n";
+        Some(PhpRun {
+            what: "MediaWiki figures",
+            args: vec!["maintenance/eval.php".into()],
+            env,
+            cwd: site.root.clone(),
+            timeout: Duration::from_secs(120),
+            stdin: Some(code.to_owned()),
+            ..Default::default()
+        })
+    }
+
     fn packages(&self, root: &Path, _site_dir: Option<&Path>) -> Vec<Package> {
         let mut found = vec![package("mediawiki", PackageKind::Core, scan::mediawiki_version(root))];
         for (dir, manifest, kind) in

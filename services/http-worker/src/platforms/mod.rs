@@ -304,7 +304,8 @@ mod tests {
     /// `php -l` on the code of an inline run: what we generate must at least parse.
     fn assert_parses(job: &PhpRun, kind: PlatformType) {
         use std::io::Write as _;
-        let Some(code) = job.args.iter().position(|a| a == "-r").map(|i| &job.args[i + 1]) else { return };
+        let inline = job.args.iter().position(|a| a == "-r").map(|i| &job.args[i + 1]);
+        let Some(code) = inline.or(job.stdin.as_ref()) else { return };
         let mut child = std::process::Command::new("php")
             .arg("-l")
             .stdin(std::process::Stdio::piped())
@@ -455,8 +456,9 @@ mod tests {
     }
 
     #[test]
-    fn login_links_installers_and_cron_runs_parse() {
-        for kind in [PlatformType::Drupal7, PlatformType::Drupal, PlatformType::Wordpress] {
+    fn login_links_installers_cron_and_figures_runs_parse() {
+        let mut figures = 0;
+        for kind in [PlatformType::Drupal7, PlatformType::Drupal, PlatformType::Wordpress, PlatformType::Mediawiki] {
             let site = site(kind, "/var/aegir/platforms/x");
             let files = SiteFiles::new(&site);
             let platform = for_type(kind);
@@ -465,11 +467,43 @@ mod tests {
                 platform.installer(&files, vec![], &admin),
                 platform.login_link(&files, vec![]),
                 platform.cron(&files, vec![]),
+                platform.figures(&files, vec![]),
             ];
+            figures += usize::from(jobs[3].is_some());
             for job in jobs.into_iter().flatten() {
                 assert_parses(&job, kind);
             }
         }
+        assert_eq!(figures, 4, "every application platform counts its users and content");
+        let site = site(PlatformType::Php, "/var/aegir/platforms/x");
+        assert!(for_type(PlatformType::Php).figures(&SiteFiles::new(&site), vec![]).is_none());
+    }
+
+    #[tokio::test]
+    async fn drupal7_figures_count_users_and_content_from_its_tables() {
+        // Drupal 7's database API as far as the figures run uses it, over made-up tables:
+        // three accounts besides the anonymous one, twelve nodes of which ten are
+        // published, and no comment module.
+        let dir = tree(&[(
+            "includes/bootstrap.inc",
+            "<?php\ndefine('DRUPAL_BOOTSTRAP_DATABASE', 2);\n\
+             function drupal_bootstrap($phase) { if ($phase !== DRUPAL_BOOTSTRAP_DATABASE) { exit(3); } }\n\
+             function db_table_exists($t) { return in_array($t, array('users', 'node')); }\n\
+             class Result { function __construct($n) { $this->n = $n; } function fetchField() { return (string) $this->n; } public $n; }\n\
+             function db_query($sql) {\n  \
+               $counts = array('SELECT COUNT(*) FROM {users} WHERE uid > 0' => 3, 'SELECT COUNT(*) FROM {node}' => 12,\n    \
+                               'SELECT COUNT(*) FROM {node} WHERE status = 1' => 10);\n  \
+               if (!isset($counts[$sql])) { fwrite(STDERR, \"unexpected query: $sql\\n\"); exit(4); }\n  \
+               return new Result($counts[$sql]);\n}\n",
+        )]);
+        let d7 = site(PlatformType::Drupal7, dir.path().to_str().unwrap());
+        let files = SiteFiles::new(&d7);
+        let job = for_type(PlatformType::Drupal7).figures(&files, vec![]).unwrap();
+        let out = crate::php::run("php", job).await.unwrap();
+        let counted: Vec<(String, u64)> =
+            crate::steps::site_stats::parse_figures(&out.stdout).into_iter().map(|f| (f.name, f.value)).collect();
+        let expected = [("users", 3), ("nodes", 12), ("published", 10)].map(|(n, v)| (n.to_owned(), v));
+        assert_eq!(counted, expected, "{}", out.stdout);
     }
 
     #[test]

@@ -38,13 +38,7 @@ pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Resu
         && let Some(job) = work.platform.figures(&work.files, work.files.app_env()?)
     {
         let out = crate::php::run(&config.php_cli(site), job).await?;
-        for line in out.stdout.lines() {
-            if let Some((name, value)) = line.trim().split_once('=')
-                && let Ok(value) = value.parse::<u64>()
-            {
-                figures.push(AppFigure { name: name.to_owned(), value });
-            }
-        }
+        figures = parse_figures(&out.stdout);
         let listed: Vec<String> = figures.iter().map(|f| format!("{} {}", f.value, f.name)).collect();
         log.info(format!("the application counts {}", listed.join(", "))).await;
     }
@@ -57,6 +51,17 @@ pub async fn run(config: &HttpConfig, site: &SiteContext, log: &StepLog) -> Resu
         ..SiteStats::default()
     };
     Ok(StepFacts { stats: Some(stats), ..StepFacts::default() })
+}
+
+/// The `name=value` lines of a figures run; anything else it printed is left out.
+pub(crate) fn parse_figures(stdout: &str) -> Vec<AppFigure> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim().split_once('=')?;
+            Some(AppFigure { name: name.to_owned(), value: value.parse().ok()? })
+        })
+        .collect()
 }
 
 /// Bytes and entries below `dir`, links not followed.
