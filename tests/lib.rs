@@ -524,7 +524,7 @@ fn write_nginx_conf(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("config/nginx.conf"), "").unwrap();
     let conf = format!(
         "pid {d}/nginx/nginx.pid;\n\
-         error_log {d}/nginx/error.log;\n\
+         error_log {d}/nginx/error.log notice;\n\
          events {{ worker_connections 64; }}\n\
          http {{\n\
            access_log off;\n\
@@ -966,6 +966,65 @@ impl System {
         let title = format!("--title={title}");
         self.cli_ok(&["save", &site, "--context_type=site", &platform, &db, &title]).await;
         self.cli_ok(&[&site, "install"]).await;
+    }
+
+    /// `@platform_<name>`: a plain PHP platform, an `index.php` that names the site it
+    /// answers for, saved on this system's server and verified. Returns its root.
+    pub async fn php_platform(&self, name: &str) -> PathBuf {
+        let root = self.platforms_dir().join(name);
+        std::fs::create_dir_all(root.join("sites")).unwrap();
+        std::fs::write(
+            root.join("index.php"),
+            "<?php\n$site = require __DIR__ . '/sites/' . $_SERVER['AEGIR_SITE_URI'] . '/settings.php';\n\
+             echo 'site ', $site['uri'], \"\\n\";\n",
+        )
+        .unwrap();
+        let root_arg = format!("--root={}", root.display());
+        let web = format!("--web_server=@{}", self.server);
+        let platform = format!("@platform_{name}");
+        self.cli_ok(&["save", &platform, "--context_type=platform", &root_arg, &web]).await;
+        self.cli_ok(&[&platform, "verify"]).await;
+        let (_, view) = self.get(&format!("/api/v1/platforms/platform_{name}")).await;
+        assert_eq!(view["platform_type"], "php", "detected as a plain PHP platform: {view}");
+        root
+    }
+
+    /// `count` sites `<prefix><n>.example.com` of `@platform_<platform>` (rooted at
+    /// `root`) straight into task-api's table, enabled and installed, each with its
+    /// directory: what an install leaves, less the vhost and settings a verify writes.
+    /// For fleets too big to install one by one. Returns their uris.
+    pub async fn insert_enabled_sites(&self, platform: &str, root: &Path, prefix: &str, count: usize) -> Vec<String> {
+        sqlx::query(
+            "INSERT INTO sites (uri, platform, db_server, status, language, title, admin_email, db_name, db_user,
+                                db_password, installed_at)
+             SELECT $1 || g || '.example.com', $2, $3, 'enabled', 'en', 'Site ' || g,
+                    'webmaster@' || $1 || g || '.example.com', $1 || g || '_db', $1 || g || '_db', md5(g::text), now()
+             FROM generate_series(1, $4) AS g",
+        )
+        .bind(prefix)
+        .bind(format!("platform_{platform}"))
+        .bind(&self.server)
+        .bind(count as i64)
+        .execute(&self.pg)
+        .await
+        .expect("inserting site rows");
+        sqlx::query("ANALYZE sites").execute(&self.pg).await.unwrap();
+        let uris: Vec<String> = (1..=count).map(|g| format!("{prefix}{g}.example.com")).collect();
+        for uri in &uris {
+            std::fs::create_dir_all(root.join("sites").join(uri)).unwrap();
+        }
+        uris
+    }
+
+    /// nginx's error log (at notice level, so each reload leaves a line).
+    pub fn nginx_error_log(&self) -> PathBuf {
+        self.dir.path().join("nginx/error.log")
+    }
+
+    /// Reloads this system's nginx has done so far: its master logs `reconfiguring` for each.
+    pub fn nginx_reloads(&self) -> usize {
+        let log = std::fs::read_to_string(self.nginx_error_log()).unwrap_or_default();
+        log.lines().filter(|l| l.ends_with(": reconfiguring")).count()
     }
 
     /// A platform made from a Debian package's tree (`/usr/share/<package>`), without the

@@ -48,12 +48,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     crate::print_load();
     let options = Options::default().env("http-worker", "AEGIR_PREFETCH", &args.worker_steps.to_string());
     let (system, _fpm) = aegir_e2e::start_with_php(options).await;
-    log_reloads(&system)?;
     system.server_ready().await;
-    let root = php_platform(&system).await?;
+    let root = system.php_platform(PLATFORM).await;
 
     let started = Instant::now();
-    let uris = insert_sites(&system, &root, args.sites).await?;
+    let uris = system.insert_enabled_sites(PLATFORM, &root, PLATFORM, args.sites).await;
     println!("  {} sites inserted (rows and directories) in {:.2} s", args.sites, started.elapsed().as_secs_f64());
 
     let first = verify_all(&system, args.parallel).await?;
@@ -96,19 +95,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Has the system's nginx log at notice level, so each reload leaves a line.
-fn log_reloads(system: &System) -> anyhow::Result<()> {
-    let conf = system.nginx_conf();
-    let text = std::fs::read_to_string(conf)?;
-    let Some(line) = text.lines().find(|l| l.trim_start().starts_with("error_log ")) else {
-        bail!("{} names no error_log", conf.display());
-    };
-    let notice = format!("{} notice;", line.trim_end().trim_end_matches(';'));
-    std::fs::write(conf, text.replacen(line, &notice, 1))?;
-    nginx(conf, &["-s", "reload"])?;
-    Ok(())
-}
-
 fn nginx(conf: &Path, args: &[&str]) -> anyhow::Result<()> {
     let out = std::process::Command::new("nginx").arg("-c").arg(conf).args(args).output()?;
     if !out.status.success() {
@@ -123,18 +109,8 @@ fn copy_logs(system: &System, to: &Path) -> anyhow::Result<()> {
         let entry = entry?;
         std::fs::copy(entry.path(), to.join(entry.file_name()))?;
     }
-    std::fs::copy(nginx_error_log(system), to.join("nginx-error.log"))?;
+    std::fs::copy(system.nginx_error_log(), to.join("nginx-error.log"))?;
     Ok(())
-}
-
-fn nginx_error_log(system: &System) -> PathBuf {
-    system.dir.path().join("nginx/error.log")
-}
-
-/// Reloads nginx's master has done so far.
-fn reloads(system: &System) -> usize {
-    let log = std::fs::read_to_string(nginx_error_log(system)).unwrap_or_default();
-    log.lines().filter(|l| l.ends_with(": reconfiguring")).count()
 }
 
 /// What the http-worker's config queue did so far, from its log lines.
@@ -193,50 +169,6 @@ impl Cycles {
     }
 }
 
-/// `@platform_fleet`: a directory with an `index.php` that names the site it answers
-/// for, saved and verified (detected as a plain PHP platform).
-async fn php_platform(system: &System) -> anyhow::Result<PathBuf> {
-    let root = system.platforms_dir().join(PLATFORM);
-    std::fs::create_dir_all(root.join("sites"))?;
-    std::fs::write(
-        root.join("index.php"),
-        "<?php\n$site = require __DIR__ . '/sites/' . $_SERVER['AEGIR_SITE_URI'] . '/settings.php';\n\
-         echo 'fleet site ', $site['uri'], \"\\n\";\n",
-    )?;
-    let body = json!({"root": root.display().to_string(), "web_server": format!("@{}", system.server)});
-    setup::put(system, &format!("/api/v1/platforms/platform_{PLATFORM}"), body).await?;
-    let (id, _) = setup::post_task(system, &format!("@platform_{PLATFORM}"), "verify").await?;
-    setup::wait_success(system, &id, Duration::from_millis(100)).await?;
-    let platform = setup::get(system, &format!("/api/v1/platforms/platform_{PLATFORM}")).await?;
-    if platform["platform_type"] != "php" {
-        bail!("the platform was not detected as a plain PHP one: {platform}");
-    }
-    Ok(root)
-}
-
-/// Site rows straight into task-api's table, enabled and installed, each with its
-/// directory on the platform (what an install leaves, less the vhost and settings).
-async fn insert_sites(system: &System, root: &Path, sites: usize) -> anyhow::Result<Vec<String>> {
-    sqlx::query(
-        "INSERT INTO sites (uri, platform, db_server, status, language, title, admin_email, db_name, db_user, db_password, installed_at)
-         SELECT 'fleet' || g || '.example.com', $1, $2, 'enabled', 'en', 'Fleet site ' || g,
-                'webmaster@fleet' || g || '.example.com', 'fleet' || g || '_db', 'fleet' || g || '_db', md5(g::text), now()
-         FROM generate_series(1, $3) AS g",
-    )
-    .bind(format!("platform_{PLATFORM}"))
-    .bind(&system.server)
-    .bind(sites as i64)
-    .execute(&system.pg)
-    .await
-    .context("inserting the site rows")?;
-    sqlx::query("ANALYZE sites").execute(&system.pg).await?;
-    let uris: Vec<String> = (1..=sites).map(|g| format!("fleet{g}.example.com")).collect();
-    for uri in &uris {
-        std::fs::create_dir_all(root.join("sites").join(uri))?;
-    }
-    Ok(uris)
-}
-
 struct Run {
     wall: Duration,
     succeeded: i64,
@@ -275,7 +207,7 @@ impl Run {
 
 /// One batch verify of the platform, from the request until its summary says done.
 async fn verify_all(system: &System, parallel: usize) -> anyhow::Result<Run> {
-    let (reloads_before, cycles_before) = (reloads(system), Cycles::read(system));
+    let (reloads_before, cycles_before) = (system.nginx_reloads(), Cycles::read(system));
     let started = Instant::now();
     let body = json!({"platform": format!("@platform_{PLATFORM}"), "task": "verify", "parallel": parallel});
     let batch = setup::post(system, "/api/v1/batches", body).await?;
@@ -305,7 +237,7 @@ async fn verify_all(system: &System, parallel: usize) -> anyhow::Result<Run> {
     Ok(Run {
         wall,
         succeeded: summary["success"].as_i64().unwrap_or(0),
-        reloads: reloads(system) - reloads_before,
+        reloads: system.nginx_reloads() - reloads_before,
         cycles: Cycles::read(system).since(&cycles_before),
     })
 }
@@ -320,7 +252,7 @@ async fn check_served(system: &System, uris: &[String], sample: usize) -> anyhow
     let step = (uris.len() / sample.max(1)).max(1);
     for uri in uris.iter().step_by(step).take(sample) {
         let (status, body, _) = aegir_e2e::fetch(uri, system.http_port, "/", false).await;
-        if status != 200 || !body.contains(&format!("fleet site {uri}")) {
+        if status != 200 || !body.contains(&format!("site {uri}\n")) {
             bail!("{uri} answered {status}: {body}");
         }
     }

@@ -498,7 +498,7 @@ async fn a_site_serves_the_certificate_its_owner_supplied_and_a_wrong_one_change
     system.cli_ok(&save).await;
     system.cli_ok(&[&site, "install"]).await;
     let (status, body, _) = fetch(&uri, system.http_port, "/", false).await;
-    let nginx_log = std::fs::read_to_string(system.dir.path().join("nginx/error.log")).unwrap_or_default();
+    let nginx_log = std::fs::read_to_string(system.nginx_error_log()).unwrap_or_default();
     assert_eq!((status, body.as_str()), (200, marker.as_str()), "http before https; nginx: {nginx_log}");
     let mut with_ssl = save.to_vec();
     with_ssl.push("--ssl=on");
