@@ -554,6 +554,12 @@ impl std::fmt::Display for CliOutput {
 }
 
 /// Polls `check` every 100 ms until it holds or `timeout` passes.
+/// The number a service's log line gives `field` (` field=N`); 0 when it gives none.
+pub fn log_field(line: &str, field: &str) -> u64 {
+    let Some((_, rest)) = line.split_once(&format!(" {field}=")) else { return 0 };
+    rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0)
+}
+
 pub async fn wait_for<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
@@ -1014,6 +1020,13 @@ impl System {
             std::fs::create_dir_all(root.join("sites").join(uri)).unwrap();
         }
         uris
+    }
+
+    /// The http-worker's log line of each web server config cycle so far (one config
+    /// test and reload each); [`log_field`] reads their figures.
+    pub fn config_cycles(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.log_path("http-worker")).unwrap_or_default();
+        log.lines().filter(|l| l.contains("web server config applied")).map(str::to_owned).collect()
     }
 
     /// nginx's error log (at notice level, so each reload leaves a line).

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aegir_e2e::{Options, System};
+use aegir_e2e::{Options, System, log_field};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
@@ -129,13 +129,9 @@ struct Cycles {
 
 impl Cycles {
     fn read(system: &System) -> Self {
-        let log = std::fs::read_to_string(system.dir.path().join("logs/http-worker.log")).unwrap_or_default();
         let mut total = Self::default();
-        for line in log.lines().filter(|l| l.contains("web server config applied")) {
-            let field = |name: &str| -> u64 {
-                let Some((_, rest)) = line.split_once(&format!(" {name}=")) else { return 0 };
-                rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0)
-            };
+        for line in system.config_cycles() {
+            let field = |name: &str| log_field(&line, name);
             total.each.push(format!(
                 "{}: {:.1}+{:.1}+{:.1}+{:.1}",
                 field("changes"),

@@ -3,7 +3,7 @@
 //! WordPress sites on nginx and php-fpm); and every site of a platform verified in one
 //! batch with a few config tests and reloads of the real nginx, not one per site.
 
-use aegir_e2e::{Options, fetch, fetch_showing, random_suffix, start_with_php};
+use aegir_e2e::{Options, fetch, fetch_showing, log_field, random_suffix, start_with_php};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_migrates_every_site_of_a_platform() {
@@ -45,15 +45,15 @@ async fn a_batch_verify_of_many_sites_shares_a_few_config_tests_and_reloads() {
     let root = system.php_platform("many").await;
     let uris = system.insert_enabled_sites("many", &root, "many", SITES).await;
 
-    let (reloads_before, cycles_before) = (system.nginx_reloads(), config_cycles(&system).len());
+    let (reloads_before, cycles_before) = (system.nginx_reloads(), system.config_cycles().len());
     let out = system.cli(&["batch", "@platform_many", "verify", "--parallel=300"]).await;
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.contains(&format!("{SITES} done, 0 failed")), "{out}");
     // The worker logs a cycle once it has answered its steps.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let reloads = system.nginx_reloads() - reloads_before;
-    let cycles = config_cycles(&system).split_off(cycles_before);
-    let sum = |field: &str| -> usize { cycles.iter().map(|c| count_in(c, field)).sum() };
+    let cycles = system.config_cycles().split_off(cycles_before);
+    let sum = |field: &str| -> usize { cycles.iter().map(|c| log_field(c, field) as usize).sum() };
     assert_eq!(sum("changes"), SITES, "every vhost was written once: {cycles:#?}");
     // A cycle is one config test and one reload; the batch's changes may take a few
     // cycles when its first steps come in before the rest.
@@ -66,16 +66,4 @@ async fn a_batch_verify_of_many_sites_shares_a_few_config_tests_and_reloads() {
         let (status, body, _) = fetch(uri, system.http_port, "/", false).await;
         assert!(status == 200 && body.contains(&format!("site {uri}\n")), "{uri} answered {status}: {body}");
     }
-}
-
-/// The http-worker's log lines for each web server config cycle so far.
-fn config_cycles(system: &aegir_e2e::System) -> Vec<String> {
-    let log = std::fs::read_to_string(system.dir.path().join("logs/http-worker.log")).unwrap_or_default();
-    log.lines().filter(|l| l.contains("web server config applied")).map(str::to_owned).collect()
-}
-
-/// The number a log line gives `field` (`field=N`); 0 when it gives none.
-fn count_in(line: &str, field: &str) -> usize {
-    let Some((_, rest)) = line.split_once(&format!(" {field}=")) else { return 0 };
-    rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0)
 }
